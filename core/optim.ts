@@ -1,0 +1,231 @@
+/**
+ * The optimizer as a pure function of (params, grads, state): AdamW with
+ * global-norm clipping, plus NC-GRU's own update of its skew-symmetric
+ * generator A through the Cayley map.
+ *
+ * Pure here means: nothing is mutated and nothing is disposed; new tensors and
+ * a new state come back. `core/train.ts` disposes what is replaced.
+ *
+ * @module
+ */
+import type { ModelParams } from "../spec/models.ts";
+import { isParamSpec, type ParamSpec } from "../spec/params.ts";
+import { flatten } from "../spec/tree.ts";
+import { tf } from "../ops/tf.ts";
+import { cayley, identityPlus, inverse, matmul, transpose } from "./linalg.ts";
+import { flattenParams, type Grads, type Params, type Tensor, unflattenParams } from "./program.ts";
+
+/** AdamW settings. */
+export interface AdamWConfig {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  /** Decoupled weight decay, applied to matrices only (not biases, gains, u/v biases). */
+  readonly weightDecay: number;
+  /** Clip gradients to this global L2 norm (0 = no clipping). */
+  readonly clipNorm: number;
+  /** Recompute NC-GRU's (I + A)⁻¹ exactly every this many steps (Neumann updates between). */
+  readonly cayleyRefresh: number;
+}
+
+/** Defaults: Adam's betas and eps, decay 0.01, clip 0.25 (the PyTorch reference), refresh 100. */
+export const defaultAdamW: AdamWConfig = {
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0.01,
+  clipNorm: 0.25,
+  cayleyRefresh: 100,
+};
+
+/** Host-side state of one NC-GRU orthogonal matrix U = (I + A)⁻¹ (I − A) D. */
+export interface CayleyState {
+  readonly uPath: string;
+  readonly aPath: string;
+  readonly dPath: string;
+  readonly n: number;
+  readonly a: Float64Array;
+  readonly d: Float64Array;
+  /** (I + A)⁻¹, kept current by Neumann updates and exact refreshes. */
+  readonly inv: Float64Array;
+  readonly m: Float64Array;
+  readonly v: Float64Array;
+}
+
+/** Optimizer state. Tensors are owned by the state. */
+export interface OptState {
+  readonly step: number;
+  readonly m: Readonly<Record<string, Tensor>>;
+  readonly v: Readonly<Record<string, Tensor>>;
+  readonly cayley: readonly CayleyState[];
+}
+
+/** Paths of the Cayley-parametrised leaves of a layout. */
+const cayleyLeaves = (layout: ModelParams<ParamSpec>) =>
+  flatten(layout, isParamSpec).flatMap(([path, p]) =>
+    p.init._tag === "cayley"
+      ? [{ uPath: path, aPath: p.init.a, dPath: p.init.d, n: p.shape[0] }]
+      : []
+  );
+
+/**
+ * A fresh optimizer state for `params`.
+ *
+ * @example
+ * ```ts
+ * import { initOptimizer } from "./optim.ts";
+ * // const opt = initOptimizer(program.layout, params);
+ * void initOptimizer;
+ * ```
+ */
+export const initOptimizer = (layout: ModelParams<ParamSpec>, params: Params): OptState => {
+  const flat = flattenParams(params);
+  const cay = cayleyLeaves(layout);
+  const special = new Set(cay.flatMap((c) => [c.uPath, c.aPath, c.dPath]));
+  const m: Record<string, Tensor> = {};
+  const v: Record<string, Tensor> = {};
+  for (const [path, p] of flatten(layout, isParamSpec)) {
+    if (p.role !== "graph" || special.has(path)) continue;
+    m[path] = tf.zerosLike(flat[path]);
+    v[path] = tf.zerosLike(flat[path]);
+  }
+  const cayley = cay.map((c): CayleyState => {
+    const a = Float64Array.from(flat[c.aPath].dataSync());
+    return {
+      ...c,
+      a,
+      d: Float64Array.from(flat[c.dPath].dataSync()),
+      inv: inverse(identityPlus(a, c.n), c.n),
+      m: new Float64Array(c.n * c.n),
+      v: new Float64Array(c.n * c.n),
+    };
+  });
+  return { step: 0, m, v, cayley };
+};
+
+/**
+ * Paper (NC-GRU): the gradient for A from G = ∂L/∂U:
+ * V = (I + A)⁻ᵀ G (D + Uᵀ), ∂L/∂A = Vᵀ − V.
+ */
+export const cayleyGradient = (
+  g: Float64Array,
+  c: Pick<CayleyState, "inv" | "a" | "d" | "n">,
+): Float64Array => {
+  const n = c.n;
+  const u = cayley(c.inv, c.a, c.d, n);
+  const dPlusUt = transpose(u, n);
+  for (let i = 0; i < n; i++) dPlusUt[i * n + i] += c.d[i];
+  const v = matmul(matmul(transpose(c.inv, n), g, n), dPlusUt, n);
+  const out = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) out[i * n + j] = v[j * n + i] - v[i * n + j];
+  }
+  return out;
+};
+
+const updateCayley = (
+  c: CayleyState,
+  grad: Float64Array,
+  lr: number,
+  cfg: AdamWConfig,
+  step: number,
+  clipScale: number,
+): CayleyState => {
+  const n = c.n;
+  const gA = cayleyGradient(grad, c);
+  const m = new Float64Array(n * n), v = new Float64Array(n * n), a = new Float64Array(n * n);
+  const bc1 = 1 - Math.pow(cfg.beta1, step), bc2 = 1 - Math.pow(cfg.beta2, step);
+  const delta = new Float64Array(n * n);
+  for (let i = 0; i < n * n; i++) {
+    const g = gA[i] * clipScale;
+    m[i] = cfg.beta1 * c.m[i] + (1 - cfg.beta1) * g;
+    v[i] = cfg.beta2 * c.v[i] + (1 - cfg.beta2) * g * g;
+    // m is skew and v symmetric, so the step is skew and A stays skew-symmetric.
+    delta[i] = -lr * (m[i] / bc1) / (Math.sqrt(v[i] / bc2) + cfg.eps);
+    a[i] = c.a[i] + delta[i];
+  }
+  let inv: Float64Array;
+  if (step % cfg.cayleyRefresh === 0) {
+    inv = inverse(identityPlus(a, n), n);
+  } else {
+    // (I + A + ΔA)⁻¹ = (I + X)⁻¹ (I + A)⁻¹ with X = (I + A)⁻¹ ΔA, and (I + X)⁻¹ ≈ I − X + X².
+    // Deviation: PAPER.md writes (I + X + X²); the series of (I + X)⁻¹ alternates in sign.
+    const x = matmul(c.inv, delta, n);
+    const series = identityPlus(matmul(x, x, n), n);
+    for (let i = 0; i < n * n; i++) series[i] -= x[i];
+    inv = matmul(series, c.inv, n);
+  }
+  return { ...c, a, m, v, inv };
+};
+
+/** Global L2 norm of a set of gradients. */
+export const globalNorm = (grads: Grads): number =>
+  tf.tidy(() => {
+    const sq = Object.values(grads).map((g) => tf.sum(tf.square(g)));
+    return Math.sqrt(tf.addN(sq).dataSync()[0]);
+  });
+
+/**
+ * One AdamW step. Returns new parameters (every leaf a new tensor, or the same
+ * tensor for leaves the optimizer does not touch), the new state and the
+ * gradient norm before clipping.
+ *
+ * @example
+ * ```ts
+ * import { applyAdamW, defaultAdamW } from "./optim.ts";
+ * // const { params, state } = applyAdamW(program.layout, params, grads, opt, { lr: 1e-3, config: defaultAdamW });
+ * void applyAdamW;
+ * ```
+ */
+export const applyAdamW = (
+  layout: ModelParams<ParamSpec>,
+  params: Params,
+  grads: Grads,
+  state: OptState,
+  opts: { lr: number; config?: AdamWConfig },
+): { params: Params; state: OptState; gradNorm: number } => {
+  const cfg = opts.config ?? defaultAdamW;
+  const lr = opts.lr;
+  const step = state.step + 1;
+  const norm = globalNorm(grads);
+  const clipScale = cfg.clipNorm > 0 && norm > cfg.clipNorm ? cfg.clipNorm / norm : 1;
+  if (!Number.isFinite(norm)) throw new Error(`gradient norm is ${norm}`);
+  const flat = flattenParams(params);
+  const next: Record<string, Tensor> = { ...flat };
+  const m: Record<string, Tensor> = {};
+  const v: Record<string, Tensor> = {};
+  const bc1 = 1 - Math.pow(cfg.beta1, step), bc2 = 1 - Math.pow(cfg.beta2, step);
+  for (const path of Object.keys(state.m)) {
+    const g = grads[path];
+    const p = flat[path];
+    const [nm, nv, np] = tf.tidy(() => {
+      const gc = clipScale === 1 ? g : tf.mul(g, clipScale);
+      const mt = tf.add(tf.mul(state.m[path], cfg.beta1), tf.mul(gc, 1 - cfg.beta1));
+      const vt = tf.add(tf.mul(state.v[path], cfg.beta2), tf.mul(tf.square(gc), 1 - cfg.beta2));
+      const upd = tf.div(tf.div(mt, bc1), tf.add(tf.sqrt(tf.div(vt, bc2)), cfg.eps));
+      const decay = p.rank >= 2 && cfg.weightDecay > 0 ? tf.mul(p, 1 - lr * cfg.weightDecay) : p;
+      return [mt, vt, tf.sub(decay, tf.mul(upd, lr))];
+    });
+    m[path] = nm;
+    v[path] = nv;
+    next[path] = np;
+  }
+  const cay = state.cayley.map((c) => {
+    const g = Float64Array.from(grads[c.uPath].dataSync());
+    const nc = updateCayley(c, g, lr, cfg, step, clipScale);
+    next[c.aPath] = tf.tensor(Float32Array.from(nc.a), [c.n, c.n]);
+    next[c.uPath] = tf.tensor(Float32Array.from(cayley(nc.inv, nc.a, nc.d, c.n)), [c.n, c.n]);
+    return nc;
+  });
+  return {
+    params: unflattenParams(layout, next),
+    state: { step, m, v, cayley: cay },
+    gradNorm: norm,
+  };
+};
+
+/** Dispose an optimizer state's tensors. */
+export const disposeOptimizer = (s: OptState): void => {
+  for (const t of Object.values(s.m)) t.dispose();
+  for (const t of Object.values(s.v)) t.dispose();
+};

@@ -1,0 +1,558 @@
+/**
+ * The compiler's front door: spec → trace → verify → passes → kernel check →
+ * lower → a {@linkcode Program}.
+ *
+ * A program is a set of pure-ish functions over explicit values: parameters
+ * (a readonly tree of tensors), carried state (named tensors) and token
+ * tensors. It never holds model state itself; it only caches the executables
+ * it lowered, keyed by shape.
+ *
+ * Memory ownership: every function returns fresh tensors and never disposes
+ * its inputs. The caller disposes what it no longer needs (see
+ * `core/train.ts` for a loop that does so).
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import type { ModelSpec } from "../spec/model.ts";
+import { type ModelParams, paramLayout, type State, stateShapes } from "../spec/models.ts";
+import { isParamSpec, numel, type ParamSpec } from "../spec/params.ts";
+import { flatten, mapTree } from "../spec/tree.ts";
+import { checkKernels, evalTf, type LowerCtx, lowerGraph } from "../ops/lower.ts";
+import { tf } from "../ops/tf.ts";
+import { type Graph, inputsReaching } from "./graph.ts";
+import { countFlops } from "./flops.ts";
+import { cayley, identityPlus, inverse } from "./linalg.ts";
+import { defaultPasses, type Pass, runPasses } from "./passes.ts";
+import { mixSeed, seeded } from "./random.ts";
+import { traceSegment } from "./trace.ts";
+import { verifyGraph } from "./verify.ts";
+
+/** A tfjs tensor. */
+export type Tensor = tf.Tensor;
+/** Model parameters as a readonly tree of tensors. */
+export type Params = ModelParams<Tensor>;
+/** Carried state as named tensors. */
+export type ModelState = State<Tensor>;
+/** Gradients by parameter path. */
+export type Grads = Readonly<Record<string, Tensor>>;
+
+/** Why compilation failed, naming the spec path of the culprit where there is one. */
+export interface CompileError {
+  readonly _tag: "CompileError";
+  readonly stage: "trace" | "verify" | "passes" | "kernels";
+  readonly message: string;
+}
+
+/** Options of {@linkcode compile}. */
+export interface CompileOptions {
+  /** Batch size of the probe trace used for checks and FLOPs (default 1). */
+  readonly batchSize?: number;
+  /** Graph passes in order (default {@linkcode defaultPasses}). */
+  readonly passes?: readonly Pass[];
+}
+
+/** The stages of one compiled segment graph, for printing. */
+export interface Stages {
+  readonly traced: Graph;
+  readonly optimized: Graph;
+}
+
+/** Options of a loss evaluation over a window of segments. */
+export interface LossOptions {
+  /** Dropout active. */
+  readonly training: boolean;
+  /** Gradients through the carried state are cut every this many segments. */
+  readonly bpttSegments: number;
+  /** Seed of this step's dropout noise. */
+  readonly seed?: number;
+}
+
+/** A streaming inference state: carried state at the last segment boundary plus the open segment. */
+export interface Stream {
+  readonly state: ModelState;
+  /** Tokens of the open segment, [B, t] row-major, t < segmentLen. */
+  readonly open: Int32Array;
+  readonly batchSize: number;
+}
+
+/** A compiled model. */
+export interface Program {
+  readonly spec: ModelSpec;
+  /** The parameter tree: shapes and initialisers. */
+  readonly layout: ModelParams<ParamSpec>;
+  /** Scalars in graph parameters (NC-GRU's U counted as a full matrix). */
+  readonly paramCount: number;
+  /** FLOPs per predicted token (2 per multiply-add, matmuls only; see core/flops.ts). */
+  readonly flops: { readonly forwardPerToken: number; readonly trainPerToken: number };
+  /** Trace, verify and optimise one segment graph without lowering it, for printing. */
+  stages(opts: { batchSize: number; segmentLen?: number; withLoss?: boolean }): Stages;
+  /** Fresh parameters drawn from `seed`. */
+  init(seed: number): Params;
+  /** The state a stream starts from. */
+  initState(batchSize: number): ModelState;
+  /** Logits for tokens [B, L] (int32), run segment by segment, and the state after them. */
+  forward(params: Params, state: ModelState, tokens: Tensor): { logits: Tensor; state: ModelState };
+  /**
+   * Mean NLL over tokens [B, L] with targets [B, L] (LM) or [B] (classifier,
+   * scored on the last segment). Differentiable in `params`: call it inside
+   * `tf.grad`. Returns the state after the window.
+   */
+  loss(
+    params: Params,
+    state: ModelState,
+    batch: { tokens: Tensor; targets: Tensor },
+    opts: LossOptions,
+  ): { loss: Tensor; state: ModelState };
+  /** Loss and gradients of every graph parameter for one window of K = L / S segments. */
+  trainStep(
+    params: Params,
+    state: ModelState,
+    batch: { tokens: Tensor; targets: Tensor },
+    opts: { bpttSegments?: number; seed?: number },
+  ): { loss: number; grads: Grads; state: ModelState };
+  /** Open a stream for batch size B. */
+  openStream(batchSize: number): Stream;
+  /** Feed tokens [B, n] into a stream: logits [B, n, V] for each fed token and the new stream. */
+  inferStep(params: Params, stream: Stream, tokens: Int32Array): { logits: Tensor; stream: Stream };
+  /** Dispose a state or stream's tensors. */
+  disposeState(state: ModelState): void;
+}
+
+const isTensor = (x: unknown): x is Tensor => x instanceof tf.Tensor;
+
+/** Parameter leaves of a tensor tree, by path. */
+export const flattenParams = (params: Params): Record<string, Tensor> =>
+  Object.fromEntries(flatten(params, isTensor));
+
+/** Build a parameter tree of the layout's structure from leaves by path. */
+export const unflattenParams = (
+  layout: ModelParams<ParamSpec>,
+  leaves: Readonly<Record<string, Tensor>>,
+): Params =>
+  mapTree(layout, isParamSpec, (_p, path) => {
+    const t = leaves[path];
+    if (t === undefined) throw new Error(`no tensor for parameter ${path}`);
+    return t;
+  }) as Params;
+
+const hashPath = (s: string): number => {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+};
+
+/** Draw the initial values of every leaf. Aux leaves first: Cayley leaves read them. */
+export const initValues = (
+  layout: ModelParams<ParamSpec>,
+  seed: number,
+): Map<string, Float32Array> => {
+  const leaves = flatten(layout, isParamSpec);
+  const values = new Map<string, Float32Array>();
+  const draw = (path: string, p: ParamSpec): Float32Array => {
+    const n = numel(p.shape);
+    const out = new Float32Array(n);
+    const r = seeded(mixSeed(seed, hashPath(path)));
+    const init = p.init;
+    switch (init._tag) {
+      case "normal":
+        for (let i = 0; i < n; i++) out[i] = init.std * r.normal();
+        return out;
+      case "zeros":
+        return out;
+      case "ones":
+        return out.fill(1);
+      case "uniform":
+        for (let i = 0; i < n; i++) out[i] = (2 * r.uniform() - 1) * init.limit;
+        return out;
+      case "skewBlocks": {
+        const m = p.shape[0];
+        for (let i = 0; i + 1 < m; i += 2) {
+          const t = Math.tan((r.uniform() * Math.PI / 2) / 2); // θ ~ U(0, π/2), t = tan(θ/2)
+          out[i * m + i + 1] = t;
+          out[(i + 1) * m + i] = -t;
+        }
+        return out;
+      }
+      case "signs": {
+        const half = Math.floor(n / 2);
+        for (let i = 0; i < n; i++) out[i] = i < half ? -1 : 1;
+        return out;
+      }
+      case "cayley": {
+        const m = p.shape[0];
+        const a = Float64Array.from(values.get(init.a)!);
+        const d = values.get(init.d)!;
+        return Float32Array.from(cayley(inverse(identityPlus(a, m), m), a, d, m));
+      }
+    }
+  };
+  for (const [path, p] of leaves) if (p.init._tag !== "cayley") values.set(path, draw(path, p));
+  for (const [path, p] of leaves) if (p.init._tag === "cayley") values.set(path, draw(path, p));
+  return values;
+};
+
+interface Lowered {
+  readonly run: (feeds: Record<string, Tensor>, ctx: LowerCtx) => Record<string, Tensor>;
+  readonly graph: Graph;
+}
+
+/**
+ * Compile a model spec into a program. Fails (Left) when tracing, verifying,
+ * a pass or the kernel check fails; the message names the spec path.
+ *
+ * The tfjs backend must be started first (`ops/backend.ts`): the kernel check
+ * runs against the active backend.
+ *
+ * @example
+ * ```ts
+ * import { compile } from "./program.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import * as E from "fp-ts/lib/Either.js";
+ * const program = compile(referenceCrt);
+ * if (E.isRight(program)) console.log(program.right.flops.forwardPerToken);
+ * ```
+ */
+export const compile = (
+  spec: ModelSpec,
+  opts: CompileOptions = {},
+): E.Either<CompileError, Program> => {
+  const passes = opts.passes ?? defaultPasses;
+  const probeBatch = opts.batchSize ?? 1;
+  const fail = (stage: CompileError["stage"], message: string) =>
+    E.left<CompileError>({ _tag: "CompileError", stage, message });
+
+  const build = (
+    key: {
+      batchSize: number;
+      segmentLen: number;
+      cacheLen: number;
+      withLoss: boolean;
+      training: boolean;
+    },
+  ): E.Either<CompileError, { traced: Graph; optimized: Graph }> => {
+    let traced: Graph;
+    try {
+      traced = traceSegment(spec, key).graph;
+    } catch (e) {
+      return fail("trace", e instanceof Error ? e.message : String(e));
+    }
+    const v = verifyGraph(traced);
+    if (E.isLeft(v)) return fail("verify", v.left.message);
+    const o = runPasses(traced, passes);
+    if (E.isLeft(o)) return fail("passes", o.left.message);
+    return E.right({ traced, optimized: o.right });
+  };
+
+  // Probe: the training graph at full length (the biggest kernel set), checked
+  // against the active backend before anything runs.
+  const xlCache = spec._tag === "xl" ? spec.memLen : 0;
+  const probe = build({
+    batchSize: probeBatch,
+    segmentLen: spec.segmentLen,
+    cacheLen: xlCache,
+    withLoss: true,
+    training: spec.dropout > 0,
+  });
+  if (E.isLeft(probe)) return probe;
+  const kernels = checkKernels(probe.right.optimized, tf.getBackend());
+  if (E.isLeft(kernels)) return fail("kernels", kernels.left.message);
+  const forwardProbe = build({
+    batchSize: probeBatch,
+    segmentLen: spec.segmentLen,
+    cacheLen: xlCache,
+    withLoss: false,
+    training: false,
+  });
+  if (E.isLeft(forwardProbe)) return forwardProbe;
+  const tokensPerProbe = probeBatch * spec.segmentLen;
+  const fwd = countFlops(forwardProbe.right.optimized);
+  const trn = countFlops(probe.right.optimized);
+  const layout = paramLayout(spec);
+  const graphLeaves = flatten(layout, isParamSpec).filter(([, p]) => p.role === "graph");
+  const paramCount = graphLeaves.reduce((s, [, p]) => s + numel(p.shape), 0);
+
+  // Executables by shape; owned by this program, never module-level.
+  const cache = new Map<string, Lowered>();
+  const lowered = (
+    key: {
+      batchSize: number;
+      segmentLen: number;
+      cacheLen: number;
+      withLoss: boolean;
+      training: boolean;
+    },
+  ): Lowered => {
+    const k = JSON.stringify(key);
+    const hit = cache.get(k);
+    if (hit !== undefined) return hit;
+    const g = build(key);
+    // The probe already passed these stages at full size; a failure here is a bug.
+    if (E.isLeft(g)) throw new Error(`internal: ${g.left.stage}: ${g.left.message}`);
+    const l: Lowered = { run: lowerGraph(g.right.optimized), graph: g.right.optimized };
+    cache.set(k, l);
+    return l;
+  };
+
+  const cacheLenOf = (state: ModelState): number =>
+    spec._tag === "xl" && state["cache[0]"] !== undefined ? state["cache[0]"].shape[1]! : 0;
+
+  /** Run one segment. Returns every output of the graph. */
+  const segment = (
+    flat: Record<string, Tensor>,
+    state: ModelState,
+    tokens: Tensor,
+    targets: Tensor | undefined,
+    ctx: LowerCtx,
+  ): Record<string, Tensor> => {
+    const [b, s] = tokens.shape as [number, number];
+    const exe = lowered({
+      batchSize: b,
+      segmentLen: s,
+      cacheLen: cacheLenOf(state),
+      withLoss: targets !== undefined,
+      training: ctx.training,
+    });
+    const feeds: Record<string, Tensor> = { ...flat, tokens };
+    if (targets !== undefined) feeds.targets = targets;
+    for (const [name, t] of Object.entries(state)) feeds[`state:${name}`] = t;
+    return exe.run(feeds, ctx);
+  };
+
+  const stateOf = (out: Record<string, Tensor>): ModelState =>
+    Object.fromEntries(
+      Object.entries(out).filter(([k]) => k.startsWith("state:")).map(([k, v]) => [k.slice(6), v]),
+    );
+
+  const chunks = (len: number): [number, number][] => {
+    const out: [number, number][] = [];
+    for (let start = 0; start < len; start += spec.segmentLen) {
+      out.push([start, Math.min(spec.segmentLen, len - start)]);
+    }
+    return out;
+  };
+
+  const evalCtx: LowerCtx = { training: false, seed: () => 0 };
+
+  const forward: Program["forward"] = (params, state, tokens) =>
+    tf.tidy(() => {
+      const flat = flattenParams(params);
+      const [b, len] = tokens.shape as [number, number];
+      let st = state;
+      const logits: Tensor[] = [];
+      for (const [start, s] of chunks(len)) {
+        const tok = tf.slice(tokens, [0, start], [b, s]);
+        const out = segment(flat, st, tok, undefined, evalCtx);
+        logits.push(out.logits);
+        st = stateOf(out);
+      }
+      const all = spec.readout._tag === "lm" ? tf.concat(logits, 1) : logits[logits.length - 1];
+      return { logits: all, state: st };
+    });
+
+  const loss: Program["loss"] = (params, state, batch, opts) => {
+    const flat = flattenParams(params);
+    const [b, len] = batch.tokens.shape as [number, number];
+    let counter = 0;
+    const ctx: LowerCtx = {
+      training: opts.training,
+      seed: () => mixSeed(opts.seed ?? 0, counter++),
+    };
+    let st = state;
+    const losses: Tensor[] = [];
+    const weights: number[] = [];
+    const segs = chunks(len);
+    segs.forEach(([start, s], k) => {
+      if (k > 0 && k % opts.bpttSegments === 0) {
+        // Truncated BPTT: the state keeps its value but no gradient flows back past here.
+        st = Object.fromEntries(
+          Object.entries(st).map(([n, t]) => [n, evalTf({ _tag: "stopGradient" }, [t], ctx)]),
+        );
+      }
+      const tok = tf.slice(batch.tokens, [0, start], [b, s]);
+      const last = k === segs.length - 1;
+      const tgt = spec.readout._tag === "lm"
+        ? tf.slice(batch.targets, [0, start], [b, s])
+        : last
+        ? batch.targets
+        : undefined;
+      const out = segment(flat, st, tok, tgt, ctx);
+      if (out.loss !== undefined) losses.push(out.loss);
+      weights.push(s);
+      st = stateOf(out);
+    });
+    // Mean over tokens: segments may differ in length at the end of a split. The
+    // arithmetic goes through lowered ops so that it carries their gradients.
+    if (spec.readout._tag !== "lm") return { loss: losses[0], state: st };
+    const scaled = losses.map((l, i) =>
+      evalTf({ _tag: "scale", factor: weights[i] / len }, [l], ctx)
+    );
+    const total = scaled.reduce((a, c) => evalTf({ _tag: "add" }, [a, c], ctx));
+    return { loss: total, state: st };
+  };
+
+  const graphPaths = graphLeaves.map(([p]) => p);
+
+  /**
+   * Parameters the loss of a K-segment window depends on. tfjs refuses to
+   * differentiate with respect to an unconnected input, and with K = 1 the
+   * memory update of CRT only shapes the next window: those get zero gradients.
+   */
+  const trainedPaths = (k: number, bpttSegments: number): string[] => {
+    const g = lowered({
+      batchSize: probeBatch,
+      segmentLen: spec.segmentLen,
+      cacheLen: xlCache,
+      withLoss: true,
+      training: false,
+    }).graph;
+    const direct = inputsReaching(g, g.outputs.loss);
+    const viaState = new Set<string>();
+    if (Math.min(k, bpttSegments) > 1) {
+      for (const [name, id] of Object.entries(g.outputs)) {
+        if (name.startsWith("state:") && direct.has(name)) {
+          for (const p of inputsReaching(g, id)) viaState.add(p);
+        }
+      }
+    }
+    return graphPaths.filter((p) => direct.has(p) || viaState.has(p));
+  };
+
+  const trainStep: Program["trainStep"] = (params, state, batch, opts) => {
+    const flat = flattenParams(params);
+    let kept: ModelState = {};
+    const k = Math.ceil(batch.tokens.shape[1]! / spec.segmentLen);
+    const trained = trainedPaths(k, opts.bpttSegments ?? k);
+    const others = Object.fromEntries(
+      Object.entries(flat).filter(([p]) => !trained.includes(p)),
+    );
+    const f = (...xs: Tensor[]): tf.Scalar => {
+      const leaves: Record<string, Tensor> = { ...others };
+      trained.forEach((p, i) => (leaves[p] = xs[i]));
+      const out = loss(unflattenParams(layout, leaves), state, batch, {
+        training: true,
+        bpttSegments: opts.bpttSegments ?? k,
+        ...(opts.seed === undefined ? {} : { seed: opts.seed }),
+      });
+      kept = Object.fromEntries(Object.entries(out.state).map(([n, t]) => [n, tf.keep(t)]));
+      return out.loss as tf.Scalar;
+    };
+    const { value, grads } = tf.valueAndGrads(f)(trained.map((p) => flat[p]));
+    const lossValue = value.dataSync()[0];
+    value.dispose();
+    const g: Record<string, Tensor> = {};
+    for (const p of graphPaths) {
+      const i = trained.indexOf(p);
+      g[p] = i >= 0 ? grads[i] : tf.zerosLike(flat[p]);
+    }
+    return { loss: lossValue, grads: g, state: kept };
+  };
+
+  const initState: Program["initState"] = (batchSize) =>
+    Object.fromEntries(
+      Object.entries(stateShapes(spec, batchSize)).map(([n, s]) => [n, tf.zeros(s as number[])]),
+    );
+
+  const openStream: Program["openStream"] = (batchSize) => ({
+    state: initState(batchSize),
+    open: new Int32Array(0),
+    batchSize,
+  });
+
+  const inferStep: Program["inferStep"] = (params, stream, tokens) => {
+    const b = stream.batchSize;
+    const n = tokens.length / b;
+    if (!Number.isInteger(n)) {
+      throw new Error(`inferStep: ${tokens.length} tokens do not split into ${b} rows`);
+    }
+    const flat = flattenParams(params);
+    const sLen = spec.segmentLen;
+    let state = stream.state;
+    let open = stream.open;
+    const pieces: Tensor[] = [];
+    let fed = 0;
+    while (fed < n) {
+      const t0 = open.length / b;
+      const take = Math.min(n - fed, sLen - t0);
+      // open ++ tokens[:, fed : fed + take]
+      const t1 = t0 + take;
+      const buf = new Int32Array(b * t1);
+      for (let r = 0; r < b; r++) {
+        buf.set(open.subarray(r * t0, (r + 1) * t0), r * t1);
+        buf.set(tokens.subarray(r * n + fed, r * n + fed + take), r * t1 + t0);
+      }
+      const out = tf.tidy(() => {
+        const tok = tf.tensor2d(buf, [b, t1], "int32");
+        const o = segment(flat, state, tok, undefined, evalCtx);
+        const logits = spec.readout._tag === "lm"
+          ? tf.slice(o.logits, [0, t0, 0], [b, take, -1])
+          : o.logits;
+        return { logits, state: stateOf(o) };
+      });
+      pieces.push(out.logits);
+      if (t1 === sLen) {
+        // The segment closed: its state becomes the carried state.
+        if (state !== stream.state) disposeState(state);
+        state = out.state;
+        open = new Int32Array(0);
+      } else {
+        disposeState(out.state);
+        open = buf;
+      }
+      fed += take;
+    }
+    const logits = pieces.length === 1
+      ? pieces[0]
+      : spec.readout._tag === "lm"
+      ? tf.concat(pieces, 1)
+      : tf.clone(pieces[pieces.length - 1]);
+    if (pieces.length > 1) { for (const p of pieces) p.dispose(); }
+    return {
+      logits,
+      stream: { state: state === stream.state ? cloneState(state) : state, open, batchSize: b },
+    };
+  };
+
+  const cloneState = (s: ModelState): ModelState =>
+    Object.fromEntries(Object.entries(s).map(([k, t]) => [k, tf.clone(t)]));
+
+  const disposeState = (s: ModelState): void => {
+    for (const t of Object.values(s)) t.dispose();
+  };
+
+  return E.right({
+    spec,
+    layout,
+    paramCount,
+    flops: {
+      forwardPerToken: fwd.forward / tokensPerProbe,
+      trainPerToken: trn.train / tokensPerProbe,
+    },
+    stages: ({ batchSize, segmentLen, withLoss }) => {
+      const g = build({
+        batchSize,
+        segmentLen: segmentLen ?? spec.segmentLen,
+        cacheLen: xlCache,
+        withLoss: withLoss ?? false,
+        training: false,
+      });
+      if (E.isLeft(g)) throw new Error(g.left.message);
+      return g.right;
+    },
+    init: (seed) => {
+      const values = initValues(layout, seed);
+      return mapTree(
+        layout,
+        isParamSpec,
+        (p, path) => tf.tensor(values.get(path)!, p.shape as number[]),
+      ) as Params;
+    },
+    initState,
+    forward,
+    loss,
+    trainStep,
+    openStream,
+    inferStep,
+    disposeState,
+  });
+};

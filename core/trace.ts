@@ -1,0 +1,86 @@
+/**
+ * spec → graph: trace one segment of a model into the IR.
+ *
+ * Graph inputs: every graph-role parameter (named by its path, e.g.
+ * `blocks[0].attn.wq`), `tokens` [B, S] int32, `targets` when a loss is traced,
+ * and each carried state tensor as `state:<name>`. Outputs: `logits`, `loss`
+ * (when traced) and `state:<name>`.
+ *
+ * @module
+ */
+import type { ModelSpec } from "../spec/model.ts";
+import { type ModelParams, paramLayout, runSegment, stateShapes } from "../spec/models.ts";
+import { isParamSpec, type ParamSpec } from "../spec/params.ts";
+import { flatten, mapTree } from "../spec/tree.ts";
+import { type Graph, type Sym, Tracer } from "./graph.ts";
+
+/** What to trace: one segment at a given batch size and length. */
+export interface TraceOptions {
+  readonly batchSize: number;
+  /** Tokens in this segment (≤ the spec's segmentLen). */
+  readonly segmentLen: number;
+  /** Transformer-XL: length of the incoming cache (0 at the start of a stream). */
+  readonly cacheLen?: number;
+  /** Trace the loss (needs targets) or only logits and state. */
+  readonly withLoss: boolean;
+  /** Dropout active. */
+  readonly training: boolean;
+}
+
+/** A traced segment: the graph and the parameter paths it reads. */
+export interface TracedSegment {
+  readonly graph: Graph;
+  /** Paths of the graph-role parameters, in graph-input order. */
+  readonly paramPaths: readonly string[];
+}
+
+/**
+ * Trace one segment of `spec` into a graph.
+ *
+ * @example
+ * ```ts
+ * import { traceSegment } from "./trace.ts";
+ * import { printGraph } from "./graph.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * const { graph } = traceSegment(referenceCrt, { batchSize: 2, segmentLen: 4, withLoss: false, training: false });
+ * console.log(printGraph(graph));
+ * ```
+ */
+export const traceSegment = (spec: ModelSpec, opts: TraceOptions): TracedSegment => {
+  const tracer = new Tracer();
+  const layout = paramLayout(spec);
+  const paramPaths: string[] = [];
+  // Graph-role leaves become inputs; aux leaves (NC-GRU generators) are not read by the graph.
+  const params = mapTree<ParamSpec, Sym | undefined>(layout, isParamSpec, (leaf, path) => {
+    if (leaf.role !== "graph") return undefined;
+    paramPaths.push(path);
+    return tracer.input(path, "param", leaf.shape);
+  }) as ModelParams<Sym>;
+  const b = opts.batchSize, s = opts.segmentLen;
+  const tokens = tracer.input("tokens", "data", [b, s], "int32");
+  const targets = opts.withLoss
+    ? tracer.input(
+      "targets",
+      "data",
+      spec.readout._tag === "lm" ? [b, s] : [b],
+      "int32",
+    )
+    : undefined;
+  const state: Record<string, Sym> = {};
+  for (const [name, shape] of Object.entries(stateShapes(spec, b, opts.cacheLen ?? 0))) {
+    state[name] = tracer.input(`state:${name}`, "state", shape);
+  }
+  const out = runSegment(tracer.ops("model"), params, spec, {
+    tokens,
+    state,
+    ...(targets === undefined ? {} : { targets }),
+  }, { training: opts.training });
+  const outputs: Record<string, Sym> = { logits: out.logits };
+  if (out.loss !== undefined) outputs.loss = out.loss;
+  for (const [name, t] of Object.entries(out.state)) outputs[`state:${name}`] = t;
+  return { graph: tracer.finish(outputs), paramPaths };
+};
+
+/** Graph-role parameter leaves of a spec with their paths. */
+export const graphParams = (spec: ModelSpec): [string, ParamSpec][] =>
+  flatten(paramLayout(spec), isParamSpec).filter(([, p]) => p.role === "graph");

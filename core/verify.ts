@@ -1,0 +1,68 @@
+/**
+ * Verification at each stage entry: the graph is well formed and every
+ * recorded shape is what the op set says it must be.
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { inferShape, ShapeError } from "../spec/ops.ts";
+import type { Graph } from "./graph.ts";
+
+/** A malformed graph, naming the node and its spec path. */
+export interface VerifyError {
+  readonly _tag: "VerifyError";
+  readonly nodeId: number;
+  readonly path: string;
+  readonly message: string;
+}
+
+/**
+ * Check topological order, input references, shapes and dtypes, unique input
+ * names and that every output names a node.
+ *
+ * @example
+ * ```ts
+ * import { verifyGraph } from "./verify.ts";
+ * import { Tracer } from "./graph.ts";
+ * const t = new Tracer();
+ * const x = t.input("x", "data", [2, 3]);
+ * const ok = verifyGraph(t.finish({ y: t.ops().relu(x) })); // Right
+ * ```
+ */
+export const verifyGraph = (g: Graph): E.Either<VerifyError, Graph> => {
+  const fail = (nodeId: number, path: string, message: string) =>
+    E.left<VerifyError>({ _tag: "VerifyError", nodeId, path, message: `${path}: ${message}` });
+  const names = new Set<string>();
+  for (const n of g.nodes) {
+    const id = n.id;
+    if (g.nodes[id] !== n) return fail(id, n.path, `node %${id} is stored at another index`);
+    for (const i of n.inputs) {
+      if (!(i >= 0 && i < id)) {
+        return fail(id, n.path, `node %${id} reads %${i}, which does not come before it`);
+      }
+    }
+    if (n.op._tag === "input") {
+      if (names.has(n.op.name)) return fail(id, n.path, `input "${n.op.name}" appears twice`);
+      names.add(n.op.name);
+    }
+    try {
+      const out = inferShape(n.op, n.inputs.map((i) => g.nodes[i]));
+      const same = out.shape.length === n.shape.length &&
+        out.shape.every((d, k) => d === n.shape[k]);
+      if (!same || out.dtype !== n.dtype) {
+        return fail(
+          id,
+          n.path,
+          `${n.op._tag} records [${n.shape}] ${n.dtype} but its inputs give [${out.shape}] ${out.dtype}`,
+        );
+      }
+    } catch (e) {
+      if (e instanceof ShapeError) return fail(id, n.path, `${n.op._tag}: ${e.message}`);
+      throw e;
+    }
+  }
+  for (const [name, id] of Object.entries(g.outputs)) {
+    if (g.nodes[id] === undefined) return fail(id, "outputs", `output "${name}" names no node`);
+  }
+  return E.right(g);
+};

@@ -1,0 +1,149 @@
+/**
+ * Backend start-up for tfjs: WebAssembly by default, the pure-JS CPU backend
+ * only when asked for by name.
+ *
+ * Importing this module does nothing: the backend packages are imported
+ * dynamically by {@linkcode startBackend}, so no backend is registered or
+ * initialised, and no gradient installed, until a caller decides which
+ * backend it wants. That keeps start-up
+ * failures (a missing `.wasm` file, say) on the `Either` path instead of
+ * surfacing as an import-time crash or as tfjs silently picking another
+ * backend.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { type Either, left, right } from "fp-ts/lib/Either.js";
+import { registerGradients } from "./lower.ts";
+
+/** The backends this project runs on. */
+export type BackendName = "wasm" | "cpu";
+
+/** What {@linkcode startBackend} reports about the backend it started. */
+export interface BackendInfo {
+  /** The active tfjs backend name. */
+  readonly name: BackendName;
+  /** Whether the WebAssembly build in use has SIMD (always false for cpu). */
+  readonly simd: boolean;
+}
+
+/**
+ * A backend could not be started. `backend` names which one, `message` says
+ * why; `cause` keeps the underlying error when there was one.
+ */
+export class BackendError extends Error {
+  /** Discriminant for `Either` pattern matching. */
+  readonly _tag = "BackendError" as const;
+  /** Error class name, for stack traces. */
+  override readonly name = "BackendError";
+  /**
+   * A start-up failure of `backend`.
+   *
+   * @param backend the backend that failed to start
+   * @param reason why, readable as is
+   * @param options `cause`: the underlying error, if any
+   */
+  constructor(readonly backend: string, reason: string, options?: { cause?: unknown }) {
+    super(`cannot start tfjs backend '${backend}': ${reason}`, options);
+  }
+}
+
+/**
+ * The `dist/` folder of the installed tfjs-backend-wasm package, where its
+ * `.wasm` binaries sit next to the JavaScript. Resolved from the import map,
+ * so it is always the installed version and never a CDN.
+ */
+export const wasmDistUrl = (): string =>
+  new URL("./", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href;
+
+const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+const registerWasm = async (): Promise<void> => {
+  const wasm = await import("@tensorflow/tfjs-backend-wasm");
+  // setWasmPaths throws once the wasm backend has initialised, and the paths
+  // cannot change afterwards anyway, so only set them before the first start.
+  if (tf.findBackend("wasm") == null) wasm.setWasmPaths(wasmDistUrl());
+};
+
+const registerCpu = async (): Promise<void> => {
+  await import("@tensorflow/tfjs-backend-cpu");
+};
+
+/**
+ * The cpu backend greets Node.js users on first use with advice to install
+ * tfjs-node, which does not apply under Deno. `firstUse` is its (private)
+ * once-flag; if a later version drops it this does nothing.
+ */
+const silenceCpuGreeting = (): void => {
+  const cpu = tf.findBackend("cpu") as unknown as { firstUse?: boolean } | null;
+  if (cpu && cpu.firstUse === true) cpu.firstUse = false;
+};
+
+/**
+ * Start (or switch to) a tfjs backend, make it the active one and install
+ * the gradients the lowering relies on (`registerGradients` in `lower.ts`).
+ *
+ * WASM is the default. The CPU backend is an explicit fallback: it is never
+ * chosen silently when WASM fails, because it is 2–9× slower (SUBSTRATE.md)
+ * and a run on it would pass for a performance regression. Calling this twice with
+ * the same backend is a no-op that returns the same info.
+ *
+ * @example
+ * ```ts
+ * import { startBackend } from "./backend.ts";
+ * const started = await startBackend({ backend: "cpu" });
+ * if (started._tag === "Left") throw started.left;
+ * console.log(started.right.name); // "cpu"
+ * ```
+ */
+export const startBackend = async (
+  opts: { backend?: BackendName } = {},
+): Promise<Either<BackendError, BackendInfo>> => {
+  const name: string = opts.backend ?? "wasm";
+  if (name !== "wasm" && name !== "cpu") {
+    return left(new BackendError(name, `unknown backend; expected "wasm" or "cpu"`));
+  }
+  try {
+    if (tf.engine().backendName !== name) {
+      if (name === "wasm") await registerWasm();
+      else await registerCpu();
+      const ok = await tf.setBackend(name);
+      if (!ok) {
+        return left(
+          new BackendError(
+            name,
+            name === "wasm"
+              ? `tf.setBackend returned false (see the tfjs warning above); binaries were looked ` +
+                `up in ${wasmDistUrl()}. Pass { backend: "cpu" } to run on the slow JS backend.`
+              : "tf.setBackend returned false (see the tfjs warning above)",
+          ),
+        );
+      }
+    }
+    if (name === "cpu") silenceCpuGreeting();
+    // tfjs-core alone registers no gradients; the lowering's are installed here, at start-up, not on import.
+    registerGradients();
+    const simd = name === "wasm"
+      ? await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT") === true
+      : false;
+    return right({ name, simd });
+  } catch (e) {
+    return left(new BackendError(name, describe(e), { cause: e }));
+  }
+};
+
+/**
+ * {@linkcode startBackend} for scripts and tests: returns the info or throws
+ * the {@linkcode BackendError}.
+ *
+ * @example
+ * ```ts
+ * import { ensureBackend } from "./backend.ts";
+ * const { name } = await ensureBackend({ backend: "cpu" });
+ * ```
+ */
+export const ensureBackend = async (opts: { backend?: BackendName } = {}): Promise<BackendInfo> => {
+  const started = await startBackend(opts);
+  if (started._tag === "Left") throw started.left;
+  return started.right;
+};

@@ -1,0 +1,718 @@
+/**
+ * Strict decoding of plain-data configs with errors that name the failing path.
+ *
+ * io-ts does the structural work; this module adds what a config reader needs
+ * on top of it:
+ *
+ * - {@linkcode strict}: an object codec that *rejects* unknown fields (io-ts
+ *   `t.exact` silently strips them, which hides typos such as `dMemroy`);
+ * - {@linkcode taggedUnion}: dispatches on `_tag`, so a failing value reports
+ *   the errors of the selected branch only, not the noise of every branch;
+ * - {@linkcode oneOf}: a string-literal union that names the allowed values;
+ * - refined numbers ({@linkcode PositiveInt}, {@linkcode NonNegativeInt},
+ *   {@linkcode PositiveNumber}, {@linkcode NonNegativeNumber},
+ *   {@linkcode Probability}, {@linkcode intAtLeast}) whose static type stays
+ *   `number` and whose failures read `must be a positive integer, got -4`;
+ * - {@linkcode toSpecError} / {@linkcode decodeWith}: turn io-ts `Errors` into
+ *   one {@linkcode SpecError} whose issues carry paths such as
+ *   `model.memory.cell` or `model.blocks[1]`.
+ *
+ * Decoding never throws on any JSON-like input: every failure is a `Left`.
+ *
+ * @example Decode a small config
+ * ```ts
+ * import * as t from "io-ts";
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeWith, PositiveInt, strict } from "./decode.ts";
+ *
+ * const Train = strict({ batchSize: PositiveInt, lr: t.number }, "Train");
+ * const r = decodeWith(Train, "train", { batchSize: 0, lr: 1e-3, lrr: 1 });
+ * if (E.isLeft(r)) {
+ *   console.log(r.left.message);
+ *   // train.batchSize: must be a positive integer, got 0
+ *   // train.lrr: unknown field (expected one of batchSize, lr)
+ * }
+ * ```
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/** One problem found while decoding: where it is and what is wrong. */
+export interface SpecIssue {
+  /** Path of the offending value, e.g. `model.memory.cell` or `model.blocks[1]`. */
+  readonly path: string;
+  /** What is wrong, e.g. `must be a positive integer, got -4`. */
+  readonly message: string;
+}
+
+/**
+ * Every problem found in one decoded value. `message` joins the issues as
+ * `path: message`, one per line, so the error can be printed or thrown as is.
+ *
+ * @example
+ * ```ts
+ * import { SpecError } from "./decode.ts";
+ *
+ * const e = new SpecError([{ path: "model.nHeads", message: "must be a positive integer, got 0" }]);
+ * console.log(e._tag, e.message); // SpecError model.nHeads: must be a positive integer, got 0
+ * ```
+ */
+export class SpecError extends Error {
+  /** Discriminant, so the error can sit in a `_tag`ged union of errors. */
+  readonly _tag = "SpecError" as const;
+  /** The problems, in the order they were found. Never empty in practice. */
+  readonly issues: readonly SpecIssue[];
+
+  /** Builds the error from its issues; the message is derived from them. */
+  constructor(issues: readonly SpecIssue[]) {
+    super(issues.map((i) => `${i.path}: ${i.message}`).join("\n"));
+    this.name = "SpecError";
+    this.issues = issues;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Describing values and expectations
+
+/**
+ * A short, readable description of a value for error messages:
+ * `"256" (string)`, `3 (number)`, `null`, `an array of length 2`, `an object`.
+ *
+ * @example
+ * ```ts
+ * import { describeValue } from "./decode.ts";
+ *
+ * console.log(describeValue("256")); // "256" (string)
+ * ```
+ */
+export function describeValue(u: unknown): string {
+  if (u === null) return "null";
+  if (u === undefined) return "undefined";
+  if (Array.isArray(u)) return `an array of length ${u.length}`;
+  switch (typeof u) {
+    case "string": {
+      const s = u.length > 40 ? `${u.slice(0, 37)}...` : u;
+      return `${JSON.stringify(s)} (string)`;
+    }
+    case "number":
+      return `${String(u)} (number)`;
+    case "boolean":
+      return `${String(u)} (boolean)`;
+    case "bigint":
+      return `${String(u)}n (bigint)`;
+    case "object":
+      return "an object";
+    default:
+      return `a ${typeof u}`;
+  }
+}
+
+/** A codec that can say what it expects, in words (`a positive integer`). */
+interface Described {
+  readonly expected: string;
+}
+
+function hasExpected(u: unknown): u is Described {
+  if (typeof u !== "object" || u === null) return false;
+  return typeof (u as { expected?: unknown }).expected === "string";
+}
+
+function tagOf(d: unknown): unknown {
+  return typeof d === "object" && d !== null ? (d as { _tag?: unknown })._tag : undefined;
+}
+
+/** What a codec expects, in words, for messages about codecs not built here. */
+function expectedOf(d: t.Decoder<unknown, unknown>): string {
+  if (hasExpected(d)) return d.expected;
+  switch (tagOf(d)) {
+    case "StringType":
+      return "a string";
+    case "NumberType":
+      return "a number";
+    case "BooleanType":
+      return "a boolean";
+    case "NullType":
+      return "null";
+    case "ArrayType":
+    case "ReadonlyArrayType":
+    case "AnyArrayType":
+    case "TupleType":
+      return "an array";
+    case "InterfaceType":
+    case "PartialType":
+    case "ExactType":
+    case "StrictType":
+    case "DictionaryType":
+    case "AnyDictionaryType":
+    case "ObjectType":
+      return "an object";
+    case "LiteralType":
+      return JSON.stringify((d as unknown as { value: unknown }).value);
+    case "KeyofType":
+      return `one of ${Object.keys((d as unknown as { keys: object }).keys).join(", ")}`;
+    case "UnionType":
+      return (d as unknown as { types: t.Decoder<unknown, unknown>[] }).types.map(expectedOf)
+        .join(" or ");
+    case "ReadonlyType":
+    case "RefinementType":
+      return expectedOf((d as unknown as { type: t.Decoder<unknown, unknown> }).type);
+    default:
+      return d.name;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Paths and the reporter
+
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+/**
+ * Appends one step to a path: `joinPath("model", "dModel")` is `model.dModel`,
+ * `joinPath("model.blocks", 1)` is `model.blocks[1]`. Keys that are not
+ * identifiers are quoted: `model["a b"]`.
+ *
+ * @example
+ * ```ts
+ * import { joinPath } from "./decode.ts";
+ *
+ * console.log(joinPath(joinPath("model", "blocks"), 1)); // model.blocks[1]
+ * ```
+ */
+export function joinPath(base: string, key: string | number): string {
+  if (typeof key === "number") return `${base}[${key}]`;
+  return IDENTIFIER.test(key) ? `${base}.${key}` : `${base}[${JSON.stringify(key)}]`;
+}
+
+const BRANCHING = new Set(["UnionType", "IntersectionType"]);
+const INDEXED = new Set(["ArrayType", "ReadonlyArrayType", "TupleType", "AnyArrayType"]);
+
+interface Located {
+  readonly path: string;
+  /** The innermost union this error passed through, if the error sits at its root. */
+  readonly unionAtRoot: t.Decoder<unknown, unknown> | undefined;
+}
+
+function locate(root: string, context: t.Context): Located {
+  let path = root;
+  let unionAtRoot: t.Decoder<unknown, unknown> | undefined = undefined;
+  // Entry 0 is the root codec itself; entry i's key indexes into entry i-1's type.
+  for (let i = 1; i < context.length; i++) {
+    const parentTag = tagOf(context[i - 1].type);
+    const key = context[i].key;
+    if (typeof parentTag === "string" && BRANCHING.has(parentTag)) {
+      // A branch index of a union or intersection: not part of the data path.
+      unionAtRoot = parentTag === "UnionType" && i === context.length - 1
+        ? context[i - 1].type
+        : undefined;
+      continue;
+    }
+    unionAtRoot = undefined;
+    const isIndex = typeof parentTag === "string" && INDEXED.has(parentTag) && /^\d+$/.test(key);
+    path = joinPath(path, isIndex ? Number(key) : key);
+  }
+  return { path, unionAtRoot };
+}
+
+/**
+ * Turns io-ts validation errors into one {@linkcode SpecError}. Paths start at
+ * `root` (e.g. `"model"`); array indices are written in brackets; union and
+ * intersection branch indices are dropped, and the errors of a plain io-ts
+ * union that failed at its own root are merged into one
+ * `expected A or B, got ...` issue. Duplicate issues are reported once.
+ *
+ * @example
+ * ```ts
+ * import * as t from "io-ts";
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { toSpecError } from "./decode.ts";
+ *
+ * const r = t.type({ n: t.number }).decode({ n: "3" });
+ * if (E.isLeft(r)) console.log(toSpecError(r.left, "cfg").message);
+ * // cfg.n: expected a number, got "3" (string)
+ * ```
+ */
+export function toSpecError(errors: t.Errors, root: string): SpecError {
+  const issues: SpecIssue[] = [];
+  const seen = new Set<string>();
+  for (const e of errors) {
+    const { path, unionAtRoot } = locate(root, e.context);
+    const last = e.context[e.context.length - 1];
+    let message: string;
+    if (unionAtRoot !== undefined) {
+      message = `expected ${expectedOf(unionAtRoot)}, got ${describeValue(e.value)}`;
+    } else if (e.message !== undefined) {
+      message = e.message;
+    } else {
+      const expected = last === undefined ? "a valid value" : expectedOf(last.type);
+      message = `expected ${expected}, got ${describeValue(e.value)}`;
+    }
+    const id = `${path}\u0000${message}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    issues.push({ path, message });
+  }
+  if (issues.length === 0) issues.push({ path: root, message: "invalid value" });
+  return new SpecError(issues);
+}
+
+/**
+ * Decodes `u` with `codec`, reporting failures as a {@linkcode SpecError}
+ * whose paths start at `root`.
+ *
+ * @example
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeWith, PositiveInt } from "./decode.ts";
+ *
+ * const r = decodeWith(PositiveInt, "train.batchSize", -4);
+ * if (E.isLeft(r)) console.log(r.left.message);
+ * // train.batchSize: must be a positive integer, got -4
+ * ```
+ */
+export function decodeWith<A>(
+  codec: t.Decoder<unknown, A>,
+  root: string,
+  u: unknown,
+): E.Either<SpecError, A> {
+  return E.mapLeft((errors: t.Errors) => toSpecError(errors, root))(codec.decode(u));
+}
+
+/**
+ * Lifts a check over an already decoded value (cross-field rules) into an
+ * `Either`, for use with `E.chain` after {@linkcode decodeWith}. The check
+ * returns every issue it finds; an empty list means the value is accepted.
+ *
+ * @example
+ * ```ts
+ * import * as t from "io-ts";
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { pipe } from "fp-ts/lib/function.js";
+ * import { checkWith, decodeWith, PositiveInt, strict } from "./decode.ts";
+ *
+ * const Range = strict({ lo: PositiveInt, hi: PositiveInt }, "Range");
+ * const r = pipe(
+ *   decodeWith(Range, "range", { lo: 5, hi: 2 }),
+ *   E.chain(checkWith((r) => r.lo <= r.hi ? [] : [{ path: "range.lo", message: "exceeds range.hi" }])),
+ * );
+ * console.log(E.isLeft(r)); // true
+ * ```
+ */
+export function checkWith<A>(
+  check: (a: A) => readonly SpecIssue[],
+): (a: A) => E.Either<SpecError, A> {
+  return (a) => {
+    const issues = check(a);
+    return issues.length === 0 ? E.right(a) : E.left(new SpecError(issues));
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Numbers
+
+/**
+ * A codec for `number` values that satisfy a predicate. The static type stays
+ * `number` (no brand), so decoded specs keep plain field types.
+ */
+export interface NumberCodec extends t.Type<number, number, unknown> {
+  /** What the codec accepts, in words: `a positive integer`. */
+  readonly expected: string;
+}
+
+/**
+ * Builds a {@linkcode NumberCodec}. A non-number fails with
+ * `expected <expected>, got "256" (string)`; a number (including NaN and
+ * ±Infinity) that fails `accepts` fails with `must be <expected>, got -4`.
+ *
+ * @example
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeWith, numberWhere } from "./decode.ts";
+ *
+ * const Even = numberWhere({
+ *   name: "EvenInt",
+ *   expected: "an even integer",
+ *   accepts: (n) => Number.isInteger(n) && n % 2 === 0,
+ * });
+ * const r = decodeWith(Even, "x", 3);
+ * if (E.isLeft(r)) console.log(r.left.message); // x: must be an even integer, got 3
+ * ```
+ */
+export function numberWhere(options: {
+  /** io-ts name of the codec, e.g. `PositiveInt`. */
+  readonly name: string;
+  /** What is accepted, in words, after "must be": `a positive integer`. */
+  readonly expected: string;
+  /** The predicate on finite and non-finite numbers alike. */
+  readonly accepts: (n: number) => boolean;
+}): NumberCodec {
+  const { name, expected, accepts } = options;
+  const is = (u: unknown): u is number => typeof u === "number" && accepts(u);
+  const codec = new t.Type<number, number, unknown>(
+    name,
+    is,
+    (u, c) => {
+      if (typeof u !== "number") {
+        return t.failure(u, c, `expected ${expected}, got ${describeValue(u)}`);
+      }
+      return accepts(u) ? t.success(u) : t.failure(u, c, `must be ${expected}, got ${String(u)}`);
+    },
+    t.identity,
+  );
+  return Object.assign(codec, { expected });
+}
+
+/**
+ * An integer `≥ min` (finite, no fraction).
+ *
+ * @example
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeWith, intAtLeast } from "./decode.ts";
+ *
+ * const r = decodeWith(intAtLeast(2), "model.readout.nClasses", 1);
+ * if (E.isLeft(r)) console.log(r.left.message);
+ * // model.readout.nClasses: must be an integer >= 2, got 1
+ * ```
+ */
+export function intAtLeast(min: number): NumberCodec {
+  return numberWhere({
+    name: `IntAtLeast${min}`,
+    expected: `an integer >= ${min}`,
+    accepts: (n) => Number.isInteger(n) && n >= min,
+  });
+}
+
+/**
+ * An integer ≥ 1: sizes, lengths, counts.
+ *
+ * @example
+ * ```ts
+ * import { PositiveInt } from "./decode.ts";
+ *
+ * console.log(PositiveInt.is(256), PositiveInt.is(0), PositiveInt.is(1.5)); // true false false
+ * ```
+ */
+export const PositiveInt: NumberCodec = numberWhere({
+  name: "PositiveInt",
+  expected: "a positive integer",
+  accepts: (n) => Number.isInteger(n) && n >= 1,
+});
+
+/**
+ * An integer ≥ 0: lengths that may be empty (Transformer-XL `memLen`).
+ *
+ * @example
+ * ```ts
+ * import { NonNegativeInt } from "./decode.ts";
+ *
+ * console.log(NonNegativeInt.is(0), NonNegativeInt.is(-1)); // true false
+ * ```
+ */
+export const NonNegativeInt: NumberCodec = numberWhere({
+  name: "NonNegativeInt",
+  expected: "a non-negative integer",
+  accepts: (n) => Number.isInteger(n) && n >= 0,
+});
+
+/**
+ * A finite number > 0: learning rates, scales.
+ *
+ * @example
+ * ```ts
+ * import { PositiveNumber } from "./decode.ts";
+ *
+ * console.log(PositiveNumber.is(1e-3), PositiveNumber.is(0)); // true false
+ * ```
+ */
+export const PositiveNumber: NumberCodec = numberWhere({
+  name: "PositiveNumber",
+  expected: "a positive number",
+  accepts: (n) => Number.isFinite(n) && n > 0,
+});
+
+/**
+ * A finite number ≥ 0: weight decay, clipping norms.
+ *
+ * @example
+ * ```ts
+ * import { NonNegativeNumber } from "./decode.ts";
+ *
+ * console.log(NonNegativeNumber.is(0), NonNegativeNumber.is(Infinity)); // true false
+ * ```
+ */
+export const NonNegativeNumber: NumberCodec = numberWhere({
+  name: "NonNegativeNumber",
+  expected: "a non-negative number",
+  accepts: (n) => Number.isFinite(n) && n >= 0,
+});
+
+/**
+ * A number in [0, 1): a drop probability (1 would drop everything).
+ *
+ * @example
+ * ```ts
+ * import { Probability } from "./decode.ts";
+ *
+ * console.log(Probability.is(0.1), Probability.is(1)); // true false
+ * ```
+ */
+export const Probability: NumberCodec = numberWhere({
+  name: "Probability",
+  expected: "a number in [0, 1)",
+  accepts: (n) => n >= 0 && n < 1,
+});
+
+// ---------------------------------------------------------------------------
+// String choices
+
+/** A codec for one of a fixed list of strings; the static type is their union. */
+export interface OneOfCodec<L extends string> extends t.Type<L, L, unknown> {
+  /** The allowed values, in the order given. */
+  readonly values: readonly L[];
+  /** What is accepted, in words: `a cell (one of gru, ncgru)`. */
+  readonly expected: string;
+}
+
+/**
+ * One of a fixed list of strings. `noun` names the choice in messages:
+ * `unknown cell "lstm" (expected gru, ncgru)` for an unknown string and
+ * `expected a cell (one of gru, ncgru), got 3 (number)` for a non-string.
+ *
+ * @example
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeWith, oneOf } from "./decode.ts";
+ *
+ * const Cell = oneOf(["gru", "ncgru"], "cell");
+ * const r = decodeWith(Cell, "model.memory.cell", "lstm");
+ * if (E.isLeft(r)) console.log(r.left.message);
+ * // model.memory.cell: unknown cell "lstm" (expected gru, ncgru)
+ * ```
+ */
+export function oneOf<const L extends readonly [string, ...string[]]>(
+  values: L,
+  noun: string,
+): OneOfCodec<L[number]> {
+  type V = L[number];
+  const allowed = new Set<string>(values);
+  const list = values.join(", ");
+  const expected = `${article(noun)} ${noun} (one of ${list})`;
+  const is = (u: unknown): u is V => typeof u === "string" && allowed.has(u);
+  const codec = new t.Type<V, V, unknown>(
+    values.map((v) => JSON.stringify(v)).join(" | "),
+    is,
+    (u, c) => {
+      if (typeof u !== "string") {
+        return t.failure(u, c, `expected ${expected}, got ${describeValue(u)}`);
+      }
+      return is(u)
+        ? t.success(u)
+        : t.failure(u, c, `unknown ${noun} ${JSON.stringify(u)} (expected ${list})`);
+    },
+    t.identity,
+  );
+  return Object.assign(codec, { values: [...values] as readonly V[], expected });
+}
+
+function article(noun: string): string {
+  return /^[aeiou]/i.test(noun) ? "an" : "a";
+}
+
+// ---------------------------------------------------------------------------
+// Objects
+
+/** The decoded type of a {@linkcode strict} object: every field readonly. */
+export type TypeOfProps<P extends t.Props> = { readonly [K in keyof P]: t.TypeOf<P[K]> };
+
+/** The encoded type of a {@linkcode strict} object. */
+export type OutputOfProps<P extends t.Props> = { readonly [K in keyof P]: t.OutputOf<P[K]> };
+
+/** An object codec that rejects unknown fields; `props` can be spread into another. */
+export interface StrictCodec<P extends t.Props>
+  extends t.Type<TypeOfProps<P>, OutputOfProps<P>, unknown> {
+  /** The field codecs, in declaration order (also the order of messages). */
+  readonly props: P;
+  /** What is accepted, in words: `an object`. */
+  readonly expected: string;
+}
+
+function isRecord(u: unknown): u is Record<string, unknown> {
+  return typeof u === "object" && u !== null && !Array.isArray(u);
+}
+
+const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+
+/**
+ * An object with exactly the fields of `props`, all required. Unlike io-ts
+ * `t.exact` (which strips extra fields), an unknown field is an error naming
+ * the field and the allowed ones:
+ * `model.memory.cel: unknown field (expected one of cell, dMemory, ...)`;
+ * a missing field reads `missing field (expected a positive integer)`.
+ * Every field is checked, so all issues of one object are reported together.
+ * The decoded value is a fresh object holding only the declared fields.
+ *
+ * @example
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeWith, oneOf, PositiveInt, strict } from "./decode.ts";
+ *
+ * const Memory = strict({ cell: oneOf(["gru", "ncgru"], "cell"), dMemory: PositiveInt }, "Memory");
+ * const r = decodeWith(Memory, "model.memory", { cel: "gru", dMemory: 256 });
+ * if (E.isLeft(r)) console.log(r.left.message);
+ * // model.memory.cell: missing field (expected a cell (one of gru, ncgru))
+ * // model.memory.cel: unknown field (expected one of cell, dMemory)
+ * ```
+ */
+export function strict<P extends t.Props>(props: P, name: string): StrictCodec<P> {
+  type A = TypeOfProps<P>;
+  type O = OutputOfProps<P>;
+  const keys = Object.keys(props);
+  const known = new Set(keys);
+  const list = keys.join(", ");
+  const is = (u: unknown): u is A =>
+    isRecord(u) &&
+    Object.keys(u).every((k) => known.has(k)) &&
+    keys.every((k) => hasOwn(u, k) && props[k].is(u[k]));
+  const codec = new t.Type<A, O, unknown>(
+    name,
+    is,
+    (u, c) => {
+      if (!isRecord(u)) return t.failure(u, c, `expected an object, got ${describeValue(u)}`);
+      const errors: t.ValidationError[] = [];
+      const out: Record<string, unknown> = {};
+      for (const k of keys) {
+        const codec = props[k];
+        if (!hasOwn(u, k)) {
+          errors.push({
+            value: undefined,
+            context: t.appendContext(c, k, codec, undefined),
+            message: `missing field (expected ${expectedOf(codec)})`,
+          });
+          continue;
+        }
+        const r = codec.validate(u[k], t.appendContext(c, k, codec, u[k]));
+        if (E.isLeft(r)) errors.push(...r.left);
+        else out[k] = r.right;
+      }
+      for (const k of Object.keys(u)) {
+        if (known.has(k)) continue;
+        errors.push({
+          value: u[k],
+          context: t.appendContext(c, k, t.never, u[k]),
+          message: `unknown field (expected one of ${list})`,
+        });
+      }
+      return errors.length > 0 ? t.failures(errors) : t.success(out as A);
+    },
+    (a) => {
+      const out: Record<string, unknown> = {};
+      for (const k of keys) out[k] = props[k].encode((a as Record<string, unknown>)[k]);
+      return out as O;
+    },
+  );
+  return Object.assign(codec, { props, expected: "an object" });
+}
+
+/** The decoded type of a {@linkcode taggedUnion}: the union of its branches. */
+export type TypeOfBranches<B extends Record<string, t.Mixed>> = t.TypeOf<B[keyof B]>;
+
+/** The encoded type of a {@linkcode taggedUnion}. */
+export type OutputOfBranches<B extends Record<string, t.Mixed>> = t.OutputOf<B[keyof B]>;
+
+/** A union of object codecs told apart by their `_tag` field. */
+export interface TaggedUnionCodec<B extends Record<string, t.Mixed>>
+  extends t.Type<TypeOfBranches<B>, OutputOfBranches<B>, unknown> {
+  /** Branch codec for each `_tag` value. */
+  readonly branches: B;
+  /** What is accepted, in words. */
+  readonly expected: string;
+}
+
+/**
+ * A union of object codecs keyed by their `_tag` value. The `_tag` is read
+ * first; only the selected branch validates the value, so its errors are the
+ * only ones reported. An unknown tag reads
+ * `model._tag: unknown model kind "foo" (expected crt, transformer, xl)`,
+ * with `noun` = `"model kind"`. Each branch must itself check that `_tag` is
+ * its key (e.g. with `t.literal`).
+ *
+ * @example
+ * ```ts
+ * import * as t from "io-ts";
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeWith, PositiveInt, strict, taggedUnion } from "./decode.ts";
+ *
+ * const Shape = taggedUnion({
+ *   square: strict({ _tag: t.literal("square"), side: PositiveInt }, "Square"),
+ *   disc: strict({ _tag: t.literal("disc"), radius: PositiveInt }, "Disc"),
+ * }, { name: "Shape", noun: "shape" });
+ * const r = decodeWith(Shape, "shape", { _tag: "disc", radius: 0 });
+ * if (E.isLeft(r)) console.log(r.left.message); // shape.radius: must be a positive integer, got 0
+ * ```
+ */
+export function taggedUnion<B extends Record<string, t.Mixed>>(
+  branches: B,
+  options: {
+    /** io-ts name of the codec. */
+    readonly name: string;
+    /** What the `_tag` selects, in words, for messages: `model kind`. */
+    readonly noun: string;
+  },
+): TaggedUnionCodec<B> {
+  type A = TypeOfBranches<B>;
+  type O = OutputOfBranches<B>;
+  const tags = Object.keys(branches);
+  const list = tags.join(", ");
+  const { name, noun } = options;
+  const tagCodec = new t.Type<string, string, unknown>(
+    `${name}._tag`,
+    (u): u is string => typeof u === "string" && hasOwn(branches, u),
+    (u, c) => {
+      if (typeof u !== "string") {
+        return t.failure(
+          u,
+          c,
+          `expected ${article(noun)} ${noun} (one of ${list}), got ${describeValue(u)}`,
+        );
+      }
+      return hasOwn(branches, u)
+        ? t.success(u)
+        : t.failure(u, c, `unknown ${noun} ${JSON.stringify(u)} (expected ${list})`);
+    },
+    t.identity,
+  );
+  const expected = `an object with _tag one of ${list}`;
+  const branchOf = (u: unknown): t.Mixed | undefined => {
+    if (!isRecord(u)) return undefined;
+    const tag = u._tag;
+    return typeof tag === "string" && hasOwn(branches, tag) ? branches[tag] : undefined;
+  };
+  const codec = new t.Type<A, O, unknown>(
+    name,
+    (u): u is A => branchOf(u)?.is(u) ?? false,
+    (u, c) => {
+      if (!isRecord(u)) return t.failure(u, c, `expected ${expected}, got ${describeValue(u)}`);
+      if (!hasOwn(u, "_tag")) {
+        return t.failure(
+          undefined,
+          t.appendContext(c, "_tag", tagCodec, undefined),
+          `missing field (expected ${article(noun)} ${noun}: one of ${list})`,
+        );
+      }
+      const tagged = tagCodec.validate(u._tag, t.appendContext(c, "_tag", tagCodec, u._tag));
+      if (E.isLeft(tagged)) return tagged;
+      return branches[tagged.right].validate(u, c);
+    },
+    (a) => {
+      const branch = branchOf(a);
+      if (branch === undefined) throw new TypeError(`${name}: cannot encode an untagged value`);
+      return branch.encode(a);
+    },
+  );
+  return Object.assign(codec, { branches, expected });
+}

@@ -1,0 +1,531 @@
+/**
+ * The model stages, written once over the abstract op set: a shallow segment
+ * encoder, the memory update and the readout, composed into CRT, the
+ * full-length Transformer and Transformer-XL.
+ *
+ * Every function here is generic in the tensor handle `T`, so the same
+ * definition is traced into a graph (core/), run eagerly on tfjs, or run by the
+ * reference interpreter (ops/). State is explicit: a segment takes the carried
+ * state in and hands the new state back.
+ *
+ * Shape letters: B batch, S segment length, T keys (cache + segment), D model
+ * width, H heads, E = D / H head width, M memory width, V vocabulary, C classes.
+ *
+ * @module
+ */
+import type { CrtSpec, ModelSpec, XlSpec } from "./model.ts";
+import type { Ops } from "./ops.ts";
+import { auxParam, param, type ParamSpec } from "./params.ts";
+
+/** LayerNorm gain and bias. */
+export interface LayerNormParams<T> {
+  readonly gain: T; // [D]
+  readonly bias: T; // [D]
+}
+
+/** Multi-head attention. `wr`, `u`, `v` exist only in Transformer-XL. */
+export interface AttentionParams<T> {
+  readonly wq: T; // [D, D]
+  readonly bq: T; // [D]
+  readonly wkv: T; // [D, 2D]
+  readonly bkv: T; // [2D]
+  readonly wo: T; // [D, D]
+  readonly bo: T; // [D]
+  readonly wr?: T; // [D, D] relative-position projection (XL)
+  readonly u?: T; // [H, 1, E] content bias (XL)
+  readonly v?: T; // [H, 1, E] position bias (XL)
+}
+
+/** Position-wise feed-forward network. */
+export interface FeedForwardParams<T> {
+  readonly w1: T; // [D, F]
+  readonly b1: T; // [F]
+  readonly w2: T; // [F, D]
+  readonly b2: T; // [D]
+}
+
+/** One pre-LN Transformer block. */
+export interface BlockParams<T> {
+  readonly ln1: LayerNormParams<T>;
+  readonly attn: AttentionParams<T>;
+  readonly ln2: LayerNormParams<T>;
+  readonly ffn: FeedForwardParams<T>;
+}
+
+/**
+ * A GRU or NC-GRU cell. For NC-GRU, `uc` (and `ur` with orthogonal reset) is
+ * the Cayley map of the auxiliary skew-symmetric `a` (`ar`) and signs `d`
+ * (`dr`), kept in sync by the optimizer.
+ */
+export interface RecurrentParams<T> {
+  readonly wx: T; // [Din, 3M] input projections for reset | update | candidate
+  readonly bx: T; // [3M]
+  readonly ur: T; // [M, M]
+  readonly uz: T; // [M, M]
+  readonly uc: T; // [M, M]
+  readonly modBias?: T; // [M] NC-GRU modReLU bias
+  readonly a?: T; // [M, M] NC-GRU skew-symmetric generator of uc (aux)
+  readonly d?: T; // [M] NC-GRU ±1 diagonal for uc (aux, fixed)
+  readonly ar?: T; // [M, M] generator of ur (aux, orthogonal reset only)
+  readonly dr?: T; // [M] signs for ur (aux, orthogonal reset only)
+}
+
+/** CRT's memory: the memory token projection and the recurrent cell. */
+export interface MemoryParams<T> {
+  readonly win: T; // [M, D] W_m: memory → memory token
+  readonly bin: T; // [D]
+  readonly rnn: RecurrentParams<T>;
+}
+
+/** The readout. `w` is absent for a tied LM head (it uses `embed`ᵀ). */
+export interface HeadParams<T> {
+  readonly w?: T; // [D, V] or [M|D, C]
+  readonly b: T; // [V] or [C]
+}
+
+/** Every model's parameters. Optional parts exist for the kinds that use them. */
+export interface ModelParams<T> {
+  readonly embed: T; // [V, D]
+  readonly pos?: T; // [S, D] learned absolute positions (CRT, Transformer)
+  readonly blocks: readonly BlockParams<T>[];
+  readonly lnF: LayerNormParams<T>;
+  readonly head: HeadParams<T>;
+  readonly memory?: MemoryParams<T>;
+}
+
+/** Carried state: named tensors (`memory` for CRT, `cache[l]` for XL). */
+export type State<T> = Readonly<Record<string, T>>;
+
+// ---------------------------------------------------------------------------
+// Parameter layout
+
+const std = 0.02; // Paper is silent; N(0, 0.02) as in the PyTorch reference (SUBSTRATE.md).
+
+const layerNormLayout = (d: number): LayerNormParams<ParamSpec> => ({
+  gain: param([d], { _tag: "ones" }),
+  bias: param([d], { _tag: "zeros" }),
+});
+
+const recurrentLayout = (
+  spec: CrtSpec,
+  dIn: number,
+  root: string,
+): RecurrentParams<ParamSpec> => {
+  const m = spec.memory.dMemory;
+  const limit = 1 / Math.sqrt(m); // PyTorch's GRU default
+  const u = param([m, m], { _tag: "uniform", limit });
+  const base = {
+    wx: param([dIn, 3 * m], { _tag: "uniform", limit }),
+    bx: param([3 * m], { _tag: "zeros" }),
+    ur: u,
+    uz: u,
+    uc: u,
+  };
+  if (spec.memory.cell === "gru") return base;
+  const cayley = (a: string, d: string) =>
+    param([m, m], { _tag: "cayley", a: `${root}.${a}`, d: `${root}.${d}` });
+  const reset = spec.memory.orthogonal === "candidateAndReset";
+  return {
+    ...base,
+    uc: cayley("a", "d"),
+    ur: reset ? cayley("ar", "dr") : u,
+    // Paper (NC-GRU): modReLU bias; small negative start keeps |ĉ| + b mostly positive.
+    modBias: param([m], { _tag: "zeros" }),
+    a: auxParam([m, m], { _tag: "skewBlocks" }),
+    d: auxParam([m], { _tag: "signs" }),
+    ...(reset
+      ? {
+        ar: auxParam([m, m], { _tag: "skewBlocks" }),
+        dr: auxParam([m], { _tag: "signs" }),
+      }
+      : {}),
+  };
+};
+
+/**
+ * The parameter tree of a model: shapes and initialisers, keyed by meaning.
+ *
+ * @example
+ * ```ts
+ * import { paramLayout } from "./models.ts";
+ * import { referenceCrt } from "./model.ts";
+ * const layout = paramLayout(referenceCrt);
+ * layout.blocks[0].attn.wq.shape; // [256, 256]
+ * ```
+ */
+export const paramLayout = (spec: ModelSpec): ModelParams<ParamSpec> => {
+  const d = spec.dModel, f = spec.dFF, v = spec.vocabSize, e = d / spec.nHeads;
+  const w = (rows: number, cols: number) => param([rows, cols], { _tag: "normal", std });
+  const zeros = (n: number) => param([n], { _tag: "zeros" });
+  const blocks = Array.from({ length: spec.nLayers }, (): BlockParams<ParamSpec> => ({
+    ln1: layerNormLayout(d),
+    attn: {
+      wq: w(d, d),
+      bq: zeros(d),
+      wkv: w(d, 2 * d),
+      bkv: zeros(2 * d),
+      wo: w(d, d),
+      bo: zeros(d),
+      ...(spec._tag === "xl"
+        ? {
+          wr: w(d, d),
+          u: param([spec.nHeads, 1, e], { _tag: "zeros" }),
+          v: param([spec.nHeads, 1, e], { _tag: "zeros" }),
+        }
+        : {}),
+    },
+    ln2: layerNormLayout(d),
+    ffn: { w1: w(d, f), b1: zeros(f), w2: w(f, d), b2: zeros(d) },
+  }));
+  const readout = spec.readout;
+  const featureWidth =
+    readout._tag === "classifier" && readout.pool === "memory" && spec._tag === "crt"
+      ? spec.memory.dMemory
+      : d;
+  const head: HeadParams<ParamSpec> = readout._tag === "lm"
+    ? readout.tie ? { b: zeros(v) } : { w: w(d, v), b: zeros(v) }
+    : { w: w(featureWidth, readout.nClasses), b: zeros(readout.nClasses) };
+  const pos = spec._tag === "xl" || spec.positional === "sinusoidal"
+    ? {}
+    : { pos: w(spec.segmentLen, d) };
+  const memory = spec._tag === "crt"
+    ? {
+      memory: {
+        win: w(spec.memory.dMemory, d),
+        bin: zeros(d),
+        rnn: recurrentLayout(spec, d, "memory.rnn"),
+      },
+    }
+    : {};
+  return { embed: w(v, d), ...pos, blocks, lnF: layerNormLayout(d), head, ...memory };
+};
+
+// ---------------------------------------------------------------------------
+// Stages
+
+/** Sinusoidal encodings for positions `positions[i]`: [n, D] row-major. */
+export const sinusoid = (positions: readonly number[], d: number): Float32Array => {
+  const out = new Float32Array(positions.length * d);
+  positions.forEach((p, i) => {
+    for (let k = 0; k < d / 2; k++) {
+      const angle = p / Math.pow(10000, (2 * k) / d);
+      out[i * d + k] = Math.sin(angle);
+      out[i * d + d / 2 + k] = Math.cos(angle);
+    }
+  });
+  return out;
+};
+
+/** What a block needs besides its parameters. */
+interface BlockContext<T> {
+  readonly nHeads: number;
+  readonly dropout: number;
+  /** XL: this layer's cached inputs from the previous segment, [B, Tc, D]. */
+  readonly cache?: T;
+  /** XL: sinusoidal encodings of distances T−1 … 0, [T, D]. */
+  readonly relPos?: T;
+}
+
+const splitHeads = <T>(o: Ops<T>, x: T, h: number): T => {
+  const [b, s, d] = o.shape(x);
+  return o.transpose(o.reshape(x, [b, s, h, d / h]), [0, 2, 1, 3]); // [B, H, S, E]
+};
+
+const mergeHeads = <T>(o: Ops<T>, x: T): T => {
+  const [b, h, s, e] = o.shape(x);
+  return o.reshape(o.transpose(x, [0, 2, 1, 3]), [b, s, h * e]); // [B, S, D]
+};
+
+/** Multi-head causal self-attention over `[cache; x]`, pre-normalised inputs. */
+const attend = <T>(
+  o: Ops<T>,
+  p: AttentionParams<T>,
+  aq: T, // [B, S, D] normalised queries' inputs
+  akv: T, // [B, T, D] normalised keys' inputs (T ≥ S; the last S rows are aq)
+  ctx: BlockContext<T>,
+): T => {
+  const [b, t, d] = o.shape(akv);
+  const h = ctx.nHeads, e = d / h;
+  const q = splitHeads(o, o.linear(aq, p.wq, p.bq), h); // [B, H, S, E]
+  const kv = o.linear(akv, p.wkv, p.bkv); // [B, T, 2D]
+  const k = splitHeads(o, o.slice(kv, [0, 0, 0], [b, t, d]), h); // [B, H, T, E]
+  const v = splitHeads(o, o.slice(kv, [0, 0, d], [b, t, d]), h); // [B, H, T, E]
+  let scores: T;
+  if (p.u !== undefined && p.v !== undefined && p.wr !== undefined && ctx.relPos !== undefined) {
+    // Paper (Transformer-XL): content term (q + u)·kᵀ plus shifted position term (q + v)·rᵀ.
+    const s = o.shape(aq)[1];
+    const content = o.matmul(o.add(q, p.u), k, { transposeB: true }); // [B, H, S, T]
+    const r = o.transpose(o.reshape(o.matmul(ctx.relPos, p.wr), [t, h, e]), [1, 0, 2]); // [H, T, E]
+    const qv = o.reshape(o.transpose(o.add(q, p.v), [1, 0, 2, 3]), [h, b * s, e]); // [H, B·S, E]
+    const raw = o.transpose(o.reshape(o.matmul(qv, r, { transposeB: true }), [h, b, s, t]), [
+      1,
+      0,
+      2,
+      3,
+    ]); // [B, H, S, T]
+    scores = o.add(content, o.relShift(raw));
+  } else {
+    scores = o.matmul(q, k, { transposeB: true }); // [B, H, S, T]
+  }
+  const probs = o.dropout(o.softmax(o.causalMask(o.scale(scores, 1 / Math.sqrt(e)))), ctx.dropout);
+  const out = mergeHeads(o, o.matmul(probs, v)); // [B, S, D]
+  return o.linear(out, p.wo, p.bo); // [B, S, D]
+};
+
+/** One pre-LN block: x + Attn(LN(x)), then + FFN(LN(·)). */
+const block = <T>(o: Ops<T>, p: BlockParams<T>, x: T, ctx: BlockContext<T>): T => {
+  const [b, s, d] = o.shape(x);
+  const full = ctx.cache === undefined ? x : o.concat([ctx.cache, x], 1); // [B, T, D]
+  const akv = o.at("ln1").layerNorm(full, p.ln1.gain, p.ln1.bias); // [B, T, D]
+  const t = o.shape(akv)[1];
+  const aq = t === s ? akv : o.slice(akv, [0, t - s, 0], [b, s, d]); // [B, S, D]
+  const a = attend(o.at("attn"), p.attn, aq, akv, ctx);
+  const x1 = o.add(x, o.dropout(a, ctx.dropout)); // [B, S, D]
+  const f = o.at("ffn");
+  const hid = f.relu(
+    f.linear(o.at("ln2").layerNorm(x1, p.ln2.gain, p.ln2.bias), p.ffn.w1, p.ffn.b1),
+  );
+  return o.add(x1, o.dropout(f.linear(hid, p.ffn.w2, p.ffn.b2), ctx.dropout)); // [B, S, D]
+};
+
+/**
+ * One recurrent step. GRU: c = tanh(x W_c + r ⊙ (h U_c)).
+ * Paper (NC-GRU): c = modReLU(x W_c + r ⊙ (h U_c)) with U_c orthogonal.
+ */
+export const recurrentStep = <T>(
+  o: Ops<T>,
+  p: RecurrentParams<T>,
+  x: T, // [B, Din]
+  h: T, // [B, M]
+): T => {
+  const [b, m] = o.shape(h);
+  const gx = o.add(o.matmul(x, p.wx), p.bx); // [B, 3M]
+  const xr = o.slice(gx, [0, 0], [b, m]);
+  const xz = o.slice(gx, [0, m], [b, m]);
+  const xc = o.slice(gx, [0, 2 * m], [b, m]);
+  const r = o.sigmoid(o.add(xr, o.matmul(h, p.ur))); // [B, M]
+  const z = o.sigmoid(o.add(xz, o.matmul(h, p.uz))); // [B, M]
+  const pre = o.add(xc, o.mul(r, o.matmul(h, p.uc))); // [B, M]
+  const c = p.modBias === undefined ? o.tanh(pre) : o.modrelu(pre, p.modBias);
+  return o.add(c, o.mul(z, o.sub(h, c))); // z ⊙ h + (1 − z) ⊙ c, [B, M]
+};
+
+/** What a segment takes: tokens [B, S] (int32), the carried state, optional targets [B, S]. */
+export interface SegmentInput<T> {
+  readonly tokens: T;
+  readonly state: State<T>;
+  /** LM: next tokens [B, S]; classifier: labels [B]. When given, `loss` is returned. */
+  readonly targets?: T;
+}
+
+/** What a segment gives back. */
+export interface SegmentOutput<T> {
+  /** LM: [B, S, V]; classifier: [B, C]. */
+  readonly logits: T;
+  readonly state: State<T>;
+  /** Mean negative log-likelihood over the segment (scalar), when targets were given. */
+  readonly loss?: T;
+}
+
+/** Options of one segment run. */
+export interface SegmentOptions {
+  /** Dropout active. */
+  readonly training: boolean;
+}
+
+/**
+ * Token embeddings plus absolute positions for a segment of length S ≤ segmentLen.
+ * Positions restart at every segment (Paper: CRT).
+ */
+const embedTokens = <T>(o: Ops<T>, p: ModelParams<T>, spec: ModelSpec, tokens: T): T => {
+  const [b, s] = o.shape(tokens);
+  const d = spec.dModel;
+  const e = o.at("embed").embedding(p.embed, tokens); // [B, S, D]
+  if (spec._tag === "xl") return e; // XL encodes positions inside attention.
+  const pos = p.pos !== undefined
+    ? o.at("pos").slice(p.pos, [0, 0], [s, d])
+    : o.at("pos").constant([s, d], sinusoid(Array.from({ length: s }, (_, i) => i), d));
+  void b;
+  return o.add(e, pos); // [B, S, D]
+};
+
+/** The readout on final-normalised token states [B, S, D] → LM logits [B, S, V]. */
+const lmLogits = <T>(o: Ops<T>, p: ModelParams<T>, hf: T): T => {
+  const [b, s, d] = o.shape(hf);
+  const h2 = o.reshape(hf, [b * s, d]);
+  const w = p.head.w;
+  const logits = w === undefined ? o.matmul(h2, p.embed, { transposeB: true }) : o.matmul(h2, w);
+  const v = o.shape(logits)[1];
+  return o.reshape(o.add(logits, p.head.b), [b, s, v]); // [B, S, V]
+};
+
+const lmLoss = <T>(o: Ops<T>, logits: T, targets: T): T => {
+  const [b, s, v] = o.shape(logits);
+  const nll = o.crossEntropy(o.reshape(logits, [b * s, v]), o.reshape(targets, [b * s])); // [B·S]
+  return o.mean(nll, 0); // []
+};
+
+/**
+ * The memory update: m_n = RNN(inputs; init = m_{n−1}).
+ * Paper: the RNN reads the segment's outputs; `rnnInput` picks every token in
+ * order, their mean, or the output at the memory slot.
+ */
+export const updateMemory = <T>(
+  o: Ops<T>,
+  p: MemoryParams<T>,
+  spec: CrtSpec,
+  hTokens: T, // [B, S, D] final-normalised token outputs
+  hSlot: T | undefined, // [B, D] output at the memory slot (prependToken only)
+  memory: T, // [B, M]
+): T => {
+  const r = o.at("rnn");
+  const [b, s, d] = o.shape(hTokens);
+  switch (spec.memory.rnnInput) {
+    case "mean":
+      return recurrentStep(r, p.rnn, o.mean(hTokens, 1), memory);
+    case "slot":
+      if (hSlot === undefined) throw new Error("rnnInput slot needs injection prependToken");
+      return recurrentStep(r, p.rnn, hSlot, memory);
+    case "tokens": {
+      let m = memory;
+      for (let t = 0; t < s; t++) {
+        m = recurrentStep(r, p.rnn, o.reshape(o.slice(hTokens, [0, t, 0], [b, 1, d]), [b, d]), m);
+      }
+      return m;
+    }
+  }
+};
+
+/**
+ * The shallow segment encoder: embeddings (plus the memory token for CRT),
+ * L causal pre-LN blocks and the final LayerNorm. Returns the normalised token
+ * states, the slot state (CRT prependToken) and the new XL caches.
+ */
+export const encodeSegment = <T>(
+  o: Ops<T>,
+  p: ModelParams<T>,
+  spec: ModelSpec,
+  input: { readonly tokens: T; readonly state: State<T> },
+  opts: SegmentOptions,
+): { hTokens: T; hSlot?: T; caches: readonly T[] } => {
+  const dropout = opts.training ? spec.dropout : 0;
+  const [b, s] = o.shape(input.tokens);
+  const d = spec.dModel;
+  let x = embedTokens(o, p, spec, input.tokens); // [B, S, D]
+  let slot = false;
+  if (spec._tag === "crt") {
+    const mem = p.memory!;
+    const memory = input.state.memory;
+    // Paper: memory token e_0 = W_m · m_{n−1}.
+    const tok = o.at("memory").linear(memory, mem.win, mem.bin); // [B, D]
+    if (spec.memory.injection === "prependToken") {
+      x = o.concat([o.reshape(tok, [b, 1, d]), x], 1); // [B, 1 + S, D]
+      slot = true;
+    } else {
+      x = o.add(x, o.reshape(tok, [b, 1, d])); // [B, S, D]
+    }
+  }
+  x = o.dropout(x, dropout);
+  const caches: T[] = [];
+  let relPos: T | undefined;
+  const cacheOf = (l: number): T | undefined =>
+    spec._tag === "xl" ? input.state[`cache[${l}]`] : undefined;
+  if (spec._tag === "xl") {
+    const t = s + (cacheOf(0) === undefined ? 0 : o.shape(cacheOf(0)!)[1]);
+    const dist = Array.from({ length: t }, (_, i) => t - 1 - i);
+    relPos = o.at("relPos").constant([t, d], sinusoid(dist, d)); // [T, D]
+  }
+  p.blocks.forEach((bp, l) => {
+    const cache = cacheOf(l);
+    if (spec._tag === "xl") caches.push(newCache(o, spec, cache, x));
+    x = block(o.at(`blocks[${l}]`), bp, x, {
+      nHeads: spec.nHeads,
+      dropout,
+      ...(cache === undefined ? {} : { cache }),
+      ...(relPos === undefined ? {} : { relPos }),
+    });
+  });
+  const hf = o.at("lnF").layerNorm(x, p.lnF.gain, p.lnF.bias); // [B, (1+)S, D]
+  if (!slot) return { hTokens: hf, caches };
+  return {
+    hTokens: o.slice(hf, [0, 1, 0], [b, s, d]), // [B, S, D]
+    hSlot: o.reshape(o.slice(hf, [0, 0, 0], [b, 1, d]), [b, d]), // [B, D]
+    caches,
+  };
+};
+
+/** Paper (Transformer-XL): the next cache is the last memLen layer inputs, without gradient. */
+const newCache = <T>(o: Ops<T>, spec: XlSpec, cache: T | undefined, x: T): T => {
+  const full = cache === undefined ? x : o.concat([cache, x], 1); // [B, Tc + S, D]
+  const [b, t, d] = o.shape(full);
+  const keep = Math.min(spec.memLen, t);
+  const kept = keep === t ? full : o.slice(full, [0, t - keep, 0], [b, keep, d]);
+  return o.at("cache").stopGradient(kept); // [B, min(memLen, Tc + S), D]
+};
+
+/**
+ * One segment of any model: encode, update the memory, read out.
+ *
+ * @example
+ * ```ts
+ * import { runSegment } from "./models.ts";
+ * // Traced in core/trace.ts; run eagerly with an Ops over tfjs or the reference interpreter.
+ * void runSegment;
+ * ```
+ */
+export const runSegment = <T>(
+  o: Ops<T>,
+  p: ModelParams<T>,
+  spec: ModelSpec,
+  input: SegmentInput<T>,
+  opts: SegmentOptions,
+): SegmentOutput<T> => {
+  const enc = encodeSegment(o, p, spec, input, opts);
+  const state: Record<string, T> = {};
+  if (spec._tag === "crt") {
+    state.memory = updateMemory(
+      o.at("memory"),
+      p.memory!,
+      spec,
+      enc.hTokens,
+      enc.hSlot,
+      input.state.memory,
+    );
+  }
+  enc.caches.forEach((c, l) => (state[`cache[${l}]`] = c));
+  const readout = spec.readout;
+  const h = o.at("head");
+  if (readout._tag === "lm") {
+    const logits = lmLogits(h, p, enc.hTokens);
+    return input.targets === undefined
+      ? { logits, state }
+      : { logits, state, loss: lmLoss(h.at("loss"), logits, input.targets) };
+  }
+  const feature = readout.pool === "memory" && spec._tag === "crt"
+    ? state.memory // [B, M]
+    : h.mean(enc.hTokens, 1); // [B, D]
+  const logits = h.add(h.matmul(feature, p.head.w!), p.head.b); // [B, C]
+  return input.targets === undefined ? { logits, state } : {
+    logits,
+    state,
+    loss: h.mean(h.crossEntropy(logits, input.targets), 0),
+  };
+};
+
+/** Names and shapes of the state a model carries, for batch size B and cache length Tc. */
+export const stateShapes = (
+  spec: ModelSpec,
+  batchSize: number,
+  cacheLen = 0,
+): Record<string, readonly number[]> => {
+  if (spec._tag === "crt") return { memory: [batchSize, spec.memory.dMemory] };
+  if (spec._tag === "xl" && cacheLen > 0) {
+    return Object.fromEntries(
+      Array.from(
+        { length: spec.nLayers },
+        (_, l) => [`cache[${l}]`, [batchSize, cacheLen, spec.dModel]],
+      ),
+    );
+  }
+  return {};
+};

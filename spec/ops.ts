@@ -1,0 +1,440 @@
+/**
+ * The abstract op set every model stage is written against.
+ *
+ * An op is plain data (`Op`), a tagged union. Its semantics are defined by the
+ * reference interpreter (`ops/reference.ts`), its tfjs lowering lives in
+ * `ops/lower.ts`, and its output shape is given here by {@linkcode inferShape}
+ * so that the tracer, the verifier and both evaluators agree on it.
+ *
+ * Model code never builds `Op` values by hand: it calls the sugar methods of
+ * {@linkcode Ops}, which forward to a {@linkcode OpBackend}. Three backends
+ * exist: the tracer (builds a graph), the reference interpreter and eager tfjs.
+ *
+ * @module
+ */
+
+/** Element type of a tensor. Token ids are int32, everything else float32. */
+export type DType = "float32" | "int32";
+
+/** A static tensor shape. Every dimension is known when a graph is traced. */
+export type Shape = readonly number[];
+
+/** One op of the IR. `_tag` names it; the other fields are its attributes. */
+export type Op =
+  /** A named graph input: a parameter, data (tokens, targets) or carried state. */
+  | {
+    readonly _tag: "input";
+    readonly name: string;
+    readonly role: "param" | "data" | "state";
+    readonly shape: Shape;
+    readonly dtype: DType;
+  }
+  /** A constant baked into the graph (sinusoidal positions). Row-major values. */
+  | { readonly _tag: "constant"; readonly shape: Shape; readonly values: Float32Array }
+  /**
+   * Matrix product over the last two axes. Both inputs have the same rank (2, 3
+   * or 4) and identical leading (batch) dimensions; no broadcasting.
+   */
+  | { readonly _tag: "matmul"; readonly transposeA: boolean; readonly transposeB: boolean }
+  /** Elementwise binary ops with numpy broadcasting (trailing alignment). */
+  | { readonly _tag: "add" }
+  | { readonly _tag: "sub" }
+  | { readonly _tag: "mul" }
+  /** `x * factor`. */
+  | { readonly _tag: "scale"; readonly factor: number }
+  /** Elementwise unary activations. */
+  | { readonly _tag: "relu" }
+  | { readonly _tag: "sigmoid" }
+  | { readonly _tag: "tanh" }
+  /** modReLU(x, b) = sign(x) · relu(|x| + b); b broadcasts over x. Paper: NC-GRU. */
+  | { readonly _tag: "modrelu" }
+  /** Softmax over the last axis. */
+  | { readonly _tag: "softmax" }
+  /** LayerNorm over the last axis: inputs x, gain [D], bias [D]. */
+  | { readonly _tag: "layerNorm"; readonly eps: number }
+  /** Row lookup: inputs table [V, D] (float32) and ids [...] (int32) → [..., D]. */
+  | { readonly _tag: "embedding" }
+  | { readonly _tag: "reshape"; readonly shape: Shape }
+  | { readonly _tag: "transpose"; readonly perm: readonly number[] }
+  | { readonly _tag: "concat"; readonly axis: number }
+  | { readonly _tag: "slice"; readonly begin: readonly number[]; readonly size: readonly number[] }
+  /** Mean over one axis, which is removed. */
+  | { readonly _tag: "mean"; readonly axis: number }
+  /**
+   * Causal attention mask on scores [..., S, T]: query i may see key j iff
+   * j ≤ i + (T − S). Masked entries become −1e9 (not −∞, so softmax of a fully
+   * masked row stays finite).
+   */
+  | { readonly _tag: "causalMask" }
+  /**
+   * Transformer-XL's relative shift on [..., S, R] with R = T (keys): output
+   * [i, j] = input[i, j + S − 1 − i] when that index is in range, else 0.
+   * Input column r holds relative distance R − 1 − r.
+   */
+  | { readonly _tag: "relShift" }
+  /** Per-row negative log-likelihood: inputs logits [N, V] and targets [N] (int32) → [N]. */
+  | { readonly _tag: "crossEntropy" }
+  /** Inverted dropout with keep-probability 1 − rate; identity when not training. */
+  | { readonly _tag: "dropout"; readonly rate: number }
+  /** Identity forward, zero gradient. Used to carry state without gradient. */
+  | { readonly _tag: "stopGradient" };
+
+/** The tag of an op. */
+export type OpTag = Op["_tag"];
+
+/** Where an op's shapes disagree: carries a readable reason. */
+export class ShapeError extends Error {
+  override readonly name = "ShapeError";
+}
+
+const fmt = (s: Shape): string => `[${s.join(", ")}]`;
+const size = (s: Shape): number => s.reduce((a, b) => a * b, 1);
+const same = (a: Shape, b: Shape): boolean =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** Numpy-style broadcast of two shapes (aligned at the trailing axis). */
+export const broadcastShapes = (a: Shape, b: Shape): Shape => {
+  const n = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new ShapeError(`cannot broadcast ${fmt(a)} with ${fmt(b)}`);
+    }
+    out.push(Math.max(da, db));
+  }
+  return out;
+};
+
+/** Input count each op takes. */
+export const arity = (op: Op): number => {
+  switch (op._tag) {
+    case "input":
+    case "constant":
+      return 0;
+    case "matmul":
+    case "add":
+    case "sub":
+    case "mul":
+    case "modrelu":
+    case "embedding":
+    case "crossEntropy":
+      return 2;
+    case "layerNorm":
+      return 3;
+    case "concat":
+      return -1; // any number ≥ 1
+    default:
+      return 1;
+  }
+};
+
+/**
+ * Output shape and dtype of `op` applied to inputs of the given shapes and
+ * dtypes. Throws {@linkcode ShapeError} naming the mismatch.
+ */
+export const inferShape = (
+  op: Op,
+  inputs: readonly { readonly shape: Shape; readonly dtype: DType }[],
+): { shape: Shape; dtype: DType } => {
+  const n = arity(op);
+  if (n >= 0 && inputs.length !== n) {
+    throw new ShapeError(`${op._tag} takes ${n} inputs, got ${inputs.length}`);
+  }
+  const f32 = (shape: Shape) => ({ shape, dtype: "float32" as const });
+  const needF32 = (i: number) => {
+    if (inputs[i].dtype !== "float32") {
+      throw new ShapeError(`${op._tag} input ${i} must be float32, got ${inputs[i].dtype}`);
+    }
+  };
+  const x = inputs[0]?.shape ?? [];
+  switch (op._tag) {
+    case "input":
+      return { shape: op.shape, dtype: op.dtype };
+    case "constant":
+      if (op.values.length !== size(op.shape)) {
+        throw new ShapeError(`constant of shape ${fmt(op.shape)} has ${op.values.length} values`);
+      }
+      return f32(op.shape);
+    case "matmul": {
+      needF32(0);
+      needF32(1);
+      const a = x, b = inputs[1].shape;
+      if (a.length !== b.length || a.length < 2 || a.length > 4) {
+        throw new ShapeError(`matmul needs equal ranks 2..4, got ${fmt(a)} and ${fmt(b)}`);
+      }
+      const r = a.length;
+      if (!same(a.slice(0, r - 2), b.slice(0, r - 2))) {
+        throw new ShapeError(`matmul batch dims differ: ${fmt(a)} and ${fmt(b)}`);
+      }
+      const [m, ka] = op.transposeA ? [a[r - 1], a[r - 2]] : [a[r - 2], a[r - 1]];
+      const [kb, nn] = op.transposeB ? [b[r - 1], b[r - 2]] : [b[r - 2], b[r - 1]];
+      if (ka !== kb) {
+        throw new ShapeError(
+          `matmul inner dims differ: ${fmt(a)}${op.transposeA ? "ᵀ" : ""} · ${fmt(b)}${
+            op.transposeB ? "ᵀ" : ""
+          }`,
+        );
+      }
+      return f32([...a.slice(0, r - 2), m, nn]);
+    }
+    case "add":
+    case "sub":
+    case "mul":
+      needF32(0);
+      needF32(1);
+      return f32(broadcastShapes(x, inputs[1].shape));
+    case "modrelu":
+      needF32(0);
+      needF32(1);
+      if (!same(broadcastShapes(x, inputs[1].shape), x)) {
+        throw new ShapeError(
+          `modrelu bias ${fmt(inputs[1].shape)} does not broadcast to ${fmt(x)}`,
+        );
+      }
+      return f32(x);
+    case "scale":
+    case "relu":
+    case "sigmoid":
+    case "tanh":
+    case "softmax":
+    case "dropout":
+    case "stopGradient":
+      needF32(0);
+      return f32(x);
+    case "layerNorm": {
+      needF32(0);
+      const d = x[x.length - 1];
+      for (const i of [1, 2]) {
+        if (!same(inputs[i].shape, [d])) {
+          throw new ShapeError(
+            `layerNorm ${i === 1 ? "gain" : "bias"} must be [${d}], got ${fmt(inputs[i].shape)}`,
+          );
+        }
+      }
+      return f32(x);
+    }
+    case "embedding": {
+      needF32(0);
+      if (x.length !== 2) throw new ShapeError(`embedding table must be rank 2, got ${fmt(x)}`);
+      if (inputs[1].dtype !== "int32") throw new ShapeError(`embedding ids must be int32`);
+      return f32([...inputs[1].shape, x[1]]);
+    }
+    case "reshape": {
+      if (size(op.shape) !== size(x)) {
+        throw new ShapeError(`cannot reshape ${fmt(x)} (${size(x)} elements) to ${fmt(op.shape)}`);
+      }
+      return { shape: op.shape, dtype: inputs[0].dtype };
+    }
+    case "transpose": {
+      const p = op.perm;
+      if (p.length !== x.length || [...p].sort((a, b) => a - b).some((v, i) => v !== i)) {
+        throw new ShapeError(`transpose perm [${p.join(", ")}] does not fit ${fmt(x)}`);
+      }
+      return { shape: p.map((i) => x[i]), dtype: inputs[0].dtype };
+    }
+    case "concat": {
+      if (inputs.length < 1) throw new ShapeError("concat needs at least one input");
+      const ax = op.axis;
+      if (ax < 0 || ax >= x.length) {
+        throw new ShapeError(`concat axis ${ax} out of range for ${fmt(x)}`);
+      }
+      let total = 0;
+      for (const inp of inputs) {
+        const s = inp.shape;
+        if (s.length !== x.length || s.some((d, i) => i !== ax && d !== x[i])) {
+          throw new ShapeError(`concat on axis ${ax}: ${fmt(x)} and ${fmt(s)} differ elsewhere`);
+        }
+        if (inp.dtype !== inputs[0].dtype) throw new ShapeError("concat inputs differ in dtype");
+        total += s[ax];
+      }
+      return { shape: x.map((d, i) => (i === ax ? total : d)), dtype: inputs[0].dtype };
+    }
+    case "slice": {
+      if (op.begin.length !== x.length || op.size.length !== x.length) {
+        throw new ShapeError(`slice begin/size rank differs from ${fmt(x)}`);
+      }
+      op.begin.forEach((b, i) => {
+        if (b < 0 || op.size[i] < 0 || b + op.size[i] > x[i]) {
+          throw new ShapeError(
+            `slice [${op.begin.join(", ")}] + [${op.size.join(", ")}] out of range for ${fmt(x)}`,
+          );
+        }
+      });
+      return { shape: op.size, dtype: inputs[0].dtype };
+    }
+    case "mean":
+      needF32(0);
+      if (op.axis < 0 || op.axis >= x.length) {
+        throw new ShapeError(`mean axis ${op.axis} out of range for ${fmt(x)}`);
+      }
+      return f32(x.filter((_, i) => i !== op.axis));
+    case "causalMask":
+    case "relShift":
+      needF32(0);
+      if (x.length < 2) throw new ShapeError(`${op._tag} needs rank ≥ 2, got ${fmt(x)}`);
+      if (x[x.length - 1] < x[x.length - 2]) {
+        throw new ShapeError(`${op._tag} needs keys ≥ queries, got ${fmt(x)}`);
+      }
+      return f32(x);
+    case "crossEntropy": {
+      needF32(0);
+      const t = inputs[1];
+      if (x.length !== 2 || t.shape.length !== 1 || t.shape[0] !== x[0] || t.dtype !== "int32") {
+        throw new ShapeError(
+          `crossEntropy needs logits [N, V] and int32 targets [N], got ${fmt(x)} and ${
+            fmt(t.shape)
+          }`,
+        );
+      }
+      return f32([x[0]]);
+    }
+  }
+};
+
+/**
+ * What evaluates ops: the tracer, the reference interpreter or eager tfjs.
+ * `T` is that backend's tensor handle.
+ */
+export interface OpBackend<T> {
+  /** Apply `op` to `inputs`. `path` names where in the spec the op comes from. */
+  apply(op: Op, inputs: readonly T[], path: string): T;
+  /** The static shape of a handle. */
+  shape(t: T): Shape;
+}
+
+/**
+ * Typed sugar over an {@linkcode OpBackend}, carrying the spec path that every
+ * op it emits is tagged with. `at("blocks[0].attn")` returns a copy scoped
+ * deeper; nothing is mutated.
+ */
+export class Ops<T> {
+  /** Wrap a backend; `path` is the spec path ops emitted from here belong to. */
+  constructor(readonly backend: OpBackend<T>, readonly path: string = "model") {}
+
+  /** A copy of these ops whose emitted nodes carry `path + "." + sub`. */
+  at(sub: string): Ops<T> {
+    const joined = sub.startsWith("[") ? `${this.path}${sub}` : `${this.path}.${sub}`;
+    return new Ops(this.backend, joined);
+  }
+
+  private op(op: Op, ...inputs: T[]): T {
+    return this.backend.apply(op, inputs, this.path);
+  }
+
+  /** Static shape of `t`. */
+  shape(t: T): Shape {
+    return this.backend.shape(t);
+  }
+  /** A constant (row-major values). */
+  constant(shape: Shape, values: Float32Array): T {
+    return this.op({ _tag: "constant", shape, values });
+  }
+  /** `a · b` over the last two axes, optionally transposing either. */
+  matmul(a: T, b: T, opts: { transposeA?: boolean; transposeB?: boolean } = {}): T {
+    return this.op(
+      {
+        _tag: "matmul",
+        transposeA: opts.transposeA ?? false,
+        transposeB: opts.transposeB ?? false,
+      },
+      a,
+      b,
+    );
+  }
+  /** `a + b` with broadcasting. */
+  add(a: T, b: T): T {
+    return this.op({ _tag: "add" }, a, b);
+  }
+  /** `a − b` with broadcasting. */
+  sub(a: T, b: T): T {
+    return this.op({ _tag: "sub" }, a, b);
+  }
+  /** `a ⊙ b` with broadcasting. */
+  mul(a: T, b: T): T {
+    return this.op({ _tag: "mul" }, a, b);
+  }
+  /** `x · factor`. */
+  scale(x: T, factor: number): T {
+    return this.op({ _tag: "scale", factor }, x);
+  }
+  /** max(x, 0). */
+  relu(x: T): T {
+    return this.op({ _tag: "relu" }, x);
+  }
+  /** 1 / (1 + e^−x). */
+  sigmoid(x: T): T {
+    return this.op({ _tag: "sigmoid" }, x);
+  }
+  /** tanh(x). */
+  tanh(x: T): T {
+    return this.op({ _tag: "tanh" }, x);
+  }
+  /** sign(x) · relu(|x| + b). */
+  modrelu(x: T, b: T): T {
+    return this.op({ _tag: "modrelu" }, x, b);
+  }
+  /** Softmax over the last axis. */
+  softmax(x: T): T {
+    return this.op({ _tag: "softmax" }, x);
+  }
+  /** LayerNorm over the last axis. */
+  layerNorm(x: T, gain: T, bias: T, eps = 1e-5): T {
+    return this.op({ _tag: "layerNorm", eps }, x, gain, bias);
+  }
+  /** Rows of `table` at `ids`. */
+  embedding(table: T, ids: T): T {
+    return this.op({ _tag: "embedding" }, table, ids);
+  }
+  /** Same data, new shape. */
+  reshape(x: T, shape: Shape): T {
+    return this.op({ _tag: "reshape", shape }, x);
+  }
+  /** Permute axes. */
+  transpose(x: T, perm: readonly number[]): T {
+    return this.op({ _tag: "transpose", perm }, x);
+  }
+  /** Join along `axis`. */
+  concat(xs: readonly T[], axis: number): T {
+    return this.backend.apply({ _tag: "concat", axis }, xs, this.path);
+  }
+  /** A box of `x`. */
+  slice(x: T, begin: readonly number[], size: readonly number[]): T {
+    return this.op({ _tag: "slice", begin, size }, x);
+  }
+  /** Mean over `axis`, removing it. */
+  mean(x: T, axis: number): T {
+    return this.op({ _tag: "mean", axis }, x);
+  }
+  /** Causal mask on attention scores [..., S, T]. */
+  causalMask(scores: T): T {
+    return this.op({ _tag: "causalMask" }, scores);
+  }
+  /** Transformer-XL relative shift on [..., S, T]. */
+  relShift(x: T): T {
+    return this.op({ _tag: "relShift" }, x);
+  }
+  /** Per-row NLL of int32 `targets` [N] under `logits` [N, V]. */
+  crossEntropy(logits: T, targets: T): T {
+    return this.op({ _tag: "crossEntropy" }, logits, targets);
+  }
+  /** Inverted dropout; elided when `rate` is 0. */
+  dropout(x: T, rate: number): T {
+    return rate > 0 ? this.op({ _tag: "dropout", rate }, x) : x;
+  }
+  /** Identity with zero gradient. */
+  stopGradient(x: T): T {
+    return this.op({ _tag: "stopGradient" }, x);
+  }
+  /** `x · W + b` on the last axis for any rank, through a 2-D matmul. */
+  linear(x: T, w: T, b?: T): T {
+    const s = this.shape(x);
+    const d = s[s.length - 1];
+    const wOut = this.shape(w)[1];
+    const x2 = s.length === 2 ? x : this.reshape(x, [s.slice(0, -1).reduce((a, c) => a * c, 1), d]);
+    let y = this.matmul(x2, w);
+    if (b !== undefined) y = this.add(y, b);
+    return s.length === 2 ? y : this.reshape(y, [...s.slice(0, -1), wOut]);
+  }
+}
