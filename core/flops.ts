@@ -12,23 +12,43 @@
  */
 import type { Graph } from "./graph.ts";
 
-/** FLOPs of one traced graph, in total (not per token). */
+/**
+ * FLOPs of one traced graph, in total (not per token).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { countFlops, type GraphFlops } from "./flops.ts";
+ * import { traceSegment } from "./trace.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ *
+ * const opts = { batchSize: 1, segmentLen: 35, withLoss: true, training: false };
+ * const flops: GraphFlops = countFlops(traceSegment(referenceCrt, opts).graph);
+ * console.log((flops.forward / 35 / 1e6).toFixed(1), "MFLOPs per token forward");
+ * assert.ok(flops.train > 2 * flops.forward && flops.train <= 3 * flops.forward);
+ * ```
+ */
 export interface GraphFlops {
+  /** The forward pass. */
   readonly forward: number;
+  /** Forward plus backward: each matmul input that needs a gradient adds one product. */
   readonly train: number;
 }
 
 /**
- * Count FLOPs of a graph.
+ * Count the FLOPs of a graph: 2 per multiply-add of every matmul.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { countFlops } from "./flops.ts";
  * import { Tracer } from "./graph.ts";
+ *
  * const t = new Tracer();
  * const x = t.input("x", "data", [4, 8]);
  * const w = t.input("w", "param", [8, 16]);
- * countFlops(t.finish({ y: t.ops().matmul(x, w) })); // { forward: 1024, train: 2048 }
+ * // Only w needs a gradient: one extra product in training.
+ * assert.deepEqual(countFlops(t.finish({ y: t.ops().matmul(x, w) })), { forward: 1024, train: 2048 });
  * ```
  */
 export const countFlops = (g: Graph): GraphFlops => {

@@ -17,19 +17,56 @@ import {
   ShapeError,
 } from "../spec/ops.ts";
 
-/** One IR node. */
+/**
+ * One IR node: an op of the abstract op set applied to earlier nodes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Node, Tracer } from "./graph.ts";
+ *
+ * const t = new Tracer();
+ * const x = t.input("x", "data", [2, 3]);
+ * const g = t.finish({ y: t.ops("model.act").relu(x) });
+ * const relu: Node = g.nodes[g.outputs.y];
+ * assert.deepEqual([relu.op._tag, relu.inputs, relu.shape, relu.path], ["relu", [0], [2, 3], "model.act"]);
+ * ```
+ */
 export interface Node {
+  /** Its index in the graph's node list. */
   readonly id: number;
+  /** What it computes. */
   readonly op: Op;
+  /** Ids of its inputs, all smaller than `id`. */
   readonly inputs: readonly number[];
+  /** Its static output shape. */
   readonly shape: Shape;
+  /** Its output element type. */
   readonly dtype: DType;
   /** The spec path of what emitted this node, e.g. `model.blocks[1].attn.wq`. */
   readonly path: string;
 }
 
-/** A traced graph: nodes in topological order and named outputs. */
+/**
+ * A traced graph: nodes in topological order and named outputs. Graph
+ * inputs are the `input` nodes, named by parameter path, `tokens`, `targets`
+ * or `state:<name>`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { traceSegment } from "./trace.ts";
+ * import type { Graph } from "./graph.ts";
+ * import { referenceXl } from "../spec/model.ts";
+ *
+ * const spec = { ...referenceXl, vocabSize: 50, dModel: 16, nHeads: 2, dFF: 32, nLayers: 1, segmentLen: 4 };
+ * const opts = { batchSize: 1, segmentLen: 4, withLoss: false, training: false };
+ * const graph: Graph = traceSegment(spec, opts).graph;
+ * assert.deepEqual(Object.keys(graph.outputs), ["logits", "state:cache[0]"]);
+ * ```
+ */
 export interface Graph {
+  /** Every node, in topological order; a node's id is its index. */
   readonly nodes: readonly Node[];
   /** Named outputs, by node id. */
   readonly outputs: Readonly<Record<string, number>>;
@@ -111,7 +148,26 @@ const attrs = (op: Op): string => {
   return parts.length ? ` {${parts.join(" ")}}` : "";
 };
 
-/** One line per node: `%7 = matmul(%3, %5) {…} : [20,35,256] f32  @model.blocks[0].attn`. */
+/**
+ * The graph as text, one line per node:
+ * `%7 = matmul(%3, %5) {…} : [20,35,256] f32  @model.blocks[0].attn`, with
+ * `-> name` after named outputs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { printGraph, Tracer } from "./graph.ts";
+ *
+ * const t = new Tracer();
+ * const x = t.input("x", "data", [4, 8]);
+ * const w = t.input("w", "param", [8, 16]);
+ * const text = printGraph(t.finish({ y: t.ops().matmul(x, w) }));
+ * assert.equal(
+ *   text.split("\n")[2],
+ *   "%2 = matmul(%0, %1) {transposeA=false transposeB=false} : [4,16] f32  @model  -> y",
+ * );
+ * ```
+ */
 export const printGraph = (g: Graph): string => {
   const names = new Map(Object.entries(g.outputs).map(([k, v]) => [v, k]));
   const lines = g.nodes.map((n) => {

@@ -15,10 +15,24 @@ import { tf } from "../ops/tf.ts";
 import { cayley, identityPlus, inverse, matmul, transpose } from "./linalg.ts";
 import { flattenParams, type Grads, type Params, type Tensor, unflattenParams } from "./program.ts";
 
-/** AdamW settings. */
+/**
+ * AdamW settings.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type AdamWConfig, defaultAdamW } from "./optim.ts";
+ *
+ * const noClip: AdamWConfig = { ...defaultAdamW, clipNorm: 0, weightDecay: 0.1 };
+ * assert.equal(noClip.beta2, 0.999);
+ * ```
+ */
 export interface AdamWConfig {
+  /** Decay of the first moment. */
   readonly beta1: number;
+  /** Decay of the second moment. */
   readonly beta2: number;
+  /** Added to the root of the second moment. */
   readonly eps: number;
   /** Decoupled weight decay, applied to matrices only (not biases, gains, u/v biases). */
   readonly weightDecay: number;
@@ -28,7 +42,25 @@ export interface AdamWConfig {
   readonly cayleyRefresh: number;
 }
 
-/** Defaults: Adam's betas and eps, decay 0.01, clip 0.25 (the PyTorch reference), refresh 100. */
+/**
+ * Defaults: Adam's betas and eps, decay 0.01, clip 0.25 (the PyTorch
+ * reference), refresh 100.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultAdamW } from "./optim.ts";
+ *
+ * assert.deepEqual(defaultAdamW, {
+ *   beta1: 0.9,
+ *   beta2: 0.999,
+ *   eps: 1e-8,
+ *   weightDecay: 0.01,
+ *   clipNorm: 0.25,
+ *   cayleyRefresh: 100,
+ * });
+ * ```
+ */
 export const defaultAdamW: AdamWConfig = {
   beta1: 0.9,
   beta2: 0.999,
@@ -38,25 +70,98 @@ export const defaultAdamW: AdamWConfig = {
   cayleyRefresh: 100,
 };
 
-/** Host-side state of one NC-GRU orthogonal matrix U = (I + A)⁻¹ (I − A) D. */
+/**
+ * Host-side state of one NC-GRU orthogonal matrix U = (I + A)⁻¹ (I − A) D.
+ * Matrices are row-major float64 n × n.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile } from "./program.ts";
+ * import { type CayleyState, initOptimizer } from "./optim.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, cell: "ncgru" as const, dMemory: 16 },
+ * };
+ * const compiled = compile(spec);
+ * if (compiled._tag === "Left") throw new Error(compiled.left.message);
+ * const program = compiled.right;
+ * const params = program.init(0);
+ * const [c]: readonly CayleyState[] = initOptimizer(program.layout, params).cayley;
+ * assert.deepEqual([c.uPath, c.aPath, c.dPath, c.n], ["memory.rnn.uc", "memory.rnn.a", "memory.rnn.d", 16]);
+ * ```
+ */
 export interface CayleyState {
+  /** Path of U, the graph parameter the gradient arrives at. */
   readonly uPath: string;
+  /** Path of A, the skew-symmetric generator the optimizer updates. */
   readonly aPath: string;
+  /** Path of D, the fixed ±1 diagonal. */
   readonly dPath: string;
+  /** The matrix size (dMemory). */
   readonly n: number;
+  /** A, skew-symmetric. */
   readonly a: Float64Array;
+  /** The diagonal of D. */
   readonly d: Float64Array;
   /** (I + A)⁻¹, kept current by Neumann updates and exact refreshes. */
   readonly inv: Float64Array;
+  /** Adam's first moment of A's gradient. */
   readonly m: Float64Array;
+  /** Adam's second moment of A's gradient. */
   readonly v: Float64Array;
 }
 
-/** Optimizer state. Tensors are owned by the state. */
+/**
+ * Optimizer state. Tensors are owned by the state.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile } from "./program.ts";
+ * import { initOptimizer, type OptState } from "./optim.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, cell: "ncgru" as const, dMemory: 16 },
+ * };
+ * const compiled = compile(spec);
+ * if (compiled._tag === "Left") throw new Error(compiled.left.message);
+ * const program = compiled.right;
+ * const opt: OptState = initOptimizer(program.layout, program.init(0));
+ * assert.equal(opt.step, 0);
+ * assert.deepEqual(opt.m["blocks[0].attn.wq"].dataSync().every((x) => x === 0), true);
+ * // NC-GRU's U and A are updated through the Cayley state, not through m and v.
+ * assert.equal(opt.m["memory.rnn.uc"], undefined);
+ * ```
+ */
 export interface OptState {
+  /** Steps applied so far. */
   readonly step: number;
+  /** First moments by parameter path. */
   readonly m: Readonly<Record<string, Tensor>>;
+  /** Second moments by parameter path. */
   readonly v: Readonly<Record<string, Tensor>>;
+  /** One entry per NC-GRU orthogonal matrix. */
   readonly cayley: readonly CayleyState[];
 }
 
@@ -69,13 +174,33 @@ const cayleyLeaves = (layout: ModelParams<ParamSpec>) =>
   );
 
 /**
- * A fresh optimizer state for `params`.
+ * A fresh optimizer state for `params`: zero moments for every graph
+ * parameter, and the Cayley state of each NC-GRU orthogonal matrix.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile } from "./program.ts";
  * import { initOptimizer } from "./optim.ts";
- * // const opt = initOptimizer(program.layout, params);
- * void initOptimizer;
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, cell: "ncgru" as const, dMemory: 16 },
+ * };
+ * const compiled = compile(spec);
+ * if (compiled._tag === "Left") throw new Error(compiled.left.message);
+ * const program = compiled.right;
+ * const opt = initOptimizer(program.layout, program.init(0));
+ * assert.equal(opt.cayley.length, 1);
  * ```
  */
 export const initOptimizer = (layout: ModelParams<ParamSpec>, params: Params): OptState => {
@@ -168,13 +293,41 @@ export const globalNorm = (grads: Grads): number =>
 /**
  * One AdamW step. Returns new parameters (every leaf a new tensor, or the same
  * tensor for leaves the optimizer does not touch), the new state and the
- * gradient norm before clipping.
+ * gradient norm before clipping. Nothing is mutated or disposed.
  *
  * @example
  * ```ts
- * import { applyAdamW, defaultAdamW } from "./optim.ts";
- * // const { params, state } = applyAdamW(program.layout, params, grads, opt, { lr: 1e-3, config: defaultAdamW });
- * void applyAdamW;
+ * import assert from "node:assert/strict";
+ * import { tf } from "../ops/tf.ts";
+ * import { orthogonalityError } from "./linalg.ts";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile } from "./program.ts";
+ * import { applyAdamW, defaultAdamW, initOptimizer } from "./optim.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, cell: "ncgru" as const, dMemory: 16 },
+ * };
+ * const compiled = compile(spec);
+ * if (compiled._tag === "Left") throw new Error(compiled.left.message);
+ * const program = compiled.right;
+ * const params = program.init(0);
+ * const tokens = tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], "int32");
+ * const { grads } = program.trainStep(params, program.initState(1), { tokens, targets: tokens }, {});
+ * const opt = initOptimizer(program.layout, params);
+ * const next = applyAdamW(program.layout, params, grads, opt, { lr: 1e-3, config: defaultAdamW });
+ * assert.equal(next.state.step, 1);
+ * assert.ok(next.gradNorm > 0);
+ * // The NC-GRU candidate matrix stays orthogonal.
+ * assert.ok(orthogonalityError(next.params.memory!.rnn.uc.dataSync(), 16) < 1e-5);
  * ```
  */
 export const applyAdamW = (

@@ -6,12 +6,31 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import type { Either } from "../spec/either.ts";
 import type { Graph, Node } from "./graph.ts";
 import { type VerifyError, verifyGraph } from "./verify.ts";
 
-/** A named graph-to-graph rewrite. */
+/**
+ * A named graph-to-graph rewrite that must not change what the graph
+ * computes.
+ *
+ * @example A pass that changes nothing, run after the defaults
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultPasses, type Pass, runPasses } from "./passes.ts";
+ * import { Tracer } from "./graph.ts";
+ *
+ * const identity: Pass = { name: "identity", run: (g) => g };
+ * const t = new Tracer();
+ * const g = t.finish({ y: t.ops().tanh(t.input("x", "data", [2])) });
+ * const r = runPasses(g, [...defaultPasses, identity]);
+ * assert.equal(r._tag, "Right");
+ * ```
+ */
 export interface Pass {
+  /** Names the pass in errors and printouts (`dead-code`). */
   readonly name: string;
+  /** The rewrite. */
   readonly run: (g: Graph) => Graph;
 }
 
@@ -90,32 +109,73 @@ export const foldReshapes: Pass = {
   },
 };
 
-/** The default pipeline, in order. */
+/**
+ * The default pipeline, in order: merge common subexpressions, fold
+ * reshapes, remove dead code.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultPasses } from "./passes.ts";
+ *
+ * assert.deepEqual(defaultPasses.map((p) => p.name), [
+ *   "common-subexpressions",
+ *   "fold-reshapes",
+ *   "dead-code",
+ * ]);
+ * ```
+ */
 export const defaultPasses: readonly Pass[] = [commonSubexpressions, foldReshapes, deadCode];
 
-/** A pass that broke the graph, with the verifier's complaint. */
+/**
+ * A pass that broke the graph, with the verifier's complaint.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Pass, runPasses } from "./passes.ts";
+ * import { Tracer } from "./graph.ts";
+ *
+ * const dropAll: Pass = { name: "drop-all", run: (g) => ({ ...g, nodes: [] }) };
+ * const t = new Tracer();
+ * const g = t.finish({ y: t.ops().tanh(t.input("x", "data", [2])) });
+ * const r = runPasses(g, [dropAll]);
+ * if (r._tag === "Right") throw new Error("expected a PassError");
+ * assert.equal(r.left.pass, "drop-all");
+ * assert.equal(r.left.cause._tag, "VerifyError");
+ * ```
+ */
 export interface PassError {
+  /** Discriminant. */
   readonly _tag: "PassError";
+  /** Name of the pass that produced the malformed graph. */
   readonly pass: string;
+  /** What the verifier found wrong with its output. */
   readonly cause: VerifyError;
+  /** Both, readable as is. */
   readonly message: string;
 }
 
 /**
- * Apply `passes` in order, verifying after each.
+ * Apply `passes` in order, verifying after each; the first pass whose output
+ * fails verification stops the pipeline with a {@linkcode PassError}.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { defaultPasses, runPasses } from "./passes.ts";
  * import { Tracer } from "./graph.ts";
+ *
  * const t = new Tracer();
  * const x = t.input("x", "data", [2, 3]);
  * const o = t.ops();
  * const g = t.finish({ y: o.reshape(o.reshape(x, [3, 2]), [2, 3]) });
- * const folded = runPasses(g, defaultPasses); // Right: the two reshapes are gone
+ * const folded = runPasses(g, defaultPasses);
+ * if (folded._tag === "Left") throw new Error(folded.left.message);
+ * assert.deepEqual(folded.right.nodes.map((n) => n.op._tag), ["input"]); // the reshapes are gone
  * ```
  */
-export const runPasses = (g: Graph, passes: readonly Pass[]): E.Either<PassError, Graph> => {
+export const runPasses = (g: Graph, passes: readonly Pass[]): Either<PassError, Graph> => {
   let cur = g;
   for (const p of passes) {
     const next = verifyGraph(p.run(cur));

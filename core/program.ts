@@ -14,7 +14,9 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type { ModelSpec } from "../spec/model.ts";
+import type { Either } from "../spec/either.ts";
+import type { ModelSpec } from "../spec/model_types.ts";
+import { decodeModelSpec } from "../spec/model.ts";
 import { type ModelParams, paramLayout, type State, stateShapes } from "../spec/models.ts";
 import { isParamSpec, numel, type ParamSpec } from "../spec/params.ts";
 import { flatten, mapTree } from "../spec/tree.ts";
@@ -28,23 +30,182 @@ import { mixSeed, seeded } from "./random.ts";
 import { traceSegment } from "./trace.ts";
 import { verifyGraph } from "./verify.ts";
 
-/** A tfjs tensor. */
+/**
+ * A tfjs tensor: parameters, state, tokens and logits are all tensors of the
+ * active tfjs backend. Whoever receives one from a program owns it and
+ * disposes it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { tf } from "../ops/tf.ts";
+ * import type { Tensor } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const tokens: Tensor = tf.tensor2d([[3, 1, 4, 1]], [1, 4], "int32"); // [B, L]
+ * assert.deepEqual(tokens.shape, [1, 4]);
+ * tokens.dispose();
+ * ```
+ */
 export type Tensor = tf.Tensor;
-/** Model parameters as a readonly tree of tensors. */
+
+/**
+ * Model parameters: the {@linkcode ModelParams} tree with a tensor at each
+ * leaf.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile, type Params } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const program = compile(spec);
+ * if (program._tag === "Left") throw new Error(program.left.message);
+ * const params: Params = program.right.init(0);
+ * assert.deepEqual(params.blocks[0].attn.wq.shape, [16, 16]);
+ * ```
+ */
 export type Params = ModelParams<Tensor>;
-/** Carried state as named tensors. */
+
+/**
+ * The state a model carries from segment to segment, as named tensors:
+ * `memory` [B, M] for CRT, `cache[l]` [B, Tc, D] for Transformer-XL, nothing
+ * for the full-length Transformer.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile, type ModelState } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const program = compile(spec);
+ * if (program._tag === "Left") throw new Error(program.left.message);
+ * const state: ModelState = program.right.initState(3);
+ * assert.deepEqual(state.memory.shape, [3, 16]);
+ * program.right.disposeState(state);
+ * ```
+ */
 export type ModelState = State<Tensor>;
-/** Gradients by parameter path. */
+
+/**
+ * Gradients of the graph parameters, keyed by parameter path
+ * (`blocks[0].attn.wq`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { tf } from "../ops/tf.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile, type Grads } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const program = compile(spec);
+ * if (program._tag === "Left") throw new Error(program.left.message);
+ * const p = program.right;
+ * const tokens = tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], "int32");
+ * const step = p.trainStep(p.init(0), p.initState(1), { tokens, targets: tokens }, {});
+ * const grads: Grads = step.grads;
+ * assert.deepEqual(grads["blocks[0].attn.wq"].shape, [16, 16]);
+ * ```
+ */
 export type Grads = Readonly<Record<string, Tensor>>;
 
-/** Why compilation failed, naming the spec path of the culprit where there is one. */
+/**
+ * Why compilation failed, naming the spec path of the culprit where there is
+ * one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import type { Graph } from "./graph.ts";
+ * import { compile } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * // A broken pass is caught by the verifier that runs after every pass.
+ * const dropAll = { name: "drop-all", run: (g: Graph) => ({ ...g, nodes: [] }) };
+ * const r = compile(referenceCrt, { passes: [dropAll] });
+ * if (r._tag === "Right") throw new Error("expected a CompileError");
+ * assert.equal(r.left.stage, "passes");
+ * assert.match(r.left.message, /^pass drop-all produced a malformed graph/);
+ * ```
+ */
 export interface CompileError {
+  /** Discriminant. */
   readonly _tag: "CompileError";
-  readonly stage: "trace" | "verify" | "passes" | "kernels";
+  /** The compiler stage that failed. */
+  readonly stage: "spec" | "trace" | "verify" | "passes" | "kernels";
+  /** What went wrong, starting with the spec path where there is one. */
   readonly message: string;
 }
 
-/** Options of {@linkcode compile}. */
+/**
+ * Options of {@linkcode compile}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { defaultPasses } from "./passes.ts";
+ * import { compile, type CompileOptions } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const noPasses: CompileOptions = { passes: [] };
+ * const plain = compile(spec, noPasses);
+ * const optimized = compile(spec, { passes: defaultPasses });
+ * if (plain._tag === "Left" || optimized._tag === "Left") throw new Error("compile failed");
+ * // Passes never change what the graph computes, so the FLOPs agree.
+ * assert.equal(plain.right.flops.forwardPerToken, optimized.right.flops.forwardPerToken);
+ * ```
+ */
 export interface CompileOptions {
   /** Batch size of the probe trace used for checks and FLOPs (default 1). */
   readonly batchSize?: number;
@@ -52,13 +213,72 @@ export interface CompileOptions {
   readonly passes?: readonly Pass[];
 }
 
-/** The stages of one compiled segment graph, for printing. */
+/**
+ * The stages of one compiled segment graph, for printing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile, type Stages } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const program = compile(spec);
+ * if (program._tag === "Left") throw new Error(program.left.message);
+ * const stages: Stages = program.right.stages({ batchSize: 1 });
+ * assert.ok(stages.optimized.nodes.length <= stages.traced.nodes.length);
+ * ```
+ */
 export interface Stages {
+  /** The segment graph as traced from the spec. */
   readonly traced: Graph;
+  /** The same graph after the compile passes. */
   readonly optimized: Graph;
 }
 
-/** Options of a loss evaluation over a window of segments. */
+/**
+ * Options of a loss evaluation over a window of segments
+ * ({@linkcode Program}'s `loss`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { tf } from "../ops/tf.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile, type LossOptions } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const program = compile(spec);
+ * if (program._tag === "Left") throw new Error(program.left.message);
+ * const p = program.right;
+ * const tokens = tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], "int32");
+ * const evaluation: LossOptions = { training: false, bpttSegments: 2 };
+ * const { loss } = p.loss(p.init(0), p.initState(1), { tokens, targets: tokens }, evaluation);
+ * assert.ok(Math.abs(loss.dataSync()[0] - Math.log(50)) < 1); // about ln V at initialisation
+ * ```
+ */
 export interface LossOptions {
   /** Dropout active. */
   readonly training: boolean;
@@ -68,16 +288,89 @@ export interface LossOptions {
   readonly seed?: number;
 }
 
-/** A streaming inference state: carried state at the last segment boundary plus the open segment. */
+/**
+ * A streaming inference state: carried state at the last segment boundary
+ * plus the tokens of the open segment. Tokens can be fed one at a time;
+ * the state advances each time a segment fills up.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile, type Stream } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const program = compile(spec);
+ * if (program._tag === "Left") throw new Error(program.left.message);
+ * const p = program.right;
+ * const params = p.init(0);
+ * let stream: Stream = p.openStream(1);
+ * for (const token of [7, 8, 9]) {
+ *   const step = p.inferStep(params, stream, Int32Array.of(token));
+ *   assert.deepEqual(step.logits.shape, [1, 1, 50]); // [B, n, V]
+ *   step.logits.dispose();
+ *   p.disposeState(stream.state);
+ *   stream = step.stream;
+ * }
+ * assert.equal(stream.open.length, 3); // 3 of segmentLen 4 tokens are open
+ * ```
+ */
 export interface Stream {
+  /** The carried state at the last segment boundary. */
   readonly state: ModelState;
   /** Tokens of the open segment, [B, t] row-major, t < segmentLen. */
   readonly open: Int32Array;
+  /** Number of parallel streams B. */
   readonly batchSize: number;
 }
 
-/** A compiled model. */
+/**
+ * A compiled model: its layout, sizes and FLOPs, and functions over explicit
+ * parameters and state. It never holds model state itself; every function
+ * returns fresh tensors and never disposes its inputs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { tf } from "../ops/tf.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile, type Program } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const compiled = compile(spec);
+ * if (compiled._tag === "Left") throw new Error(compiled.left.message);
+ * const program: Program = compiled.right;
+ * const params = program.init(0);
+ * const tokens = tf.tensor2d([[1, 2, 3, 4, 5, 6]], [1, 6], "int32"); // two segments, one short
+ * const { logits, state } = program.forward(params, program.initState(1), tokens);
+ * assert.deepEqual(logits.shape, [1, 6, 50]); // [B, L, V]
+ * assert.deepEqual(state.memory.shape, [1, 16]); // [B, M]
+ * ```
+ */
 export interface Program {
+  /** The spec this program was compiled from. */
   readonly spec: ModelSpec;
   /** The parameter tree: shapes and initialisers. */
   readonly layout: ModelParams<ParamSpec>;
@@ -198,29 +491,41 @@ interface Lowered {
 }
 
 /**
- * Compile a model spec into a program. Fails (Left) when tracing, verifying,
- * a pass or the kernel check fails; the message names the spec path.
+ * Compile a model spec into a program: trace one segment, verify it, run the
+ * passes, check every kernel the lowering needs (forward and gradient)
+ * against the active tfjs backend, and count parameters and FLOPs. Fails
+ * (Left) when one of those stages fails; the message names the spec path.
  *
- * The tfjs backend must be started first (`ops/backend.ts`): the kernel check
- * runs against the active backend.
+ * The tfjs backend must be started first (`startBackend`): the kernel check
+ * runs against the active backend. Decode untrusted specs with
+ * `decodeModelSpec` first: compile trusts the field ranges.
  *
  * @example
  * ```ts
- * import { compile } from "./program.ts";
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * import * as E from "fp-ts/lib/Either.js";
+ * import { compile } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
  * const program = compile(referenceCrt);
- * if (E.isRight(program)) console.log(program.right.flops.forwardPerToken);
+ * if (program._tag === "Left") throw new Error(program.left.message);
+ * console.log(program.right.paramCount, program.right.flops.forwardPerToken);
+ * assert.ok(program.right.flops.trainPerToken > 2 * program.right.flops.forwardPerToken);
  * ```
  */
 export const compile = (
   spec: ModelSpec,
   opts: CompileOptions = {},
-): E.Either<CompileError, Program> => {
+): Either<CompileError, Program> => {
   const passes = opts.passes ?? defaultPasses;
   const probeBatch = opts.batchSize ?? 1;
   const fail = (stage: CompileError["stage"], message: string) =>
     E.left<CompileError>({ _tag: "CompileError", stage, message });
+  // A spec built in code has only its static type checked: validate it like a
+  // decoded one, so a bad size is named here and never surfaces inside tfjs.
+  const valid = decodeModelSpec(spec);
+  if (E.isLeft(valid)) return fail("spec", valid.left.message);
 
   const build = (
     key: {
@@ -230,7 +535,7 @@ export const compile = (
       withLoss: boolean;
       training: boolean;
     },
-  ): E.Either<CompileError, { traced: Graph; optimized: Graph }> => {
+  ): Either<CompileError, { traced: Graph; optimized: Graph }> => {
     let traced: Graph;
     try {
       traced = traceSegment(spec, key).graph;
@@ -555,4 +860,27 @@ export const compile = (
     inferStep,
     disposeState,
   });
+};
+
+/**
+ * Token ids as the int32 tensor [B, L] a program reads: `ids` holds B rows of
+ * L tokens, row-major.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { tokenBatch } from "./program.ts";
+ * await startBackend({ backend: "cpu" });
+ * const t = tokenBatch([1, 2, 3, 4, 5, 6], 2);
+ * assert.deepEqual(t.shape, [2, 3]);
+ * t.dispose();
+ * ```
+ */
+export const tokenBatch = (ids: ArrayLike<number>, batchSize: number): Tensor => {
+  const len = ids.length / batchSize;
+  if (!Number.isInteger(len)) {
+    throw new RangeError(`tokenBatch: ${ids.length} ids do not split into ${batchSize} rows`);
+  }
+  return tf.tensor2d(Int32Array.from(ids), [batchSize, len], "int32");
 };

@@ -8,14 +8,28 @@
  *
  * @module
  */
-import type { ModelSpec } from "../spec/model.ts";
+import type { ModelSpec } from "../spec/model_types.ts";
 import { type ModelParams, paramLayout, runSegment, stateShapes } from "../spec/models.ts";
 import { isParamSpec, type ParamSpec } from "../spec/params.ts";
 import { flatten, mapTree } from "../spec/tree.ts";
 import { type Graph, type Sym, Tracer } from "./graph.ts";
 
-/** What to trace: one segment at a given batch size and length. */
+/**
+ * What to trace: one segment at a given batch size and length.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { traceSegment, type TraceOptions } from "./trace.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ *
+ * const training: TraceOptions = { batchSize: 2, segmentLen: 35, withLoss: true, training: true };
+ * const { graph } = traceSegment(referenceCrt, training);
+ * assert.ok(graph.nodes.some((n) => n.op._tag === "dropout"));
+ * ```
+ */
 export interface TraceOptions {
+  /** Batch size B. */
   readonly batchSize: number;
   /** Tokens in this segment (≤ the spec's segmentLen). */
   readonly segmentLen: number;
@@ -27,23 +41,43 @@ export interface TraceOptions {
   readonly training: boolean;
 }
 
-/** A traced segment: the graph and the parameter paths it reads. */
+/**
+ * A traced segment: the graph and the parameter paths it reads.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type TracedSegment, traceSegment } from "./trace.ts";
+ * import { referenceTransformer } from "../spec/model.ts";
+ *
+ * const opts = { batchSize: 1, segmentLen: 8, withLoss: false, training: false };
+ * const traced: TracedSegment = traceSegment(referenceTransformer, opts);
+ * assert.equal(traced.paramPaths[0], "embed");
+ * ```
+ */
 export interface TracedSegment {
+  /** The segment graph. */
   readonly graph: Graph;
   /** Paths of the graph-role parameters, in graph-input order. */
   readonly paramPaths: readonly string[];
 }
 
 /**
- * Trace one segment of `spec` into a graph.
+ * Trace one segment of `spec` into a graph (no backend needed). Shape errors
+ * throw a `TraceError` naming the spec path of the op; `compile` turns them
+ * into a `CompileError`.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { traceSegment } from "./trace.ts";
  * import { printGraph } from "./graph.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * const { graph } = traceSegment(referenceCrt, { batchSize: 2, segmentLen: 4, withLoss: false, training: false });
- * console.log(printGraph(graph));
+ *
+ * const opts = { batchSize: 2, segmentLen: 4, withLoss: false, training: false };
+ * const { graph } = traceSegment(referenceCrt, opts);
+ * assert.deepEqual(graph.nodes[graph.outputs["state:memory"]].shape, [2, 256]);
+ * console.log(printGraph(graph).split("\n").slice(0, 3).join("\n"));
  * ```
  */
 export const traceSegment = (spec: ModelSpec, opts: TraceOptions): TracedSegment => {

@@ -21,33 +21,108 @@ import {
   type Tensor,
 } from "./program.ts";
 
-/** Everything a training run carries from step to step. */
+/**
+ * Everything a training run carries from step to step. Owned by the run:
+ * {@linkcode trainOn} consumes it and returns the next one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile } from "./program.ts";
+ * import { disposeTraining, startTraining, type TrainState } from "./train.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const compiled = compile(spec);
+ * if (compiled._tag === "Left") throw new Error(compiled.left.message);
+ * const program = compiled.right;
+ * const ts: TrainState = startTraining(program, { seed: 0, batchSize: 4 });
+ * assert.equal(ts.step, 0);
+ * assert.deepEqual(ts.memory.memory.shape, [4, 16]); // one memory vector per stream
+ * disposeTraining(program, ts);
+ * ```
+ */
 export interface TrainState {
+  /** The current parameters. */
   readonly params: Params;
+  /** The optimizer's moments and NC-GRU state. */
   readonly opt: OptState;
   /** The carried model state (CRT memory, XL cache) of each of the B streams. */
   readonly memory: ModelState;
+  /** Steps taken so far. */
   readonly step: number;
 }
 
-/** Settings of one step. */
+/**
+ * Settings of one step.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultAdamW } from "./optim.ts";
+ * import type { StepOptions } from "./train.ts";
+ *
+ * const step: StepOptions = {
+ *   lr: 1e-3,
+ *   bpttSegments: 2,
+ *   seed: 7,
+ *   adamw: { ...defaultAdamW, clipNorm: 1 },
+ * };
+ * assert.equal(step.adamw?.beta1, 0.9);
+ * ```
+ */
 export interface StepOptions {
+  /** Learning rate of this step. */
   readonly lr: number;
+  /** Truncated BPTT: gradients through the carried state span at most this many segments. */
   readonly bpttSegments: number;
   /** Seed of this step's dropout noise. */
   readonly seed: number;
+  /** Optimizer settings (default {@linkcode defaultAdamW}). */
   readonly adamw?: AdamWConfig;
 }
 
 /**
- * A fresh training state: parameters from `seed`, zero optimizer moments,
- * initial memory for `batchSize` streams.
+ * A fresh training state: parameters from `seed` (or the given `params`,
+ * which it then owns), zero optimizer moments, initial memory for
+ * `batchSize` streams.
  *
  * @example
  * ```ts
- * import { startTraining } from "./train.ts";
- * // const ts = startTraining(program, { seed: 0, batchSize: 20 });
- * void startTraining;
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile } from "./program.ts";
+ * import { disposeTraining, startTraining } from "./train.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const compiled = compile(spec);
+ * if (compiled._tag === "Left") throw new Error(compiled.left.message);
+ * const program = compiled.right;
+ * const ts = startTraining(program, { seed: 0, batchSize: 20 });
+ * assert.deepEqual(ts.params.embed.shape, [50, 16]);
+ * disposeTraining(program, ts);
  * ```
  */
 export const startTraining = (
@@ -64,15 +139,50 @@ export const startTraining = (
 };
 
 /**
- * One optimisation step on a window of K segments. Consumes `ts`: every tensor
- * of it that the new state does not reuse is disposed, so the live tensor
- * count stays flat across steps.
+ * One optimisation step on a window of K segments: tokens and targets
+ * [B, K·S] (int32). Consumes `ts`: every tensor of it that the new state does
+ * not reuse is disposed, so the live tensor count stays flat across steps.
+ * Throws {@linkcode NonFiniteLoss} (and applies nothing) when the loss is
+ * NaN or infinite.
  *
- * @example
+ * @example A few steps on one batch
  * ```ts
- * import { trainOn } from "./train.ts";
- * // const { next, loss } = trainOn(program, ts, { tokens, targets }, { lr: 1e-3, bpttSegments: 2, seed: 1 });
- * void trainOn;
+ * import assert from "node:assert/strict";
+ * import { tf } from "../ops/tf.ts";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile } from "./program.ts";
+ * import { disposeTraining, startTraining, trainOn } from "./train.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const compiled = compile(spec);
+ * if (compiled._tag === "Left") throw new Error(compiled.left.message);
+ * const program = compiled.right;
+ * // B = 2 streams, K = 2 segments of S = 4 tokens; the targets are the next tokens.
+ * const ids = Int32Array.from({ length: 2 * 9 }, (_, i) => i % 50);
+ * const all = tf.tensor2d(ids, [2, 9], "int32");
+ * const tokens = tf.slice(all, [0, 0], [2, 8]);
+ * const targets = tf.slice(all, [0, 1], [2, 8]);
+ * let ts = startTraining(program, { seed: 0, batchSize: 2 });
+ * const losses: number[] = [];
+ * for (let i = 0; i < 3; i++) {
+ *   const step = trainOn(program, ts, { tokens, targets }, { lr: 1e-2, bpttSegments: 2, seed: i });
+ *   losses.push(step.loss);
+ *   ts = step.next;
+ * }
+ * assert.ok(losses[2] < losses[0]);
+ * disposeTraining(program, ts);
+ * tf.dispose([all, tokens, targets]);
  * ```
  */
 export const trainOn = (
@@ -106,16 +216,66 @@ export const trainOn = (
   };
 };
 
-/** Dispose every tensor of a training state. */
+/**
+ * Dispose every tensor of a training state: parameters, optimizer moments
+ * and carried memory.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tf } from "../ops/tf.ts";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile } from "./program.ts";
+ * import { disposeTraining, startTraining } from "./train.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const compiled = compile(spec);
+ * if (compiled._tag === "Left") throw new Error(compiled.left.message);
+ * const program = compiled.right;
+ * const before = tf.memory().numTensors;
+ * disposeTraining(program, startTraining(program, { seed: 0, batchSize: 2 }));
+ * assert.equal(tf.memory().numTensors, before);
+ * ```
+ */
 export const disposeTraining = (program: Program, ts: TrainState): void => {
   for (const t of Object.values(flattenParams(ts.params))) t.dispose();
   disposeOptimizer(ts.opt);
   program.disposeState(ts.memory);
 };
 
-/** The loss became NaN or infinite: the step is not applied. */
+/**
+ * The loss became NaN or infinite: the step is not applied.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NonFiniteLoss } from "./train.ts";
+ *
+ * const e = new NonFiniteLoss(120, NaN);
+ * assert.equal(e.message, "loss is NaN at step 120: stopping before the parameters are corrupted");
+ * assert.ok(e instanceof Error);
+ * ```
+ */
 export class NonFiniteLoss extends Error {
+  /** Error class name, for stack traces. */
   override readonly name = "NonFiniteLoss";
+  /**
+   * The loss of step `step` was `loss`.
+   *
+   * @param step the step that failed (1-based, as `TrainState.step` after it)
+   * @param loss the non-finite loss
+   */
   constructor(readonly step: number, readonly loss: number) {
     super(`loss is ${loss} at step ${step}: stopping before the parameters are corrupted`);
   }

@@ -5,31 +5,56 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
+import type { Either } from "../spec/either.ts";
 import { inferShape, ShapeError } from "../spec/ops.ts";
 import type { Graph } from "./graph.ts";
 
-/** A malformed graph, naming the node and its spec path. */
+/**
+ * A malformed graph, naming the node and its spec path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { verifyGraph } from "./verify.ts";
+ * import { Tracer } from "./graph.ts";
+ *
+ * const t = new Tracer();
+ * const g = t.finish({ y: t.ops("model.head").tanh(t.input("x", "data", [2, 3])) });
+ * const broken = { ...g, nodes: g.nodes.map((n) => n.id === 1 ? { ...n, shape: [3, 2] } : n) };
+ * const r = verifyGraph(broken);
+ * if (r._tag === "Right") throw new Error("expected a VerifyError");
+ * assert.deepEqual([r.left.nodeId, r.left.path], [1, "model.head"]);
+ * ```
+ */
 export interface VerifyError {
+  /** Discriminant. */
   readonly _tag: "VerifyError";
+  /** Id of the offending node. */
   readonly nodeId: number;
+  /** Spec path of the offending node (`outputs` for a bad output). */
   readonly path: string;
+  /** What is wrong, prefixed with the path. */
   readonly message: string;
 }
 
 /**
  * Check topological order, input references, shapes and dtypes, unique input
- * names and that every output names a node.
+ * names and that every output names a node. Returns the graph unchanged when
+ * it is well formed.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { verifyGraph } from "./verify.ts";
  * import { Tracer } from "./graph.ts";
+ *
  * const t = new Tracer();
  * const x = t.input("x", "data", [2, 3]);
- * const ok = verifyGraph(t.finish({ y: t.ops().relu(x) })); // Right
+ * const g = t.finish({ y: t.ops().relu(x) });
+ * assert.deepEqual(verifyGraph(g), { _tag: "Right", right: g });
  * ```
  */
-export const verifyGraph = (g: Graph): E.Either<VerifyError, Graph> => {
+export const verifyGraph = (g: Graph): Either<VerifyError, Graph> => {
   const fail = (nodeId: number, path: string, message: string) =>
     E.left<VerifyError>({ _tag: "VerifyError", nodeId, path, message: `${path}: ${message}` });
   const names = new Set<string>();

@@ -15,9 +15,30 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { registerGradients } from "./lower.ts";
+import { installMatmul, type MatmulTier } from "./matmul.ts";
 
 /** The backends this project runs on. */
 export type BackendName = "wasm" | "cpu";
+
+/**
+ * Which `BatchMatMul` kernel to run on wasm (see `ops/matmul.ts`): `native`
+ * BLAS through FFI, `portable` pure wasm, or `auto`, native when a BLAS
+ * library loads and portable otherwise.
+ */
+export type MatmulChoice = "auto" | MatmulTier;
+
+/** Options of {@linkcode startBackend}. */
+export interface BackendOptions {
+  /** The tfjs backend (default "wasm"). */
+  readonly backend?: BackendName;
+  /** The wasm matmul kernel (default "auto"); ignored by cpu, which keeps its own. */
+  readonly matmul?: MatmulChoice;
+  /**
+   * OpenBLAS threads for the native matmul (default: the machine's logical
+   * cores). Applies when the native kernel is installed, not to one already in place.
+   */
+  readonly blasThreads?: number;
+}
 
 /** What {@linkcode startBackend} reports about the backend it started. */
 export interface BackendInfo {
@@ -25,6 +46,10 @@ export interface BackendInfo {
   readonly name: BackendName;
   /** Whether the WebAssembly build in use has SIMD (always false for cpu). */
   readonly simd: boolean;
+  /** The matmul kernel in use: a replacement on wasm, the backend's own ("stock") on cpu. */
+  readonly matmul: MatmulTier | "stock";
+  /** Why the native matmul is not in use, when it was wanted ("auto") but could not load. */
+  readonly reason?: string;
 }
 
 /**
@@ -80,10 +105,34 @@ const silenceCpuGreeting = (): void => {
 };
 
 /**
+ * Install the wasm matmul kernel `choice` asks for. "auto" falls back to the
+ * portable kernel and says why; an explicit "native" that cannot load fails.
+ */
+const chooseMatmul = (
+  choice: MatmulChoice,
+  threads: number | undefined,
+): Either<string, { matmul: MatmulTier; reason?: string }> => {
+  const portable = (reason?: string) => {
+    const p = installMatmul("portable");
+    if (p._tag === "Left") return left(p.left.reason);
+    return right(reason === undefined ? { matmul: p.right } : { matmul: p.right, reason });
+  };
+  if (choice === "portable") return portable();
+  const native = installMatmul("native", threads === undefined ? {} : { threads });
+  if (native._tag === "Right") return right({ matmul: native.right });
+  if (choice === "native") return left(`native matmul unavailable: ${native.left.reason}`);
+  return portable(native.left.reason);
+};
+
+/**
  * Start (or switch to) a tfjs backend, make it the active one and install
- * the gradients the lowering relies on (`registerGradients` in `lower.ts`).
+ * the gradients the lowering relies on (`registerGradients` in `lower.ts`)
+ * and, on wasm, the replacement matmul kernel (`ops/matmul.ts`).
  *
- * WASM is the default. The CPU backend is an explicit fallback: it is never
+ * WASM is the default, with `matmul: "auto"`: native BLAS when it loads
+ * (needs `--allow-ffi`), else the portable kernel; `info.matmul` says which
+ * and `info.reason` why native was not used. Forcing `matmul: "native"`
+ * when it cannot load is a Left. The CPU backend is an explicit fallback: it is never
  * chosen silently when WASM fails, because it is 2–9× slower (SUBSTRATE.md)
  * and a run on it would pass for a performance regression. Calling this twice with
  * the same backend is a no-op that returns the same info.
@@ -94,14 +143,22 @@ const silenceCpuGreeting = (): void => {
  * const started = await startBackend({ backend: "cpu" });
  * if (started._tag === "Left") throw started.left;
  * console.log(started.right.name); // "cpu"
+ * const wasm = await startBackend({ matmul: "auto" });
+ * if (wasm._tag === "Right") console.log(wasm.right.matmul, wasm.right.reason ?? "");
  * ```
  */
 export const startBackend = async (
-  opts: { backend?: BackendName } = {},
+  opts: BackendOptions = {},
 ): Promise<Either<BackendError, BackendInfo>> => {
   const name: string = opts.backend ?? "wasm";
   if (name !== "wasm" && name !== "cpu") {
     return left(new BackendError(name, `unknown backend; expected "wasm" or "cpu"`));
+  }
+  const choice: string = opts.matmul ?? "auto";
+  if (choice !== "auto" && choice !== "native" && choice !== "portable") {
+    return left(
+      new BackendError(name, `unknown matmul '${choice}'; expected "auto", "native" or "portable"`),
+    );
   }
   try {
     if (tf.engine().backendName !== name) {
@@ -123,10 +180,11 @@ export const startBackend = async (
     if (name === "cpu") silenceCpuGreeting();
     // tfjs-core alone registers no gradients; the lowering's are installed here, at start-up, not on import.
     registerGradients();
-    const simd = name === "wasm"
-      ? await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT") === true
-      : false;
-    return right({ name, simd });
+    if (name === "cpu") return right({ name, simd: false, matmul: "stock" });
+    const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT") === true;
+    const mm = chooseMatmul(choice, opts.blasThreads);
+    if (mm._tag === "Left") return left(new BackendError(name, mm.left));
+    return right({ name, simd, ...mm.right });
   } catch (e) {
     return left(new BackendError(name, describe(e), { cause: e }));
   }
@@ -142,7 +200,7 @@ export const startBackend = async (
  * const { name } = await ensureBackend({ backend: "cpu" });
  * ```
  */
-export const ensureBackend = async (opts: { backend?: BackendName } = {}): Promise<BackendInfo> => {
+export const ensureBackend = async (opts: BackendOptions = {}): Promise<BackendInfo> => {
   const started = await startBackend(opts);
   if (started._tag === "Left") throw started.left;
   return started.right;

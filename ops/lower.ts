@@ -23,8 +23,9 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { type Either, left, right } from "fp-ts/lib/Either.js";
+import { left, right } from "fp-ts/lib/Either.js";
 import type { Graph } from "../core/graph.ts";
+import type { Either } from "../spec/either.ts";
 import { inferShape, type Op, type OpBackend, type OpTag, type Shape } from "../spec/ops.ts";
 import { MASKED, type RefTensor } from "./reference.ts";
 
@@ -58,16 +59,19 @@ export const KERNELS: Readonly<Record<OpTag, KernelUse>> = {
   input: { forward: [], backward: [] },
   constant: { forward: [], backward: [] },
   matmul: { forward: ["BatchMatMul", "Reshape", "Identity"], backward: ["BatchMatMul", "Reshape"] },
-  add: { forward: ["Add"], backward: ["Sum", "Reshape"] },
-  sub: { forward: ["Sub"], backward: ["Sum", "Reshape", "Neg"] },
-  mul: { forward: ["Multiply", "Identity"], backward: ["Multiply", "Sum", "Reshape"] },
+  add: { forward: ["Add"], backward: ["Sum", "Reshape", "BatchMatMul"] },
+  sub: { forward: ["Sub"], backward: ["Sum", "Reshape", "Neg", "BatchMatMul"] },
+  mul: {
+    forward: ["Multiply", "Identity"],
+    backward: ["Multiply", "Sum", "Reshape", "BatchMatMul"],
+  },
   scale: { forward: ["Multiply"], backward: ["Multiply"] },
   relu: { forward: ["Relu", "Identity"], backward: ["Step", "Multiply"] },
   sigmoid: { forward: ["Sigmoid", "Identity"], backward: ["Sub", "Multiply"] },
   tanh: { forward: ["Tanh", "Identity"], backward: ["Square", "Sub", "Multiply"] },
   modrelu: {
     forward: ["Sign", "Abs", "Add", "Relu", "Multiply", "Identity"],
-    backward: ["Step", "Multiply", "Sum", "Reshape"],
+    backward: ["Step", "Multiply", "Sum", "Reshape", "BatchMatMul"],
   },
   softmax: { forward: ["Softmax", "Identity"], backward: ["Multiply", "Sum", "Sub"] },
   layerNorm: {
@@ -101,7 +105,17 @@ export const AUTOGRAD_KERNELS: readonly string[] = ["Add"];
 /** Sum a broadcast gradient back down to `shape`; always a fresh tensor. */
 const sumTo = (g: tf.Tensor, shape: readonly number[]): tf.Tensor => {
   const axes = tf.backend_util.getReductionAxes([...shape], g.shape);
-  return tf.reshape(axes.length > 0 ? tf.sum(g, axes) : g, [...shape]);
+  if (axes.length === 0) return tf.reshape(g, [...shape]);
+  // A bias gradient sums leading axes (e.g. [B·S, V] → [V]). The wasm Sum
+  // transposes such a tensor first (~100 ms for [700, 10000]); a ones-row
+  // matmul does the same reduction on the fast matmul path.
+  if (axes.every((a, i) => a === i)) {
+    const rows = axes.reduce((n, a) => n * g.shape[a], 1);
+    const cols = g.size / rows;
+    const summed = tf.matMul(tf.ones([1, rows]), tf.reshape(g, [rows, cols]));
+    return tf.reshape(summed, [...shape]);
+  }
+  return tf.reshape(tf.sum(g, axes), [...shape]);
 };
 
 /** `g` (reduced over `axes` of `shape`) repeated back to `shape`, without BroadcastTo. */

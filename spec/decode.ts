@@ -38,11 +38,23 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
+import type { Either } from "./either.ts";
 
 // ---------------------------------------------------------------------------
 // Errors
 
-/** One problem found while decoding: where it is and what is wrong. */
+/**
+ * One problem found while decoding: where it is and what is wrong.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SpecError, type SpecIssue } from "./decode.ts";
+ *
+ * const issue: SpecIssue = { path: "model.dModel", message: "must be a positive integer, got 0" };
+ * assert.equal(new SpecError([issue]).message, "model.dModel: must be a positive integer, got 0");
+ * ```
+ */
 export interface SpecIssue {
   /** Path of the offending value, e.g. `model.memory.cell` or `model.blocks[1]`. */
   readonly path: string;
@@ -278,7 +290,7 @@ export function decodeWith<A>(
   codec: t.Decoder<unknown, A>,
   root: string,
   u: unknown,
-): E.Either<SpecError, A> {
+): Either<SpecError, A> {
   return E.mapLeft((errors: t.Errors) => toSpecError(errors, root))(codec.decode(u));
 }
 
@@ -304,7 +316,7 @@ export function decodeWith<A>(
  */
 export function checkWith<A>(
   check: (a: A) => readonly SpecIssue[],
-): (a: A) => E.Either<SpecError, A> {
+): (a: A) => Either<SpecError, A> {
   return (a) => {
     const issues = check(a);
     return issues.length === 0 ? E.right(a) : E.left(new SpecError(issues));
@@ -531,6 +543,26 @@ export type TypeOfProps<P extends t.Props> = { readonly [K in keyof P]: t.TypeOf
 
 /** The encoded type of a {@linkcode strict} object. */
 export type OutputOfProps<P extends t.Props> = { readonly [K in keyof P]: t.OutputOf<P[K]> };
+
+/**
+ * The field codecs of a {@linkcode strict} codec for the object type `A`: for
+ * each field, a codec that decodes and encodes exactly that field's type.
+ * Passing it as the type argument of `strict` makes a missing field, an extra
+ * field or a codec of another type (a different literal list, say) a compile
+ * error, so a codec cannot drift from the interface it decodes.
+ *
+ * @example
+ * ```ts
+ * import { type FieldCodecs, PositiveInt, strict } from "./decode.ts";
+ *
+ * interface Train {
+ *   readonly batchSize: number;
+ * }
+ * const TrainCodec = strict<FieldCodecs<Train>>({ batchSize: PositiveInt }, "Train");
+ * console.log(TrainCodec.is({ batchSize: 20 })); // true
+ * ```
+ */
+export type FieldCodecs<A> = { readonly [K in keyof A]-?: t.Type<A[K], A[K], unknown> };
 
 /** An object codec that rejects unknown fields; `props` can be spread into another. */
 export interface StrictCodec<P extends t.Props>

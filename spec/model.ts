@@ -1,10 +1,12 @@
 /**
- * Model specs: plain data describing CRT and its baselines.
+ * Model specs: io-ts codecs for the spec types of `model_types.ts`, the
+ * cross-field rules, and the reference specs.
  *
- * Each spec is an io-ts codec and a type of the same name
- * (`type CrtSpec = t.TypeOf<typeof CrtSpec>`). Every switch of the paper is a
- * field, so alternatives run side by side as experiments. Training settings
- * (batch size, `bpttSegments`, optimiser) are not part of a model spec.
+ * Each spec type is re-exported here under the name of its codec
+ * (`CrtSpec` is a type and a codec), so one import gives both. The types
+ * themselves, with a comment per field, are declared in `model_types.ts`;
+ * each codec is typed from its type ({@linkcode FieldCodecs}) and checked
+ * against it at compile time, so the two cannot drift.
  *
  * Read untrusted specs (JSON files, CLI overrides) with
  * {@linkcode decodeModelSpec}: it rejects unknown fields, checks every size,
@@ -12,6 +14,10 @@
  * naming the path of each problem. Specs built in TypeScript (e.g. by spreading
  * a reference spec) should go through it too before a model is built from
  * them: the static types say `number`, not "positive integer".
+ *
+ * Public signatures here name the types as `types.CrtSpec` (the declaration in
+ * `model_types.ts`), not through the re-exports: a re-export shares its name
+ * with a codec, and `deno doc` would document the codec's io-ts type with it.
  *
  * @example Decode a spec read from JSON
  * ```ts
@@ -29,13 +35,14 @@
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import { pipe } from "fp-ts/lib/function.js";
+import type { Assert, MutuallyAssignable } from "./_assert.ts";
 import {
   checkWith,
   decodeWith,
+  type FieldCodecs,
   intAtLeast,
   joinPath,
   NonNegativeInt,
-  type NumberCodec,
   oneOf,
   type OneOfCodec,
   PositiveInt,
@@ -47,25 +54,20 @@ import {
   taggedUnion,
   type TaggedUnionCodec,
 } from "./decode.ts";
+import type { Either } from "./either.ts";
+import type * as types from "./model_types.ts";
 
 // ---------------------------------------------------------------------------
 // Codecs
 //
-// Each spec's fields are listed twice on purpose: once as a type of field
-// codecs (`MemorySpecProps`, where the per-field comments live and which gives
-// the exported codec an explicit type for `deno doc`), once as the codec
-// values, passed as an explicit type argument of `strict` so that a field
+// Each codec is `strict<FieldCodecs<T>>({...})` for its type T, so a field
 // missing from either side, an extra field or a different literal list fails
-// to compile.
+// to compile. Field order is message order.
 
+/** Positional encoding: `"learned" | "sinusoidal"` (see `model_types.ts`). */
+export type Positional = types.Positional;
 /**
- * Positional encoding of token positions inside a segment. Positions restart
- * at every segment (the memory token, when prepended, takes no position).
- *
- * - `learned`: a trained table [S, D] added to the embeddings (reference).
- * - `sinusoidal`: the fixed sin/cos table of Vaswani et al.
- *
- * Transformer-XL has no such field: it uses relative positions.
+ * Decodes a {@linkcode Positional}.
  *
  * @example
  * ```ts
@@ -74,27 +76,15 @@ import {
  * console.log(Positional.is("learned"), Positional.is("rotary")); // true false
  * ```
  */
-export const Positional: OneOfCodec<"learned" | "sinusoidal"> = oneOf(
+export const Positional: OneOfCodec<Positional> = oneOf(
   ["learned", "sinusoidal"],
   "positional encoding",
 );
-/** Positional encoding: `"learned" | "sinusoidal"`. */
-export type Positional = t.TypeOf<typeof Positional>;
 
-/** Field codecs of {@linkcode LmReadout}. */
-export type LmReadoutProps = {
-  /** Readout kind. */
-  readonly _tag: t.LiteralC<"lm">;
-  /**
-   * Tie the output matrix W_out [V, D] to the token embedding (Press & Wolf).
-   * Needs no other constraint: the embedding already has width dModel.
-   * Default false (the reference model has an untied output layer).
-   */
-  readonly tie: t.BooleanC;
-};
-
+/** The language-model head (see `model_types.ts`). */
+export type LmReadout = types.LmReadout;
 /**
- * The language-model head: logits [B, S, V] = W_out · LN(h) for every token.
+ * Decodes an {@linkcode LmReadout}.
  *
  * @example
  * ```ts
@@ -103,30 +93,15 @@ export type LmReadoutProps = {
  * console.log(LmReadout.is({ _tag: "lm", tie: true })); // true
  * ```
  */
-export const LmReadout: StrictCodec<LmReadoutProps> = strict<LmReadoutProps>({
+export const LmReadout: StrictCodec<FieldCodecs<LmReadout>> = strict<FieldCodecs<LmReadout>>({
   _tag: t.literal("lm"),
   tie: t.boolean,
 }, "LmReadout");
-/** The language-model head. */
-export type LmReadout = t.TypeOf<typeof LmReadout>;
 
-/** Field codecs of {@linkcode ClassifierReadout}. */
-export type ClassifierReadoutProps = {
-  /** Readout kind. */
-  readonly _tag: t.LiteralC<"classifier">;
-  /** Number of classes K (31 for Toyota Smarthome); at least 2. No default. */
-  readonly nClasses: NumberCodec;
-  /**
-   * What the linear classifier reads. `memory`: the final memory vector m_N
-   * [B, M] (the paper's readout; needs a crt model). `mean`: the mean of the
-   * last segment's token outputs [B, D]. Default `memory`.
-   */
-  readonly pool: OneOfCodec<"memory" | "mean">;
-};
-
+/** The classification head (see `model_types.ts`). */
+export type ClassifierReadout = types.ClassifierReadout;
 /**
- * The classification head (video classification on Toyota Smarthome in the
- * paper): a linear layer to K classes on the final memory or pooled outputs.
+ * Decodes a {@linkcode ClassifierReadout}.
  *
  * @example
  * ```ts
@@ -135,20 +110,19 @@ export type ClassifierReadoutProps = {
  * console.log(ClassifierReadout.is({ _tag: "classifier", nClasses: 31, pool: "memory" })); // true
  * ```
  */
-export const ClassifierReadout: StrictCodec<ClassifierReadoutProps> = strict<
-  ClassifierReadoutProps
+export const ClassifierReadout: StrictCodec<FieldCodecs<ClassifierReadout>> = strict<
+  FieldCodecs<ClassifierReadout>
 >({
   _tag: t.literal("classifier"),
   nClasses: intAtLeast(2),
   pool: oneOf(["memory", "mean"], "pooling"),
 }, "ClassifierReadout");
-/** The classification head. */
-export type ClassifierReadout = t.TypeOf<typeof ClassifierReadout>;
 
+/** Readout: a language-model head or a classifier (see `model_types.ts`). */
+export type Readout = types.Readout;
 /**
- * Readout: a language-model head (`lm`) or a classifier (`classifier`),
- * told apart by `_tag`. Weight tying exists only on the `lm` readout, so a
- * classifier with a `tie` field is rejected as an unknown field.
+ * Decodes a {@linkcode Readout}: reads `_tag` first, then validates only that
+ * branch, so a classifier with a `tie` field is rejected as an unknown field.
  *
  * @example
  * ```ts
@@ -164,48 +138,11 @@ export const Readout: TaggedUnionCodec<{
   { lm: LmReadout, classifier: ClassifierReadout },
   { name: "Readout", noun: "readout kind" },
 );
-/** Readout: a language-model head or a classifier. */
-export type Readout = t.TypeOf<typeof Readout>;
 
-/** Field codecs of {@linkcode MemorySpec}. */
-export type MemorySpecProps = {
-  /**
-   * Recurrent cell updating the memory. `gru`: a standard GRU. `ncgru`: the
-   * NC-GRU of Mucllari et al. 2022, whose candidate recurrent matrix stays
-   * orthogonal (Cayley transform of a skew-symmetric A). Default `gru`.
-   */
-  readonly cell: OneOfCodec<"gru" | "ncgru">;
-  /**
-   * Memory width M (the RNN hidden size). Must be even for `ncgru`: its A
-   * initialises as 2×2 rotation blocks. Default 256 (= dModel).
-   */
-  readonly dMemory: NumberCodec;
-  /**
-   * How m_{n-1} enters segment n, after the projection W_m [M, D].
-   * `prependToken`: one extra token at position 0 that every token attends to
-   * (the paper's memory token). `addToEmbeddings`: added to every token's
-   * embedding (no extra token). Default `prependToken`.
-   */
-  readonly injection: OneOfCodec<"prependToken" | "addToEmbeddings">;
-  /**
-   * What the RNN reads from the segment's outputs h [B, S, D]. `tokens`: each
-   * token output in order (S RNN steps). `mean`: their mean (one step).
-   * `slot`: the output at the memory token (one step; needs injection
-   * `prependToken`). Default `mean`.
-   */
-  readonly rnnInput: OneOfCodec<"tokens" | "mean" | "slot">;
-  /**
-   * NC-GRU only: which recurrent matrices are kept orthogonal. `candidate`:
-   * U_c (NC-GRU(U_c)). `candidateAndReset`: U_c and U_r (NC-GRU(U_c, U_r)).
-   * Required for both cells so a spec keeps one shape; a `gru` cell accepts
-   * either value and ignores it. Default `candidate`.
-   */
-  readonly orthogonal: OneOfCodec<"candidate" | "candidateAndReset">;
-};
-
+/** CRT's persistent memory (see `model_types.ts`). */
+export type MemorySpec = types.MemorySpec;
 /**
- * CRT's persistent memory: one vector m [B, M] per stream, updated by an RNN
- * from each segment's outputs and fed into the next segment.
+ * Decodes a {@linkcode MemorySpec}.
  *
  * @example
  * ```ts
@@ -214,40 +151,18 @@ export type MemorySpecProps = {
  * console.log(MemorySpec.is(referenceCrt.memory)); // true
  * ```
  */
-export const MemorySpec: StrictCodec<MemorySpecProps> = strict<MemorySpecProps>({
+export const MemorySpec: StrictCodec<FieldCodecs<MemorySpec>> = strict<FieldCodecs<MemorySpec>>({
   cell: oneOf(["gru", "ncgru"], "cell"),
   dMemory: PositiveInt,
   injection: oneOf(["prependToken", "addToEmbeddings"], "injection"),
   rnnInput: oneOf(["tokens", "mean", "slot"], "RNN input"),
   orthogonal: oneOf(["candidate", "candidateAndReset"], "orthogonality"),
 }, "MemorySpec");
-/** CRT's persistent memory. */
-export type MemorySpec = t.TypeOf<typeof MemorySpec>;
 
-/** Field codecs every Transformer-family spec shares (of {@linkcode BlockFields}). */
-export type BlockProps = {
-  /** Vocabulary size V (word-level PTB: 10,000 including `<unk>`); at least 2. */
-  readonly vocabSize: NumberCodec;
-  /** Model width D: embeddings and residual stream. Default 256. */
-  readonly dModel: NumberCodec;
-  /** Attention heads H; must divide dModel (head width D / H). Default 4. */
-  readonly nHeads: NumberCodec;
-  /** Hidden width of each block's ReLU feed-forward layer. Default 1024. */
-  readonly dFF: NumberCodec;
-  /** Number L of pre-LN Transformer blocks (the paper's shallow stack). Default 2. */
-  readonly nLayers: NumberCodec;
-  /** Drop probability in [0, 1), applied in training only. Default 0.1. */
-  readonly dropout: NumberCodec;
-  /**
-   * Tokens per segment S, not counting the memory token. Default 35 for CRT
-   * and Transformer-XL, 70 for the full-length Transformer.
-   */
-  readonly segmentLen: NumberCodec;
-  /** Output head: language model or classifier. Default `{ _tag: "lm", tie: false }`. */
-  readonly readout: typeof Readout;
-};
+/** Fields every Transformer-family spec shares (see `model_types.ts`). */
+export type BlockFields = types.BlockFields;
 
-const blockProps: BlockProps = {
+const blockFields: FieldCodecs<BlockFields> = {
   vocabSize: intAtLeast(2),
   dModel: PositiveInt,
   nHeads: PositiveInt,
@@ -259,8 +174,8 @@ const blockProps: BlockProps = {
 };
 
 /**
- * Fields every Transformer-family spec shares: vocabulary, block sizes,
- * dropout, segment length and readout.
+ * Decodes {@linkcode BlockFields}; its `props` are spread into the codec of
+ * each model kind.
  *
  * @example
  * ```ts
@@ -270,27 +185,16 @@ const blockProps: BlockProps = {
  * // vocabSize, dModel, nHeads, dFF, nLayers, dropout, segmentLen, readout
  * ```
  */
-export const BlockFields: StrictCodec<BlockProps> = strict(blockProps, "BlockFields");
-/** Fields every Transformer-family spec shares. */
-export type BlockFields = t.TypeOf<typeof BlockFields>;
+export const BlockFields: StrictCodec<FieldCodecs<BlockFields>> = strict(
+  blockFields,
+  "BlockFields",
+);
 
-/** Field codecs of {@linkcode CrtSpec}. */
-export type CrtSpecProps =
-  & {
-    /** Model kind. */
-    readonly _tag: t.LiteralC<"crt">;
-  }
-  & BlockProps
-  & {
-    /** Positions inside a segment. Default `learned`. */
-    readonly positional: typeof Positional;
-    /** The persistent memory. */
-    readonly memory: typeof MemorySpec;
-  };
-
+/** Compact Recurrent Transformer (see `model_types.ts`). */
+export type CrtSpec = types.CrtSpec;
 /**
- * Compact Recurrent Transformer: a shallow Transformer over short segments
- * plus one persistent memory vector carried between segments by an RNN.
+ * Decodes a {@linkcode CrtSpec} (structure only; {@linkcode decodeModelSpec}
+ * adds the cross-field rules).
  *
  * @example
  * ```ts
@@ -299,30 +203,17 @@ export type CrtSpecProps =
  * console.log(CrtSpec.is({ ...referenceCrt, segmentLen: 17 })); // true
  * ```
  */
-export const CrtSpec: StrictCodec<CrtSpecProps> = strict<CrtSpecProps>({
+export const CrtSpec: StrictCodec<FieldCodecs<CrtSpec>> = strict<FieldCodecs<CrtSpec>>({
   _tag: t.literal("crt"),
-  ...blockProps,
+  ...blockFields,
   positional: Positional,
   memory: MemorySpec,
 }, "CrtSpec");
-/** Compact Recurrent Transformer. */
-export type CrtSpec = t.TypeOf<typeof CrtSpec>;
 
-/** Field codecs of {@linkcode TransformerSpec}. */
-export type TransformerSpecProps =
-  & {
-    /** Model kind. */
-    readonly _tag: t.LiteralC<"transformer">;
-  }
-  & BlockProps
-  & {
-    /** Positions inside a segment. Default `learned`. */
-    readonly positional: typeof Positional;
-  };
-
+/** Full-length Transformer: same blocks, no memory (see `model_types.ts`). */
+export type TransformerSpec = types.TransformerSpec;
 /**
- * Full-length Transformer baseline: the same blocks, no memory; segments of
- * the full length processed independently.
+ * Decodes a {@linkcode TransformerSpec} (structure only).
  *
  * @example
  * ```ts
@@ -331,33 +222,18 @@ export type TransformerSpecProps =
  * console.log(TransformerSpec.is(referenceTransformer)); // true
  * ```
  */
-export const TransformerSpec: StrictCodec<TransformerSpecProps> = strict<TransformerSpecProps>({
+export const TransformerSpec: StrictCodec<FieldCodecs<TransformerSpec>> = strict<
+  FieldCodecs<TransformerSpec>
+>({
   _tag: t.literal("transformer"),
-  ...blockProps,
+  ...blockFields,
   positional: Positional,
 }, "TransformerSpec");
-/** Full-length Transformer: same blocks, no memory. */
-export type TransformerSpec = t.TypeOf<typeof TransformerSpec>;
 
-/** Field codecs of {@linkcode XlSpec}. */
-export type XlSpecProps =
-  & {
-    /** Model kind. */
-    readonly _tag: t.LiteralC<"xl">;
-  }
-  & BlockProps
-  & {
-    /**
-     * Cached positions M_len per layer from the previous segment, attended
-     * without gradient; 0 turns the cache off. Default 35 (= segmentLen).
-     */
-    readonly memLen: NumberCodec;
-  };
-
+/** Transformer-XL: cached previous-segment states (see `model_types.ts`). */
+export type XlSpec = types.XlSpec;
 /**
- * Transformer-XL baseline: the hidden states of the previous segment are
- * cached (without gradient) and attended with relative positions and the
- * u, v biases.
+ * Decodes an {@linkcode XlSpec} (structure only).
  *
  * @example
  * ```ts
@@ -366,16 +242,16 @@ export type XlSpecProps =
  * console.log(XlSpec.is(referenceXl)); // true
  * ```
  */
-export const XlSpec: StrictCodec<XlSpecProps> = strict<XlSpecProps>({
+export const XlSpec: StrictCodec<FieldCodecs<XlSpec>> = strict<FieldCodecs<XlSpec>>({
   _tag: t.literal("xl"),
-  ...blockProps,
+  ...blockFields,
   memLen: NonNegativeInt,
 }, "XlSpec");
-/** Transformer-XL: cached previous-segment states, relative positions. */
-export type XlSpec = t.TypeOf<typeof XlSpec>;
 
+/** Any model spec, told apart by `_tag` (see `model_types.ts`). */
+export type ModelSpec = types.ModelSpec;
 /**
- * Any model spec, told apart by `_tag`: `crt`, `transformer` or `xl`.
+ * Decodes a {@linkcode ModelSpec}: `crt`, `transformer` or `xl` by `_tag`.
  * Structural only; {@linkcode decodeModelSpec} adds the cross-field rules.
  *
  * @example
@@ -393,8 +269,22 @@ export const ModelSpec: TaggedUnionCodec<{
   { crt: CrtSpec, transformer: TransformerSpec, xl: XlSpec },
   { name: "ModelSpec", noun: "model kind" },
 );
-/** Any model spec. */
-export type ModelSpec = t.TypeOf<typeof ModelSpec>;
+
+// Compile-time: each codec decodes exactly the type it is named after.
+type _Positional = Assert<MutuallyAssignable<t.TypeOf<typeof Positional>, Positional>>;
+type _LmReadout = Assert<MutuallyAssignable<t.TypeOf<typeof LmReadout>, LmReadout>>;
+type _ClassifierReadout = Assert<
+  MutuallyAssignable<t.TypeOf<typeof ClassifierReadout>, ClassifierReadout>
+>;
+type _Readout = Assert<MutuallyAssignable<t.TypeOf<typeof Readout>, Readout>>;
+type _MemorySpec = Assert<MutuallyAssignable<t.TypeOf<typeof MemorySpec>, MemorySpec>>;
+type _BlockFields = Assert<MutuallyAssignable<t.TypeOf<typeof BlockFields>, BlockFields>>;
+type _CrtSpec = Assert<MutuallyAssignable<t.TypeOf<typeof CrtSpec>, CrtSpec>>;
+type _TransformerSpec = Assert<
+  MutuallyAssignable<t.TypeOf<typeof TransformerSpec>, TransformerSpec>
+>;
+type _XlSpec = Assert<MutuallyAssignable<t.TypeOf<typeof XlSpec>, XlSpec>>;
+type _ModelSpec = Assert<MutuallyAssignable<t.TypeOf<typeof ModelSpec>, ModelSpec>>;
 
 // ---------------------------------------------------------------------------
 // Cross-field rules
@@ -452,19 +342,27 @@ export function checkModelSpec(spec: ModelSpec, root = "model"): readonly SpecIs
  * Decodes an untrusted value into a {@linkcode ModelSpec}: rejects unknown
  * fields, checks every size and enum, then runs {@linkcode checkModelSpec}.
  * All structural issues are reported together; the cross-field rules run
- * only once the structure is valid. Never throws on any input.
+ * only once the structure is valid. Paths in the issues start at `root`
+ * (`"experiment.model"` when the spec sits inside a bigger config). Never
+ * throws on any input.
  *
- * @example
+ * @example Accept a spec, reject a typo with its path
  * ```ts
- * import * as E from "fp-ts/lib/Either.js";
+ * import assert from "node:assert/strict";
  * import { decodeModelSpec, referenceCrt } from "./model.ts";
  *
- * const r = decodeModelSpec({ ...referenceCrt, memory: { ...referenceCrt.memory, cell: "lstm" } });
- * if (E.isLeft(r)) console.log(r.left.message);
- * // model.memory.cell: unknown cell "lstm" (expected gru, ncgru)
+ * const ok = decodeModelSpec(JSON.parse(JSON.stringify(referenceCrt)));
+ * assert.equal(ok._tag, "Right");
+ *
+ * const bad = decodeModelSpec({ ...referenceCrt, memory: { ...referenceCrt.memory, cell: "lstm" } });
+ * if (bad._tag === "Right") throw new Error("expected a Left");
+ * assert.equal(bad.left.message, 'model.memory.cell: unknown cell "lstm" (expected gru, ncgru)');
  * ```
  */
-export function decodeModelSpec(u: unknown, root = "model"): E.Either<SpecError, ModelSpec> {
+export function decodeModelSpec(
+  u: unknown,
+  root = "model",
+): Either<SpecError, types.ModelSpec> {
   return pipe(
     decodeWith(ModelSpec, root, u),
     E.chain(checkWith((spec: ModelSpec) => checkModelSpec(spec, root))),
@@ -489,15 +387,17 @@ function deepFreeze<A>(a: A): A {
  * GRU(256 → 256) fed the mean of the segment's outputs, untied output layer.
  * Deeply frozen; derive variants by spreading.
  *
- * @example
+ * @example Derive a variant and check it
  * ```ts
- * import { referenceCrt, type CrtSpec } from "./model.ts";
+ * import assert from "node:assert/strict";
+ * import { type CrtSpec, decodeModelSpec, referenceCrt } from "./model.ts";
  *
  * const nc: CrtSpec = { ...referenceCrt, memory: { ...referenceCrt.memory, cell: "ncgru" } };
- * console.log(nc.memory.cell); // ncgru
+ * assert.equal(decodeModelSpec(nc)._tag, "Right");
+ * assert.throws(() => ((referenceCrt as { dModel: number }).dModel = 512)); // frozen
  * ```
  */
-export const referenceCrt: CrtSpec = deepFreeze({
+export const referenceCrt: types.CrtSpec = deepFreeze({
   _tag: "crt",
   vocabSize: 10000,
   dModel: 256,
@@ -524,12 +424,13 @@ export const referenceCrt: CrtSpec = deepFreeze({
  *
  * @example
  * ```ts
- * import { referenceTransformer } from "./model.ts";
+ * import assert from "node:assert/strict";
+ * import { referenceCrt, referenceTransformer } from "./model.ts";
  *
- * console.log(referenceTransformer.segmentLen); // 70
+ * assert.equal(referenceTransformer.segmentLen, 2 * referenceCrt.segmentLen);
  * ```
  */
-export const referenceTransformer: TransformerSpec = deepFreeze({
+export const referenceTransformer: types.TransformerSpec = deepFreeze({
   _tag: "transformer",
   vocabSize: 10000,
   dModel: 256,
@@ -548,12 +449,13 @@ export const referenceTransformer: TransformerSpec = deepFreeze({
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { referenceXl } from "./model.ts";
  *
- * console.log(referenceXl.memLen); // 35
+ * assert.equal(referenceXl.memLen, referenceXl.segmentLen);
  * ```
  */
-export const referenceXl: XlSpec = deepFreeze({
+export const referenceXl: types.XlSpec = deepFreeze({
   _tag: "xl",
   vocabSize: 10000,
   dModel: 256,

@@ -13,42 +13,109 @@
  *
  * @module
  */
-import type { CrtSpec, ModelSpec, XlSpec } from "./model.ts";
+import type { CrtSpec, ModelSpec, XlSpec } from "./model_types.ts";
 import type { Ops } from "./ops.ts";
 import { auxParam, param, type ParamSpec } from "./params.ts";
 
-/** LayerNorm gain and bias. */
+/**
+ * LayerNorm gain and bias.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { paramLayout } from "./models.ts";
+ * import { referenceCrt } from "./model.ts";
+ *
+ * const ln = paramLayout(referenceCrt).lnF; // LayerNormParams<ParamSpec>
+ * assert.deepEqual([ln.gain.init, ln.bias.init], [{ _tag: "ones" }, { _tag: "zeros" }]);
+ * ```
+ */
 export interface LayerNormParams<T> {
-  readonly gain: T; // [D]
-  readonly bias: T; // [D]
+  /** Gain γ, [D]; starts at 1. */
+  readonly gain: T;
+  /** Bias β, [D]; starts at 0. */
+  readonly bias: T;
 }
 
-/** Multi-head attention. `wr`, `u`, `v` exist only in Transformer-XL. */
+/**
+ * Multi-head attention. `wr`, `u`, `v` exist only in Transformer-XL.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { paramLayout } from "./models.ts";
+ * import { referenceCrt, referenceXl } from "./model.ts";
+ *
+ * assert.deepEqual(paramLayout(referenceCrt).blocks[0].attn.wkv.shape, [256, 512]);
+ * assert.deepEqual(paramLayout(referenceXl).blocks[0].attn.u?.shape, [4, 1, 64]);
+ * assert.equal(paramLayout(referenceCrt).blocks[0].attn.u, undefined);
+ * ```
+ */
 export interface AttentionParams<T> {
-  readonly wq: T; // [D, D]
-  readonly bq: T; // [D]
-  readonly wkv: T; // [D, 2D]
-  readonly bkv: T; // [2D]
-  readonly wo: T; // [D, D]
-  readonly bo: T; // [D]
-  readonly wr?: T; // [D, D] relative-position projection (XL)
-  readonly u?: T; // [H, 1, E] content bias (XL)
-  readonly v?: T; // [H, 1, E] position bias (XL)
+  /** Query projection, [D, D]. */
+  readonly wq: T;
+  /** Query bias, [D]. */
+  readonly bq: T;
+  /** Key and value projections side by side, [D, 2D]. */
+  readonly wkv: T;
+  /** Key and value biases, [2D]. */
+  readonly bkv: T;
+  /** Output projection, [D, D]. */
+  readonly wo: T;
+  /** Output bias, [D]. */
+  readonly bo: T;
+  /** XL: projection of the relative-position encodings, [D, D]. */
+  readonly wr?: T;
+  /** XL: content bias u, [H, 1, E]. */
+  readonly u?: T;
+  /** XL: position bias v, [H, 1, E]. */
+  readonly v?: T;
 }
 
-/** Position-wise feed-forward network. */
+/**
+ * Position-wise feed-forward network: relu(x W1 + b1) W2 + b2.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { paramLayout } from "./models.ts";
+ * import { referenceCrt } from "./model.ts";
+ *
+ * const ffn = paramLayout(referenceCrt).blocks[1].ffn;
+ * assert.deepEqual([ffn.w1.shape, ffn.w2.shape], [[256, 1024], [1024, 256]]);
+ * ```
+ */
 export interface FeedForwardParams<T> {
-  readonly w1: T; // [D, F]
-  readonly b1: T; // [F]
-  readonly w2: T; // [F, D]
-  readonly b2: T; // [D]
+  /** First layer, [D, F]. */
+  readonly w1: T;
+  /** First bias, [F]. */
+  readonly b1: T;
+  /** Second layer, [F, D]. */
+  readonly w2: T;
+  /** Second bias, [D]. */
+  readonly b2: T;
 }
 
-/** One pre-LN Transformer block. */
+/**
+ * One pre-LN Transformer block: x + Attn(LN1(x)), then + FFN(LN2(·)).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { paramLayout } from "./models.ts";
+ * import { referenceCrt } from "./model.ts";
+ *
+ * assert.deepEqual(Object.keys(paramLayout(referenceCrt).blocks[0]), ["ln1", "attn", "ln2", "ffn"]);
+ * ```
+ */
 export interface BlockParams<T> {
+  /** LayerNorm before attention. */
   readonly ln1: LayerNormParams<T>;
+  /** Causal multi-head self-attention. */
   readonly attn: AttentionParams<T>;
+  /** LayerNorm before the feed-forward network. */
   readonly ln2: LayerNormParams<T>;
+  /** The feed-forward network. */
   readonly ffn: FeedForwardParams<T>;
 }
 
@@ -56,44 +123,132 @@ export interface BlockParams<T> {
  * A GRU or NC-GRU cell. For NC-GRU, `uc` (and `ur` with orthogonal reset) is
  * the Cayley map of the auxiliary skew-symmetric `a` (`ar`) and signs `d`
  * (`dr`), kept in sync by the optimizer.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { paramLayout } from "./models.ts";
+ * import { referenceCrt } from "./model.ts";
+ *
+ * const nc = { ...referenceCrt, memory: { ...referenceCrt.memory, cell: "ncgru" as const } };
+ * const rnn = paramLayout(nc).memory?.rnn;
+ * assert.deepEqual(rnn?.uc.init, { _tag: "cayley", a: "memory.rnn.a", d: "memory.rnn.d" });
+ * assert.equal(rnn?.a?.role, "aux");
+ * ```
  */
 export interface RecurrentParams<T> {
-  readonly wx: T; // [Din, 3M] input projections for reset | update | candidate
-  readonly bx: T; // [3M]
-  readonly ur: T; // [M, M]
-  readonly uz: T; // [M, M]
-  readonly uc: T; // [M, M]
-  readonly modBias?: T; // [M] NC-GRU modReLU bias
-  readonly a?: T; // [M, M] NC-GRU skew-symmetric generator of uc (aux)
-  readonly d?: T; // [M] NC-GRU ±1 diagonal for uc (aux, fixed)
-  readonly ar?: T; // [M, M] generator of ur (aux, orthogonal reset only)
-  readonly dr?: T; // [M] signs for ur (aux, orthogonal reset only)
+  /** Input projections for reset | update | candidate side by side, [Din, 3M]. */
+  readonly wx: T;
+  /** Input biases, [3M]. */
+  readonly bx: T;
+  /** Recurrent matrix of the reset gate, [M, M]. */
+  readonly ur: T;
+  /** Recurrent matrix of the update gate, [M, M]. */
+  readonly uz: T;
+  /** Recurrent matrix of the candidate, [M, M]. */
+  readonly uc: T;
+  /** NC-GRU: modReLU bias, [M]. */
+  readonly modBias?: T;
+  /** NC-GRU: skew-symmetric generator of `uc`, [M, M] (aux). */
+  readonly a?: T;
+  /** NC-GRU: ±1 diagonal of `uc`, [M] (aux, fixed). */
+  readonly d?: T;
+  /** NC-GRU with orthogonal reset: generator of `ur`, [M, M] (aux). */
+  readonly ar?: T;
+  /** NC-GRU with orthogonal reset: signs of `ur`, [M] (aux, fixed). */
+  readonly dr?: T;
 }
 
-/** CRT's memory: the memory token projection and the recurrent cell. */
+/**
+ * CRT's memory: the memory token projection and the recurrent cell.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { paramLayout } from "./models.ts";
+ * import { referenceCrt, referenceTransformer } from "./model.ts";
+ *
+ * assert.deepEqual(paramLayout(referenceCrt).memory?.win.shape, [256, 256]);
+ * assert.equal(paramLayout(referenceTransformer).memory, undefined);
+ * ```
+ */
 export interface MemoryParams<T> {
-  readonly win: T; // [M, D] W_m: memory → memory token
-  readonly bin: T; // [D]
+  /** W_m: memory → memory token, [M, D]. */
+  readonly win: T;
+  /** Bias of the memory token, [D]. */
+  readonly bin: T;
+  /** The cell that updates the memory. */
   readonly rnn: RecurrentParams<T>;
 }
 
-/** The readout. `w` is absent for a tied LM head (it uses `embed`ᵀ). */
+/**
+ * The readout. `w` is absent for a tied LM head (it uses `embed`ᵀ).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { paramLayout } from "./models.ts";
+ * import { referenceCrt } from "./model.ts";
+ *
+ * const tied = paramLayout({ ...referenceCrt, readout: { _tag: "lm", tie: true } }).head;
+ * assert.equal(tied.w, undefined);
+ * assert.deepEqual(tied.b.shape, [10000]);
+ * ```
+ */
 export interface HeadParams<T> {
-  readonly w?: T; // [D, V] or [M|D, C]
-  readonly b: T; // [V] or [C]
+  /** Output matrix: [D, V] for an untied LM head, [M or D, C] for a classifier. */
+  readonly w?: T;
+  /** Output bias: [V] or [C]. */
+  readonly b: T;
 }
 
-/** Every model's parameters. Optional parts exist for the kinds that use them. */
+/**
+ * Every model's parameters, as a readonly tree keyed by meaning
+ * (`blocks[1].attn.wq`). `T` is the leaf: a {@linkcode ParamSpec} in a
+ * layout, a tensor in trained parameters. Optional parts exist for the kinds
+ * that use them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ModelParams, paramLayout } from "./models.ts";
+ * import { referenceCrt } from "./model.ts";
+ * import type { ParamSpec } from "./params.ts";
+ *
+ * const layout: ModelParams<ParamSpec> = paramLayout(referenceCrt);
+ * assert.deepEqual(layout.embed.shape, [10000, 256]);
+ * assert.equal(layout.blocks.length, 2);
+ * ```
+ */
 export interface ModelParams<T> {
-  readonly embed: T; // [V, D]
-  readonly pos?: T; // [S, D] learned absolute positions (CRT, Transformer)
+  /** Token embedding, [V, D]. */
+  readonly embed: T;
+  /** Learned absolute positions, [S, D] (CRT and Transformer with `learned`). */
+  readonly pos?: T;
+  /** The Transformer blocks, in order. */
   readonly blocks: readonly BlockParams<T>[];
+  /** The final LayerNorm. */
   readonly lnF: LayerNormParams<T>;
+  /** The readout. */
   readonly head: HeadParams<T>;
+  /** CRT only: the memory. */
   readonly memory?: MemoryParams<T>;
 }
 
-/** Carried state: named tensors (`memory` for CRT, `cache[l]` for XL). */
+/**
+ * Carried state: named tensors (`memory` [B, M] for CRT, `cache[l]`
+ * [B, Tc, D] for XL, nothing for the full-length Transformer).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type State, stateShapes } from "./models.ts";
+ * import { referenceCrt } from "./model.ts";
+ *
+ * const shapes: State<readonly number[]> = stateShapes(referenceCrt, 4);
+ * assert.deepEqual(shapes, { memory: [4, 256] });
+ * ```
+ */
 export type State<T> = Readonly<Record<string, T>>;
 
 // ---------------------------------------------------------------------------
@@ -143,14 +298,19 @@ const recurrentLayout = (
 };
 
 /**
- * The parameter tree of a model: shapes and initialisers, keyed by meaning.
+ * The parameter tree of a model: a shape, an initialiser and a role per leaf,
+ * keyed by meaning. `compile` draws the values from it; nothing here touches
+ * a tensor.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { paramLayout } from "./models.ts";
  * import { referenceCrt } from "./model.ts";
+ *
  * const layout = paramLayout(referenceCrt);
- * layout.blocks[0].attn.wq.shape; // [256, 256]
+ * assert.deepEqual(layout.blocks[0].attn.wq.shape, [256, 256]);
+ * assert.deepEqual(layout.blocks[0].attn.wq.init, { _tag: "normal", std: 0.02 });
  * ```
  */
 export const paramLayout = (spec: ModelSpec): ModelParams<ParamSpec> => {

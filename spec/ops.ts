@@ -13,13 +13,54 @@
  * @module
  */
 
-/** Element type of a tensor. Token ids are int32, everything else float32. */
+/**
+ * Element type of a tensor. Token ids are int32, everything else float32.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type DType, inferShape } from "./ops.ts";
+ *
+ * const ids: DType = "int32";
+ * const out = inferShape({ _tag: "embedding" }, [
+ *   { shape: [100, 8], dtype: "float32" },
+ *   { shape: [2, 5], dtype: ids },
+ * ]);
+ * assert.equal(out.dtype, "float32");
+ * ```
+ */
 export type DType = "float32" | "int32";
 
-/** A static tensor shape. Every dimension is known when a graph is traced. */
+/**
+ * A static tensor shape. Every dimension is known when a graph is traced.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { broadcastShapes, type Shape } from "./ops.ts";
+ *
+ * const scores: Shape = [2, 4, 35, 36]; // [B, H, S, T]
+ * assert.deepEqual(broadcastShapes(scores, [36]), [2, 4, 35, 36]);
+ * ```
+ */
 export type Shape = readonly number[];
 
-/** One op of the IR. `_tag` names it; the other fields are its attributes. */
+/**
+ * One op of the IR. `_tag` names it; the other fields are its attributes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { inferShape, type Op } from "./ops.ts";
+ *
+ * const op: Op = { _tag: "matmul", transposeA: false, transposeB: true };
+ * const out = inferShape(op, [
+ *   { shape: [35, 64], dtype: "float32" },
+ *   { shape: [36, 64], dtype: "float32" },
+ * ]);
+ * assert.deepEqual(out.shape, [35, 36]);
+ * ```
+ */
 export type Op =
   /** A named graph input: a parameter, data (tokens, targets) or carried state. */
   | {
@@ -79,7 +120,18 @@ export type Op =
   /** Identity forward, zero gradient. Used to carry state without gradient. */
   | { readonly _tag: "stopGradient" };
 
-/** The tag of an op. */
+/**
+ * The tag of an op: `"matmul"`, `"softmax"`, ...
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Op, OpTag } from "./ops.ts";
+ *
+ * const tagOf = (op: Op): OpTag => op._tag;
+ * assert.equal(tagOf({ _tag: "relu" }), "relu");
+ * ```
+ */
 export type OpTag = Op["_tag"];
 
 /** Where an op's shapes disagree: carries a readable reason. */
@@ -296,6 +348,23 @@ export const inferShape = (
 /**
  * What evaluates ops: the tracer, the reference interpreter or eager tfjs.
  * `T` is that backend's tensor handle.
+ *
+ * @example A backend that only tracks shapes
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type DType, inferShape, type OpBackend, type Shape } from "./ops.ts";
+ *
+ * interface Sym {
+ *   readonly shape: Shape;
+ *   readonly dtype: DType;
+ * }
+ * const shapesOnly: OpBackend<Sym> = {
+ *   apply: (op, inputs) => inferShape(op, inputs),
+ *   shape: (x) => x.shape,
+ * };
+ * const y = shapesOnly.apply({ _tag: "mean", axis: 1 }, [{ shape: [2, 35, 64], dtype: "float32" }], "model");
+ * assert.deepEqual(y.shape, [2, 64]);
+ * ```
  */
 export interface OpBackend<T> {
   /** Apply `op` to `inputs`. `path` names where in the spec the op comes from. */
@@ -308,6 +377,37 @@ export interface OpBackend<T> {
  * Typed sugar over an {@linkcode OpBackend}, carrying the spec path that every
  * op it emits is tagged with. `at("blocks[0].attn")` returns a copy scoped
  * deeper; nothing is mutated.
+ *
+ * A new stage is a function of `Ops<T>` generic in `T`, so the same code is
+ * traced into a graph, run eagerly on tfjs or run by the reference
+ * interpreter.
+ *
+ * @example Write a stage once, check its shapes on a shape-only backend
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type DType, inferShape, type OpBackend, Ops, type Shape } from "./ops.ts";
+ *
+ * // x + sigmoid(x W) ⊙ x on the last axis, for any rank.
+ * const gatedResidual = <T>(o: Ops<T>, x: T, w: T): T =>
+ *   o.add(x, o.mul(o.sigmoid(o.linear(x, w)), x));
+ *
+ * interface Sym {
+ *   readonly shape: Shape;
+ *   readonly dtype: DType;
+ * }
+ * const paths: string[] = [];
+ * const shapesOnly: OpBackend<Sym> = {
+ *   apply: (op, inputs, path) => {
+ *     paths.push(`${path}: ${op._tag}`);
+ *     return inferShape(op, inputs);
+ *   },
+ *   shape: (x) => x.shape,
+ * };
+ * const o = new Ops(shapesOnly).at("gate");
+ * const y = gatedResidual(o, { shape: [2, 5, 8], dtype: "float32" }, { shape: [8, 8], dtype: "float32" });
+ * assert.deepEqual(y.shape, [2, 5, 8]);
+ * assert.equal(paths[0], "model.gate: reshape");
+ * ```
  */
 export class Ops<T> {
   /** Wrap a backend; `path` is the spec path ops emitted from here belong to. */
@@ -319,6 +419,7 @@ export class Ops<T> {
     return new Ops(this.backend, joined);
   }
 
+  /** Emit `op` on `inputs` at this path. */
   private op(op: Op, ...inputs: T[]): T {
     return this.backend.apply(op, inputs, this.path);
   }

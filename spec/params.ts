@@ -5,7 +5,19 @@
  */
 import type { Shape } from "./ops.ts";
 
-/** How a parameter starts. Drawn by the program from a seeded generator. */
+/**
+ * How a parameter starts, as data. The program draws the values from a
+ * generator seeded by the init seed and the leaf's path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Init } from "./params.ts";
+ *
+ * const describe = (init: Init): string => init._tag === "normal" ? `N(0, ${init.std}²)` : init._tag;
+ * assert.equal(describe({ _tag: "normal", std: 0.02 }), "N(0, 0.02²)");
+ * ```
+ */
 export type Init =
   /** N(0, std²). */
   | { readonly _tag: "normal"; readonly std: number }
@@ -28,10 +40,24 @@ export type Init =
    */
   | { readonly _tag: "cayley"; readonly a: string; readonly d: string };
 
-/** One parameter leaf: its shape, initialiser and whether gradients train it. */
+/**
+ * One parameter leaf: its shape, initialiser and whether gradients train it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { param, type ParamSpec } from "./params.ts";
+ *
+ * const wq: ParamSpec = param([256, 256], { _tag: "normal", std: 0.02 });
+ * assert.equal(wq.role, "graph");
+ * ```
+ */
 export interface ParamSpec {
+  /** Marks a leaf of a layout tree. */
   readonly _tag: "param";
+  /** The tensor's shape. */
   readonly shape: Shape;
+  /** How its values start. */
   readonly init: Init;
   /**
    * `graph`: an input of the compiled graph, trained by the optimizer from its

@@ -379,3 +379,22 @@ Deno.test("compile: a kernel missing from the backend fails naming the op's spec
     tf.registerKernel(kernel!);
   }
 });
+
+Deno.test("compile: a malformed spec built in code is named by field, never a tfjs stack trace", () => {
+  const bad: [ModelSpec, RegExp][] = [
+    [{ ...tinyCrtGru, nHeads: 3 }, /model\.nHeads: 3 does not divide model\.dModel \(8\)/],
+    [{ ...tinyCrtGru, dModel: -8 }, /model\.dModel/],
+    [{ ...tinyCrtGru, segmentLen: 0 }, /model\.segmentLen/],
+    [
+      { ...tinyCrtGru, memory: { ...tinyCrtGru.memory, cell: "lstm" as "gru" } },
+      /model\.memory\.cell/,
+    ],
+    [{ ...tinyTransformer, extra: 1 } as ModelSpec, /model\.extra: unknown field/],
+  ];
+  for (const [spec, message] of bad) {
+    const p = compile(spec);
+    assert.ok(E.isLeft(p), `accepted ${JSON.stringify(spec)}`);
+    assert.equal(p.left.stage, "spec");
+    assert.match(p.left.message, message);
+  }
+});

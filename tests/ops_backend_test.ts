@@ -37,7 +37,7 @@ Deno.test("startBackend: cpu starts on request, runs ops and their gradients", a
   const started = await startBackend({ backend: "cpu" });
   assert.equal(started._tag, "Right");
   if (started._tag !== "Right") return;
-  assert.deepEqual(started.right, { name: "cpu", simd: false });
+  assert.deepEqual(started.right, { name: "cpu", simd: false, matmul: "stock" });
   assert.equal(tf.getBackend(), "cpu");
   const g = tf.tidy(() => {
     const x = tf.tensor2d([[1, -2], [3, 4]]);

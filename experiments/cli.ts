@@ -1,0 +1,319 @@
+/**
+ * `deno task experiment <name> [--quick] [--data DIR] [--out DIR]
+ * [--config FILE.json] [--set path=value ...] [--resume RUN_DIR] [--dry-run]`
+ *
+ * Resolves a preset, applies the `--config` patch and the `--set` overrides,
+ * decodes the result (every problem names its field or file), then trains
+ * and evaluates it, or with `--dry-run` prints the resolved experiment with
+ * its parameter count and FLOPs per token as JSON on stdout.
+ *
+ * Exit status: 0 success (and `--help`), 2 bad input (the message on stderr
+ * names the field or file), 1 a failure during the run, 130 interrupted by
+ * Ctrl-C after saving a checkpoint (`--resume RUN_DIR` continues it).
+ *
+ * @example Run the entry point from code
+ * ```ts
+ * import { main } from "./cli.ts";
+ * const status = await main(["ptb", "--quick", "--dry-run"]);
+ * console.log(status); // 0
+ * ```
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { join } from "node:path";
+import { startBackend } from "../ops/backend.ts";
+import {
+  applySets,
+  type Cli,
+  mergePatch,
+  parseCli,
+  readConfigFile,
+  type SetOverride,
+} from "./args.ts";
+import { decodeExperiment, decodeSweep, type Experiment, type Sweep } from "./experiment.ts";
+import { describePresets, type Plan, resolvePreset } from "./presets.ts";
+import {
+  modelCosts,
+  newRunDir,
+  type RunError,
+  runExperiment,
+  type RunOptions,
+  runSweep,
+} from "./run.ts";
+
+/**
+ * Where the entry point writes, and how it learns of Ctrl-C (injected by tests).
+ *
+ * @example
+ * ```ts
+ * import type { CliIo } from "./cli.ts";
+ * const lines: string[] = [];
+ * const io: CliIo = { stdout: (s) => lines.push(s), stderr: (s) => lines.push(s) };
+ * ```
+ */
+export interface CliIo {
+  /** Results and `--dry-run` JSON. */
+  readonly stdout: (text: string) => void;
+  /** Messages, errors and progress. */
+  readonly stderr: (text: string) => void;
+  /** Installs a Ctrl-C handler and returns its remover. Default: `Deno.addSignalListener("SIGINT")`. */
+  readonly onInterrupt?: (handler: () => void) => () => void;
+}
+
+const writeSync = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
+  const bytes = new TextEncoder().encode(text);
+  for (let done = 0; done < bytes.length;) done += stream.writeSync(bytes.subarray(done));
+};
+
+const defaultIo: CliIo = {
+  stdout: writeSync(Deno.stdout),
+  stderr: writeSync(Deno.stderr),
+};
+
+/** Exit statuses. */
+const EXIT = { ok: 0, failed: 1, badInput: 2, interrupted: 130 } as const;
+
+/** A bad-input error message, or the value. */
+type Checked<A> = E.Either<string, A>;
+
+/** Applies the `--config` patch and `--set` overrides to one experiment, then decodes it. */
+function overrideExperiment(
+  base: Experiment,
+  patch: { file: string; value: unknown } | null,
+  sets: readonly SetOverride[],
+  flags: { data: string | null; out: string | null },
+): Checked<Experiment> {
+  let value: unknown = base;
+  if (patch !== null) {
+    const merged = mergePatch(value, patch.value);
+    if (E.isLeft(merged)) return E.left(`${patch.file}: ${merged.left.message}`);
+    value = merged.right;
+  }
+  const set = applySets(value, sets);
+  if (E.isLeft(set)) return E.left(`--set ${set.left.path}: ${set.left.message}`);
+  value = set.right;
+  // The flags win over --config and --set.
+  const v = value as Record<string, unknown>;
+  if (flags.data !== null) value = { ...v, data: { ...(v.data as object), dir: flags.data } };
+  const w = value as Record<string, unknown>;
+  if (flags.out !== null) value = { ...w, output: { ...(w.output as object), dir: flags.out } };
+  const decoded = decodeExperiment(value);
+  return E.isLeft(decoded) ? E.left(decoded.left.message) : decoded;
+}
+
+/** The plan the command line asks for: a preset with its overrides, or a run folder to resume. */
+async function resolvePlan(cli: Cli): Promise<Checked<Plan>> {
+  if (cli.resume !== null) {
+    if (cli.quick || cli.config !== null || cli.set.length > 0) {
+      return E.left(
+        `--resume continues a run as it was configured: --quick, --config and --set do not apply`,
+      );
+    }
+    const file = join(cli.resume, "config.json");
+    let json: unknown;
+    try {
+      json = JSON.parse(await Deno.readTextFile(file));
+    } catch (e) {
+      const why = e instanceof Deno.errors.NotFound
+        ? "not found (is it a run folder?)"
+        : e instanceof Error
+        ? e.message
+        : String(e);
+      return E.left(`${file}: ${why}`);
+    }
+    const isSweep = typeof json === "object" && json !== null && "members" in json;
+    const plan: Checked<Plan> = isSweep
+      ? E.map((sweep: Sweep) => ({ _tag: "sweep", sweep }) as const)(
+        E.mapLeft((e: Error) => `${file}: ${e.message}`)(decodeSweep(json)),
+      )
+      : E.map((experiment: Experiment) => ({ _tag: "single", experiment }) as const)(
+        E.mapLeft((e: Error) => `${file}: ${e.message}`)(decodeExperiment(json)),
+      );
+    if (E.isLeft(plan)) return plan;
+    const name = plan.right._tag === "sweep" ? plan.right.sweep.name : plan.right.experiment.name;
+    if (name !== cli.name && name !== `${cli.name}-quick`) {
+      return E.left(`${file}: the run folder holds experiment "${name}", not "${cli.name}"`);
+    }
+    if (cli.data === null) return plan;
+    // The data may have moved: --data still applies.
+    const withData = (e: Experiment): Experiment => ({ ...e, data: { dir: cli.data } });
+    return E.right(
+      plan.right._tag === "single"
+        ? { _tag: "single", experiment: withData(plan.right.experiment) }
+        : {
+          _tag: "sweep",
+          sweep: {
+            ...plan.right.sweep,
+            members: plan.right.sweep.members.map((m) => ({
+              ...m,
+              experiment: withData(m.experiment),
+            })),
+          },
+        },
+    );
+  }
+  const preset = resolvePreset(cli.name, { quick: cli.quick });
+  if (E.isLeft(preset)) return E.left(preset.left.message);
+  let patch: { file: string; value: unknown } | null = null;
+  if (cli.config !== null) {
+    const read = await readConfigFile(cli.config);
+    if (E.isLeft(read)) return E.left(read.left.message);
+    patch = { file: cli.config, value: read.right };
+  }
+  const flags = { data: cli.data, out: cli.out };
+  const plan = preset.right;
+  if (plan._tag === "single") {
+    const exp = overrideExperiment(plan.experiment, patch, cli.set, flags);
+    return E.map((experiment: Experiment): Plan => ({ _tag: "single", experiment }))(exp);
+  }
+  // A sweep: the overrides apply to every member.
+  const members = [];
+  for (const m of plan.sweep.members) {
+    const exp = overrideExperiment(m.experiment, patch, cli.set, flags);
+    if (E.isLeft(exp)) return E.left(`${plan.sweep.name} member ${m.label}: ${exp.left}`);
+    members.push({ label: m.label, experiment: exp.right });
+  }
+  const sweep = decodeSweep({ ...plan.sweep, members });
+  if (E.isLeft(sweep)) return E.left(sweep.left.message);
+  return E.right({ _tag: "sweep", sweep: sweep.right });
+}
+
+/** `--dry-run`: the resolved plan with parameters and FLOPs per token, as JSON. */
+async function dryRun(cli: Cli, plan: Plan, io: CliIo): Promise<number> {
+  const started = await startBackend({ backend: cli.backend });
+  if (E.isLeft(started)) {
+    io.stderr(`${started.left.message}\n`);
+    return EXIT.failed;
+  }
+  const describe = (experiment: Experiment) => {
+    const costs = modelCosts(experiment);
+    return E.map((c: object) => ({ experiment, ...c }))(costs);
+  };
+  let out: unknown;
+  if (plan._tag === "single") {
+    const d = describe(plan.experiment);
+    if (E.isLeft(d)) {
+      io.stderr(`${d.left}\n`);
+      return EXIT.badInput;
+    }
+    out = d.right;
+  } else {
+    const members = [];
+    for (const m of plan.sweep.members) {
+      const d = describe(m.experiment);
+      if (E.isLeft(d)) {
+        io.stderr(`${m.label}: ${d.left}\n`);
+        return EXIT.badInput;
+      }
+      members.push({ label: m.label, ...d.right });
+    }
+    out = { sweep: plan.sweep.name, description: plan.sweep.description, members };
+  }
+  io.stdout(JSON.stringify(out, null, 2) + "\n");
+  return EXIT.ok;
+}
+
+const exitFor = (e: RunError): number => (e._tag === "BadInput" ? EXIT.badInput : EXIT.failed);
+
+/**
+ * The entry point: parses `args`, runs, and returns the exit status (it
+ * never calls `Deno.exit`; the module does when run as the main module).
+ *
+ * @example
+ * ```ts
+ * import { main } from "./cli.ts";
+ * const status = await main(["no-such-preset"], { stdout: () => {}, stderr: () => {} });
+ * console.log(status); // 2
+ * ```
+ */
+export async function main(args: readonly string[], io: CliIo = defaultIo): Promise<number> {
+  const parsed = parseCli(args);
+  if (E.isLeft(parsed)) {
+    const e = parsed.left;
+    if (e._tag === "HelpRequested") {
+      io.stdout(`${e.message}\nexperiments:\n${describePresets()}\n`);
+      return EXIT.ok;
+    }
+    io.stderr(`${e.message}\n`);
+    if (e._tag === "MissingName") io.stderr(`experiments:\n${describePresets()}\n`);
+    return EXIT.badInput;
+  }
+  const cli = parsed.right;
+  const plan = await resolvePlan(cli);
+  if (E.isLeft(plan)) {
+    io.stderr(`${plan.left}\n`);
+    return EXIT.badInput;
+  }
+  if (cli.dryRun) return dryRun(cli, plan.right, io);
+
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onInterrupt = io.onInterrupt ?? ((handler: () => void) => {
+    Deno.addSignalListener("SIGINT", handler);
+    return () => Deno.removeSignalListener("SIGINT", handler);
+  });
+  const removeHandler = onInterrupt(() => {
+    interrupts++;
+    if (interrupts === 1) {
+      io.stderr(
+        "\ninterrupt: finishing the current step and saving a checkpoint " +
+          "(Ctrl-C again to stop without saving)\n",
+      );
+      controller.abort();
+    } else {
+      io.stderr("\nstopped without saving\n");
+      Deno.exit(EXIT.interrupted);
+    }
+  });
+  const log = (m: string) => io.stderr(`${m}\n`);
+  const common: Omit<RunOptions, "runDir"> = {
+    backend: cli.backend,
+    signal: controller.signal,
+    log,
+    progress: { write: io.stderr },
+  };
+  try {
+    const p = plan.right;
+    if (p._tag === "single") {
+      const exp = p.experiment;
+      const runDir = cli.resume ?? (await newRunDir(exp.output.dir, exp.name));
+      log(`${exp.name}: run folder ${runDir}`);
+      const r = await runExperiment(exp, { ...common, runDir, resume: cli.resume !== null });
+      if (E.isLeft(r)) {
+        io.stderr(`${exp.name}: ${r.left.message}\n`);
+        return exitFor(r.left);
+      }
+      if (r.right._tag === "Interrupted") {
+        io.stderr(`${r.right.message}\n`);
+        return EXIT.interrupted;
+      }
+      io.stdout(JSON.stringify(r.right.results, null, 2) + "\n");
+      log(`results: ${join(runDir, "results.json")}`);
+      return EXIT.ok;
+    }
+    const sweep = p.sweep;
+    const outDir = sweep.members[0].experiment.output.dir;
+    const sweepDir = cli.resume ?? (await newRunDir(outDir, sweep.name));
+    log(`${sweep.name}: sweep folder ${sweepDir}`);
+    const r = await runSweep(sweep, { ...common, sweepDir, resume: cli.resume !== null });
+    if (E.isLeft(r)) {
+      io.stderr(`${sweep.name}: ${r.left.message}\n`);
+      return exitFor(r.left);
+    }
+    if (r.right._tag === "Interrupted") {
+      io.stderr(`${r.right.message}\n`);
+      return EXIT.interrupted;
+    }
+    io.stdout(`\n${sweep.name}: ${sweep.description}\n\n${r.right.table}`);
+    log(`table: ${join(sweepDir, "sweep.md")}`);
+    return EXIT.ok;
+  } catch (e) {
+    io.stderr(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return EXIT.failed;
+  } finally {
+    removeHandler();
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

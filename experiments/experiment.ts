@@ -1,0 +1,719 @@
+/**
+ * Experiments as data: an {@linkcode Experiment} holds everything a run
+ * needs — the model spec, where the data is, the training recipe, how to
+ * evaluate and where to write — as one plain, JSON-serialisable value.
+ * Presets (`presets.ts`) build them with `override(base, patch)`; the command
+ * line patches them with `--config FILE.json` and `--set path=value`; the
+ * result always goes through {@linkcode decodeExperiment} before it runs, so a
+ * typo or a wrongly typed value is an error naming its path
+ * (`training.lr: expected a positive number, got "fast" (string)`).
+ *
+ * A {@linkcode Sweep} is a named list of experiments run one after another
+ * and compared in one table.
+ *
+ * @example Decode an experiment read from JSON
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeExperiment } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * const exp = presetExperiment("ptb", { quick: true });
+ * const r = decodeExperiment({ ...exp, training: { ...exp.training, lr: -1 } });
+ * if (E.isLeft(r)) console.log(r.left.message); // training.lr: must be a positive number, got -1
+ * ```
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+import type { Assert, MutuallyAssignable } from "../spec/_assert.ts";
+import {
+  decodeWith,
+  type FieldCodecs,
+  NonNegativeInt,
+  NonNegativeNumber,
+  type NumberCodec,
+  numberWhere,
+  oneOf,
+  PositiveInt,
+  PositiveNumber,
+  Probability,
+  SpecError,
+  type SpecIssue,
+  strict,
+  type StrictCodec,
+} from "../spec/decode.ts";
+import type { Either } from "../spec/either.ts";
+import { decodeModelSpec, type ModelSpec } from "../spec/model.ts";
+
+// ---------------------------------------------------------------------------
+// Small codecs
+
+/**
+ * A codec for `A | null`, reporting `expected <A> or null`; see {@linkcode nullable}.
+ *
+ * @example
+ * ```ts
+ * import * as t from "io-ts";
+ * import { nullable, type NullableCodec } from "./experiment.ts";
+ *
+ * const dir: NullableCodec<string> = nullable(t.string);
+ * console.log(dir.expected); // a string or null
+ * ```
+ */
+export interface NullableCodec<A> extends t.Type<A | null, A | null, unknown> {
+  /** What is accepted, in words. */
+  readonly expected: string;
+}
+
+/**
+ * `codec` or `null`. A failing non-null value reports the inner codec's
+ * message (`must be a positive number, got -1`), so the reason is not lost.
+ *
+ * @example
+ * ```ts
+ * import { nullable } from "./experiment.ts";
+ * import { PositiveNumber } from "../spec/decode.ts";
+ *
+ * const MaxSeconds = nullable(PositiveNumber);
+ * console.log(MaxSeconds.is(null), MaxSeconds.is(60), MaxSeconds.is(-1)); // true true false
+ * ```
+ */
+export function nullable<A>(
+  codec: t.Type<A, A, unknown> & { readonly expected?: string },
+): NullableCodec<A> {
+  const inner = codec.expected ?? `a ${codec.name}`;
+  const expected = `${inner} or null`;
+  const out = new t.Type<A | null, A | null, unknown>(
+    `${codec.name} | null`,
+    (u): u is A | null => u === null || codec.is(u),
+    (u, c) => (u === null ? t.success(null) : codec.validate(u, c)),
+    t.identity,
+  );
+  return Object.assign(out, { expected });
+}
+
+/**
+ * A name usable as a folder name: letters, digits, `.`, `_` and `-`,
+ * starting with a letter or digit.
+ *
+ * @example
+ * ```ts
+ * import { Name } from "./experiment.ts";
+ *
+ * console.log(Name.is("ptb-quick"), Name.is("../x")); // true false
+ * ```
+ */
+export const Name: t.Type<string, string, unknown> & { readonly expected: string } = (() => {
+  const re = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+  const expected = "a name of letters, digits, '.', '_' and '-'";
+  const codec = new t.Type<string, string, unknown>(
+    "Name",
+    (u): u is string => typeof u === "string" && re.test(u),
+    (u, c) =>
+      typeof u === "string" && re.test(u)
+        ? t.success(u)
+        : t.failure(u, c, `expected ${expected}, got ${JSON.stringify(u)}`),
+    t.identity,
+  );
+  return Object.assign(codec, { expected });
+})();
+
+/**
+ * A number in [0, 1].
+ *
+ * @example
+ * ```ts
+ * import { UnitInterval } from "./experiment.ts";
+ *
+ * console.log(UnitInterval.is(0), UnitInterval.is(1), UnitInterval.is(1.5)); // true true false
+ * ```
+ */
+export const UnitInterval: NumberCodec = numberWhere({
+  name: "UnitInterval",
+  expected: "a number in [0, 1]",
+  accepts: (n) => n >= 0 && n <= 1,
+});
+
+/** Splits a path such as `.memory.cell` or `.blocks[1].dFF` into its keys. */
+function pathKeys(path: string): string[] {
+  return [...path.matchAll(/\.([^.[\]]+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]/g)].map((m) =>
+    m[1] ?? m[2] ?? JSON.parse(`"${m[3]}"`)
+  );
+}
+
+/**
+ * The model field of an experiment: decodes with {@linkcode decodeModelSpec},
+ * so the model's cross-field rules (`nHeads` divides `dModel`, ...) run as
+ * part of the experiment's decoding, and every issue keeps its path inside
+ * the model (`model.memory.cell`).
+ *
+ * @example
+ * ```ts
+ * import { ModelSpecField } from "./experiment.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ *
+ * console.log(ModelSpecField.is(referenceCrt), ModelSpecField.is({ ...referenceCrt, nHeads: 3 })); // true false
+ * ```
+ */
+export const ModelSpecField: t.Type<ModelSpec, ModelSpec, unknown> & { readonly expected: string } =
+  Object.assign(
+    new t.Type<ModelSpec, ModelSpec, unknown>(
+      "ModelSpec",
+      (u): u is ModelSpec => E.isRight(decodeModelSpec(u)),
+      (u, c) => {
+        // Rooted at "model" so that messages naming other fields read as paths of the experiment.
+        const r = decodeModelSpec(u, "model");
+        if (E.isRight(r)) return t.success(r.right);
+        return t.failures(r.left.issues.map((issue) => {
+          let context = c;
+          for (const key of pathKeys(issue.path.replace(/^model/, ""))) {
+            context = t.appendContext(context, key, t.unknown, undefined);
+          }
+          return { value: undefined, context, message: issue.message };
+        }));
+      },
+      t.identity,
+    ),
+    { expected: "a model spec (an object with _tag crt, transformer or xl)" },
+  );
+
+// ---------------------------------------------------------------------------
+// Settings: each an interface with a comment per field, and its codec
+
+/**
+ * Where the corpus is.
+ *
+ * @example
+ * ```ts
+ * import type { DataSettings } from "./experiment.ts";
+ *
+ * const fromEnvironment: DataSettings = { dir: null };
+ * ```
+ */
+export interface DataSettings {
+  /**
+   * Directory holding `ptb.train.txt`, `ptb.valid.txt` and optionally
+   * `ptb.test.txt`. `null`: `$CRT_DATA_DIR`, else the cache folder
+   * (`$XDG_CACHE_HOME/crt/ptb` or `~/.cache/crt/ptb`), downloaded into and
+   * SHA-256-checked when missing. `--data DIR` sets it; the run's
+   * `config.json` records the directory actually read.
+   */
+  readonly dir: string | null;
+}
+
+/**
+ * Decodes {@linkcode DataSettings}.
+ *
+ * @example
+ * ```ts
+ * import { DataSettingsCodec } from "./experiment.ts";
+ *
+ * console.log(DataSettingsCodec.is({ dir: null }), DataSettingsCodec.is({ dir: 3 })); // true false
+ * ```
+ */
+export const DataSettingsCodec: StrictCodec<FieldCodecs<DataSettings>> = strict<
+  FieldCodecs<DataSettings>
+>({ dir: nullable(t.string) }, "DataSettings");
+
+/**
+ * The training recipe: batching, budget, AdamW with warm-up and decay,
+ * clipping, and the validation, checkpoint and logging cadence.
+ *
+ * @example
+ * ```ts
+ * import type { TrainingSettings } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * const tr: TrainingSettings = presetExperiment("ptb").training;
+ * console.log(tr.batchSize * tr.bpttSegments); // 40
+ * ```
+ */
+export interface TrainingSettings {
+  /** B: parallel ordered streams of the training split (Transformer-XL batching). Reference 20. */
+  readonly batchSize: number;
+  /**
+   * K: segments per training window; gradients flow back through the carried
+   * state across them and are cut at the window's start. A step reads
+   * B·K·S tokens. Reference 2 for CRT (1 for the full-length Transformer,
+   * which carries no state, so that its step also reads B·S = 1400 tokens).
+   */
+  readonly bpttSegments: number;
+  /**
+   * Training budget in tokens; the run takes ⌈tokens / (B·K·S)⌉ steps (the
+   * learning-rate schedule spans exactly those), going on into further
+   * epochs when the budget exceeds the split (memory reset at each epoch).
+   */
+  readonly tokens: number;
+  /**
+   * Wall-clock safety stop: training ends once this many seconds have passed
+   * since the run started (periodic validation included, the final
+   * evaluation not), even if the token budget is not spent. `null`: no
+   * limit. The schedule is not rescaled: size the budget to finish first and
+   * keep this as a guard.
+   */
+  readonly maxSeconds: number | null;
+  /** Peak AdamW learning rate, reached at the end of warm-up. Reference 1e-3. */
+  readonly lr: number;
+  /** Linear warm-up from lr/warmupSteps to lr over this many steps. Reference 200. */
+  readonly warmupSteps: number;
+  /** Decay after warm-up, down to `finalLrRatio`·lr at the last step. Reference `cosine`. */
+  readonly decay: "cosine" | "linear" | "constant";
+  /** The learning rate at the last step as a fraction of `lr`, in [0, 1]. Default 0. */
+  readonly finalLrRatio: number;
+  /** AdamW decoupled weight decay on matrices (not biases or gains). Default 0.01. */
+  readonly weightDecay: number;
+  /** Adam β1, in [0, 1). Default 0.9. */
+  readonly beta1: number;
+  /** Adam β2, in [0, 1). Default 0.999. */
+  readonly beta2: number;
+  /** Adam ε. Default 1e-8. */
+  readonly eps: number;
+  /** Clip gradients to this global L2 norm; 0 turns clipping off. Reference 0.25. */
+  readonly clipNorm: number;
+  /** NC-GRU only: recompute (I + A)⁻¹ exactly every this many steps. Default 100. */
+  readonly cayleyRefresh: number;
+  /** Validate every this many steps (0: only the final evaluation). */
+  readonly validEvery: number;
+  /**
+   * Periodic validation reads only the first this many tokens of the valid
+   * split (as a stream, memory carried), to stay cheap. `null`: the whole
+   * split. The final evaluation always reads the whole split.
+   */
+  readonly validTokens: number | null;
+  /** Write a checkpoint every this many steps (0: only at the end of training and on Ctrl-C). */
+  readonly checkpointEvery: number;
+  /** Append a `train` record (mean loss since the last one) to `metrics.jsonl` every this many steps. */
+  readonly logEvery: number;
+}
+
+/**
+ * Decodes {@linkcode TrainingSettings}.
+ *
+ * @example
+ * ```ts
+ * import { TrainingSettingsCodec } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * console.log(TrainingSettingsCodec.is(presetExperiment("ptb").training)); // true
+ * ```
+ */
+export const TrainingSettingsCodec: StrictCodec<FieldCodecs<TrainingSettings>> = strict<
+  FieldCodecs<TrainingSettings>
+>({
+  batchSize: PositiveInt,
+  bpttSegments: PositiveInt,
+  tokens: PositiveInt,
+  maxSeconds: nullable(PositiveNumber),
+  lr: PositiveNumber,
+  warmupSteps: NonNegativeInt,
+  decay: oneOf(["cosine", "linear", "constant"], "decay"),
+  finalLrRatio: UnitInterval,
+  weightDecay: NonNegativeNumber,
+  beta1: Probability,
+  beta2: Probability,
+  eps: PositiveNumber,
+  clipNorm: NonNegativeNumber,
+  cayleyRefresh: PositiveInt,
+  validEvery: NonNegativeInt,
+  validTokens: nullable(PositiveInt),
+  checkpointEvery: NonNegativeInt,
+  logEvery: PositiveInt,
+}, "TrainingSettings");
+
+/**
+ * How the final evaluation reads the valid and test splits.
+ *
+ * @example
+ * ```ts
+ * import type { EvaluationSettings } from "./experiment.ts";
+ *
+ * const reference: EvaluationSettings = { batchSize: 10, test: true };
+ * ```
+ */
+export interface EvaluationSettings {
+  /**
+   * B_eval: the split is read as this many parallel streams, each from its
+   * start with a fresh memory, in windows of one segment with the memory
+   * carried. Reference 10. Fewer when the split is too short.
+   */
+  readonly batchSize: number;
+  /** Evaluate the test split when `ptb.test.txt` is present (else it is reported as skipped). */
+  readonly test: boolean;
+}
+
+/**
+ * Decodes {@linkcode EvaluationSettings}.
+ *
+ * @example
+ * ```ts
+ * import { EvaluationSettingsCodec } from "./experiment.ts";
+ *
+ * console.log(EvaluationSettingsCodec.is({ batchSize: 10, test: true })); // true
+ * ```
+ */
+export const EvaluationSettingsCodec: StrictCodec<FieldCodecs<EvaluationSettings>> = strict<
+  FieldCodecs<EvaluationSettings>
+>({ batchSize: PositiveInt, test: t.boolean }, "EvaluationSettings");
+
+/**
+ * Where and what a run writes.
+ *
+ * @example
+ * ```ts
+ * import type { OutputSettings } from "./experiment.ts";
+ *
+ * const out: OutputSettings = { dir: "runs", keepCheckpoints: 2 };
+ * ```
+ */
+export interface OutputSettings {
+  /** Folder that run folders are created in (`<dir>/<name>-<time>`). `--out DIR` sets it. */
+  readonly dir: string;
+  /** Checkpoints kept in a run folder, newest first. Default 2. */
+  readonly keepCheckpoints: number;
+}
+
+/**
+ * Decodes {@linkcode OutputSettings}.
+ *
+ * @example
+ * ```ts
+ * import { OutputSettingsCodec } from "./experiment.ts";
+ *
+ * console.log(OutputSettingsCodec.is({ dir: "runs", keepCheckpoints: 0 })); // false
+ * ```
+ */
+export const OutputSettingsCodec: StrictCodec<FieldCodecs<OutputSettings>> = strict<
+  FieldCodecs<OutputSettings>
+>({ dir: t.string, keepCheckpoints: PositiveInt }, "OutputSettings");
+
+/**
+ * One experiment: model, data, training, evaluation and output settings,
+ * all plain data. Build variants with `override(base, patch)` (`args.ts`).
+ *
+ * @example
+ * ```ts
+ * import { override } from "./args.ts";
+ * import type { Experiment } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * const slower: Experiment = override(presetExperiment("ptb"), { training: { lr: 3e-4 } });
+ * console.log(slower.training.lr, slower.training.batchSize); // 0.0003 20
+ * ```
+ */
+export interface Experiment {
+  /** Names the run folder and the results (`ptb`, `ptb-quick`, ...). */
+  readonly name: string;
+  /** One line saying what the experiment is for. */
+  readonly description: string;
+  /** Seeds the parameters and the dropout generator; equal seeds give equal runs. */
+  readonly seed: number;
+  /** The model, decoded with the model codec and its cross-field rules. */
+  readonly model: ModelSpec;
+  /** Where the corpus is. */
+  readonly data: DataSettings;
+  /** The training recipe. */
+  readonly training: TrainingSettings;
+  /** The final evaluation. */
+  readonly evaluation: EvaluationSettings;
+  /** Where results go. */
+  readonly output: OutputSettings;
+}
+
+/**
+ * Decodes an {@linkcode Experiment}, structure only;
+ * {@linkcode decodeExperiment} adds the cross-field rules.
+ *
+ * @example
+ * ```ts
+ * import { ExperimentCodec } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * console.log(ExperimentCodec.is(presetExperiment("ptb-full"))); // true
+ * ```
+ */
+export const ExperimentCodec: StrictCodec<FieldCodecs<Experiment>> = strict<
+  FieldCodecs<Experiment>
+>({
+  name: Name,
+  description: t.string,
+  seed: NonNegativeInt,
+  model: ModelSpecField,
+  data: DataSettingsCodec,
+  training: TrainingSettingsCodec,
+  evaluation: EvaluationSettingsCodec,
+  output: OutputSettingsCodec,
+}, "Experiment");
+
+// ---------------------------------------------------------------------------
+// Derived quantities
+
+/**
+ * Tokens one training step reads: B·K·S.
+ *
+ * @example
+ * ```ts
+ * import { tokensPerStep } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * console.log(tokensPerStep(presetExperiment("ptb"))); // 1400
+ * ```
+ */
+export function tokensPerStep(exp: Experiment): number {
+  return exp.training.batchSize * exp.training.bpttSegments * exp.model.segmentLen;
+}
+
+/**
+ * Steps the token budget buys: ⌈tokens / (B·K·S)⌉.
+ *
+ * @example
+ * ```ts
+ * import { totalSteps } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * const exp = presetExperiment("ptb");
+ * console.log(totalSteps({ ...exp, training: { ...exp.training, tokens: 14_001 } })); // 11
+ * ```
+ */
+export function totalSteps(exp: Experiment): number {
+  return Math.ceil(exp.training.tokens / tokensPerStep(exp));
+}
+
+/**
+ * The learning rate of step `step` (1-based) of `totalSteps`: linear warm-up
+ * to `lr` over `warmupSteps`, then `decay` down to `finalLrRatio`·lr at the
+ * last step. A pure function of the step, so a resumed run follows the same
+ * schedule.
+ *
+ * @example
+ * ```ts
+ * import { learningRate } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * const tr = presetExperiment("ptb").training; // lr 1e-3, 200 warm-up steps, cosine
+ * console.log(learningRate(tr, { step: 100, totalSteps: 1000 })); // 0.0005
+ * console.log(learningRate(tr, { step: 1000, totalSteps: 1000 })); // 0
+ * ```
+ */
+export function learningRate(
+  training: Pick<TrainingSettings, "lr" | "warmupSteps" | "decay" | "finalLrRatio">,
+  at: { readonly step: number; readonly totalSteps: number },
+): number {
+  const { lr, warmupSteps, decay, finalLrRatio } = training;
+  const { step, totalSteps } = at;
+  if (step <= warmupSteps) return (lr * step) / warmupSteps;
+  const floor = lr * finalLrRatio;
+  const span = totalSteps - warmupSteps;
+  const progress = span <= 0 ? 1 : Math.min(1, (step - warmupSteps) / span);
+  switch (decay) {
+    case "constant":
+      return lr;
+    case "linear":
+      return floor + (lr - floor) * (1 - progress);
+    case "cosine":
+      return floor + (lr - floor) * 0.5 * (1 + Math.cos(Math.PI * progress));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+/** Paths of a decode rooted at "" start with "."; drop it so they read like `--set` paths. */
+function rootless(e: SpecError): SpecError {
+  return new SpecError(e.issues.map((i) => ({
+    path: i.path === "" ? "experiment" : i.path.replace(/^\./, ""),
+    message: i.message,
+  })));
+}
+
+/**
+ * The rules that relate fields of a structurally valid experiment (paths as
+ * `--set` writes them; the model's own rules run in its codec): a language-model readout,
+ * a budget of at least one step and a validation sample of at least two
+ * tokens per stream.
+ *
+ * @example
+ * ```ts
+ * import { checkExperiment } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * const exp = presetExperiment("ptb");
+ * console.log(checkExperiment({ ...exp, training: { ...exp.training, tokens: 10 } })[0].path);
+ * // training.tokens
+ * ```
+ */
+export function checkExperiment(exp: Experiment): readonly SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  if (exp.model.readout._tag !== "lm") {
+    issues.push({
+      path: "model.readout._tag",
+      message:
+        `word-level language modelling needs the "lm" readout, got "${exp.model.readout._tag}"`,
+    });
+  }
+  const perStep = tokensPerStep(exp);
+  if (exp.training.tokens < perStep) {
+    issues.push({
+      path: "training.tokens",
+      message:
+        `${exp.training.tokens} is less than one step (batchSize·bpttSegments·segmentLen = ${perStep})`,
+    });
+  }
+  const vt = exp.training.validTokens;
+  if (vt !== null && vt < 2 * exp.evaluation.batchSize) {
+    issues.push({
+      path: "training.validTokens",
+      message:
+        `${vt} gives fewer than 2 tokens to each of evaluation.batchSize (${exp.evaluation.batchSize}) streams`,
+    });
+  }
+  return issues;
+}
+
+/**
+ * Decodes an untrusted value (a preset after `--config`/`--set`, a run's
+ * `config.json`) into an {@linkcode Experiment}: unknown fields are
+ * rejected, every number and choice is checked, then
+ * {@linkcode checkExperiment} runs. Issue paths read like `--set` paths
+ * (`training.lr`, `model.memory.cell`). Never throws.
+ *
+ * @example
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeExperiment } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * const exp = presetExperiment("ptb");
+ * const r = decodeExperiment({ ...exp, training: { ...exp.training, lrr: 1 } });
+ * if (E.isLeft(r)) console.log(r.left.issues[0].path); // training.lrr
+ * ```
+ */
+export function decodeExperiment(u: unknown): Either<SpecError, Experiment> {
+  const d = decodeWith(ExperimentCodec, "", u);
+  if (E.isLeft(d)) return E.left(rootless(d.left));
+  const issues = checkExperiment(d.right);
+  return issues.length === 0 ? d : E.left(new SpecError(issues));
+}
+
+// ---------------------------------------------------------------------------
+// Sweeps
+
+/**
+ * One run of a sweep.
+ *
+ * @example
+ * ```ts
+ * import type { SweepMember } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * const m: SweepMember = { label: "crt-s35", experiment: presetExperiment("ptb") };
+ * ```
+ */
+export interface SweepMember {
+  /** Names the member's subfolder and its row of the table (`crt-s35`). */
+  readonly label: string;
+  /** The member's experiment. */
+  readonly experiment: Experiment;
+}
+
+/**
+ * Decodes a {@linkcode SweepMember} (structure only).
+ *
+ * @example
+ * ```ts
+ * import { SweepMemberCodec } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * console.log(SweepMemberCodec.is({ label: "crt", experiment: presetExperiment("ptb") })); // true
+ * ```
+ */
+export const SweepMemberCodec: StrictCodec<FieldCodecs<SweepMember>> = strict<
+  FieldCodecs<SweepMember>
+>({ label: Name, experiment: ExperimentCodec }, "SweepMember");
+
+/**
+ * Experiments run one after another (each in its own subfolder) and
+ * compared in one table.
+ *
+ * @example
+ * ```ts
+ * import type { Sweep } from "./experiment.ts";
+ * import { presetPlan } from "./presets.ts";
+ *
+ * const plan = presetPlan("ptb-sweep", { quick: true });
+ * const labels = (s: Sweep) => s.members.map((m) => m.label).join(" ");
+ * if (plan._tag === "sweep") console.log(labels(plan.sweep)); // transformer-s70 crt-s70 crt-s35 crt-s18
+ * ```
+ */
+export interface Sweep {
+  /** Names the sweep folder. */
+  readonly name: string;
+  /** One line saying what the sweep compares. */
+  readonly description: string;
+  /** The runs, in order; labels must be distinct. */
+  readonly members: readonly SweepMember[];
+}
+
+/**
+ * Decodes a {@linkcode Sweep} (structure only; {@linkcode decodeSweep} adds the rules).
+ *
+ * @example
+ * ```ts
+ * import { SweepCodec } from "./experiment.ts";
+ *
+ * console.log(SweepCodec.is({ name: "s", description: "", members: [] })); // true
+ * ```
+ */
+export const SweepCodec: StrictCodec<FieldCodecs<Sweep>> = strict<FieldCodecs<Sweep>>({
+  name: Name,
+  description: t.string,
+  members: t.readonlyArray(SweepMemberCodec),
+}, "Sweep");
+
+// Compile-time: each codec decodes exactly the type declared above.
+type _DataSettings = Assert<MutuallyAssignable<t.TypeOf<typeof DataSettingsCodec>, DataSettings>>;
+type _TrainingSettings = Assert<
+  MutuallyAssignable<t.TypeOf<typeof TrainingSettingsCodec>, TrainingSettings>
+>;
+type _EvaluationSettings = Assert<
+  MutuallyAssignable<t.TypeOf<typeof EvaluationSettingsCodec>, EvaluationSettings>
+>;
+type _OutputSettings = Assert<
+  MutuallyAssignable<t.TypeOf<typeof OutputSettingsCodec>, OutputSettings>
+>;
+type _Experiment = Assert<MutuallyAssignable<t.TypeOf<typeof ExperimentCodec>, Experiment>>;
+type _SweepMember = Assert<MutuallyAssignable<t.TypeOf<typeof SweepMemberCodec>, SweepMember>>;
+type _Sweep = Assert<MutuallyAssignable<t.TypeOf<typeof SweepCodec>, Sweep>>;
+
+/**
+ * Decodes a {@linkcode Sweep}; each member's experiment is checked as
+ * {@linkcode decodeExperiment} does, its issues prefixed with
+ * `members[i].experiment.`.
+ *
+ * @example
+ * ```ts
+ * import { decodeSweep } from "./experiment.ts";
+ *
+ * const r = decodeSweep({ name: "s", description: "", members: [] });
+ * if (r._tag === "Left") console.log(r.left.message); // members: a sweep needs at least one member
+ * ```
+ */
+export function decodeSweep(u: unknown): Either<SpecError, Sweep> {
+  const d = decodeWith(SweepCodec, "", u);
+  if (E.isLeft(d)) return E.left(rootless(d.left));
+  const issues: SpecIssue[] = [];
+  if (d.right.members.length === 0) {
+    issues.push({ path: "members", message: "a sweep needs at least one member" });
+  }
+  const seen = new Set<string>();
+  d.right.members.forEach((m, i) => {
+    if (seen.has(m.label)) {
+      issues.push({ path: `members[${i}].label`, message: `duplicate label "${m.label}"` });
+    }
+    seen.add(m.label);
+    for (const issue of checkExperiment(m.experiment)) {
+      issues.push({ path: `members[${i}].experiment.${issue.path}`, message: issue.message });
+    }
+  });
+  return issues.length === 0 ? d : E.left(new SpecError(issues));
+}

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import * as E from "fp-ts/lib/Either.js";
+import { decodeExperiment, decodeSweep, tokensPerStep } from "./experiment.ts";
+import { presetExperiment, presetNames, presetPlan, QUICK, resolvePreset } from "./presets.ts";
+import { referenceCrt, referenceTransformer, referenceXl } from "../spec/model.ts";
+
+Deno.test("presets: every preset, full and --quick, decodes", () => {
+  assert.deepEqual(presetNames, ["ptb", "ptb-full", "ptb-xl", "ptb-sweep"]);
+  for (const name of presetNames) {
+    for (const quick of [false, true]) {
+      const plan = presetPlan(name, { quick });
+      const r = plan._tag === "single"
+        ? decodeExperiment(plan.experiment)
+        : decodeSweep(plan.sweep);
+      if (E.isLeft(r)) assert.fail(`${name}${quick ? " --quick" : ""}: ${r.left.message}`);
+    }
+  }
+});
+
+Deno.test("presets: the reference recipe of SUBSTRATE.md", () => {
+  const exp = presetExperiment("ptb");
+  assert.deepEqual(exp.model, referenceCrt);
+  assert.equal(exp.training.batchSize, 20);
+  assert.equal(exp.training.bpttSegments, 2);
+  assert.equal(exp.training.lr, 1e-3);
+  assert.equal(exp.training.warmupSteps, 200);
+  assert.equal(exp.training.decay, "cosine");
+  assert.equal(exp.training.clipNorm, 0.25);
+  assert.equal(exp.evaluation.batchSize, 10);
+  assert.deepEqual(presetExperiment("ptb-full").model, referenceTransformer);
+  assert.equal(presetExperiment("ptb-full").training.bpttSegments, 1);
+  assert.deepEqual(presetExperiment("ptb-xl").model, referenceXl);
+  // Every single preset reads 1400 tokens a step, as the PyTorch reference does.
+  for (const name of ["ptb", "ptb-full", "ptb-xl"]) {
+    assert.equal(tokensPerStep(presetExperiment(name)), 1400, name);
+  }
+});
+
+Deno.test("presets: --quick keeps the model and recipe, with a token budget and a time guard", () => {
+  for (const name of ["ptb", "ptb-full", "ptb-xl"]) {
+    const full = presetExperiment(name);
+    const quick = presetExperiment(name, { quick: true });
+    assert.equal(quick.name, `${name}-quick`);
+    assert.equal(quick.training.tokens, QUICK.single.tokens);
+    assert.equal(quick.training.maxSeconds, QUICK.single.maxSeconds);
+    assert.equal(quick.training.lr, full.training.lr);
+    assert.equal(quick.model._tag, full.model._tag);
+    assert.equal(quick.model.segmentLen, full.model.segmentLen);
+  }
+});
+
+Deno.test("presets: ptb-sweep compares CRT at full, 1/2 and 1/4 segment length with the full-length Transformer", () => {
+  for (const quick of [false, true]) {
+    const plan = presetPlan("ptb-sweep", { quick });
+    assert.equal(plan._tag, "sweep");
+    if (plan._tag !== "sweep") return;
+    const members = plan.sweep.members;
+    assert.deepEqual(
+      members.map((m) => [m.label, m.experiment.model._tag, m.experiment.model.segmentLen]),
+      [
+        ["transformer-s70", "transformer", 70],
+        ["crt-s70", "crt", 70],
+        ["crt-s35", "crt", 35],
+        ["crt-s18", "crt", 18],
+      ],
+    );
+    const first = members[0].experiment;
+    for (const { experiment: e } of members) {
+      // Same depth, width and token budget.
+      assert.equal(e.model.dModel, first.model.dModel);
+      assert.equal(e.model.nLayers, first.model.nLayers);
+      assert.equal(e.model.dFF, first.model.dFF);
+      assert.equal(e.training.tokens, first.training.tokens);
+      // Warm-up spans the same number of tokens whatever the step size.
+      const warm = e.training.warmupSteps * tokensPerStep(e);
+      assert.ok(Math.abs(warm - 280_000) <= tokensPerStep(e) / 2, `${e.name}: ${warm}`);
+    }
+  }
+});
+
+Deno.test("resolvePreset: an unknown name lists the known ones", () => {
+  const r = resolvePreset("ptb-crt");
+  if (E.isRight(r)) assert.fail("expected a Left");
+  assert.equal(
+    r.left.message,
+    'unknown experiment "ptb-crt" (known: ptb, ptb-full, ptb-xl, ptb-sweep)',
+  );
+  assert.ok(E.isLeft(resolvePreset("toString")));
+});

@@ -1,0 +1,1068 @@
+/**
+ * The experiment runner: trains an {@linkcode Experiment} on word-level PTB,
+ * evaluates it and writes a run folder. A function of its inputs that returns
+ * its outcome (no `Deno.exit`); `cli.ts` maps outcomes to exit codes.
+ *
+ * A run folder holds:
+ *
+ * | file | content |
+ * | --- | --- |
+ * | `config.json` | the experiment as run (data directory resolved) |
+ * | `metrics.jsonl` | one JSON record per line: `train` every `logEvery` steps (step, loss, ppl, lr, tokens/s, elapsed), `valid` at each validation, `error` if a step fails |
+ * | `results.json` | {@linkcode Results}: valid and test perplexity, parameters, FLOPs per token, tokens, throughput, time |
+ * | `curve.svg` | train loss and valid perplexity against step |
+ * | `checkpoints/` | the last checkpoints (atomic: temp file + rename), for `--resume` |
+ *
+ * Training reads the training split as B ordered streams in windows of K·S
+ * tokens, carrying the memory from window to window (reset at each epoch)
+ * and cutting its gradient at the window's start. Every checkpoint holds the
+ * parameters, the optimizer state (NC-GRU's float64 state losslessly), the
+ * carried memory, the dropout generator's state and the data position, so a
+ * resumed run computes exactly the losses the uninterrupted run would have.
+ *
+ * @example Train a tiny model on a generated corpus
+ * ```ts
+ * import { join } from "node:path";
+ * import { tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
+ * import { runExperiment } from "./run.ts";
+ *
+ * const dir = await writeCorpus({ test: true }); // ptb.{train,valid,test}.txt
+ * const r = await runExperiment(tinyExperiment(dir, { steps: 10 }), {
+ *   runDir: join(dir, "run"),
+ *   progress: false,
+ * });
+ * if (r._tag === "Right" && r.right._tag === "Completed") console.log(r.right.results.valid_ppl);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
+ * @module
+ */
+import * as E from "fp-ts/lib/Either.js";
+import { join } from "node:path";
+import { compile } from "../core/program.ts";
+import {
+  disposeTraining,
+  NonFiniteLoss,
+  startTraining,
+  trainOn,
+  type TrainState,
+} from "../core/train.ts";
+import { type BackendInfo, type BackendName, startBackend } from "../ops/backend.ts";
+import { tf } from "../ops/tf.ts";
+import type { Either } from "../spec/either.ts";
+import { readLatestCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+import {
+  batchify,
+  type Corpus,
+  countWindows,
+  dataDirFromEnvironment,
+  type DataPosition,
+  loadPtb,
+  segmentWindows,
+  type Streams,
+} from "./data.ts";
+import { evaluateSplit, type SplitScore } from "./evaluate.ts";
+import {
+  decodeExperiment,
+  type Experiment,
+  learningRate,
+  type Sweep,
+  tokensPerStep,
+  totalSteps,
+} from "./experiment.ts";
+import { createProgress, type Progress } from "./progress.ts";
+import { createRng, restoreRng, type Rng } from "./rng.ts";
+import { restoreTraining, snapshotTraining } from "./snapshot.ts";
+import { type CurvePoint, learningCurveSvg } from "./svg.ts";
+
+// ---------------------------------------------------------------------------
+// Outcomes
+
+/**
+ * What a finished run reports (`results.json`). Perplexities are over the
+ * whole split read as a stream; FLOPs count 2 per multiply-add.
+ *
+ * @example
+ * ```ts
+ * import type { Results } from "./run.ts";
+ * const line = (r: Results) => `${r.experiment}: valid ppl ${r.valid_ppl.toFixed(1)}`;
+ * ```
+ */
+export interface Results {
+  /** The experiment's name. */
+  readonly experiment: string;
+  /** Model kind: `crt`, `transformer` or `xl`. */
+  readonly model: string;
+  /** S: tokens per segment. */
+  readonly segment_len: number;
+  /** Perplexity on the whole valid split. */
+  readonly valid_ppl: number;
+  /** Mean NLL (nats) on the whole valid split. */
+  readonly valid_loss: number;
+  /** Predictions scored on the valid split. */
+  readonly valid_tokens: number;
+  /** Perplexity on the whole test split; `null` when it was not evaluated (see `test_note`). */
+  readonly test_ppl: number | null;
+  /** Mean NLL on the test split, or `null`. */
+  readonly test_loss: number | null;
+  /** Predictions scored on the test split, or `null`. */
+  readonly test_tokens: number | null;
+  /** Why the test split was not evaluated (`test split absent: skipped`), else `null`. */
+  readonly test_note: string | null;
+  /** Scalars in the model's trained parameters. */
+  readonly params: number;
+  /** FLOPs per token of a forward pass. */
+  readonly flops_per_token_forward: number;
+  /** FLOPs per token of a training step (forward and backward). */
+  readonly flops_per_token_train: number;
+  /** Tokens trained on. */
+  readonly train_tokens: number;
+  /** Optimizer steps taken. */
+  readonly train_steps: number;
+  /** What ended training: the token budget, or the `maxSeconds` guard. */
+  readonly stopped_by: "tokens" | "maxSeconds";
+  /** Mean training loss over the last logged interval. */
+  readonly final_train_loss: number | null;
+  /** Training throughput: train_tokens over the seconds spent in training steps. */
+  readonly tokens_per_second: number;
+  /** Seconds spent in training steps. */
+  readonly train_seconds: number;
+  /** Seconds spent in the final evaluation. */
+  readonly eval_seconds: number;
+  /** Wall-clock seconds of the whole run (all sessions of a resumed run). */
+  readonly wall_seconds: number;
+  /** The compute backend, e.g. `wasm simd, matmul blas`. */
+  readonly backend: string;
+  /** The data directory read. */
+  readonly data_dir: string;
+  /** SHA-256 of the split files read. */
+  readonly data_sha256: Corpus["sha256"];
+}
+
+/**
+ * Why a run could not be done. `BadInput` (exit 2): a problem with the
+ * experiment, the data or the run folder, named in `message`. `RunFailed`
+ * (exit 1): something went wrong while running (a non-finite loss, an I/O
+ * error, the backend).
+ *
+ * @example
+ * ```ts
+ * import type { RunError } from "./run.ts";
+ * const exitCode = (e: RunError) => (e._tag === "BadInput" ? 2 : 1);
+ * ```
+ */
+export type RunError =
+  | { readonly _tag: "BadInput"; readonly message: string }
+  | { readonly _tag: "RunFailed"; readonly message: string; readonly cause?: unknown };
+
+/**
+ * How a run ended: completed with results, or interrupted (by the abort
+ * signal) after saving a checkpoint it can resume from.
+ *
+ * @example
+ * ```ts
+ * import type { RunOutcome } from "./run.ts";
+ * const say = (o: RunOutcome) =>
+ *   o._tag === "Completed" ? `valid ppl ${o.results.valid_ppl}` : `stopped at step ${o.step}`;
+ * ```
+ */
+export type RunOutcome =
+  | { readonly _tag: "Completed"; readonly runDir: string; readonly results: Results }
+  | {
+    readonly _tag: "Interrupted";
+    readonly runDir: string;
+    /** Steps done (and saved). */
+    readonly step: number;
+    /** `interrupted; resume with --resume RUN_DIR`. */
+    readonly message: string;
+  };
+
+/**
+ * One training step, as reported to {@linkcode RunOptions.onStep}.
+ *
+ * @example
+ * ```ts
+ * import type { StepReport } from "./run.ts";
+ * const losses: number[] = [];
+ * const onStep = (r: StepReport) => void losses.push(r.loss);
+ * ```
+ */
+export interface StepReport {
+  /** 1-based step just taken. */
+  readonly step: number;
+  /** Its training loss (mean NLL over the window, with dropout). */
+  readonly loss: number;
+  /** Its learning rate. */
+  readonly lr: number;
+  /** Gradient norm before clipping. */
+  readonly gradNorm: number;
+}
+
+/**
+ * Options of {@linkcode runExperiment}.
+ *
+ * @example
+ * ```ts
+ * import type { RunOptions } from "./run.ts";
+ * const controller = new AbortController();
+ * const opts: RunOptions = { runDir: "runs/ptb-test", signal: controller.signal, progress: false };
+ * ```
+ */
+export interface RunOptions {
+  /** The run folder (created when missing; must not hold a run unless `resume`). */
+  readonly runDir: string;
+  /** Continue from the newest valid checkpoint in `runDir`. */
+  readonly resume?: boolean;
+  /** tfjs backend. Default `wasm`. */
+  readonly backend?: BackendName;
+  /** An already loaded corpus (its `dir` is recorded); else read from `experiment.data.dir`. */
+  readonly corpus?: Corpus;
+  /** When aborted, the run finishes its current step, saves a checkpoint and returns `Interrupted`. */
+  readonly signal?: AbortSignal;
+  /** Messages for the user (default: stderr). */
+  readonly log?: (message: string) => void;
+  /** Progress bars: `false` for none; else where to write them (default stderr). */
+  readonly progress?: false | { readonly write?: (s: string) => void; readonly isTty?: boolean };
+  /** Called after every training step. */
+  readonly onStep?: (report: StepReport) => void;
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+const badInput = (message: string): E.Either<RunError, never> =>
+  E.left({ _tag: "BadInput", message });
+
+const failed = (message: string, cause?: unknown): E.Either<RunError, never> =>
+  E.left({ _tag: "RunFailed", message, cause });
+
+/** Lets signal handlers run, at most every 100 ms (timers are clamped when nested). */
+const makeYielder = () => {
+  let last = performance.now();
+  return async (): Promise<void> => {
+    const now = performance.now();
+    if (now - last < 100) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    last = performance.now();
+  };
+};
+
+const exists = async (path: string): Promise<boolean> => {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+};
+
+/** Writes a file atomically: temporary name in the same folder, then rename. */
+const writeAtomic = async (file: string, text: string): Promise<void> => {
+  const tmp = `${file}.${crypto.randomUUID()}.tmp`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, file);
+};
+
+/**
+ * A fresh run folder path `<outDir>/<name>-<YYYYMMDD-HHMMSS>` (with a
+ * numeric suffix if taken). Does not create it.
+ *
+ * @example
+ * ```ts
+ * import { newRunDir } from "./run.ts";
+ * const dir = await newRunDir("runs", "ptb-quick"); // e.g. runs/ptb-quick-20250101-120000
+ * ```
+ */
+export async function newRunDir(outDir: string, name: string, now = new Date()): Promise<string> {
+  const p2 = (n: number) => String(n).padStart(2, "0");
+  const stamp = `${now.getFullYear()}${p2(now.getMonth() + 1)}${p2(now.getDate())}-` +
+    `${p2(now.getHours())}${p2(now.getMinutes())}${p2(now.getSeconds())}`;
+  const base = join(outDir, `${name}-${stamp}`);
+  let dir = base;
+  for (let i = 2; await exists(dir); i++) dir = `${base}-${i}`;
+  return dir;
+}
+
+/**
+ * A short description of the started backend for progress lines and
+ * results: backend, SIMD, and which matmul kernel runs.
+ *
+ * @example
+ * ```ts
+ * import { backendLabel } from "./run.ts";
+ * console.log(backendLabel({ name: "wasm", simd: true, matmul: "native" })); // wasm simd, matmul native
+ * ```
+ */
+export function backendLabel(info: BackendInfo): string {
+  return `${info.name}${info.simd ? " simd" : ""}, matmul ${info.matmul}`;
+}
+
+/**
+ * Reads the corpus an experiment names: `data.dir`, else `$CRT_DATA_DIR`,
+ * else the cache folder (downloading into it when online). `Left` is a
+ * readable message naming the file or folder and where to put the files.
+ *
+ * @example
+ * ```ts
+ * import { loadExperimentData } from "./run.ts";
+ * import { presetExperiment } from "./presets.ts";
+ * const exp = presetExperiment("ptb");
+ * const r = await loadExperimentData({ ...exp, data: { dir: "../shared/data/ptb" } });
+ * if (r._tag === "Right") console.log(r.right.vocab.words.length); // 10000
+ * ```
+ */
+export async function loadExperimentData(
+  exp: Experiment,
+  log: (message: string) => void = (m) => console.error(m),
+): Promise<Either<string, Corpus>> {
+  const dir = dataDirFromEnvironment(exp.data.dir ?? undefined);
+  if (E.isLeft(dir)) return E.left(dir.left.message);
+  const corpus = await loadPtb(dir.right, { log });
+  return E.isLeft(corpus) ? E.left(corpus.left.message) : corpus;
+}
+
+/**
+ * Parameter count and FLOPs per token of an experiment's model, as
+ * `--dry-run` prints them. Needs a started backend (the compiler checks
+ * kernels against it).
+ *
+ * @example
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { ensureBackend } from "../ops/backend.ts";
+ * import { presetExperiment } from "./presets.ts";
+ * import { modelCosts } from "./run.ts";
+ * await ensureBackend();
+ * const c = modelCosts(presetExperiment("ptb"));
+ * if (E.isRight(c)) console.log(c.right.params); // about 7.1 M
+ * ```
+ */
+export function modelCosts(exp: Experiment): Either<
+  string,
+  { params: number; flops_per_token_forward: number; flops_per_token_train: number }
+> {
+  const p = compile(exp.model);
+  if (E.isLeft(p)) return E.left(`model: cannot compile (${p.left.stage}): ${p.left.message}`);
+  return E.right({
+    params: p.right.paramCount,
+    flops_per_token_forward: p.right.flops.forwardPerToken,
+    flops_per_token_train: p.right.flops.trainPerToken,
+  });
+}
+
+/** Everything in `exp` except the data directory, for comparing a run folder's config. */
+const withoutDataDir = (exp: Experiment): unknown => ({ ...exp, data: { dir: null } });
+
+/** A metrics.jsonl record. */
+type MetricsRecord =
+  | {
+    readonly kind: "train";
+    readonly step: number;
+    readonly epoch: number;
+    readonly loss: number;
+    readonly ppl: number;
+    readonly lr: number;
+    readonly grad_norm: number;
+    readonly tokens: number;
+    readonly tokens_per_second: number;
+    readonly elapsed: number;
+  }
+  | {
+    readonly kind: "valid";
+    readonly step: number;
+    readonly loss: number;
+    readonly ppl: number;
+    readonly tokens: number;
+    readonly whole_split: boolean;
+    readonly elapsed: number;
+  }
+  | { readonly kind: "error"; readonly step: number; readonly message: string };
+
+const curvePoint = (r: MetricsRecord): CurvePoint | null =>
+  r.kind === "train"
+    ? { step: r.step, trainLoss: r.loss }
+    : r.kind === "valid"
+    ? { step: r.step, validPpl: r.ppl }
+    : null;
+
+/**
+ * Reads metrics.jsonl, keeping the records of steps ≤ `upTo` (a resumed run
+ * writes the rest again). With `evaluated`, training had finished: the final
+ * whole-split validation at `upTo` is dropped, as it will be redone.
+ */
+const readMetrics = async (
+  file: string,
+  upTo: number,
+  evaluated: boolean,
+): Promise<MetricsRecord[]> => {
+  if (!(await exists(file))) return [];
+  const out: MetricsRecord[] = [];
+  for (const line of (await Deno.readTextFile(file)).split("\n")) {
+    if (line.trim() === "") continue;
+    try {
+      const r = JSON.parse(line) as MetricsRecord;
+      if (typeof r.step !== "number" || r.step > upTo || r.kind === "error") continue;
+      if (evaluated && r.kind === "valid" && r.step === upTo && r.whole_split) continue;
+      out.push(r);
+    } catch {
+      // A line cut off by a crash: dropped.
+    }
+  }
+  return out;
+};
+
+/** Checkpoint metadata: the clocks and counters of the run so far. */
+interface RunMeta {
+  readonly experiment: string;
+  readonly elapsedSeconds: number;
+  readonly trainSeconds: number;
+  readonly trainTokens: number;
+  readonly trainingDone: boolean;
+  readonly stoppedBy: "tokens" | "maxSeconds" | null;
+  readonly lastTrainLoss: number | null;
+}
+
+const isRunMeta = (u: unknown): u is RunMeta => {
+  if (typeof u !== "object" || u === null) return false;
+  const m = u as Record<string, unknown>;
+  return typeof m.experiment === "string" && typeof m.elapsedSeconds === "number" &&
+    typeof m.trainSeconds === "number" && typeof m.trainTokens === "number" &&
+    typeof m.trainingDone === "boolean";
+};
+
+// ---------------------------------------------------------------------------
+// The runner
+
+/**
+ * Trains and evaluates one experiment into `opts.runDir`. Resolves to
+ * `Right(Completed | Interrupted)` or `Left(RunError)`; never exits the
+ * process. The experiment is decoded again first, so an unchecked value is
+ * reported as `BadInput` rather than run.
+ *
+ * @example Interrupt after step 5, then resume
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "node:path";
+ * import { tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
+ * import { runExperiment } from "./run.ts";
+ *
+ * const dir = await writeCorpus();
+ * const exp = tinyExperiment(dir, { steps: 10 });
+ * const runDir = join(dir, "run");
+ * const stop = new AbortController();
+ * const first = await runExperiment(exp, {
+ *   runDir,
+ *   progress: false,
+ *   signal: stop.signal,
+ *   onStep: ({ step }) => step === 5 && stop.abort(),
+ * });
+ * assert(first._tag === "Right" && first.right._tag === "Interrupted" && first.right.step === 5);
+ * const second = await runExperiment(exp, { runDir, resume: true, progress: false });
+ * assert(second._tag === "Right" && second.right._tag === "Completed");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function runExperiment(
+  experiment: Experiment,
+  opts: RunOptions,
+): Promise<Either<RunError, RunOutcome>> {
+  const sessionStart = performance.now();
+  const log = opts.log ?? ((m: string) => console.error(m));
+  const decoded = decodeExperiment(experiment);
+  if (E.isLeft(decoded)) return badInput(decoded.left.message);
+  const exp = decoded.right;
+  const runDir = opts.runDir;
+  const ckptDir = join(runDir, "checkpoints");
+  const configFile = join(runDir, "config.json");
+  const metricsFile = join(runDir, "metrics.jsonl");
+
+  // The run folder: fresh, or the one being resumed.
+  if (opts.resume) {
+    if (!(await exists(configFile))) {
+      return badInput(`${runDir}: not a run folder (no config.json) — nothing to resume`);
+    }
+    let saved: unknown;
+    try {
+      saved = JSON.parse(await Deno.readTextFile(configFile));
+    } catch (e) {
+      return badInput(`${configFile}: cannot read: ${describe(e)}`);
+    }
+    const prev = decodeExperiment(saved);
+    if (E.isLeft(prev)) return badInput(`${configFile}: ${prev.left.message}`);
+    if (JSON.stringify(withoutDataDir(prev.right)) !== JSON.stringify(withoutDataDir(exp))) {
+      return badInput(`${configFile}: the run folder holds a different experiment`);
+    }
+  } else if (await exists(configFile)) {
+    return badInput(`${runDir} already holds a run; resume it with --resume ${runDir}`);
+  }
+
+  // Data first (its errors are the user's to fix, and cheap to find), then backend and program.
+  let corpus: Corpus;
+  if (opts.corpus !== undefined) {
+    corpus = opts.corpus;
+  } else {
+    const c = await loadExperimentData(exp, log);
+    if (E.isLeft(c)) return badInput(c.left);
+    corpus = c.right;
+  }
+  const vocab = corpus.vocab.words.length;
+  if (vocab > exp.model.vocabSize) {
+    return badInput(
+      `model.vocabSize: ${exp.model.vocabSize} is smaller than the vocabulary of ` +
+        `${corpus.dir} (${vocab} words)`,
+    );
+  }
+  const started = await startBackend(opts.backend === undefined ? {} : { backend: opts.backend });
+  if (E.isLeft(started)) return failed(started.left.message, started.left);
+  const backend = backendLabel(started.right);
+  const compiled = compile(exp.model);
+  if (E.isLeft(compiled)) {
+    const msg = `model: cannot compile (${compiled.left.stage}): ${compiled.left.message}`;
+    return compiled.left.stage === "kernels" ? failed(msg) : badInput(msg);
+  }
+  const program = compiled.right;
+  const B = exp.training.batchSize;
+  const K = exp.training.bpttSegments;
+  const S = exp.model.segmentLen;
+  let streams: Streams;
+  try {
+    streams = batchify(corpus.train, B);
+  } catch (e) {
+    return badInput(`training.batchSize: ${describe(e)}`);
+  }
+  const windowOpts = { segmentLen: S, bpttSegments: K };
+  if (countWindows(streams, windowOpts) === 0) {
+    return badInput(
+      `training: the training split (${corpus.train.length} tokens) has no full window of ` +
+        `batchSize·bpttSegments·segmentLen = ${B * K * S} tokens`,
+    );
+  }
+
+  try {
+    await Deno.mkdir(ckptDir, { recursive: true });
+    if (!opts.resume) {
+      await writeAtomic(
+        configFile,
+        JSON.stringify({ ...exp, data: { dir: corpus.dir } }, null, 2) + "\n",
+      );
+    }
+  } catch (e) {
+    return failed(`${runDir}: cannot write: ${describe(e)}`, e);
+  }
+
+  // Training state: fresh or restored.
+  let ts: TrainState;
+  let rng: Rng;
+  let pos: DataPosition;
+  let meta: RunMeta;
+  if (opts.resume) {
+    const latest = await readLatestCheckpoint(ckptDir);
+    if (E.isLeft(latest)) return badInput(latest.left.message);
+    for (const s of latest.right.skipped) log(`skipped checkpoint ${s.file}: ${s.reason}`);
+    const ck = latest.right.checkpoint;
+    if (!isRunMeta(ck.meta) || ck.meta.experiment !== exp.name) {
+      return badInput(`${latest.right.file}: not a checkpoint of ${exp.name}`);
+    }
+    const restored = restoreTraining(program, ck, ck.step);
+    if (E.isLeft(restored)) return badInput(`${latest.right.file}: ${restored.left}`);
+    const dropout = ck.rng.dropout;
+    if (dropout === undefined) return badInput(`${latest.right.file}: no dropout RNG state`);
+    ts = restored.right;
+    rng = restoreRng(dropout);
+    pos = ck.data;
+    meta = ck.meta;
+    log(`resuming ${runDir} at step ${ck.step} from ${latest.right.file}`);
+  } else {
+    ts = startTraining(program, { seed: exp.seed, batchSize: B });
+    rng = createRng(exp.seed);
+    pos = { epoch: 0, position: 0 };
+    meta = {
+      experiment: exp.name,
+      elapsedSeconds: 0,
+      trainSeconds: 0,
+      trainTokens: 0,
+      trainingDone: false,
+      stoppedBy: null,
+      lastTrainLoss: null,
+    };
+  }
+
+  const records = await readMetrics(metricsFile, ts.step, meta.trainingDone);
+  if (meta.trainingDone) log(`${exp.name}: training was complete; evaluating`);
+  try {
+    await writeAtomic(metricsFile, records.map((r) => JSON.stringify(r) + "\n").join(""));
+  } catch (e) {
+    disposeTraining(program, ts);
+    return failed(`${metricsFile}: cannot write: ${describe(e)}`, e);
+  }
+  const session = {
+    elapsedAtStart: meta.elapsedSeconds,
+    trainSeconds: meta.trainSeconds,
+    trainTokens: meta.trainTokens,
+  };
+  const elapsed = () => session.elapsedAtStart + (performance.now() - sessionStart) / 1000;
+
+  const metrics = await Deno.open(metricsFile, { append: true, create: true });
+  const encoder = new TextEncoder();
+  const appendRecord = async (r: MetricsRecord): Promise<void> => {
+    records.push(r);
+    const bytes = encoder.encode(JSON.stringify(r) + "\n");
+    for (let done = 0; done < bytes.length;) done += await metrics.write(bytes.subarray(done));
+  };
+  const writeCurve = () =>
+    writeAtomic(
+      join(runDir, "curve.svg"),
+      learningCurveSvg(
+        records.map(curvePoint).filter((p): p is CurvePoint => p !== null),
+        { title: `${exp.name}: ${exp.model._tag}, S = ${S}` },
+      ),
+    );
+  const progressOf = (total: number, label: string): Progress =>
+    opts.progress === false ? { update: () => {}, done: () => {} } : createProgress({
+      total,
+      label,
+      ...(opts.progress?.write === undefined ? {} : { write: opts.progress.write }),
+      ...(opts.progress?.isTty === undefined ? {} : { isTty: opts.progress.isTty }),
+    });
+
+  const currentMeta = (): RunMeta => ({
+    ...meta,
+    elapsedSeconds: elapsed(),
+    trainSeconds: session.trainSeconds,
+    trainTokens: session.trainTokens,
+  });
+  const save = async (): Promise<E.Either<RunError, string>> => {
+    const snap = snapshotTraining(program, ts);
+    const w = await writeCheckpoint(ckptDir, {
+      step: ts.step,
+      data: pos,
+      rng: { dropout: rng.state() },
+      optimizer: snap.optimizer,
+      params: snap.params,
+      carry: snap.carry,
+      meta: currentMeta(),
+    }, { keep: exp.output.keepCheckpoints });
+    return E.isLeft(w) ? failed(w.left.message, w.left) : E.right(w.right.file);
+  };
+  const interrupted = (step: number): E.Either<RunError, RunOutcome> =>
+    E.right({
+      _tag: "Interrupted",
+      runDir,
+      step,
+      message: `interrupted; resume with --resume ${runDir}`,
+    });
+  const cleanup = () => {
+    disposeTraining(program, ts);
+    metrics.close();
+  };
+
+  try {
+    const trained = await trainLoop();
+    if (E.isLeft(trained) || trained.right !== "done") {
+      return E.isLeft(trained) ? trained : interrupted(ts.step);
+    }
+    return await evaluateAndReport();
+  } finally {
+    cleanup();
+  }
+
+  // -------------------------------------------------------------------------
+
+  async function trainLoop(): Promise<E.Either<RunError, "done" | "interrupted">> {
+    const steps = totalSteps(exp);
+    const perStep = tokensPerStep(exp);
+    const maxSeconds = exp.training.maxSeconds;
+    const pause = makeYielder();
+    if (meta.trainingDone) return E.right("done");
+    const bar = progressOf(steps, `train [${backend}]`);
+    bar.update({ step: ts.step, tokens: 0 });
+    let windows = segmentWindows(streams, { ...windowOpts, from: pos.position });
+    const interval = { loss: 0, count: 0, tokens: 0, seconds: 0, gradNorm: 0 };
+    let stoppedBy: "tokens" | "maxSeconds" = "tokens";
+    while (ts.step < steps) {
+      if (opts.signal?.aborted) {
+        bar.done();
+        const s = await save();
+        return E.isLeft(s) ? s : E.right("interrupted");
+      }
+      if (maxSeconds !== null && elapsed() >= maxSeconds) {
+        stoppedBy = "maxSeconds";
+        log(`maxSeconds (${maxSeconds} s) reached at step ${ts.step} of ${steps}: training stops`);
+        break;
+      }
+      let next = windows.next();
+      if (next.done) {
+        // A new epoch: the streams start over, so does the memory.
+        pos = { epoch: pos.epoch + 1, position: 0 };
+        windows = segmentWindows(streams, windowOpts);
+        next = windows.next();
+        program.disposeState(ts.memory);
+        ts = { ...ts, memory: program.initState(B) };
+      }
+      if (next.done) throw new Error("internal: an epoch without windows");
+      const w = next.value;
+      const step = ts.step + 1;
+      const lr = learningRate(exp.training, { step, totalSteps: steps });
+      const seed = rng.next();
+      const t0 = performance.now();
+      const batch = {
+        tokens: tf.tensor2d(w.tokens, [B, w.windowLen], "int32"),
+        targets: tf.tensor2d(w.targets, [B, w.windowLen], "int32"),
+      };
+      let out: ReturnType<typeof trainOn>;
+      try {
+        out = trainOn(program, ts, batch, {
+          lr,
+          bpttSegments: K,
+          seed,
+          adamw: {
+            beta1: exp.training.beta1,
+            beta2: exp.training.beta2,
+            eps: exp.training.eps,
+            weightDecay: exp.training.weightDecay,
+            clipNorm: exp.training.clipNorm,
+            cayleyRefresh: exp.training.cayleyRefresh,
+          },
+        });
+      } catch (e) {
+        bar.done();
+        const message = e instanceof NonFiniteLoss
+          ? `step ${e.step}: the training loss is ${e.loss}; training stopped before the ` +
+            `parameters were updated (nothing was saved for this step)`
+          : `step ${step} failed: ${describe(e)}`;
+        await appendRecord({ kind: "error", step, message });
+        return failed(message, e);
+      } finally {
+        batch.tokens.dispose();
+        batch.targets.dispose();
+      }
+      const dt = (performance.now() - t0) / 1000;
+      ts = out.next;
+      pos = { epoch: pos.epoch, position: w.nextPosition };
+      session.trainSeconds += dt;
+      session.trainTokens += perStep;
+      interval.loss += out.loss;
+      interval.gradNorm = out.gradNorm;
+      interval.count++;
+      interval.tokens += perStep;
+      interval.seconds += dt;
+      opts.onStep?.({ step, loss: out.loss, lr, gradNorm: out.gradNorm });
+      bar.update({ step, loss: out.loss, tokens: perStep });
+      if (step % exp.training.logEvery === 0 || step === steps) {
+        const loss = interval.loss / interval.count;
+        meta = { ...meta, lastTrainLoss: loss };
+        await appendRecord({
+          kind: "train",
+          step,
+          epoch: pos.epoch,
+          loss,
+          ppl: Math.exp(loss),
+          lr,
+          grad_norm: interval.gradNorm,
+          tokens: session.trainTokens,
+          tokens_per_second: interval.tokens / interval.seconds,
+          elapsed: elapsed(),
+        });
+        Object.assign(interval, { loss: 0, count: 0, tokens: 0, seconds: 0 });
+      }
+      const every = exp.training.validEvery;
+      if (every > 0 && step % every === 0 && step < steps) {
+        const score = await evaluateSplit(program, ts.params, corpus.valid, {
+          batchSize: exp.evaluation.batchSize,
+          ...(exp.training.validTokens === null ? {} : { maxTokens: exp.training.validTokens }),
+          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+        });
+        if (score !== null) {
+          await appendRecord({
+            kind: "valid",
+            step,
+            loss: score.loss,
+            ppl: score.ppl,
+            tokens: score.tokens,
+            whole_split: exp.training.validTokens === null ||
+              exp.training.validTokens >= corpus.valid.length,
+            elapsed: elapsed(),
+          });
+          await writeCurve();
+        }
+      }
+      const ckEvery = exp.training.checkpointEvery;
+      if (ckEvery > 0 && step % ckEvery === 0 && step < steps) {
+        const s = await save();
+        if (E.isLeft(s)) return s;
+      }
+      await pause();
+    }
+    bar.done();
+    meta = { ...meta, trainingDone: true, stoppedBy };
+    const s = await save();
+    return E.isLeft(s) ? s : E.right("done");
+  }
+
+  async function evaluateAndReport(): Promise<E.Either<RunError, RunOutcome>> {
+    const evalStart = performance.now();
+    const score = async (split: Int32Array, label: string): Promise<SplitScore | null> => {
+      let bar: Progress | null = null;
+      const r = await evaluateSplit(program, ts.params, split, {
+        batchSize: exp.evaluation.batchSize,
+        onWindow: (done, total, tokens) => {
+          bar ??= progressOf(total, `eval ${label} [${backend}]`);
+          bar.update({ step: done, tokens });
+        },
+        ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+      });
+      (bar as Progress | null)?.done();
+      return r;
+    };
+    const valid = await score(corpus.valid, "valid");
+    if (valid === null) return interrupted(ts.step);
+    log(`${exp.name}: valid ppl ${valid.ppl.toFixed(2)} (${valid.tokens} tokens)`);
+    let test: SplitScore | null = null;
+    let testNote: string | null = null;
+    if (!exp.evaluation.test) {
+      testNote = "test evaluation off (evaluation.test = false): skipped";
+    } else if (corpus.test === null) {
+      testNote = "test split absent: skipped";
+    } else {
+      test = await score(corpus.test, "test");
+      if (test === null) return interrupted(ts.step);
+      log(`${exp.name}: test ppl ${test.ppl.toFixed(2)} (${test.tokens} tokens)`);
+    }
+    if (testNote !== null) log(`${exp.name}: ${testNote}`);
+    const evalSeconds = (performance.now() - evalStart) / 1000;
+    await appendRecord({
+      kind: "valid",
+      step: ts.step,
+      loss: valid.loss,
+      ppl: valid.ppl,
+      tokens: valid.tokens,
+      whole_split: true,
+      elapsed: elapsed(),
+    });
+    const results: Results = {
+      experiment: exp.name,
+      model: exp.model._tag,
+      segment_len: S,
+      valid_ppl: valid.ppl,
+      valid_loss: valid.loss,
+      valid_tokens: valid.tokens,
+      test_ppl: test?.ppl ?? null,
+      test_loss: test?.loss ?? null,
+      test_tokens: test?.tokens ?? null,
+      test_note: testNote,
+      params: program.paramCount,
+      flops_per_token_forward: program.flops.forwardPerToken,
+      flops_per_token_train: program.flops.trainPerToken,
+      train_tokens: session.trainTokens,
+      train_steps: ts.step,
+      stopped_by: meta.stoppedBy ?? "tokens",
+      final_train_loss: meta.lastTrainLoss,
+      tokens_per_second: session.trainSeconds > 0 ? session.trainTokens / session.trainSeconds : 0,
+      train_seconds: session.trainSeconds,
+      eval_seconds: evalSeconds,
+      wall_seconds: elapsed(),
+      backend,
+      data_dir: corpus.dir,
+      data_sha256: corpus.sha256,
+    };
+    try {
+      await writeAtomic(join(runDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
+      await writeCurve();
+    } catch (e) {
+      return failed(`${runDir}: cannot write results: ${describe(e)}`, e);
+    }
+    return E.right({ _tag: "Completed", runDir, results });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Sweeps
+
+/**
+ * One row of a sweep's table.
+ *
+ * @example
+ * ```ts
+ * import type { SweepRow } from "./run.ts";
+ * const ppl = (r: SweepRow) => r.results.valid_ppl;
+ * ```
+ */
+export interface SweepRow {
+  /** The member's label. */
+  readonly label: string;
+  /** Its run folder. */
+  readonly runDir: string;
+  /** Its results. */
+  readonly results: Results;
+}
+
+/**
+ * How a sweep ended.
+ *
+ * @example
+ * ```ts
+ * import type { SweepOutcome } from "./run.ts";
+ * const show = (o: SweepOutcome) => (o._tag === "Completed" ? o.table : o.message);
+ * ```
+ */
+export type SweepOutcome =
+  | {
+    readonly _tag: "Completed";
+    readonly sweepDir: string;
+    readonly rows: readonly SweepRow[];
+    /** The markdown table (also in `sweep.md`). */
+    readonly table: string;
+  }
+  | {
+    readonly _tag: "Interrupted";
+    readonly sweepDir: string;
+    /** The member that was running. */
+    readonly label: string;
+    /** `interrupted; resume with --resume SWEEP_DIR`. */
+    readonly message: string;
+  };
+
+const fmtInt = (n: number): string => Math.round(n).toLocaleString("en-US");
+const fmtPpl = (n: number | null): string => (n === null ? "–" : n.toFixed(1));
+
+/**
+ * The markdown table of a sweep: model, segment length, parameters, FLOPs
+ * per token (forward and training), valid and test perplexity, tokens/s.
+ *
+ * @example
+ * ```ts
+ * import { sweepTable } from "./run.ts";
+ * console.log(sweepTable([]).split("\n")[0]);
+ * // | model | segment length | params | FLOPs/token (forward) | FLOPs/token (train) | valid ppl | test ppl | tokens/s |
+ * ```
+ */
+export function sweepTable(rows: readonly SweepRow[]): string {
+  const head = [
+    "| model | segment length | params | FLOPs/token (forward) | FLOPs/token (train) " +
+    "| valid ppl | test ppl | tokens/s |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|",
+  ];
+  const body = rows.map(({ label, results: r }) =>
+    `| ${label} | ${r.segment_len} | ${fmtInt(r.params)} | ` +
+    `${(r.flops_per_token_forward / 1e6).toFixed(2)} M | ${
+      (r.flops_per_token_train / 1e6).toFixed(2)
+    } M | ` +
+    `${fmtPpl(r.valid_ppl)} | ${fmtPpl(r.test_ppl)} | ${fmtInt(r.tokens_per_second)} |`
+  );
+  return [...head, ...body].join("\n") + "\n";
+}
+
+/**
+ * Runs a sweep's members one after another into `<sweepDir>/<label>/`, then
+ * writes `sweep.json` (rows) and `sweep.md` (the table). With `resume`,
+ * members with results are kept, an interrupted member resumes from its
+ * checkpoint and the rest start fresh.
+ *
+ * @example Two tiny members
+ * ```ts
+ * import { join } from "node:path";
+ * import { tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
+ * import { runSweep } from "./run.ts";
+ *
+ * const dir = await writeCorpus();
+ * const a = tinyExperiment(dir, { steps: 3 });
+ * const b = { ...a, model: { ...a.model, segmentLen: 3 } };
+ * const r = await runSweep({
+ *   name: "tiny",
+ *   description: "segment 6 against segment 3",
+ *   members: [{ label: "s6", experiment: a }, { label: "s3", experiment: b }],
+ * }, { sweepDir: join(dir, "sweep"), progress: false });
+ * if (r._tag === "Right" && r.right._tag === "Completed") console.log(r.right.table);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function runSweep(
+  sweep: Sweep,
+  opts: Omit<RunOptions, "runDir" | "onStep"> & { readonly sweepDir: string },
+): Promise<Either<RunError, SweepOutcome>> {
+  const log = opts.log ?? ((m: string) => console.error(m));
+  const { sweepDir } = opts;
+  const configFile = join(sweepDir, "config.json");
+  if (opts.resume) {
+    let saved: unknown;
+    try {
+      saved = JSON.parse(await Deno.readTextFile(configFile));
+    } catch (e) {
+      return badInput(`${configFile}: cannot read: ${describe(e)}`);
+    }
+    const same = (s: unknown) =>
+      JSON.stringify(s, (k, v) => (k === "data" ? null : v)) ===
+        JSON.stringify(sweep, (k, v) => (k === "data" ? null : v));
+    if (!same(saved)) return badInput(`${configFile}: the folder holds a different sweep`);
+  } else {
+    if (await exists(configFile)) {
+      return badInput(`${sweepDir} already holds a sweep; resume it with --resume ${sweepDir}`);
+    }
+    try {
+      await Deno.mkdir(sweepDir, { recursive: true });
+      await writeAtomic(configFile, JSON.stringify(sweep, null, 2) + "\n");
+    } catch (e) {
+      return failed(`${sweepDir}: cannot write: ${describe(e)}`, e);
+    }
+  }
+  const corpora = new Map<string | null, Corpus>();
+  if (opts.corpus !== undefined) corpora.set(null, opts.corpus);
+  const rows: SweepRow[] = [];
+  for (const [i, m] of sweep.members.entries()) {
+    const runDir = join(sweepDir, m.label);
+    const resultsFile = join(runDir, "results.json");
+    if (opts.resume && (await exists(resultsFile))) {
+      rows.push({
+        label: m.label,
+        runDir,
+        results: JSON.parse(await Deno.readTextFile(resultsFile)),
+      });
+      log(`${m.label}: done earlier, kept`);
+      continue;
+    }
+    let resume = false;
+    if (opts.resume && (await exists(join(runDir, "config.json")))) {
+      const latest = await readLatestCheckpoint(join(runDir, "checkpoints"));
+      if (E.isRight(latest)) resume = true;
+      else await Deno.remove(runDir, { recursive: true });
+    }
+    let corpus = opts.corpus ?? corpora.get(m.experiment.data.dir);
+    if (corpus === undefined) {
+      const c = await loadExperimentData(m.experiment, log);
+      if (E.isLeft(c)) return badInput(c.left);
+      corpus = c.right;
+      corpora.set(m.experiment.data.dir, corpus);
+    }
+    log(`sweep ${sweep.name}: member ${i + 1}/${sweep.members.length}: ${m.label}`);
+    const r = await runExperiment(m.experiment, { ...opts, runDir, resume, corpus });
+    if (E.isLeft(r)) {
+      return E.left({ ...r.left, message: `${m.label}: ${r.left.message}` });
+    }
+    if (r.right._tag === "Interrupted") {
+      return E.right({
+        _tag: "Interrupted",
+        sweepDir,
+        label: m.label,
+        message: `interrupted; resume with --resume ${sweepDir}`,
+      });
+    }
+    rows.push({ label: m.label, runDir, results: r.right.results });
+  }
+  const table = sweepTable(rows);
+  try {
+    await writeAtomic(
+      join(sweepDir, "sweep.json"),
+      JSON.stringify({ sweep: sweep.name, rows }, null, 2) + "\n",
+    );
+    await writeAtomic(
+      join(sweepDir, "sweep.md"),
+      `# ${sweep.name}\n\n${sweep.description}\n\n${table}`,
+    );
+  } catch (e) {
+    return failed(`${sweepDir}: cannot write the table: ${describe(e)}`, e);
+  }
+  return E.right({ _tag: "Completed", sweepDir, rows, table });
+}

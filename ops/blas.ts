@@ -1,0 +1,210 @@
+/**
+ * A native CBLAS `sgemm` through Deno FFI, for the wasm backend's matmul
+ * kernel (`ops/matmul.ts`).
+ *
+ * Why native: tfjs-wasm runs one core at ≤ 25 GFLOP/s, while OpenBLAS reaches
+ * 90 GFLOP/s on one core and 150+ on two here (SUBSTRATE.md). Deno FFI passes
+ * a `Float32Array` as a raw pointer, including views into the
+ * `WebAssembly.Memory` where tfjs-wasm keeps its tensors, so the product runs
+ * on the tensors in place.
+ *
+ * Nothing happens on import: {@linkcode loadBlas} opens the library and says
+ * why it could not (no library, no `--allow-ffi`, a missing symbol) as a
+ * `Left`.
+ *
+ * @module
+ */
+import { type Either, left, right } from "fp-ts/lib/Either.js";
+
+/**
+ * Library names tried in order when none is given. OpenBLAS first: Debian's
+ * `libblas.so.3` may be the reference BLAS, correct but 10–50× slower.
+ */
+export const BLAS_LIBRARIES: readonly string[] = [
+  "libopenblas.so.0",
+  "libopenblas.so",
+  "libcblas.so.3",
+  "libblas.so.3",
+  "libopenblas.dylib",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "/usr/local/opt/openblas/lib/libopenblas.dylib",
+];
+
+/** Why {@linkcode loadBlas} failed; `reason` is readable as is. */
+export interface BlasError {
+  /** Discriminant. */
+  readonly _tag: "BlasError";
+  /**
+   * What went wrong: a runtime without Deno's FFI (a browser), no permission,
+   * no library found, or only libraries without `cblas_sgemm`.
+   */
+  readonly kind: "noFfi" | "noPermission" | "noLibrary" | "missingSymbol";
+  /** One line for a person: what failed and what to do. */
+  readonly reason: string;
+}
+
+/** One row-major product `C = alpha · op(A) · op(B) + beta · C` with tight strides. */
+export interface GemmShape {
+  /** Rows of op(A) and C. */
+  readonly m: number;
+  /** Columns of op(B) and C. */
+  readonly n: number;
+  /** Columns of op(A), rows of op(B). */
+  readonly k: number;
+  /** A is stored [K, M] and used transposed. */
+  readonly transposeA: boolean;
+  /** B is stored [N, K] and used transposed. */
+  readonly transposeB: boolean;
+  /** Scale of the product (default 1). */
+  readonly alpha?: number;
+  /** Scale of C's old value (default 0: C is overwritten). */
+  readonly beta?: number;
+}
+
+/** An opened CBLAS. */
+export interface Blas {
+  /** The library name or path that was opened. */
+  readonly library: string;
+  /**
+   * The thread count set through `openblas_set_num_threads` (a process-wide
+   * setting: the last library loaded wins), or null when the library has no
+   * such call.
+   */
+  readonly threads: number | null;
+  /**
+   * `c = alpha · op(a) · op(b) + beta · c`, row-major, on contiguous matrices.
+   * Throws a RangeError when an array is shorter than the shape needs: the
+   * native code would otherwise read or write past it.
+   */
+  sgemm(a: Float32Array, b: Float32Array, c: Float32Array, shape: GemmShape): void;
+  /** Close the library; the handle must not be used afterwards. */
+  close(): void;
+}
+
+const CBLAS_ROW_MAJOR = 101;
+const CBLAS_NO_TRANS = 111;
+const CBLAS_TRANS = 112;
+
+const SYMBOLS = {
+  cblas_sgemm: {
+    // order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+    ],
+    result: "void",
+  },
+  // OpenBLAS only; other CBLAS libraries are still usable without it.
+  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+} as const;
+
+const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+const fail = (kind: BlasError["kind"], reason: string): Either<BlasError, never> =>
+  left({ _tag: "BlasError", kind, reason });
+
+/**
+ * Open a CBLAS library and bind `cblas_sgemm`. Tries `opts.library`, or else
+ * each of {@linkcode BLAS_LIBRARIES}, and sets OpenBLAS's thread count
+ * (default: the machine's logical cores) when the library has the call.
+ *
+ * @example
+ * ```ts
+ * import { loadBlas } from "./blas.ts";
+ * const blas = loadBlas({ threads: 1 });
+ * if (blas._tag === "Left") console.log(blas.left.reason);
+ * else {
+ *   const c = new Float32Array(1);
+ *   blas.right.sgemm(new Float32Array([1, 2]), new Float32Array([3, 4]), c, {
+ *     m: 1, n: 1, k: 2, transposeA: false, transposeB: false,
+ *   });
+ *   console.log(c[0]); // 11
+ *   blas.right.close();
+ * }
+ * ```
+ */
+export const loadBlas = (
+  opts: { library?: string; threads?: number } = {},
+): Either<BlasError, Blas> => {
+  if (typeof Deno === "undefined" || typeof Deno.dlopen !== "function") {
+    return fail("noFfi", "this runtime has no Deno FFI (Deno.dlopen)");
+  }
+  // Ask first: a dlopen without the permission would prompt on a terminal.
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    return fail("noPermission", "native BLAS needs FFI access: run with --allow-ffi");
+  }
+  const threads = opts.threads ?? navigator.hardwareConcurrency ?? 1;
+  if (!(Number.isInteger(threads) && threads >= 1)) {
+    throw new RangeError(`loadBlas: threads must be a positive integer, got ${threads}`);
+  }
+  const names = opts.library !== undefined ? [opts.library] : BLAS_LIBRARIES;
+  const tried: string[] = [];
+  for (const library of names) {
+    let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
+    try {
+      lib = Deno.dlopen(library, SYMBOLS);
+    } catch (e) {
+      const why = describe(e);
+      if (/undefined symbol|obtain symbol/i.test(why)) {
+        // The library exists but is no CBLAS (e.g. a Fortran-only libblas): try the next one.
+        tried.push(`${library}: no cblas_sgemm`);
+      } else if (/no such file|not found/i.test(why)) {
+        tried.push(`${library}: not found`);
+      } else {
+        tried.push(`${library}: ${why}`);
+      }
+      continue;
+    }
+    const setThreads = lib.symbols.openblas_set_num_threads;
+    if (setThreads !== null) setThreads(threads);
+    const sgemm = lib.symbols.cblas_sgemm;
+    return right({
+      library,
+      threads: setThreads !== null ? threads : null,
+      sgemm: (a, b, c, s) => {
+        const { m, n, k } = s;
+        if (a.length < m * k || b.length < k * n || c.length < m * n) {
+          throw new RangeError(
+            `sgemm: ${m}×${k} · ${k}×${n} needs ${m * k}, ${k * n}, ${m * n} floats; ` +
+              `got ${a.length}, ${b.length}, ${c.length}`,
+          );
+        }
+        sgemm(
+          CBLAS_ROW_MAJOR,
+          s.transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS,
+          s.transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS,
+          m,
+          n,
+          k,
+          s.alpha ?? 1,
+          a,
+          // Leading dimensions of the stored (not the used) row-major matrices.
+          Math.max(1, s.transposeA ? m : k),
+          b,
+          Math.max(1, s.transposeB ? k : n),
+          s.beta ?? 0,
+          c,
+          Math.max(1, n),
+        );
+      },
+      close: () => lib.close(),
+    });
+  }
+  const hint = "install one, e.g. `apt-get install -y libopenblas0-pthread`";
+  return fail(
+    tried.every((t) => t.endsWith("no cblas_sgemm")) ? "missingSymbol" : "noLibrary",
+    `no usable CBLAS library (${tried.join("; ")}); ${hint}`,
+  );
+};

@@ -1,0 +1,172 @@
+/**
+ * `deno task experiment` end to end, as a subprocess: exit statuses and the
+ * messages that name what is wrong, `--dry-run`, and Ctrl-C then `--resume`.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { tinyExperiment, writeCorpus } from "./_corpus.ts";
+
+const CLI = new URL("../experiments/cli.ts", import.meta.url).pathname;
+const PERMISSIONS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-ffi",
+  "--allow-sys",
+  "--allow-net",
+];
+
+const command = (args: string[]) =>
+  new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PERMISSIONS, CLI, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  });
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await command(args).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** The tiny experiment as a `--config` patch over the `ptb` preset. */
+async function tinyConfig(dir: string, steps: number): Promise<string> {
+  const { model, training, evaluation } = tinyExperiment(dir, { steps });
+  const file = join(dir, "tiny.json");
+  await Deno.writeTextFile(file, JSON.stringify({ model, training, evaluation }));
+  return file;
+}
+
+Deno.test("experiment cli: bad input exits 2 with a message naming what is wrong", async (t) => {
+  const dir = await writeCorpus();
+  try {
+    const config = await tinyConfig(dir, 3);
+    const cases: { name: string; args: string[]; expect: RegExp }[] = [
+      {
+        name: "unknown preset",
+        args: ["ptb-nope"],
+        expect: /unknown experiment "ptb-nope" \(known: ptb, ptb-full, ptb-xl, ptb-sweep\)/,
+      },
+      {
+        name: "unknown --set path",
+        args: ["ptb", "--set", "training.lrr=1"],
+        expect: /--set training\.lrr: .*training has no key "lrr"; did you mean "lr"/,
+      },
+      {
+        name: "wrongly typed --set value",
+        args: ["ptb", "--set", "training.lr=fast"],
+        expect: /training\.lr: expected a positive number, got "fast" \(string\)/,
+      },
+      {
+        name: "a model rule broken by --set",
+        args: ["ptb", "--set", "model.nHeads=3"],
+        expect: /model\.nHeads: 3 does not divide model\.dModel \(256\)/,
+      },
+      {
+        name: "unknown option",
+        args: ["ptb", "--fast"],
+        expect: /unknown option --fast/,
+      },
+    ];
+    for (const c of cases) {
+      await t.step(c.name, async () => {
+        const r = await cli(c.args);
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr, c.expect);
+      });
+    }
+    await t.step("--config with an unknown key names the file and the path", async () => {
+      const file = join(dir, "bad.json");
+      await Deno.writeTextFile(file, JSON.stringify({ training: { learningRate: 1 } }));
+      const r = await cli(["ptb", "--config", file]);
+      assert.equal(r.code, 2);
+      assert.ok(r.stderr.includes(file), r.stderr);
+      assert.match(r.stderr, /training\.learningRate/);
+    });
+    await t.step("a corrupt data file", async () => {
+      const bad = await Deno.makeTempDir({ dir, prefix: "corrupt-" });
+      await Deno.copyFile(join(dir, "ptb.valid.txt"), join(bad, "ptb.valid.txt"));
+      await Deno.writeFile(join(bad, "ptb.train.txt"), Uint8Array.of(0x61, 0x20, 0, 0xff, 0x0a));
+      const r = await cli(["ptb", "--config", config, "--data", bad, "--out", join(dir, "runs")]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /ptb\.train\.txt: contains a NUL byte/);
+    });
+    await t.step("a missing data file", async () => {
+      const bad = await Deno.makeTempDir({ dir, prefix: "missing-" });
+      await Deno.copyFile(join(dir, "ptb.train.txt"), join(bad, "ptb.train.txt"));
+      const r = await cli(["ptb", "--config", config, "--data", bad, "--out", join(dir, "runs")]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /ptb\.valid\.txt: file not found; put ptb\.train\.txt/);
+    });
+    await t.step("--resume of a folder that is not a run", async () => {
+      const r = await cli(["ptb", "--resume", join(dir, "nothing-here")]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /nothing-here\/config\.json: not found/);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("experiment cli: --dry-run prints the resolved experiment, parameters and FLOPs as JSON", async () => {
+  const r = await cli(["ptb", "--quick", "--dry-run", "--set", "training.lr=3e-4"]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.experiment.name, "ptb-quick");
+  assert.equal(out.experiment.training.lr, 3e-4);
+  assert.equal(out.experiment.model._tag, "crt");
+  assert.ok(out.params > 7e6 && out.params < 7.3e6, `params ${out.params}`);
+  assert.ok(out.flops_per_token_forward > 8e6 && out.flops_per_token_forward < 9e6);
+  assert.ok(out.flops_per_token_train > 2.5 * out.flops_per_token_forward);
+  const sweep = await cli(["ptb-sweep", "--quick", "--dry-run"]);
+  assert.equal(sweep.code, 0, sweep.stderr);
+  const members = JSON.parse(sweep.stdout).members;
+  assert.deepEqual(members.map((m: { label: string }) => m.label), [
+    "transformer-s70",
+    "crt-s70",
+    "crt-s35",
+    "crt-s18",
+  ]);
+});
+
+Deno.test("experiment cli: Ctrl-C saves and exits 130; --resume finishes the run", async () => {
+  const dir = await writeCorpus();
+  try {
+    const config = await tinyConfig(dir, 200);
+    const out = join(dir, "runs");
+    const child = command(["ptb", "--config", config, "--data", dir, "--out", out]).spawn();
+    // Wait for training to be under way: a few steps logged.
+    let runDir = "";
+    for (let i = 0; i < 600 && runDir === ""; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      try {
+        for await (const e of Deno.readDir(out)) {
+          const metrics = await Deno.readTextFile(join(out, e.name, "metrics.jsonl")).catch(() =>
+            ""
+          );
+          if (metrics.split("\n").length > 5) runDir = join(out, e.name);
+        }
+      } catch {
+        // not created yet
+      }
+    }
+    assert.notEqual(runDir, "", "training did not start");
+    child.kill("SIGINT");
+    const first = await child.output();
+    const stderr = new TextDecoder().decode(first.stderr);
+    assert.equal(first.code, 130, stderr);
+    assert.ok(stderr.includes(`interrupted; resume with --resume ${runDir}`), stderr);
+    const saved = [...Deno.readDirSync(join(runDir, "checkpoints"))].map((e) => e.name);
+    assert.ok(saved.some((n) => /^ckpt-\d{9}\.bin$/.test(n)), saved.join(", "));
+
+    const resumed = await cli(["ptb", "--resume", runDir]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stderr, /resuming .* at step \d+/);
+    const results = JSON.parse(await Deno.readTextFile(join(runDir, "results.json")));
+    assert.equal(results.train_steps, 200);
+    assert.deepEqual(JSON.parse(resumed.stdout), results);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,409 @@
+/**
+ * The replacement `BatchMatMul` kernels (ops/matmul.ts), both tiers: values
+ * against the float64 reference interpreter, gradients and whole tiny-model
+ * training steps against the stock kernel, tensor and heap hygiene, and the
+ * installation API.
+ *
+ * Tolerance: `max |y − ref| / max |ref|` ≤ 1e-4. Both sides round to
+ * float32; a float32 dot product of length ≤ 65 errs by ≤ ~65 ulps
+ * (~4e-6) whatever the summation order, while a wrong index, transpose or
+ * batch stride gives O(1).
+ *
+ * The native cases are skipped (with the reason printed) only when no CBLAS
+ * library is installed; a missing `--allow-ffi` fails them.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import * as E from "fp-ts/lib/Either.js";
+import { compile, flattenParams } from "../core/program.ts";
+import { ensureBackend, startBackend } from "../ops/backend.ts";
+import { loadBlas } from "../ops/blas.ts";
+import { evalTf, type LowerCtx, toTensor } from "../ops/lower.ts";
+import { installedMatmul, installMatmul, type MatmulTier, uninstallMatmul } from "../ops/matmul.ts";
+import { evalRef, type RefTensor } from "../ops/reference.ts";
+import { normError, sampler, scoped } from "./_ops_cases.ts";
+import { randomTokens, tinyModels } from "./_tiny.ts";
+
+await ensureBackend({ matmul: "portable" });
+
+const TOL = 1e-4;
+const ctx: LowerCtx = { training: false, seed: () => 0 };
+
+const probe = loadBlas({ threads: 1 });
+if (probe._tag === "Right") probe.right.close();
+/** Why the native tier cannot run here, when the only cause is a missing library. */
+const nativeSkip = probe._tag === "Left" && probe.left.kind === "noLibrary"
+  ? probe.left.reason
+  : null;
+if (nativeSkip !== null) {
+  console.warn(`ops_matmul_test: SKIPPING the native-tier cases: ${nativeSkip}`);
+}
+
+type Kernel = MatmulTier | "stock";
+const TIERS: readonly MatmulTier[] = ["portable", "native"];
+
+/**
+ * Run `f` with `kernel` installed. One BLAS thread: `deno task test` runs
+ * files in parallel on two cores, and a second thread would only contend.
+ */
+const using = <T>(kernel: Kernel, f: () => T): T => {
+  if (kernel === "stock") uninstallMatmul();
+  else {
+    const r = installMatmul(kernel, { threads: 1 });
+    if (r._tag === "Left") throw new Error(`cannot install ${kernel}: ${r.left.reason}`);
+  }
+  return f();
+};
+
+const tierTest = (name: string, fn: (tier: MatmulTier) => void | Promise<void>): void => {
+  for (const tier of TIERS) {
+    Deno.test({
+      name: `${name} [${tier}]`,
+      ignore: tier === "native" && nativeSkip !== null,
+      fn: () => fn(tier),
+    });
+  }
+};
+
+/** (M, K, N) triples: every size of {1, 7, 33, 65} in every position. */
+const SIZES: readonly (readonly [number, number, number])[] = [
+  [1, 1, 1],
+  [1, 7, 33],
+  [7, 33, 65],
+  [33, 65, 1],
+  [65, 1, 7],
+  [7, 65, 33],
+  [33, 7, 7],
+  [65, 33, 65],
+];
+
+/** Leading (batch) dims by rank: batch 1 and > 1 for ranks 3 and 4. */
+const BATCHES: readonly (readonly number[])[] = [[], [1], [3], [1, 1], [2, 3]];
+
+const TRANSPOSES: readonly (readonly [boolean, boolean])[] = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+];
+
+const stored = (rows: number, cols: number, flip: boolean): [number, number] =>
+  flip ? [cols, rows] : [rows, cols];
+
+/** op(a)·op(b) by the lowering (IR rank 4 goes through rank 3) and by the float64 reference. */
+const compare = (
+  batch: readonly number[],
+  [m, k, n]: readonly [number, number, number],
+  [tA, tB]: readonly [boolean, boolean],
+  seed: number,
+): number => {
+  const s = sampler(seed);
+  const a = s.normal([...batch, ...stored(m, k, tA)]);
+  const b = s.normal([...batch, ...stored(k, n, tB)]);
+  const op = { _tag: "matmul", transposeA: tA, transposeB: tB } as const;
+  const want = evalRef(op, [a, b], { precision: "float64", training: false });
+  const got = scoped(() => evalTf(op, [toTensor(a), toTensor(b)], ctx).dataSync());
+  return normError(got, want.data);
+};
+
+tierTest(
+  "BatchMatMul replacement matches the reference for ranks 2–4, all transposes, odd sizes",
+  (tier) =>
+    using(tier, () => {
+      let seed = 1;
+      for (const batch of BATCHES) {
+        for (const size of SIZES) {
+          for (const t of TRANSPOSES) {
+            const err = compare(batch, size, t, seed++);
+            assert.ok(
+              err <= TOL,
+              `[${batch}] (M,K,N)=(${size}) transpose=${t}: relative error ${err.toExponential(2)}`,
+            );
+          }
+        }
+      }
+    }),
+);
+
+/** A reference product where one operand's batch of 1 broadcasts against the other's. */
+const broadcastRef = (a: RefTensor, b: RefTensor, tA: boolean, tB: boolean): RefTensor => {
+  const batch = Math.max(a.shape[0], b.shape[0]);
+  const tile = (t: RefTensor): RefTensor => {
+    if (t.shape[0] === batch) return t;
+    const data = new Float64Array(batch * t.data.length);
+    for (let i = 0; i < batch; i++) data.set(t.data, i * t.data.length);
+    return { shape: [batch, ...t.shape.slice(1)], dtype: "float32", data };
+  };
+  const op = { _tag: "matmul", transposeA: tA, transposeB: tB } as const;
+  return evalRef(op, [tile(a), tile(b)], { precision: "float64", training: false });
+};
+
+tierTest(
+  "BatchMatMul replacement broadcasts a batch of 1, as tf.matMul allows",
+  (tier) =>
+    using(tier, () => {
+      const s = sampler(7);
+      for (const [tA, tB] of TRANSPOSES) {
+        for (const [ba, bb] of [[3, 1], [1, 3]]) {
+          const [m, k, n] = [7, 33, 5];
+          const a = s.normal([ba, ...stored(m, k, tA)]), b = s.normal([bb, ...stored(k, n, tB)]);
+          const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b), tA, tB));
+          assert.deepEqual(got.shape, [3, m, n]);
+          const err = normError(got.dataSync(), broadcastRef(a, b, tA, tB).data);
+          got.dispose();
+          assert.ok(err <= TOL, `batches ${ba}/${bb} transpose=${[tA, tB]}: error ${err}`);
+        }
+      }
+      // Rank 2 against rank 3: the 2-D operand is shared by every batch entry.
+      const a = s.normal([2, 7, 33]), b = s.normal([33, 5]);
+      const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b)));
+      assert.deepEqual(got.shape, [2, 7, 5]);
+      const ref = broadcastRef(a, { ...b, shape: [1, 33, 5] }, false, false);
+      assert.ok(normError(got.dataSync(), ref.data) <= TOL);
+      got.dispose();
+    }),
+);
+
+tierTest(
+  "BatchMatMul replacement: an empty inner dimension gives zeros, an empty output nothing",
+  (tier) =>
+    using(tier, () => {
+      const cases: [number[], number[], boolean, number[]][] = [
+        [[2, 3, 0], [2, 0, 4], false, [2, 3, 4]],
+        [[2, 0, 3], [2, 0, 4], true, [2, 3, 4]],
+        [[3, 0], [0, 4], false, [3, 4]],
+        [[2, 0, 5], [2, 5, 4], false, [2, 0, 4]],
+      ];
+      for (const [sa, sb, tA, shape] of cases) {
+        // Garbage first, so that memory left uninitialised would show.
+        tf.fill([4096], 7).dispose();
+        const y = tf.tidy(() => tf.matMul(tf.ones(sa), tf.ones(sb), tA));
+        assert.deepEqual(y.shape, shape);
+        assert.ok(y.dataSync().every((v) => v === 0), `[${sa}]·[${sb}] is not all zeros`);
+        y.dispose();
+      }
+    }),
+);
+
+tierTest(
+  "BatchMatMul replacement leaves shape errors to the stock kernel",
+  (tier) =>
+    using(tier, () => {
+      assert.throws(
+        () => tf.tidy(() => tf.matMul(tf.ones([2, 3]), tf.ones([4, 5]))),
+        /inner shapes \(3\) and \(4\)/,
+      );
+    }),
+);
+
+/** ∂ sum(w ⊙ op(a)·op(b)) / ∂(a, b) by autograd, under the installed kernel. */
+const matmulGrads = (
+  a: RefTensor,
+  b: RefTensor,
+  tA: boolean,
+  tB: boolean,
+  w: Float64Array,
+  outShape: readonly number[],
+): Float32Array[] =>
+  scoped(() => {
+    const wt = tf.tensor(Float32Array.from(w), [...outShape]);
+    const op = { _tag: "matmul", transposeA: tA, transposeB: tB } as const;
+    const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(wt, evalTf(op, [x, y], ctx)));
+    return tf.grads(f)([toTensor(a), toTensor(b)]).map((g) => Float32Array.from(g.dataSync()));
+  });
+
+tierTest("BatchMatMul replacement gives the stock kernel's gradients", (tier) => {
+  const s = sampler(11);
+  for (const batch of [[], [3], [2, 3]]) {
+    for (const [tA, tB] of TRANSPOSES) {
+      const [m, k, n] = [7, 33, 65];
+      const a = s.normal([...batch, ...stored(m, k, tA)]);
+      const b = s.normal([...batch, ...stored(k, n, tB)]);
+      const outShape = [...batch, m, n];
+      const w = s.values(outShape.reduce((p, d) => p * d, 1));
+      const want = using("stock", () => matmulGrads(a, b, tA, tB, w, outShape));
+      const got = using(tier, () => matmulGrads(a, b, tA, tB, w, outShape));
+      got.forEach((g, i) => {
+        const err = normError(g, want[i]);
+        assert.ok(err <= TOL, `[${batch}] transpose=${[tA, tB]} d${"ab"[i]}: error ${err}`);
+      });
+    }
+  }
+});
+
+Deno.test({
+  name: "BatchMatMul replacement: a tiny-model training step matches the stock kernel",
+  fn: async (t) => {
+    for (const [name, spec] of Object.entries(tinyModels)) {
+      await t.step(name, () => {
+        const p = compile(spec);
+        if (E.isLeft(p)) throw new Error(p.left.message);
+        const program = p.right;
+        const b = 2, len = 2 * spec.segmentLen;
+        const tok = tf.tensor2d(randomTokens(b * len, spec.vocabSize, 5), [b, len], "int32");
+        const tgt = tf.tensor2d(randomTokens(b * len, spec.vocabSize, 6), [b, len], "int32");
+        const params = program.init(2);
+        const run = (kernel: Kernel) =>
+          using(kernel, () => {
+            const state = program.initState(b);
+            const step = program.trainStep(params, state, { tokens: tok, targets: tgt }, {});
+            const grads = Object.fromEntries(
+              Object.entries(step.grads).map(([k, g]) => [k, Float32Array.from(g.dataSync())]),
+            );
+            for (const g of Object.values(step.grads)) g.dispose();
+            program.disposeState(step.state);
+            program.disposeState(state);
+            return { loss: step.loss, grads };
+          });
+        const stock = run("stock");
+        for (const kernel of TIERS) {
+          if (kernel === "native" && nativeSkip !== null) continue;
+          const got = run(kernel);
+          assert.ok(
+            Math.abs(got.loss - stock.loss) <= TOL * Math.abs(stock.loss),
+            `${kernel}: loss ${got.loss} vs stock ${stock.loss}`,
+          );
+          for (const [path, g] of Object.entries(stock.grads)) {
+            const err = normError(got.grads[path], g);
+            assert.ok(err <= TOL, `${kernel}: gradient of ${path} off by ${err}`);
+          }
+        }
+        for (const x of [tok, tgt, ...Object.values(flattenParams(params))]) x.dispose();
+      });
+    }
+  },
+});
+
+tierTest(
+  "BatchMatMul replacement leaks no tensor, backend buffer or heap",
+  (tier) =>
+    using(tier, () => {
+      const backend = tf.backend() as unknown as { numDataIds(): number };
+      const s = sampler(3);
+      // Transposed and batched operands: the portable tier's temporaries and slice views.
+      const a = toTensor(s.normal([4, 33, 7])), b = toTensor(s.normal([4, 65, 33]));
+      const w = toTensor(s.normal([33, 65]));
+      const once = () => {
+        tf.matMul(a, b, true, true).dispose();
+        tf.matMul(a, w, true, false).dispose();
+        tf.tidy(() => {
+          tf.grads((x: tf.Tensor) => tf.sum(tf.matMul(x, b, true, true)))([a]);
+        });
+      };
+      once();
+      const tensors = tf.memory().numTensors, ids = backend.numDataIds();
+      for (let i = 0; i < 5; i++) once();
+      assert.equal(tf.memory().numTensors, tensors, "tensors leaked");
+      assert.equal(backend.numDataIds(), ids, "backend data ids leaked");
+      tf.dispose([a, b, w]);
+    }),
+);
+
+tierTest(
+  "BatchMatMul replacement stays right after the wasm heap grows",
+  (tier) =>
+    using(tier, () => {
+      const s = sampler(5);
+      const a = s.normal([3, 7, 33]), b = s.normal([3, 65, 33]);
+      const want = evalRef({ _tag: "matmul", transposeA: false, transposeB: true }, [a, b], {
+        precision: "float64",
+        training: false,
+      });
+      const [ta, tb] = [toTensor(a), toTensor(b)];
+      const heap = () =>
+        (tf.backend() as unknown as { wasm: { HEAPF32: Float32Array } }).wasm.HEAPF32;
+      const before = heap().buffer;
+      // As many bytes as the whole heap: emscripten must grow the memory, which
+      // replaces its ArrayBuffer and detaches every view made before.
+      const big = tf.zeros([heap().length]);
+      assert.notEqual(heap().buffer, before, "the heap did not grow; the test proves nothing");
+      const y = tf.matMul(ta, tb, false, true);
+      assert.ok(normError(y.dataSync(), want.data) <= TOL);
+      tf.dispose([ta, tb, big, y]);
+    }),
+);
+
+Deno.test("installMatmul: idempotent, switches tiers; uninstallMatmul restores stock", () => {
+  uninstallMatmul();
+  const stock = tf.getKernel("BatchMatMul", "wasm");
+  assert.equal(installedMatmul(), "stock");
+  assert.deepEqual(installMatmul("portable"), E.right("portable"));
+  const portable = tf.getKernel("BatchMatMul", "wasm");
+  assert.notEqual(portable, stock);
+  assert.deepEqual(installMatmul("portable"), E.right("portable"));
+  assert.equal(tf.getKernel("BatchMatMul", "wasm"), portable, "a second install re-registered");
+  if (nativeSkip === null) {
+    assert.deepEqual(installMatmul("native", { threads: 1 }), E.right("native"));
+    assert.equal(installedMatmul(), "native");
+  }
+  uninstallMatmul();
+  uninstallMatmul();
+  assert.equal(tf.getKernel("BatchMatMul", "wasm"), stock);
+  assert.equal(installedMatmul(), "stock");
+});
+
+Deno.test("installMatmul: an unloadable native library is a Left, kernel untouched", () => {
+  assert.deepEqual(installMatmul("portable"), E.right("portable"));
+  const before = tf.getKernel("BatchMatMul", "wasm");
+  const r = installMatmul("native", { library: "libdoesnotexist.so.9" });
+  assert.ok(E.isLeft(r));
+  assert.match(r.left.reason, /libdoesnotexist\.so\.9: not found/);
+  assert.equal(tf.getKernel("BatchMatMul", "wasm"), before);
+  assert.equal(installedMatmul(), "portable");
+});
+
+Deno.test("startBackend: reports the matmul kernel in use and why native was not", async () => {
+  const portable = await startBackend({ matmul: "portable" });
+  assert.ok(E.isRight(portable));
+  assert.equal(portable.right.matmul, "portable");
+  assert.equal(portable.right.reason, undefined);
+  const auto = await startBackend();
+  assert.ok(E.isRight(auto));
+  if (nativeSkip === null) assert.deepEqual(auto.right.matmul, "native");
+  else {
+    assert.equal(auto.right.matmul, "portable");
+    assert.equal(auto.right.reason, nativeSkip);
+  }
+  const cpu = await startBackend({ backend: "cpu", matmul: "native" });
+  assert.ok(E.isRight(cpu));
+  assert.equal(cpu.right.matmul, "stock");
+  await startBackend({ matmul: "portable" });
+});
+
+Deno.test("startBackend: a native matmul that cannot load is a Left only when forced", async () => {
+  // Without --allow-ffi: a fresh process, with the permission left out.
+  const root = new URL("../", import.meta.url);
+  const script = `
+    import { startBackend } from "${new URL("ops/backend.ts", root).href}";
+    const auto = await startBackend();
+    const forced = await startBackend({ matmul: "native" });
+    console.log(JSON.stringify({
+      auto: auto._tag === "Right" ? auto.right : null,
+      forced: forced._tag === "Left" ? forced.left.message : null,
+    }));
+  `;
+  // `deno eval` grants every permission, so the script goes to `deno run -` on stdin.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--config",
+      new URL("deno.json", root).pathname,
+      "--allow-read",
+      "--allow-env",
+      "-",
+    ],
+    cwd: root.pathname,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(script));
+  await w.close();
+  const out = await child.output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const seen = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(seen.auto.matmul, "portable");
+  assert.match(seen.auto.reason, /--allow-ffi/);
+  assert.match(seen.forced, /native matmul unavailable: .*--allow-ffi/);
+});
