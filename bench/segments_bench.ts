@@ -5,9 +5,13 @@
  *
  * Groups: `train` (one AdamW step on a window of 70 tokens per stream) and
  * `infer` (logits for a window of 70 tokens per stream). Setup (compile, init,
- * warm-up) happens outside the timed part. Parameter counts, FLOPs per token
- * and the matmul tier are printed before the timings; tokens/s and achieved
- * GFLOP/s follow from the times: tokens = 20 × 70 per iteration.
+ * warm-up, one profiled iteration for peak memory) happens outside the timed
+ * part. Parameter counts, FLOPs per token and the matmul tier are printed
+ * before the timings; after them, a table of what the times mean: median ms,
+ * tokens/s, achieved GFLOP/s (matmul FLOPs of core/flops.ts over wall time),
+ * peak tensor bytes inside one iteration (`tf.profile`), live tensor bytes
+ * between iterations (`tf.memory().numBytes`) and the process's resident set
+ * (`Deno.memoryUsage().rss`). tokens = 20 × 70 per iteration.
  *
  * Run: `deno task bench` (add `-- --filter train` for one group).
  */
@@ -17,6 +21,7 @@ import { tf } from "../ops/tf.ts";
 import { compile, type Program } from "../core/program.ts";
 import { startTraining, trainOn, type TrainState } from "../core/train.ts";
 import { type ModelSpec, referenceCrt, referenceTransformer, referenceXl } from "../spec/model.ts";
+import { median } from "./peers/_protocol.ts";
 
 const started = await startBackend();
 if (E.isLeft(started)) throw started.left;
@@ -52,26 +57,125 @@ const window = (seed: number) =>
     "int32",
   );
 
+/** What one bench (group × model) measured, for the table printed after Deno's. */
+interface Measured {
+  readonly group: "train" | "infer";
+  readonly name: string;
+  /** Matmul FLOPs of one iteration. */
+  readonly flops: number;
+  /** Peak tensor bytes inside one iteration, from tf.profile in setup. */
+  peakBytes: number;
+  /** Wall time of every call of the bench function, in ms. */
+  readonly ms: number[];
+  /** Live tensor bytes after the last call. */
+  liveBytes: number;
+  /** Largest resident set seen after a call. */
+  rss: number;
+}
+const measured: Measured[] = [];
+
+/**
+ * Time `f` around Deno.bench's own timing: Deno prints only times, and its
+ * call count is not `n` (it adds calibration calls), so the GFLOP/s and
+ * memory columns come from our own samples of the same calls.
+ */
+const sampled = (m: Measured, f: () => void) => () => {
+  const t0 = performance.now();
+  f();
+  m.ms.push(performance.now() - t0);
+  m.liveBytes = tf.memory().numBytes;
+  m.rss = Math.max(m.rss, Deno.memoryUsage().rss);
+};
+
+/** Peak tensor bytes while `f` runs (tfjs snapshots the byte count after every kernel). */
+const peakBytesOf = async (f: () => void): Promise<number> => (await tf.profile(f)).peakBytes;
+
 for (const m of prepared) {
   const k = Math.ceil(WINDOW / m.spec.segmentLen);
   let ts: TrainState = startTraining(m.program, { seed: 0, batchSize: B });
   const tokens = window(1), targets = window(2);
-  ts = trainOn(m.program, ts, { tokens, targets }, { lr: 1e-4, bpttSegments: k, seed: 0 }).next; // warm-up
+  const trainStep = () => {
+    ts = trainOn(m.program, ts, { tokens, targets }, { lr: 1e-4, bpttSegments: k, seed: 1 }).next;
+  };
+  const inferStep = () => {
+    const start = m.program.initState(B);
+    const out = m.program.forward(ts.params, start, tokens);
+    out.logits.dataSync();
+    out.logits.dispose();
+    m.program.disposeState(out.state);
+    m.program.disposeState(start);
+  };
+  trainStep(); // warm-up: lowering and V8 tier-up
+  // FLOPs per token are counted on the compile probe (XL with a full cache);
+  // the bench's XL inference starts from an empty cache, so its GFLOP/s reads slightly high.
+  const tokensPerIteration = B * WINDOW;
+  const train: Measured = {
+    group: "train",
+    name: m.name,
+    flops: m.program.flops.trainPerToken * tokensPerIteration,
+    peakBytes: await peakBytesOf(trainStep),
+    ms: [],
+    liveBytes: 0,
+    rss: 0,
+  };
+  const infer: Measured = {
+    group: "infer",
+    name: m.name,
+    flops: m.program.flops.forwardPerToken * tokensPerIteration,
+    peakBytes: await peakBytesOf(inferStep),
+    ms: [],
+    liveBytes: 0,
+    rss: 0,
+  };
+  measured.push(train, infer);
   Deno.bench(
     { name: m.name, group: "train", baseline: m.baseline ?? false, n: 3, warmup: 1 },
-    () => {
-      ts = trainOn(m.program, ts, { tokens, targets }, { lr: 1e-4, bpttSegments: k, seed: 1 }).next;
-    },
+    sampled(train, trainStep),
   );
   Deno.bench(
     { name: m.name, group: "infer", baseline: m.baseline ?? false, n: 5, warmup: 1 },
-    () => {
-      const start = m.program.initState(B);
-      const out = m.program.forward(ts.params, start, tokens);
-      out.logits.dataSync();
-      out.logits.dispose();
-      m.program.disposeState(out.state);
-      m.program.disposeState(start);
-    },
+    sampled(infer, inferStep),
   );
 }
+
+const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
+
+// Deno.bench has no hook after the last bench; unload fires after its table.
+globalThis.addEventListener("unload", () => {
+  const ran = measured.filter((m) => m.ms.length > 1);
+  if (ran.length === 0) return;
+  const header = [
+    "group",
+    "model",
+    "median ms",
+    "tok/s",
+    "GFLOP/s",
+    "tf peak MB",
+    "tf live MB",
+    "RSS MB",
+  ];
+  const body = ran.map((m) => {
+    // The first call is Deno's warm-up; the median is over the rest.
+    const ms = median(m.ms.slice(1));
+    return [
+      m.group,
+      m.name,
+      ms.toFixed(0),
+      (B * WINDOW / ms * 1000).toFixed(0),
+      (m.flops / ms / 1e6).toFixed(1),
+      mb(m.peakBytes),
+      mb(m.liveBytes),
+      mb(m.rss),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
+  const line = (r: string[]) =>
+    r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  console.log(`\n${line(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}`);
+  for (const r of body) console.log(line(r));
+  console.log(
+    "GFLOP/s: matmul FLOPs (core/flops.ts) per wall second; tf peak: largest tensor bytes " +
+      "inside one iteration (tf.profile); RSS: the process high-water so far (the wasm heap " +
+      "never shrinks, so later rows inherit earlier rows' heap).",
+  );
+});

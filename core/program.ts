@@ -485,6 +485,15 @@ export const initValues = (
   return values;
 };
 
+/** What one compiled segment graph is specialised to. */
+interface GraphKey {
+  readonly batchSize: number;
+  readonly segmentLen: number;
+  readonly cacheLen: number;
+  readonly withLoss: boolean;
+  readonly training: boolean;
+}
+
 interface Lowered {
   readonly run: (feeds: Record<string, Tensor>, ctx: LowerCtx) => Record<string, Tensor>;
   readonly graph: Graph;
@@ -528,13 +537,7 @@ export const compile = (
   if (E.isLeft(valid)) return fail("spec", valid.left.message);
 
   const build = (
-    key: {
-      batchSize: number;
-      segmentLen: number;
-      cacheLen: number;
-      withLoss: boolean;
-      training: boolean;
-    },
+    key: GraphKey,
   ): Either<CompileError, { traced: Graph; optimized: Graph }> => {
     let traced: Graph;
     try {
@@ -580,13 +583,7 @@ export const compile = (
   // Executables by shape; owned by this program, never module-level.
   const cache = new Map<string, Lowered>();
   const lowered = (
-    key: {
-      batchSize: number;
-      segmentLen: number;
-      cacheLen: number;
-      withLoss: boolean;
-      training: boolean;
-    },
+    key: GraphKey,
   ): Lowered => {
     const k = JSON.stringify(key);
     const hit = cache.get(k);

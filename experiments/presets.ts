@@ -26,7 +26,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import { type ModelSpec, referenceCrt, referenceTransformer, referenceXl } from "../spec/model.ts";
 import { override } from "./args.ts";
-import type { Experiment, Sweep, TrainingSettings } from "./experiment.ts";
+import type { Experiment, Sweep, SweepMember, TrainingSettings } from "./experiment.ts";
 
 /**
  * What a preset resolves to: one experiment, or a sweep of several.
@@ -88,11 +88,31 @@ export const reference: Experiment = {
 };
 
 /**
- * The `--quick` budgets, chosen from measured throughput (see the numbers
- * below) so that a run, evaluation of the whole valid split included,
- * finishes in under 15 minutes on the 2-core machine. `maxSeconds` is a
- * guard that stops training early on a slower machine; the token budget is
- * what normally ends a run, so the schedule completes.
+ * The `--quick` budgets, sized from throughput measured on the project's
+ * 2-core machine (AMD EPYC, shared) with the native-BLAS matmul, reference
+ * width: 1.1–1.7 k training tokens/s depending on load and segment length,
+ * and 17–37 s to evaluate the whole valid split (73,760 tokens, 10 streams).
+ *
+ * - `single`: 840 k tokens (600 steps of 1400) take 8–13 min; with the final
+ *   evaluation a run ends in 9–14 min. Measured: `ptb --quick` reached valid
+ *   ppl 204.2 in 9 min 53 s (1,494 tokens/s; 770 k tokens on a busier
+ *   machine: ppl 212.7 in 11 min 07 s).
+ * - `sweepMember`: four runs must share the 15 minutes, so each member gets
+ *   238 k tokens (170 steps of ~1400) and a 100-step warm-up (the reference
+ *   200 would outlast the run; measured on crt-s35 at this budget: valid ppl
+ *   457 with 30 warm-up steps, 442 with 60 and β2 = 0.99, 412 with 100).
+ *   Measured: the quick sweep ran in 10 min 47 s, valid ppl 384–425. That
+ *   is too few tokens for perplexities near the reference's: the quick sweep
+ *   shows the comparison's shape, not converged numbers (the full
+ *   `ptb-sweep` trains each member 2 epochs).
+ *
+ * `maxSeconds` is a guard that ends training early on a loaded machine, so
+ * that the whole run still ends within 15 minutes; the token budget is what
+ * normally ends a run, and `results.json` says which did (`stopped_by`).
+ * The reference width is kept: a narrower model (D = 128, FFN 512, lr 2e-3)
+ * trained only ~1.2× faster here (the 10,000-way output dominates) and
+ * reached valid ppl 378 after 420 k tokens (281 s), no better per second of
+ * training than D = 256.
  *
  * @example
  * ```ts
@@ -102,20 +122,15 @@ export const reference: Experiment = {
  */
 export const QUICK = {
   /** One experiment (`ptb --quick`, `ptb-full --quick`, `ptb-xl --quick`). */
-  single: { tokens: 840_000, maxSeconds: 780 },
+  single: { tokens: 840_000, maxSeconds: 780, warmupSteps: 200 },
   /** Each of the four members of `ptb-sweep --quick` (same budget for each). */
-  sweepMember: { tokens: 230_000, maxSeconds: 175 },
+  sweepMember: { tokens: 238_000, maxSeconds: 180, warmupSteps: 100 },
 } as const;
 
-/**
- * The `--quick` model width. The reference width (D = 256, FFN 1024) is
- * kept; see {@linkcode QUICK} for the budgets.
- */
-const quickModel = <M extends ModelSpec>(m: M): M => m;
-
-const quickTraining = (budget: { tokens: number; maxSeconds: number }) => ({
+const quickTraining = (budget: { tokens: number; maxSeconds: number; warmupSteps: number }) => ({
   tokens: budget.tokens,
   maxSeconds: budget.maxSeconds,
+  warmupSteps: budget.warmupSteps,
   validEvery: 200,
   validTokens: 10_000,
   checkpointEvery: 100,
@@ -135,28 +150,30 @@ const single = (
   return override(full, {
     name: `${name}-quick`,
     description: `${description} (--quick: ${QUICK.single.tokens} tokens)`,
-    model: quickModel(model),
     training: quickTraining(QUICK.single),
   });
 };
 
-/** Warm-up measured in tokens, so sweep members with different step sizes warm up alike. */
-const warmupTokens = reference.training.warmupSteps * 20 * 70;
-
+/**
+ * `ptb-sweep`: the full-length Transformer (S = 70) and CRT at S = 70, 35
+ * and 18 (≈ 70/4), same depth and width. Every member reads ~1400 tokens a
+ * step, so equal token budgets mean equal numbers of updates and the same
+ * schedule: CRT keeps BPTT over K = 2 segments and the number of streams B
+ * makes up the difference (B·K·S = 10·2·70, 20·2·35, 39·2·18 = 1404; the
+ * Transformer, with no state, reads 20·1·70).
+ */
 const sweep = (quick: boolean): Sweep => {
   const fullLen = referenceTransformer.segmentLen; // 70
-  const member = (label: string, model: ModelSpec, bpttSegments: number): Sweep["members"][0] => {
-    const perStep = reference.training.batchSize * bpttSegments * model.segmentLen;
+  const member = (
+    label: string,
+    model: ModelSpec,
+    shape: { batchSize: number; bpttSegments: number },
+  ): SweepMember => {
     const base = override(reference, {
       name: `ptb-sweep-${label}`,
       description: `ptb-sweep member ${label}`,
-      model: quick ? quickModel(model) : model,
-      training: {
-        bpttSegments,
-        warmupSteps: Math.round(warmupTokens / perStep),
-        tokens: 2 * PTB_TRAIN_TOKENS,
-        validEvery: 0,
-      },
+      model,
+      training: { ...shape, tokens: 2 * PTB_TRAIN_TOKENS, validEvery: 0 },
     });
     const experiment = quick
       ? override(base, {
@@ -167,15 +184,16 @@ const sweep = (quick: boolean): Sweep => {
     return { label, experiment };
   };
   const crtAt = (s: number): ModelSpec => ({ ...referenceCrt, segmentLen: s });
+  const half = fullLen / 2, quarter = Math.round(fullLen / 4);
   return {
     name: quick ? "ptb-sweep-quick" : "ptb-sweep",
     description: "CRT at full, 1/2 and 1/4 segment length beside the full-length Transformer, " +
       "same depth, width and token budget",
     members: [
-      member(`transformer-s${fullLen}`, referenceTransformer, 1),
-      member(`crt-s${fullLen}`, crtAt(fullLen), 2),
-      member(`crt-s${fullLen / 2}`, crtAt(fullLen / 2), 2),
-      member(`crt-s${Math.round(fullLen / 4)}`, crtAt(Math.round(fullLen / 4)), 2),
+      member(`transformer-s${fullLen}`, referenceTransformer, { batchSize: 20, bpttSegments: 1 }),
+      member(`crt-s${fullLen}`, crtAt(fullLen), { batchSize: 10, bpttSegments: 2 }),
+      member(`crt-s${half}`, crtAt(half), { batchSize: 20, bpttSegments: 2 }),
+      member(`crt-s${quarter}`, crtAt(quarter), { batchSize: 39, bpttSegments: 2 }),
     ],
   };
 };

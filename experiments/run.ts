@@ -423,6 +423,17 @@ interface RunMeta {
   readonly trainingDone: boolean;
   readonly stoppedBy: "tokens" | "maxSeconds" | null;
   readonly lastTrainLoss: number | null;
+  /** The open logging interval (steps since the last `train` record), so records resume exactly. */
+  readonly interval?: LogInterval;
+}
+
+/** Sums over the steps since the last `train` record. */
+interface LogInterval {
+  loss: number;
+  count: number;
+  tokens: number;
+  seconds: number;
+  gradNorm: number;
 }
 
 const isRunMeta = (u: unknown): u is RunMeta => {
@@ -612,12 +623,24 @@ export async function runExperiment(
     const bytes = encoder.encode(JSON.stringify(r) + "\n");
     for (let done = 0; done < bytes.length;) done += await metrics.write(bytes.subarray(done));
   };
-  const writeCurve = () =>
+  // The curve's valid panel shows one measure: periodic validations read only a
+  // prefix of the split unless validTokens is null, so the whole-split final
+  // score joins the line only when the periodic ones are whole-split too.
+  const periodicWhole = exp.training.validTokens === null ||
+    exp.training.validTokens >= corpus.valid.length;
+  const writeCurve = (finalPpl?: number) =>
     writeAtomic(
       join(runDir, "curve.svg"),
       learningCurveSvg(
-        records.map(curvePoint).filter((p): p is CurvePoint => p !== null),
-        { title: `${exp.name}: ${exp.model._tag}, S = ${S}` },
+        records
+          .filter((r) => r.kind !== "valid" || r.whole_split === periodicWhole)
+          .map(curvePoint)
+          .filter((p): p is CurvePoint => p !== null),
+        {
+          title: `${exp.name}: ${exp.model._tag}, S = ${S}` +
+            (periodicWhole ? "" : `; valid curve on the first ${exp.training.validTokens} tokens`) +
+            (finalPpl === undefined ? "" : `; final valid ppl ${finalPpl.toFixed(1)}`),
+        },
       ),
     );
   const progressOf = (total: number, label: string): Progress =>
@@ -628,8 +651,12 @@ export async function runExperiment(
       ...(opts.progress?.isTty === undefined ? {} : { isTty: opts.progress.isTty }),
     });
 
+  const interval: LogInterval = meta.interval === undefined
+    ? { loss: 0, count: 0, tokens: 0, seconds: 0, gradNorm: 0 }
+    : { ...meta.interval };
   const currentMeta = (): RunMeta => ({
     ...meta,
+    interval: { ...interval },
     elapsedSeconds: elapsed(),
     trainSeconds: session.trainSeconds,
     trainTokens: session.trainTokens,
@@ -680,7 +707,6 @@ export async function runExperiment(
     const bar = progressOf(steps, `train [${backend}]`);
     bar.update({ step: ts.step, tokens: 0 });
     let windows = segmentWindows(streams, { ...windowOpts, from: pos.position });
-    const interval = { loss: 0, count: 0, tokens: 0, seconds: 0, gradNorm: 0 };
     let stoppedBy: "tokens" | "maxSeconds" = "tokens";
     while (ts.step < steps) {
       if (opts.signal?.aborted) {
@@ -870,7 +896,7 @@ export async function runExperiment(
     };
     try {
       await writeAtomic(join(runDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
-      await writeCurve();
+      await writeCurve(valid.ppl);
     } catch (e) {
       return failed(`${runDir}: cannot write results: ${describe(e)}`, e);
     }
@@ -930,27 +956,29 @@ const fmtPpl = (n: number | null): string => (n === null ? "–" : n.toFixed(1))
 
 /**
  * The markdown table of a sweep: model, segment length, parameters, FLOPs
- * per token (forward and training), valid and test perplexity, tokens/s.
+ * per token (forward and training), tokens trained on, valid and test
+ * perplexity, training tokens/s.
  *
  * @example
  * ```ts
  * import { sweepTable } from "./run.ts";
  * console.log(sweepTable([]).split("\n")[0]);
- * // | model | segment length | params | FLOPs/token (forward) | FLOPs/token (train) | valid ppl | test ppl | tokens/s |
+ * // | model | segment length | params | FLOPs/token (forward) | FLOPs/token (train) | train tokens | valid ppl | test ppl | tokens/s |
  * ```
  */
 export function sweepTable(rows: readonly SweepRow[]): string {
   const head = [
     "| model | segment length | params | FLOPs/token (forward) | FLOPs/token (train) " +
-    "| valid ppl | test ppl | tokens/s |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|",
+    "| train tokens | valid ppl | test ppl | tokens/s |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
+  const mflops = (n: number) => `${(n / 1e6).toFixed(2)} M`;
   const body = rows.map(({ label, results: r }) =>
-    `| ${label} | ${r.segment_len} | ${fmtInt(r.params)} | ` +
-    `${(r.flops_per_token_forward / 1e6).toFixed(2)} M | ${
-      (r.flops_per_token_train / 1e6).toFixed(2)
-    } M | ` +
-    `${fmtPpl(r.valid_ppl)} | ${fmtPpl(r.test_ppl)} | ${fmtInt(r.tokens_per_second)} |`
+    `| ${label} | ${r.segment_len} | ${fmtInt(r.params)} | ${
+      mflops(r.flops_per_token_forward)
+    } | ` +
+    `${mflops(r.flops_per_token_train)} | ${fmtInt(r.train_tokens)} | ${fmtPpl(r.valid_ppl)} | ` +
+    `${fmtPpl(r.test_ppl)} | ${fmtInt(r.tokens_per_second)} |`
   );
   return [...head, ...body].join("\n") + "\n";
 }
