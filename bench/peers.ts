@@ -36,6 +36,7 @@
  *
  * @module
  */
+import { CpuMeter, describeLoad, type Load } from "./_load.ts";
 import { median, type Phase, readLines, type Reply } from "./peers/_protocol.ts";
 
 /**
@@ -291,66 +292,6 @@ const spawnPeers = async (o: Options): Promise<Peer[]> => {
   return peers;
 };
 
-// --- how busy the rest of the machine was -----------------------------------------
-
-/**
- * CPU time the rest of the machine used while we measured, from Linux's
- * /proc: all busy ticks minus those of this process and its peers, and the
- * hypervisor's steal. On a 2-core machine one busy neighbour halves
- * everything, so every cell reports it beside its numbers.
- */
-class CpuMeter {
-  #t0 = performance.now();
-  #machine0: { busy: number; steal: number } | null;
-  #ours0: number;
-  constructor(private readonly pids: () => number[]) {
-    this.#machine0 = CpuMeter.machine();
-    this.#ours0 = this.#ours();
-  }
-
-  /** Busy and steal ticks of the whole machine (null off Linux). */
-  static machine(): { busy: number; steal: number } | null {
-    try {
-      const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
-        .map(Number);
-      const [user, nice, system, , , irq, softirq, steal] = f;
-      return { busy: user + nice + system + irq + softirq, steal };
-    } catch {
-      return null;
-    }
-  }
-
-  /** utime + stime (+ waited-for children) of a process, all its threads, in ticks. */
-  static process(pid: number): number {
-    try {
-      const s = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      const f = s.slice(s.lastIndexOf(")") + 2).split(" "); // f[0] is field 3, state
-      return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    } catch {
-      return 0;
-    }
-  }
-
-  #ours(): number {
-    return [Deno.pid, ...this.pids()].reduce((a, pid) => a + CpuMeter.process(pid), 0);
-  }
-
-  /** Average cores used by other processes, and stolen, since construction (null off Linux). */
-  read(): { otherCores: number; stealCores: number } | null {
-    const m = CpuMeter.machine();
-    if (m === null || this.#machine0 === null) return null;
-    const ticks = (performance.now() - this.#t0) / 10; // USER_HZ is 100 on Linux
-    const ours = this.#ours() - this.#ours0;
-    return {
-      otherCores: Math.max(0, m.busy - this.#machine0.busy - ours) / ticks,
-      stealCores: (m.steal - this.#machine0.steal) / ticks,
-    };
-  }
-}
-
-const describeLoad = (l: { otherCores: number; stealCores: number } | null): string =>
-  l === null ? "n/a" : `${l.otherCores.toFixed(2)} other, ${l.stealCores.toFixed(2)} steal`;
-
 // --- measurement ---------------------------------------------------------------
 
 /** Every step time of one peer in one cell. */
@@ -366,7 +307,7 @@ interface Cell {
   /** Step times of the rounds the medians use. */
   readonly cells: Map<Peer, CellResult>;
   /** Mean cores the rest of the machine used during those rounds. */
-  readonly load: { otherCores: number; stealCores: number } | null;
+  readonly load: Load | null;
   /** Rounds run, and how many of them the rest of the machine left alone. */
   readonly rounds: { readonly total: number; readonly clean: number };
 }
@@ -389,7 +330,7 @@ const measureCell = async (
   for (const p of peers) {
     if (o.warmup > 0) await p.request({ phase, segmentLen, steps: o.warmup });
   }
-  const rounds: { seconds: Map<Peer, number>; load: ReturnType<CpuMeter["read"]> }[] = [];
+  const rounds: { seconds: Map<Peer, number>; load: Load | null }[] = [];
   const tokensPerStep = new Map<Peer, number>();
   const isClean = (r: (typeof rounds)[number]) =>
     r.load === null || r.load.otherCores < o.busyCores;
@@ -417,8 +358,7 @@ const measureCell = async (
   const clean = rounds.filter(isClean);
   const used = clean.length >= Math.min(o.steps, 3) ? clean : rounds;
   const loads = used.map((r) => r.load).filter((l) => l !== null);
-  const mean = (f: (l: { otherCores: number; stealCores: number }) => number) =>
-    loads.reduce((a, l) => a + f(l), 0) / loads.length;
+  const mean = (f: (l: Load) => number) => loads.reduce((a, l) => a + f(l), 0) / loads.length;
   return {
     phase,
     segmentLen,
@@ -507,7 +447,7 @@ const printReport = (
   peers: readonly Peer[],
   results: readonly Cell[],
   rows: readonly PeerRow[],
-  load: { otherCores: number; stealCores: number } | null,
+  load: Load | null,
 ): void => {
   const [native, , torch] = peers;
   const nativeInfo = native.models.values().next().value;

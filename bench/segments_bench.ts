@@ -11,7 +11,10 @@
  * tokens/s, achieved GFLOP/s (matmul FLOPs of core/flops.ts over wall time),
  * peak tensor bytes inside one iteration (`tf.profile`), live tensor bytes
  * between iterations (`tf.memory().numBytes`) and the process's resident set
- * (`Deno.memoryUsage().rss`). tokens = 20 × 70 per iteration.
+ * (`Deno.memoryUsage().rss`), and the cores the rest of the machine used
+ * meanwhile (`_load.ts`: on two cores a busy neighbour halves every number).
+ * tokens = 20 × 70 per iteration. Deno has no hook after its last bench, so
+ * the table prints on unload, just before Deno's final row and summary.
  *
  * Run: `deno task bench` (add `-- --filter train` for one group).
  */
@@ -21,6 +24,7 @@ import { tf } from "../ops/tf.ts";
 import { compile, type Program } from "../core/program.ts";
 import { startTraining, trainOn, type TrainState } from "../core/train.ts";
 import { type ModelSpec, referenceCrt, referenceTransformer, referenceXl } from "../spec/model.ts";
+import { CpuMeter, type Load } from "./_load.ts";
 import { median } from "./peers/_protocol.ts";
 
 const started = await startBackend();
@@ -71,6 +75,10 @@ interface Measured {
   liveBytes: number;
   /** Largest resident set seen after a call. */
   rss: number;
+  /** Measures the rest of the machine from this bench's first call on. */
+  meter?: CpuMeter;
+  /** What the rest of the machine used, from the first call to the last. */
+  load: Load | null;
 }
 const measured: Measured[] = [];
 
@@ -80,11 +88,13 @@ const measured: Measured[] = [];
  * memory columns come from our own samples of the same calls.
  */
 const sampled = (m: Measured, f: () => void) => () => {
+  m.meter ??= new CpuMeter();
   const t0 = performance.now();
   f();
   m.ms.push(performance.now() - t0);
   m.liveBytes = tf.memory().numBytes;
   m.rss = Math.max(m.rss, Deno.memoryUsage().rss);
+  m.load = m.meter.read();
 };
 
 /** Peak tensor bytes while `f` runs (tfjs snapshots the byte count after every kernel). */
@@ -117,6 +127,7 @@ for (const m of prepared) {
     ms: [],
     liveBytes: 0,
     rss: 0,
+    load: null,
   };
   const infer: Measured = {
     group: "infer",
@@ -126,6 +137,7 @@ for (const m of prepared) {
     ms: [],
     liveBytes: 0,
     rss: 0,
+    load: null,
   };
   measured.push(train, infer);
   Deno.bench(
@@ -153,6 +165,7 @@ globalThis.addEventListener("unload", () => {
     "tf peak MB",
     "tf live MB",
     "RSS MB",
+    "other cores",
   ];
   const body = ran.map((m) => {
     // The first call is Deno's warm-up; the median is over the rest.
@@ -166,6 +179,7 @@ globalThis.addEventListener("unload", () => {
       mb(m.peakBytes),
       mb(m.liveBytes),
       mb(m.rss),
+      m.load === null ? "n/a" : m.load.otherCores.toFixed(2),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
@@ -176,6 +190,7 @@ globalThis.addEventListener("unload", () => {
   console.log(
     "GFLOP/s: matmul FLOPs (core/flops.ts) per wall second; tf peak: largest tensor bytes " +
       "inside one iteration (tf.profile); RSS: the process high-water so far (the wasm heap " +
-      "never shrinks, so later rows inherit earlier rows' heap).",
+      "never shrinks, so later rows inherit earlier rows' heap); other cores: CPU the rest of " +
+      "the machine used during the bench (2 cores here: 1.00 halves the numbers).",
   );
 });
