@@ -580,7 +580,16 @@ export async function readCorpus(dir: string): Promise<E.Either<DataError, Corpu
   });
 }
 
-async function exists(path: string): Promise<boolean> {
+/**
+ * Whether a file or folder exists (other stat errors propagate).
+ *
+ * @example
+ * ```ts
+ * import { exists } from "./data.ts";
+ * console.log(await exists("/")); // true
+ * ```
+ */
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;

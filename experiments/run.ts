@@ -57,6 +57,7 @@ import {
   countWindows,
   dataDirFromEnvironment,
   type DataPosition,
+  exists,
   loadPtb,
   segmentWindows,
   type Streams,
@@ -247,16 +248,6 @@ const makeYielder = () => {
     await new Promise((resolve) => setTimeout(resolve, 0));
     last = performance.now();
   };
-};
-
-const exists = async (path: string): Promise<boolean> => {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 };
 
 /** Writes a file atomically: temporary name in the same folder, then rename. */
