@@ -17,17 +17,46 @@ import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { registerGradients } from "./lower.ts";
 import { installMatmul, type MatmulTier } from "./matmul.ts";
 
-/** The backends this project runs on. */
+/**
+ * The backends this project runs on.
+ *
+ * @example
+ * ```ts
+ * import type { BackendName } from "./backend.ts";
+ * const fallback: BackendName = "cpu"; // slower; only when asked for by name
+ * console.log(fallback);
+ * ```
+ */
 export type BackendName = "wasm" | "cpu";
 
 /**
  * Which `BatchMatMul` kernel to run on wasm (see `ops/matmul.ts`): `native`
  * BLAS through FFI, `portable` pure wasm, or `auto`, native when a BLAS
  * library loads and portable otherwise.
+ *
+ * @example
+ * ```ts
+ * import type { MatmulChoice } from "./backend.ts";
+ * const choice: MatmulChoice = "portable"; // what browsers get
+ * console.log(choice);
+ * ```
  */
 export type MatmulChoice = "auto" | MatmulTier;
 
-/** Options of {@linkcode startBackend}. */
+/**
+ * Options of {@linkcode startBackend}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type BackendInfo, type BackendOptions, startBackend } from "./backend.ts";
+ * const opts: BackendOptions = { backend: "cpu" };
+ * const r = await startBackend(opts);
+ * if (r._tag === "Left") throw r.left;
+ * const info: BackendInfo = r.right;
+ * assert.deepEqual([info.name, info.simd, info.matmul], ["cpu", false, "stock"]);
+ * ```
+ */
 export interface BackendOptions {
   /** The tfjs backend (default "wasm"). */
   readonly backend?: BackendName;
@@ -40,7 +69,20 @@ export interface BackendOptions {
   readonly blasThreads?: number;
 }
 
-/** What {@linkcode startBackend} reports about the backend it started. */
+/**
+ * What {@linkcode startBackend} reports about the backend it started.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type BackendInfo, type BackendOptions, startBackend } from "./backend.ts";
+ * const opts: BackendOptions = { backend: "cpu" };
+ * const r = await startBackend(opts);
+ * if (r._tag === "Left") throw r.left;
+ * const info: BackendInfo = r.right;
+ * assert.deepEqual([info.name, info.simd, info.matmul], ["cpu", false, "stock"]);
+ * ```
+ */
 export interface BackendInfo {
   /** The active tfjs backend name. */
   readonly name: BackendName;
@@ -55,6 +97,14 @@ export interface BackendInfo {
 /**
  * A backend could not be started. `backend` names which one, `message` says
  * why; `cause` keeps the underlying error when there was one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BackendError, type BackendName, startBackend } from "./backend.ts";
+ * const r = await startBackend({ backend: "webgl" as BackendName });
+ * assert.ok(r._tag === "Left" && r.left instanceof BackendError);
+ * ```
  */
 export class BackendError extends Error {
   /** Discriminant for `Either` pattern matching. */

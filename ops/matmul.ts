@@ -27,7 +27,16 @@ import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { type Blas, type BlasError, loadBlas } from "./blas.ts";
 
-/** Which replacement kernel runs: native BLAS or pure wasm. */
+/**
+ * Which replacement kernel runs: native BLAS or pure wasm.
+ *
+ * @example
+ * ```ts
+ * import type { MatmulTier } from "./matmul.ts";
+ * const tier: MatmulTier = "native"; // cblas_sgemm through Deno FFI
+ * console.log(tier);
+ * ```
+ */
 export type MatmulTier = "native" | "portable";
 
 /** The replacement could not be installed. */
