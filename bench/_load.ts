@@ -49,6 +49,8 @@ const processTicks = (pid: number): number => {
  * Measures what the rest of the machine used from construction until each
  * {@linkcode CpuMeter.read}. The measured processes are this one plus
  * `pids()` (read at both ends, so children started later count once they exist).
+ * Deno 2 lets only `--allow-all` read /proc (`--allow-read` is not enough):
+ * without it, and off Linux, `read()` returns null.
  *
  * @example
  * ```ts

@@ -11,8 +11,9 @@
  * tokens/s, achieved GFLOP/s (matmul FLOPs of core/flops.ts over wall time),
  * peak tensor bytes inside one iteration (`tf.profile`), live tensor bytes
  * between iterations (`tf.memory().numBytes`) and the process's resident set
- * (`Deno.memoryUsage().rss`), and the cores the rest of the machine used
- * meanwhile (`_load.ts`: on two cores a busy neighbour halves every number).
+ * (`Deno.memoryUsage().rss`), and, with `-A` (Deno guards /proc), the cores
+ * the rest of the machine used meanwhile (`_load.ts`: on two cores a busy
+ * neighbour halves every number).
  * tokens = 20 × 70 per iteration. Deno has no hook after its last bench, so
  * the table prints on unload, just before Deno's final row and summary.
  *
@@ -156,6 +157,8 @@ const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
 globalThis.addEventListener("unload", () => {
   const ran = measured.filter((m) => m.ms.length > 1);
   if (ran.length === 0) return;
+  // Deno guards /proc behind --allow-all; without it the load column would say n/a on every row.
+  const withLoad = ran.some((m) => m.load !== null);
   const header = [
     "group",
     "model",
@@ -165,7 +168,7 @@ globalThis.addEventListener("unload", () => {
     "tf peak MB",
     "tf live MB",
     "RSS MB",
-    "other cores",
+    ...(withLoad ? ["other cores"] : []),
   ];
   const body = ran.map((m) => {
     // The first call is Deno's warm-up; the median is over the rest.
@@ -179,7 +182,7 @@ globalThis.addEventListener("unload", () => {
       mb(m.peakBytes),
       mb(m.liveBytes),
       mb(m.rss),
-      m.load === null ? "n/a" : m.load.otherCores.toFixed(2),
+      ...(withLoad ? [m.load === null ? "n/a" : m.load.otherCores.toFixed(2)] : []),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
@@ -189,8 +192,14 @@ globalThis.addEventListener("unload", () => {
   for (const r of body) console.log(line(r));
   console.log(
     "GFLOP/s: matmul FLOPs (core/flops.ts) per wall second; tf peak: largest tensor bytes " +
-      "inside one iteration (tf.profile); RSS: the process high-water so far (the wasm heap " +
-      "never shrinks, so later rows inherit earlier rows' heap); other cores: CPU the rest of " +
-      "the machine used during the bench (2 cores here: 1.00 halves the numbers).",
+      "inside one iteration (tf.profile); tf live: every tensor alive between iterations, " +
+      "i.e. the parameters and AdamW moments of all five models together; RSS: the process " +
+      "high-water so far (the wasm heap " +
+      "never shrinks, so later rows inherit earlier rows' heap)." +
+      (withLoad
+        ? " other cores: CPU the rest of the machine used during the bench (2 cores here: " +
+          "1.00 halves the numbers)."
+        : " Run `deno bench -A bench/segments_bench.ts` to see how busy the rest of the " +
+          "machine was (Deno lets only --allow-all read /proc)."),
   );
 });
