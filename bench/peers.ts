@@ -453,7 +453,7 @@ const printReport = (
   const nativeInfo = native.models.values().next().value;
   console.log(
     `# ours: tfjs-wasm, matmul tiers native (OpenBLAS cblas_sgemm via FFI, ${o.threads} threads) ` +
-      `and portable (XNNPACK, 1 thread); PyTorch ${
+      `and portable (our wasm SIMD GEMM, 2 threads on shared memory); PyTorch ${
         String(torch.models.values().next().value?.torch ?? "?")
       }, ${o.threads} threads + OPENBLAS_NUM_THREADS=${o.threads}`,
   );

@@ -14,8 +14,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
+import { registerFusedKernels } from "./fused.ts";
 import { registerGradients } from "./lower.ts";
-import { installMatmul, type MatmulTier } from "./matmul.ts";
+import { compileGemm } from "./gemm_pool.ts";
+import { installMatmul, matmulThreads, type MatmulTier } from "./matmul.ts";
 
 /**
  * The backends this project runs on.
@@ -67,6 +69,16 @@ export interface BackendOptions {
    * cores). Applies when the native kernel is installed, not to one already in place.
    */
   readonly blasThreads?: number;
+  /**
+   * Where tfjs-backend-wasm's `.wasm` binaries are served: a URL prefix
+   * ending in `/`, absolute or relative to the page (e.g. `"/wasm/"`). The
+   * default resolves the installed package's `dist/` folder through the
+   * import map, which works under Deno; a browser bundle has no import map
+   * and must pass it (`web/serve.ts` serves the installed files under
+   * `/wasm/`). Only the first wasm start uses it: tfjs cannot move the
+   * binaries once loaded.
+   */
+  readonly wasmPaths?: string;
 }
 
 /**
@@ -90,7 +102,12 @@ export interface BackendInfo {
   readonly simd: boolean;
   /** The matmul kernel in use: a replacement on wasm, the backend's own ("stock") on cpu. */
   readonly matmul: MatmulTier | "stock";
-  /** Why the native matmul is not in use, when it was wanted ("auto") but could not load. */
+  /**
+   * Why the native matmul is not in use, when it was wanted ("auto") but
+   * could not load — in a browser, because there is no Deno FFI — and why
+   * the portable matmul runs on one thread instead of two, when it does (no
+   * `SharedArrayBuffer` in a page that is not cross-origin isolated, say).
+   */
   readonly reason?: string;
 }
 
@@ -133,11 +150,44 @@ export const wasmDistUrl = (): string =>
 
 const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
-const registerWasm = async (): Promise<void> => {
+/** Whether this runtime is Deno (and so may have FFI); false in a browser. */
+const isDeno = (): boolean => typeof Deno !== "undefined";
+
+/**
+ * The prefix the `.wasm` binaries are fetched from: the caller's, or the
+ * installed package's `dist/`. Left when neither is known (a bundle in a
+ * browser, where `import.meta.resolve` has no import map to resolve with).
+ */
+const wasmPrefix = (given: string | undefined): Either<string, string> => {
+  if (given !== undefined) {
+    return given.endsWith("/") ? right(given) : left(
+      `wasmPaths must be a URL prefix ending in "/" (a folder), got "${given}"`,
+    );
+  }
+  try {
+    return right(wasmDistUrl());
+  } catch (e) {
+    return left(
+      `cannot locate tfjs-backend-wasm's .wasm files (${describe(e)}); outside Deno pass ` +
+        `{ wasmPaths: "<URL of the folder serving the installed package's dist/ files>/" }`,
+    );
+  }
+};
+
+/**
+ * Import the wasm backend and, before its first start, point it at its
+ * binaries. Returns the prefix set (null when already set by an earlier start).
+ */
+const registerWasm = async (
+  given: string | undefined,
+): Promise<Either<string, string | null>> => {
   const wasm = await import("@tensorflow/tfjs-backend-wasm");
   // setWasmPaths throws once the wasm backend has initialised, and the paths
   // cannot change afterwards anyway, so only set them before the first start.
-  if (tf.findBackend("wasm") == null) wasm.setWasmPaths(wasmDistUrl());
+  if (tf.findBackend("wasm") != null) return right(null);
+  const prefix = wasmPrefix(given);
+  if (prefix._tag === "Right") wasm.setWasmPaths(prefix.right);
+  return prefix;
 };
 
 const registerCpu = async (): Promise<void> => {
@@ -162,12 +212,20 @@ const chooseMatmul = (
   choice: MatmulChoice,
   threads: number | undefined,
 ): Either<string, { matmul: MatmulTier; reason?: string }> => {
-  const portable = (reason?: string) => {
+  const portable = (native?: string) => {
     const p = installMatmul("portable");
     if (p._tag === "Left") return left(p.left.reason);
-    return right(reason === undefined ? { matmul: p.right } : { matmul: p.right, reason });
+    // One thread where workers cannot run (a page that is not cross-origin isolated, say).
+    const single = matmulThreads().reason;
+    const reasons = [native, single && `the portable matmul runs on one thread: ${single}`];
+    const reason = reasons.filter((r) => r !== undefined).join("; ");
+    return right(reason === "" ? { matmul: p.right } : { matmul: p.right, reason });
   };
   if (choice === "portable") return portable();
+  if (choice === "auto" && !isDeno()) {
+    // A browser: no Deno FFI, so no native BLAS; the portable kernel is the fast one here.
+    return portable("no Deno FFI in this runtime (a browser?), so no native BLAS");
+  }
   const native = installMatmul("native", threads === undefined ? {} : { threads });
   if (native._tag === "Right") return right({ matmul: native.right });
   if (choice === "native") return left(`native matmul unavailable: ${native.left.reason}`);
@@ -186,6 +244,11 @@ const chooseMatmul = (
  * chosen silently when WASM fails, because it is 2–9× slower (SUBSTRATE.md)
  * and a run on it would pass for a performance regression. Calling this twice with
  * the same backend is a no-op that returns the same info.
+ *
+ * In a browser (no `Deno` global) "auto" skips the FFI attempt and runs the
+ * portable kernel, saying so in `info.reason`, and the `.wasm` binaries are
+ * fetched from `opts.wasmPaths`, which a bundle must give (see
+ * {@linkcode BackendOptions}).
  *
  * @example
  * ```ts
@@ -211,18 +274,24 @@ export const startBackend = async (
     );
   }
   try {
+    let prefix: string | null = null;
     if (tf.engine().backendName !== name) {
-      if (name === "wasm") await registerWasm();
-      else await registerCpu();
+      if (name === "wasm") {
+        const set = await registerWasm(opts.wasmPaths);
+        if (set._tag === "Left") return left(new BackendError(name, set.left));
+        prefix = set.right;
+      } else await registerCpu();
       const ok = await tf.setBackend(name);
       if (!ok) {
+        const why = "tf.setBackend returned false (see the tfjs warning above)";
+        const where = prefix ?? "the folder the first wasm start set";
         return left(
           new BackendError(
             name,
             name === "wasm"
-              ? `tf.setBackend returned false (see the tfjs warning above); binaries were looked ` +
-                `up in ${wasmDistUrl()}. Pass { backend: "cpu" } to run on the slow JS backend.`
-              : "tf.setBackend returned false (see the tfjs warning above)",
+              ? `${why}; binaries were looked up in ${where}. ` +
+                `Pass { backend: "cpu" } to run on the slow JS backend.`
+              : why,
           ),
         );
       }
@@ -230,8 +299,12 @@ export const startBackend = async (
     if (name === "cpu") silenceCpuGreeting();
     // tfjs-core alone registers no gradients; the lowering's are installed here, at start-up, not on import.
     registerGradients();
+    registerFusedKernels();
     if (name === "cpu") return right({ name, simd: false, matmul: "stock" });
     const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT") === true;
+    // The portable matmul's kernels, compiled here because a browser's main thread
+    // refuses to compile them synchronously; a failure shows when the kernel first runs.
+    if (choice !== "native") await compileGemm().catch(() => undefined);
     const mm = chooseMatmul(choice, opts.blasThreads);
     if (mm._tag === "Left") return left(new BackendError(name, mm.left));
     return right({ name, simd, ...mm.right });

@@ -82,6 +82,9 @@ export interface Blas {
 }
 
 const CBLAS_ROW_MAJOR = 101;
+
+/** Below this many FLOPs a product runs on one BLAS thread (see `loadBlas`). */
+export const SMALL_GEMM_FLOPS = 32e6;
 const CBLAS_NO_TRANS = 111;
 const CBLAS_TRANS = 112;
 
@@ -170,6 +173,16 @@ export const loadBlas = (
     const setThreads = lib.symbols.openblas_set_num_threads;
     if (setThreads !== null) setThreads(threads);
     const sgemm = lib.symbols.cblas_sgemm;
+    // Products under SMALL_GEMM_FLOPS run on the calling thread only: waking
+    // OpenBLAS's sleeping workers cost 3–4 ms for a 20×256×256 product after
+    // other work (0.4 ms back to back), ten times the product itself.
+    let current = threads;
+    const useThreads = (t: number) => {
+      if (setThreads !== null && t !== current) {
+        setThreads(t);
+        current = t;
+      }
+    };
     return right({
       library,
       threads: setThreads !== null ? threads : null,
@@ -181,6 +194,7 @@ export const loadBlas = (
               `got ${a.length}, ${b.length}, ${c.length}`,
           );
         }
+        useThreads(2 * m * n * k < SMALL_GEMM_FLOPS ? 1 : threads);
         sgemm(
           CBLAS_ROW_MAJOR,
           s.transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS,

@@ -12,10 +12,19 @@
  *   wasm heap, transposes as CBLAS flags, one call per batch entry (or one
  *   call for the whole batch when B is shared). Needs `--allow-ffi` and a
  *   CBLAS library.
- * - `portable`: pure wasm, for browsers. Transposed operands are transposed
- *   explicitly with the wasm `Transpose` kernel, then multiplied untransposed
- *   so that XNNPACK runs: a shared B folds the batch into the rows of A; a
- *   batched B runs XNNPACK once per batch entry on views of the slices.
+ * - `portable`: pure wasm, for browsers: the SIMD GEMM of `kernels/gemm.c`
+ *   on two threads (`ops/gemm_pool.ts`): the calling thread works in place on
+ *   the wasm heap, a worker on copies of its share in a shared memory;
+ *   transposes are absorbed by the kernel's packing, a shared B folds the
+ *   batch into the rows of A, and a batch (attention) is split between the
+ *   threads. Small products stay on the calling thread. Where threads are
+ *   unavailable (a browser page that is not cross-origin isolated) it runs
+ *   on one thread and {@linkcode matmulThreads} says why. XNNPACK (tfjs's
+ *   own, one thread) takes the untransposed products of 5 to 15 rows with
+ *   a shared B — batch-1 inference over a prefix —, where it is faster
+ *   because it keeps each weight packed, and everything when the kernel cannot be
+ *   instantiated on tfjs's heap: transposed operands are then transposed
+ *   explicitly with the wasm `Transpose` kernel first.
  *
  * Shapes the replacement does not handle (non-float32, batch dims that
  * broadcast other than from 1, mismatched inner dims) go to the stock kernel,
@@ -26,6 +35,13 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { type Blas, type BlasError, loadBlas } from "./blas.ts";
+import {
+  type GemmPool,
+  type GemmPoolStats,
+  type GemmThreads,
+  gemmThreads,
+  startGemmPool,
+} from "./gemm_pool.ts";
 
 /**
  * Which replacement kernel runs: native BLAS or pure wasm.
@@ -49,10 +65,32 @@ export interface MatmulError {
 
 /** Options of {@linkcode installMatmul}. */
 export interface MatmulOptions {
-  /** OpenBLAS threads for the native tier (default: the machine's logical cores). */
+  /**
+   * Threads: OpenBLAS threads for the native tier (default: the machine's
+   * logical cores); for the portable tier 1, or 2 for the calling thread
+   * plus one worker (default 2 on a machine with two cores or more; more is
+   * taken as 2).
+   */
   readonly threads?: number;
   /** A CBLAS library to open instead of the default list (native tier). */
   readonly library?: string;
+  /**
+   * Portable tier: products of fewer FLOPs run on the calling thread alone
+   * (default `DEFAULT_MIN_PARALLEL_FLOPS` of `ops/gemm_pool.ts`).
+   */
+  readonly minParallelFlops?: number;
+  /**
+   * Portable tier: products with fewer FLOPs per element of A, B and C run
+   * on the calling thread alone (default `DEFAULT_MIN_INTENSITY` of
+   * `ops/gemm_pool.ts`).
+   */
+  readonly minIntensity?: number;
+  /**
+   * Portable tier: `"gemm"` (default) runs the kernel of `ops/gemm_pool.ts`;
+   * `"xnnpack"` runs tfjs's XNNPACK on one thread after explicit transposes,
+   * the fallback, selectable for comparisons.
+   */
+  readonly portableKernel?: "gemm" | "xnnpack";
 }
 
 // --- what the kernels use of tfjs-backend-wasm -------------------------------
@@ -70,6 +108,11 @@ interface WasmBackend {
       disposeData(id: number): void;
     };
     cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
+    /** Emscripten's allocator on the heap (byte offsets). */
+    _malloc(bytes: number): number;
+    _free(offset: number): void;
+    /** The exports of tfjs's own module; `memory` is its heap. */
+    readonly asm?: { readonly memory?: WebAssembly.Memory };
   };
   /** Next free C++ tensor id; views of slices reserve ids from it so they never collide. */
   dataIdNextNumber: number;
@@ -193,7 +236,99 @@ const nativeKernel = (blas: Blas, stock: tf.KernelFunc): tf.KernelFunc => (args)
 
 // --- portable tier -------------------------------------------------------------
 
-const portableKernel = (stock: tf.KernelFunc, transpose: tf.KernelFunc): tf.KernelFunc => {
+/** The portable tier's GEMM pool, made on the first product (it needs the backend's heap). */
+interface Portable {
+  readonly opts: {
+    readonly threads?: number;
+    readonly minParallelFlops?: number;
+    readonly minIntensity?: number;
+  };
+  /** What the environment allows, found at installation (before any pool exists). */
+  readonly probe: GemmThreads;
+  pool: { readonly backend: WasmBackend; readonly pool: GemmPool } | null;
+  /** Why the pool cannot run on this backend: the tier then runs XNNPACK. */
+  failed: string | null;
+}
+
+/** The pool of `backend`, or null (and `p.failed` set) when it cannot be made. */
+const poolOf = (p: Portable, backend: WasmBackend): GemmPool | null => {
+  if (p.pool?.backend === backend) return p.pool.pool;
+  if (p.failed !== null) return null;
+  p.pool?.pool.dispose(); // a backend made anew (tf.removeBackend): start over on its heap
+  p.pool = null;
+  const memory = backend.wasm.asm?.memory;
+  if (!(memory instanceof WebAssembly.Memory)) {
+    p.failed = "tfjs-backend-wasm does not expose its memory (Module.asm.memory)";
+  } else {
+    try {
+      const pool = startGemmPool({
+        memory,
+        alloc: (bytes) => backend.wasm._malloc(bytes) >>> 0,
+        free: (at) => backend.wasm._free(at),
+      }, p.opts);
+      p.pool = { backend, pool };
+      return pool;
+    } catch (e) {
+      p.failed = `the GEMM kernel cannot start: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+  console.warn(`portable matmul: running XNNPACK on one thread: ${p.failed}`);
+  return null;
+};
+
+/** From 5 to this many rows − 1 (batch folded in) an untransposed product with a shared B runs XNNPACK. */
+const FEW_ROWS = 16;
+
+const portableKernel = (
+  stock: tf.KernelFunc,
+  transpose: tf.KernelFunc,
+  portable: Portable,
+): tf.KernelFunc => {
+  const xnnpack = xnnpackKernel(stock, transpose);
+  return (args) => {
+    const plan = planOf(args as Args);
+    if (plan === null) return stock(args);
+    const backend = args.backend as unknown as WasmBackend;
+    if (plan.k === 0 || sizeOf(plan.outShape) === 0) return zeros(backend, plan.outShape);
+    const { m, n, k, batchA, batchB, transposeA, transposeB } = plan;
+    // 5–15 rows times a shared, untransposed B (batch-1 inference over a prefix):
+    // the kernel would spend about as much on packing B as on the product, while
+    // XNNPACK packs a weight once and keeps it. (Up to 4 rows the kernel reads B
+    // unpacked, faster than XNNPACK, and, unlike it, as fast on a B it has not seen.)
+    const rows = batchA * m;
+    const fewRows = !transposeA && !transposeB && batchB === 1 && rows > 4 && rows < FEW_ROWS;
+    const pool = fewRows ? null : poolOf(portable, backend);
+    if (pool === null) return xnnpack(args, plan);
+    const out = backend.makeOutput(plan.outShape, "float32");
+    // After makeOutput, which may have grown the heap: the offsets stay valid.
+    const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    const fold = batchB === 1 && !transposeA; // a shared B: A's batch is just more rows
+    const batch = fold ? 1 : Math.max(batchA, batchB);
+    pool.gemm({
+      batch,
+      m: fold ? batchA * m : m,
+      n,
+      k,
+      a: at(plan.a),
+      transposeA,
+      batchA: fold ? 1 : batchA,
+      b: at(plan.b),
+      transposeB,
+      batchB,
+      c: at(out),
+    });
+    return out;
+  };
+};
+
+/**
+ * The fallback: XNNPACK, which wants untransposed operands, so transposed
+ * ones are transposed explicitly with the wasm `Transpose` kernel first.
+ */
+const xnnpackKernel = (
+  stock: tf.KernelFunc,
+  transpose: tf.KernelFunc,
+): (args: Parameters<tf.KernelFunc>[0], plan: Plan) => tf.TensorInfo | tf.TensorInfo[] => {
   let raw: { backend: WasmBackend; call: RawBatchMatMul } | null = null;
   const rawFor = (backend: WasmBackend): RawBatchMatMul => {
     if (raw === null || raw.backend !== backend) {
@@ -213,11 +348,8 @@ const portableKernel = (stock: tf.KernelFunc, transpose: tf.KernelFunc): tf.Kern
     return raw.call;
   };
 
-  return (args) => {
-    const plan = planOf(args as Args);
-    if (plan === null) return stock(args);
+  return (args, plan) => {
     const backend = args.backend as unknown as WasmBackend;
-    if (plan.k === 0 || sizeOf(plan.outShape) === 0) return zeros(backend, plan.outShape);
     const { m, n, k, batchA, batchB, transposeA, transposeB } = plan;
     // The stock kernel already runs XNNPACK on this one (and caches B's packing by its id).
     if (!transposeA && !transposeB && batchA === 1 && batchB === 1) return stock(args);
@@ -315,7 +447,18 @@ const slices = (
  * The one installed replacement. It mirrors tfjs's kernel registry, which is
  * global too; `stock` is the kernel found there before the first install.
  */
-let installed: { tier: MatmulTier; stock: tf.KernelConfig; blas: Blas | null } | null = null;
+let installed: {
+  tier: MatmulTier;
+  stock: tf.KernelConfig;
+  blas: Blas | null;
+  portable: Portable | null;
+} | null = null;
+
+/** Release what an installed replacement holds: its BLAS library, its worker and workspace. */
+const release = (i: NonNullable<typeof installed>): void => {
+  i.blas?.close();
+  i.portable?.pool?.pool.dispose();
+};
 
 const KERNEL = "BatchMatMul";
 const BACKEND = "wasm";
@@ -358,25 +501,51 @@ export const installMatmul = (
     return fail("the wasm backend's kernels are not registered: start the wasm backend first");
   }
   let blas: Blas | null = null;
+  let portable: Portable | null = null;
   if (tier === "native") {
     const loaded = loadBlas(opts);
     if (loaded._tag === "Left") return loaded;
     blas = loaded.right;
+  } else {
+    const { threads, minParallelFlops, minIntensity } = opts;
+    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
+      return fail(`threads must be a positive integer, got ${threads}`);
+    }
+    if (minParallelFlops !== undefined && !(minParallelFlops >= 0)) {
+      return fail(`minParallelFlops must be ≥ 0, got ${minParallelFlops}`);
+    }
+    if (minIntensity !== undefined && !(minIntensity >= 0)) {
+      return fail(`minIntensity must be ≥ 0, got ${minIntensity}`);
+    }
+    const poolOpts = { threads, minParallelFlops, minIntensity };
+    const kernel = opts.portableKernel ?? "gemm";
+    if (kernel !== "gemm" && kernel !== "xnnpack") {
+      return fail(`unknown portableKernel '${String(kernel)}'; expected "gemm" or "xnnpack"`);
+    }
+    portable = kernel === "gemm"
+      ? { opts: poolOpts, probe: gemmThreads(poolOpts), pool: null, failed: null }
+      : {
+        opts: poolOpts,
+        probe: { threads: 1, reason: 'portableKernel: "xnnpack" was asked for' },
+        pool: null,
+        failed: 'portableKernel: "xnnpack" was asked for',
+      };
   }
   const kernelFunc = blas !== null
     ? nativeKernel(blas, stock.kernelFunc)
-    : portableKernel(stock.kernelFunc, transpose.kernelFunc);
+    : portableKernel(stock.kernelFunc, transpose.kernelFunc, portable!);
   tf.unregisterKernel(KERNEL, BACKEND);
   // The stock setup stays: it binds the C++ entry the fallbacks call, and
   // runs again if the backend is ever re-initialised.
   tf.registerKernel({ ...stock, kernelFunc });
-  installed?.blas?.close();
-  installed = { tier, stock, blas };
+  if (installed !== null) release(installed);
+  installed = { tier, stock, blas, portable };
   return right(tier);
 };
 
 /**
- * Put the stock `BatchMatMul` kernel back (and close the BLAS library).
+ * Put the stock `BatchMatMul` kernel back (and close the BLAS library, or
+ * stop the portable tier's worker and free its workspace).
  * Does nothing when no replacement is installed.
  *
  * @example
@@ -392,7 +561,7 @@ export const uninstallMatmul = (): void => {
   if (installed === null) return;
   tf.unregisterKernel(KERNEL, BACKEND);
   tf.registerKernel(installed.stock);
-  installed.blas?.close();
+  release(installed);
   installed = null;
 };
 
@@ -406,3 +575,90 @@ export const uninstallMatmul = (): void => {
  * ```
  */
 export const installedMatmul = (): MatmulTier | "stock" => installed?.tier ?? "stock";
+
+/**
+ * The threads the installed kernel runs large products on, and why only one
+ * when the portable tier cannot use two (no `SharedArrayBuffer` in a page
+ * that is not cross-origin isolated, no `Worker`, `threads: 1`, one core,
+ * or a worker that failed). Native: the BLAS threads it was opened with
+ * (null when the library has no thread setter). Stock: 1.
+ *
+ * @example
+ * ```ts
+ * import { ensureBackend } from "./backend.ts";
+ * import { matmulThreads } from "./matmul.ts";
+ * await ensureBackend({ matmul: "portable" });
+ * const { threads, reason } = matmulThreads();
+ * console.log(threads, reason ?? "");
+ * ```
+ */
+export const matmulThreads = (): { readonly threads: number | null; readonly reason?: string } => {
+  if (installed === null) return { threads: 1 };
+  if (installed.blas !== null) return { threads: installed.blas.threads };
+  const p = installed.portable!;
+  if (p.failed !== null) return { threads: 1, reason: p.failed };
+  const pool = p.pool?.pool;
+  if (pool === undefined) return p.probe;
+  return pool.reason === undefined ? { threads: pool.threads } : {
+    threads: pool.threads,
+    reason: pool.reason,
+  };
+};
+
+/**
+ * Stop the portable tier's worker now; the next large product starts it
+ * again. Without this an idle worker retires by itself after 3 s (so a
+ * Deno script ends at most that much later than its last product);
+ * tests and short scripts call it to end at once. Does nothing when no
+ * worker runs.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { ensureBackend } from "./backend.ts";
+ * import { stopMatmulWorkers } from "./matmul.ts";
+ * await ensureBackend({ matmul: "portable" });
+ * tf.tidy(() => tf.matMul(tf.ones([256, 256]), tf.ones([256, 256])));
+ * stopMatmulWorkers();
+ * ```
+ */
+export const stopMatmulWorkers = (): void => installed?.portable?.pool?.pool.stopWorker();
+
+/**
+ * Start the portable tier's worker now, on the wasm backend's heap, and
+ * resolve once it takes jobs: true, or false when the tier runs on one
+ * thread (then {@linkcode matmulThreads} says why) or is not installed.
+ * Products never wait for the worker — they run on one thread while it
+ * starts — so this is for benchmarks and tests that want the two-thread
+ * path from their first product.
+ *
+ * @example
+ * ```ts
+ * import { ensureBackend } from "./backend.ts";
+ * import { startMatmulWorkers, stopMatmulWorkers } from "./matmul.ts";
+ * await ensureBackend({ matmul: "portable" });
+ * console.log(await startMatmulWorkers()); // true on a 2-core machine
+ * stopMatmulWorkers();
+ * ```
+ */
+export const startMatmulWorkers = async (): Promise<boolean> => {
+  const portable = installed?.portable;
+  const backend = tf.findBackend(BACKEND) as unknown as WasmBackend | undefined;
+  if (portable == null || backend == null) return false;
+  const pool = poolOf(portable, backend);
+  return pool === null ? false : await pool.ready();
+};
+
+/**
+ * What the portable tier's pool has done since it started (products on one
+ * thread, split with the worker, run alone while the worker was starting,
+ * workers started), or null on another tier or before its first product.
+ *
+ * @example
+ * ```ts
+ * import { matmulStats } from "./matmul.ts";
+ * console.log(matmulStats()); // null until the portable tier runs a product
+ * ```
+ */
+export const matmulStats = (): GemmPoolStats | null =>
+  installed?.portable?.pool?.pool.stats() ?? null;

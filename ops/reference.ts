@@ -177,6 +177,21 @@ const softmax = (x: RefTensor, p: Precision): RefTensor => {
   return { shape: x.shape, dtype: "float32", data: out };
 };
 
+const logSoftmax = (x: RefTensor, p: Precision): RefTensor => {
+  const { rows, len } = lastAxisRows(x.shape);
+  const out = floatArray(x.data.length, p);
+  for (let r = 0; r < rows; r++) {
+    const o = r * len;
+    let m = -Infinity;
+    for (let j = 0; j < len; j++) m = Math.max(m, x.data[o + j]);
+    let s = 0;
+    for (let j = 0; j < len; j++) s += Math.exp(x.data[o + j] - m);
+    const lse = m + Math.log(s);
+    for (let j = 0; j < len; j++) out[o + j] = x.data[o + j] - lse;
+  }
+  return { shape: x.shape, dtype: "float32", data: out };
+};
+
 const layerNorm = (
   x: RefTensor,
   g: RefTensor,
@@ -407,6 +422,8 @@ export const evalRef = (op: Op, inputs: readonly RefTensor[], ctx: RefCtx): RefT
       return binary(x, y, shape, p, (v, b) => Math.sign(v) * Math.max(Math.abs(v) + b, 0));
     case "softmax":
       return softmax(x, p);
+    case "logSoftmax":
+      return logSoftmax(x, p);
     case "layerNorm":
       return layerNorm(x, y, inputs[2], op.eps, p);
     case "embedding":

@@ -91,6 +91,8 @@ export type Op =
   | { readonly _tag: "modrelu" }
   /** Softmax over the last axis. */
   | { readonly _tag: "softmax" }
+  /** log softmax over the last axis: x − max − log Σ exp(x − max), stable for any logits. */
+  | { readonly _tag: "logSoftmax" }
   /** LayerNorm over the last axis: inputs x, gain [D], bias [D]. */
   | { readonly _tag: "layerNorm"; readonly eps: number }
   /** Row lookup: inputs table [V, D] (float32) and ids [...] (int32) → [..., D]. */
@@ -251,6 +253,7 @@ export const inferShape = (
     case "sigmoid":
     case "tanh":
     case "softmax":
+    case "logSoftmax":
     case "dropout":
     case "stopGradient":
       needF32(0);
@@ -479,6 +482,10 @@ export class Ops<T> {
   /** Softmax over the last axis. */
   softmax(x: T): T {
     return this.op({ _tag: "softmax" }, x);
+  }
+  /** log softmax over the last axis. */
+  logSoftmax(x: T): T {
+    return this.op({ _tag: "logSoftmax" }, x);
   }
   /** LayerNorm over the last axis. */
   layerNorm(x: T, gain: T, bias: T, eps = 1e-5): T {

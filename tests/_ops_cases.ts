@@ -143,6 +143,13 @@ export const opCases = (): OpCase[] => {
   }
 
   add("softmax", { _tag: "softmax" }, [r.normal([2, 3, 5], 2)], [0]);
+  add("logSoftmax", { _tag: "logSoftmax" }, [r.normal([2, 3, 5], 2)], [0]);
+  {
+    // Logits near 90: exp(90) overflows float32, so this fails without the row-max shift.
+    const x = r.normal([3, 6], 2);
+    for (let i = 0; i < x.data.length; i++) x.data[i] += 90;
+    add("logSoftmax logits near 90", { _tag: "logSoftmax" }, [x], [0]);
+  }
   add("layerNorm rank 3", { _tag: "layerNorm", eps: 1e-5 }, [
     r.normal([2, 3, 6], 2),
     r.normal([6]),
@@ -209,6 +216,16 @@ export const opCases = (): OpCase[] => {
   add("crossEntropy", { _tag: "crossEntropy" }, [
     r.normal([6, 7], 2),
     refTensor([6], [0, 6, 3, 3, 1, 6], { dtype: "int32" }),
+  ], [0]);
+  // Rows long enough for the fused kernel's SIMD loops, with a ragged tail (37 = 4·8 + 5).
+  add("crossEntropy wide rows", { _tag: "crossEntropy" }, [
+    r.normal([4, 37], 3),
+    refTensor([4], [36, 0, 17, 32], { dtype: "int32" }),
+  ], [0]);
+  // Logits far from 0 (softmax near one-hot): the shift by the row max must hold.
+  add("crossEntropy large logits", { _tag: "crossEntropy" }, [
+    r.normal([3, 24], 40),
+    refTensor([3], [5, 23, 0], { dtype: "int32" }),
   ], [0]);
 
   add("dropout (not training)", { _tag: "dropout", rate: 0.3 }, [r.normal([3, 4])], [0]);

@@ -84,3 +84,40 @@ Deno.test("startBackend: an unknown backend is a Left with a readable BackendErr
   assert.equal(started.left._tag, "BackendError");
   assert.match(started.left.message, /cannot start tfjs backend 'tpu': unknown backend/);
 });
+
+/** Run `code` in a fresh `deno eval` with the project's config; its stdout, or a failed assert. */
+const probe = async (code: string): Promise<string> => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--config", new URL("deno.json", root).pathname, code],
+    cwd: root.pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout).trim();
+};
+
+Deno.test("startBackend: without a Deno global (a browser) wasm runs the portable matmul and says why", async () => {
+  // Fresh processes: the wasm binaries' location is fixed at the first wasm start.
+  const backend = new URL("ops/backend.ts", root).href;
+  const seen = JSON.parse(
+    await probe(`
+    const { startBackend, wasmDistUrl } = await import("${backend}");
+    const url = wasmDistUrl();
+    Reflect.deleteProperty(globalThis, "Deno");
+    const notAFolder = await startBackend({ wasmPaths: url + "tfjs-backend-wasm-simd.wasm" });
+    const started = await startBackend({ wasmPaths: url });
+    console.log(JSON.stringify({ notAFolder: notAFolder.left?.message, started: started.right }));
+  `),
+  );
+  assert.match(seen.notAFolder, /wasmPaths must be a URL prefix ending in "\/"/);
+  assert.equal(seen.started.name, "wasm");
+  assert.equal(seen.started.matmul, "portable");
+  assert.match(seen.started.reason, /no Deno FFI/);
+  const wrong = await probe(`
+    const { startBackend } = await import("${backend}");
+    const r = await startBackend({ wasmPaths: "file:///nonexistent-crt-wasm/" });
+    console.log(r._tag === "Left" ? r.left.message : "started");
+  `);
+  assert.match(wrong, /binaries were looked up in file:\/\/\/nonexistent-crt-wasm\//);
+});

@@ -79,6 +79,7 @@ Deno.test("ops grad: the gradient of every differentiable op tag is checked", ()
     "tanh",
     "modrelu",
     "softmax",
+    "logSoftmax",
     "layerNorm",
     "embedding",
     "reshape",

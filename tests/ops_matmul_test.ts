@@ -19,7 +19,16 @@ import { compile, flattenParams } from "../core/program.ts";
 import { ensureBackend, startBackend } from "../ops/backend.ts";
 import { loadBlas } from "../ops/blas.ts";
 import { evalTf, type LowerCtx, toTensor } from "../ops/lower.ts";
-import { installedMatmul, installMatmul, type MatmulTier, uninstallMatmul } from "../ops/matmul.ts";
+import {
+  installedMatmul,
+  installMatmul,
+  matmulStats,
+  matmulThreads,
+  type MatmulTier,
+  startMatmulWorkers,
+  stopMatmulWorkers,
+  uninstallMatmul,
+} from "../ops/matmul.ts";
 import { evalRef, type RefTensor } from "../ops/reference.ts";
 import { normError, sampler, scoped } from "./_ops_cases.ts";
 import { randomTokens, tinyModels } from "./_tiny.ts";
@@ -323,6 +332,133 @@ tierTest(
     }),
 );
 
+/**
+ * Run `f` on the portable tier installed with `opts`, then put the default
+ * portable tier back (and stop its worker).
+ */
+const withPortable = async <T>(
+  opts: Parameters<typeof installMatmul>[1],
+  f: () => T | Promise<T>,
+): Promise<T> => {
+  uninstallMatmul();
+  const r = installMatmul("portable", opts);
+  if (r._tag === "Left") throw new Error(r.left.reason);
+  try {
+    return await f();
+  } finally {
+    uninstallMatmul();
+    installMatmul("portable");
+  }
+};
+
+Deno.test("portable tier on two threads (every product shared) matches the reference", async () => {
+  await withPortable({ threads: 2, minParallelFlops: 0, minIntensity: 0 }, async () => {
+    assert.deepEqual(matmulThreads(), { threads: 2 });
+    assert.equal(await startMatmulWorkers(), true, "the worker did not start");
+    let seed = 500;
+    for (const batch of BATCHES) {
+      for (const size of SIZES) {
+        for (const t of TRANSPOSES) {
+          const err = compare(batch, size, t, seed++);
+          assert.ok(err <= TOL, `[${batch}] (M,K,N)=(${size}) transpose=${t}: error ${err}`);
+        }
+      }
+    }
+    // Broadcast batches of 1, either side, every transpose.
+    const s = sampler(8);
+    for (const [tA, tB] of TRANSPOSES) {
+      for (const [ba, bb] of [[5, 1], [1, 5]]) {
+        const [m, k, n] = [13, 33, 17];
+        const a = s.normal([ba, ...stored(m, k, tA)]), b = s.normal([bb, ...stored(k, n, tB)]);
+        const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b), tA, tB));
+        const err = normError(got.dataSync(), broadcastRef(a, b, tA, tB).data);
+        got.dispose();
+        assert.ok(err <= TOL, `batches ${ba}/${bb} transpose=${[tA, tB]}: error ${err}`);
+      }
+    }
+    // Products big enough to cut into row and column chunks, every transpose, ranks 2 and 3.
+    for (const batch of [[], [3]]) {
+      for (const size of [[257, 33, 65], [9, 40, 600]] as const) {
+        for (const t of TRANSPOSES) {
+          const err = compare(batch, size, t, seed++);
+          assert.ok(err <= TOL, `[${batch}] (M,K,N)=(${size}) transpose=${t}: error ${err}`);
+        }
+      }
+    }
+    const stats = matmulStats();
+    // The batch-6 products, the broadcasts and the big ones are cut in chunks (the rest is too small).
+    assert.ok(stats !== null && stats.split >= 50, `split ${stats?.split} products`);
+    assert.equal(stats.notReady, 0);
+  });
+});
+
+Deno.test("portable tier on two threads: gradients and the reference model's attention shapes", async () => {
+  await withPortable({ threads: 2 }, async () => {
+    assert.equal(await startMatmulWorkers(), true);
+    const s = sampler(12);
+    // Attention of the reference model at B = 20, S = 35: [B·H, S+1, dHead], above the threshold.
+    const q = s.normal([80, 36, 64]), k = s.normal([80, 36, 64]);
+    const err = compare([80], [36, 64, 36], [false, true], 3);
+    assert.ok(err <= TOL, `Q·Kᵀ: error ${err}`);
+    // Gradients through autograd: dA = dC·Bᵀ and dB = Aᵀ·dC, split between the threads.
+    const w = s.values(80 * 36 * 36);
+    const want = (() => {
+      uninstallMatmul();
+      try {
+        return matmulGrads(q, k, false, true, w, [80, 36, 36]);
+      } finally {
+        installMatmul("portable", { threads: 2 });
+      }
+    })();
+    assert.equal(await startMatmulWorkers(), true);
+    const got = matmulGrads(q, k, false, true, w, [80, 36, 36]);
+    got.forEach((g, i) => {
+      const e = normError(g, want[i]);
+      assert.ok(e <= TOL, `d${"ab"[i]}: error ${e}`);
+    });
+    assert.ok((matmulStats()?.split ?? 0) >= 3, "the products were not split");
+  });
+});
+
+Deno.test("portable tier: the XNNPACK fallback still matches the reference", async () => {
+  await withPortable({ portableKernel: "xnnpack" }, () => {
+    assert.deepEqual(matmulThreads(), {
+      threads: 1,
+      reason: 'portableKernel: "xnnpack" was asked for',
+    });
+    let seed = 900;
+    for (const batch of [[], [3]]) {
+      for (const t of TRANSPOSES) {
+        const err = compare(batch, [7, 33, 65], t, seed++);
+        assert.ok(err <= TOL, `[${batch}] transpose=${t}: error ${err}`);
+      }
+    }
+    assert.equal(matmulStats(), null);
+  });
+});
+
+Deno.test("portable tier: one thread when asked, and bad options are a Left", async () => {
+  await withPortable({ threads: 1 }, async () => {
+    assert.deepEqual(matmulThreads(), { threads: 1, reason: "threads: 1 was asked for" });
+    assert.equal(await startMatmulWorkers(), false);
+    assert.ok(compare([2], [65, 33, 65], [true, true], 1) <= TOL);
+    assert.deepEqual(matmulStats(), { single: 1, split: 0, shared: 0, notReady: 0, started: 0 });
+  });
+  uninstallMatmul();
+  for (
+    const opts of [{ threads: 0 }, { threads: 1.5 }, { minParallelFlops: -1 }, { minIntensity: -1 }]
+  ) {
+    const r = installMatmul("portable", opts);
+    assert.ok(E.isLeft(r), JSON.stringify(opts));
+    assert.match(r.left.reason, /threads|minParallelFlops|minIntensity/);
+  }
+  const r = installMatmul("portable", { portableKernel: "blas" as "gemm" });
+  assert.ok(E.isLeft(r) && /unknown portableKernel 'blas'/.test(r.left.reason));
+  assert.equal(installedMatmul(), "stock");
+  installMatmul("portable");
+  stopMatmulWorkers(); // nothing runs: a no-op
+});
+
 Deno.test("installMatmul: idempotent, switches tiers; uninstallMatmul restores stock", () => {
   uninstallMatmul();
   const stock = tf.getKernel("BatchMatMul", "wasm");
@@ -406,4 +542,48 @@ Deno.test("startBackend: a native matmul that cannot load is a Left only when fo
   assert.equal(seen.auto.matmul, "portable");
   assert.match(seen.auto.reason, /--allow-ffi/);
   assert.match(seen.forced, /native matmul unavailable: .*--allow-ffi/);
+});
+
+Deno.test("startBackend: without SharedArrayBuffer the portable matmul runs on one thread and says so", async () => {
+  // As in a browser page that is not cross-origin isolated; a fresh process, so
+  // that this one keeps its SharedArrayBuffer.
+  const root = new URL("../", import.meta.url);
+  const script = `
+    delete globalThis.SharedArrayBuffer;
+    const { startBackend } = await import("${new URL("ops/backend.ts", root).href}");
+    const tf = await import("@tensorflow/tfjs-core");
+    const r = await startBackend({ matmul: "portable" });
+    const y = tf.matMul(tf.ones([300, 200]), tf.ones([300, 100]), true, false); // [200, 100] of 300s
+    const v = y.dataSync();
+    console.log(JSON.stringify({
+      info: r._tag === "Right" ? r.right : null,
+      right: v.length === 20000 && v.every((x) => x === 300),
+    }));
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--config",
+      new URL("deno.json", root).pathname,
+      "--allow-read",
+      "--allow-env",
+      "-",
+    ],
+    cwd: root.pathname,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(script));
+  await w.close();
+  const out = await child.output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const seen = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(seen.info.matmul, "portable");
+  assert.match(
+    seen.info.reason,
+    /^the portable matmul runs on one thread: SharedArrayBuffer is unavailable/,
+  );
+  assert.equal(seen.right, true);
 });

@@ -8,8 +8,9 @@
  *   memory carried from step to step;
  * - `infer`: `Program.forward` on one segment, B = 20, logits for every
  *   position, no gradient tape;
- * - `stream`: batch 1, one token per `Program.inferStep`, which reruns the
- *   open prefix of the segment for each token (no key/value cache) and
+ * - `stream`: batch 1, one token per `Program.inferStep` with `recompute`,
+ *   which reruns the open prefix of the segment for each token (no
+ *   key/value cache, as the PyTorch peer does) and
  *   carries the memory when the segment fills; one step is one segment.
  * - `profile`: one training step under `tf.profile`: top kernels by time,
  *   the heaviest matmul shapes, peak tensor bytes.
@@ -159,7 +160,8 @@ export const makeRunner = (phase: Phase, program: Program, opts: RunnerOptions):
       const segment = ids(s);
       const t0 = performance.now();
       for (const id of segment) {
-        const r = program.inferStep(params, stream, Int32Array.of(id));
+        // recompute: no key/value cache, the same work per token as the PyTorch peer.
+        const r = program.inferStep(params, stream, Int32Array.of(id), { recompute: true });
         r.logits.dispose(); // [1, 1, V]
         program.disposeState(stream.state);
         stream = r.stream;
@@ -281,6 +283,8 @@ export const profileStep = async (
 interface Cli {
   readonly tier: "native" | "portable";
   readonly mode: Phase | "profile" | "serve";
+  /** What `--mode profile` profiles (`--profile train|infer`, default train). */
+  readonly profiled: "train" | "infer";
   readonly segmentLen: number;
   readonly warmup: number;
   readonly steps: number;
@@ -304,9 +308,12 @@ const parseCli = (args: readonly string[]): Cli => {
   if (!["train", "infer", "stream", "profile", "serve"].includes(mode)) {
     throw new RangeError(`--mode ${mode}`);
   }
+  const profiled = get("profile", "train");
+  if (profiled !== "train" && profiled !== "infer") throw new RangeError(`--profile ${profiled}`);
   return {
     tier,
     mode: mode as Cli["mode"],
+    profiled,
     segmentLen: int("segment-len", 35),
     warmup: int("warmup", 2),
     steps: Math.max(1, int("steps", 5)),
@@ -357,10 +364,11 @@ if (import.meta.main) {
     runners.set(key, r);
     return r;
   };
-  const profile = async (s: number) => {
-    const r = runnerFor("train", s);
+  const profile = async (s: number, phase: "train" | "infer" = cli.profiled) => {
+    const r = runnerFor(phase, s);
     r.step(); // a first step compiles and tiers up; profile the second
-    const flops = programFor(s).flops.trainPerToken * r.tokensPerStep;
+    const f = programFor(s).flops;
+    const flops = (phase === "train" ? f.trainPerToken : f.forwardPerToken) * r.tokensPerStep;
     const p = await profileStep(r, { flops });
     for (const row of p.rows) emit({ ...row, engine: `ours-${backend.matmul}`, segmentLen: s });
     emit({
@@ -381,7 +389,7 @@ if (import.meta.main) {
       if (line.trim() === "") continue;
       const cmd = JSON.parse(line) as Command;
       if (cmd.phase === "profile") {
-        await profile(cmd.segmentLen);
+        await profile(cmd.segmentLen, "train");
         continue;
       }
       const r = runnerFor(cmd.phase, cmd.segmentLen);

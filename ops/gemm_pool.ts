@@ -1,0 +1,866 @@
+/**
+ * A float32 GEMM on two threads for the portable (pure WebAssembly) tier:
+ * the calling thread and one worker, each running the SIMD kernel of
+ * `kernels/gemm.c`.
+ *
+ * The operands live on a heap the pool does not own (tfjs-backend-wasm's
+ * `WebAssembly.Memory`, which is not shared: tfjs runs its non-threaded
+ * build). The calling thread runs its part of a product in place on that
+ * heap, with an instance of the kernel that imports it. The worker cannot
+ * see that heap, so the calling thread first copies the worker's operands
+ * into a shared `WebAssembly.Memory` — O(MK + KN) against O(MKN) work —
+ * posts the job through `Atomics`, computes its own part, waits for the
+ * worker, and copies the worker's part of C back.
+ *
+ * How a product is shared: it is cut into 2–8 chunks ({@linkcode chunksOf}:
+ * batch entries for attention, else rows or columns, whichever has more
+ * register tiles), largest at the ends and smallest in the middle. The
+ * worker gets copies of the operands of the back half of the chunks only
+ * (the rows of A and all of B, or all of A and the columns of B), then both
+ * threads claim chunks with atomic compare-and-swaps, the calling thread
+ * from the front and the worker from the back. So neither waits for the
+ * other beyond a small chunk: a worker slowed by a busy machine leaves its
+ * chunks to the calling thread instead of stalling it. Small products
+ * ({@linkcode DEFAULT_MIN_PARALLEL_FLOPS}) and products of a few rows
+ * ({@linkcode DEFAULT_MIN_INTENSITY}) run on the calling thread alone, with
+ * no copy and no round-trip.
+ *
+ * The worker starts lazily, on the first product worth splitting (that one,
+ * and any while it starts, runs on one thread). Under Deno it retires after
+ * 3 s without work (`idleMs`) and comes back when needed, so an idle pool
+ * keeps a Deno process alive at most that long after its last product (a
+ * live worker does: Deno exits when no work is pending, and a worker
+ * counts). {@linkcode GemmPool.stopWorker} and {@linkcode GemmPool.dispose}
+ * stop it at once. Where workers cannot run — a browser page that is not
+ * cross-origin isolated has no `SharedArrayBuffer` — the pool runs
+ * everything on the calling thread and says why in `reason`.
+ *
+ * @module
+ */
+import { wasmBase64 as localBase64 } from "../kernels/gemm_wasm.ts";
+import { wasmBase64 as sharedBase64 } from "../kernels/gemm_shared_wasm.ts";
+import { GEMM_CONTROL as L, type GemmWorkerInit, gemmWorkerSource } from "./_gemm_thread.ts";
+
+/**
+ * The memory that holds the operands (tfjs-wasm's heap), and how to
+ * allocate the calling thread's packing workspace on it.
+ */
+export interface GemmHeap {
+  /** The heap; byte offsets in {@linkcode GemmProduct} point into it. */
+  readonly memory: WebAssembly.Memory;
+  /** Allocate `bytes` on the heap; returns the byte offset. */
+  alloc(bytes: number): number;
+  /** Free what `alloc` returned. */
+  free(offset: number): void;
+}
+
+/**
+ * One (batched) product `C[t] = op(A[t])·op(B[t])` (or `+=` with
+ * `accumulate`), all operands row-major float32 on the heap. `op(A)` is
+ * M×K: A is stored [M, K], or [K, M] when `transposeA`; `op(B)` is K×N: B is
+ * stored [K, N], or [N, K] when `transposeB`. C is [M, N].
+ *
+ * @example
+ * ```ts
+ * import type { GemmProduct } from "./gemm_pool.ts";
+ * // 80 attention products Q·Kᵀ: [80, 35, 64] · [80, 36, 64]ᵀ → [80, 35, 36].
+ * const p: GemmProduct = {
+ *   batch: 80, m: 35, n: 36, k: 64,
+ *   a: 0, transposeA: false, batchA: 80,
+ *   b: 80 * 35 * 64 * 4, transposeB: true, batchB: 80,
+ *   c: 80 * (35 + 36) * 64 * 4,
+ * };
+ * console.log(2 * p.batch * p.m * p.n * p.k, "FLOPs");
+ * ```
+ */
+export interface GemmProduct {
+  /** Number of products (≥ 1). */
+  readonly batch: number;
+  /** Rows of op(A) and C. */
+  readonly m: number;
+  /** Columns of op(B) and C. */
+  readonly n: number;
+  /** Columns of op(A), rows of op(B). */
+  readonly k: number;
+  /** Byte offset of A. */
+  readonly a: number;
+  /** A is stored [K, M]. */
+  readonly transposeA: boolean;
+  /** Entries of A: `batch`, or 1 to share one A across the batch. */
+  readonly batchA: number;
+  /** Byte offset of B. */
+  readonly b: number;
+  /** B is stored [N, K]. */
+  readonly transposeB: boolean;
+  /** Entries of B: `batch`, or 1 to share one B across the batch. */
+  readonly batchB: number;
+  /** Byte offset of C, `batch` entries of [M, N]. */
+  readonly c: number;
+  /** Add to C instead of overwriting it (default false). */
+  readonly accumulate?: boolean;
+}
+
+/** Options of {@linkcode startGemmPool}. */
+export interface GemmPoolOptions {
+  /**
+   * Threads: 1 (the calling thread only) or 2 (plus one worker). Default: 2
+   * when `navigator.hardwareConcurrency` ≥ 2. More than 2 is taken as 2.
+   */
+  readonly threads?: number;
+  /**
+   * Products of fewer FLOPs (2·batch·M·N·K) stay on the calling thread
+   * (default {@linkcode DEFAULT_MIN_PARALLEL_FLOPS}).
+   */
+  readonly minParallelFlops?: number;
+  /**
+   * Products with fewer FLOPs per element of A, B and C stay on the calling
+   * thread (default {@linkcode DEFAULT_MIN_INTENSITY}): the worker's operands
+   * would cost more to copy than the work it takes over.
+   */
+  readonly minIntensity?: number;
+  /**
+   * The worker retires after this long without work, in ms: default 3000
+   * under Deno (a live worker keeps a Deno process from exiting), never in
+   * a browser. A later product starts a new one (~50 ms, products meanwhile
+   * on one thread).
+   */
+  readonly idleMs?: number;
+  /**
+   * How the worker is started: `"blob"` (default) from the source of its
+   * function, needing no file access and no bundler support; `"url"` as the
+   * module `ops/gemm_worker.ts`, for a page that forbids `blob:` workers.
+   */
+  readonly worker?: "blob" | "url";
+  /** Make the worker wait with blocking `Atomics.wait` (tests the fallback for engines without `Atomics.waitAsync`). */
+  readonly blockingWait?: boolean;
+  /**
+   * The calling thread claims its first chunk only after the worker has
+   * claimed one (for tests: every shared product then runs on both threads
+   * for certain; slower).
+   */
+  readonly workerFirst?: boolean;
+}
+
+/**
+ * Below this many FLOPs a product runs on the calling thread alone. Measured
+ * with `deno run -A bench/gemm.ts --scan` on this project's 2-core
+ * machine (medians of 200): attention-sized batches of 4 products (0.66
+ * MFLOP) ran 0.54× as fast on two threads, of 8 (1.33 MFLOP) 0.97–1.19×,
+ * of 16 (2.65 MFLOP) 1.15–1.34×; the copies and the round-trip cost about
+ * 20–50 µs.
+ */
+export const DEFAULT_MIN_PARALLEL_FLOPS = 2_000_000;
+
+/**
+ * Below this many FLOPs per element of A, B and C a product is not shared:
+ * a product of a few rows reads B once, and copying half of B for the
+ * worker costs as much as the half of the work it would take over
+ * (`bench/gemm.ts`: [1, 256]·[256, 10,000] ran at 0.7× on two
+ * threads; intensity 2). The reference model's products have 28 (attention)
+ * to 370 (the output layer).
+ */
+export const DEFAULT_MIN_INTENSITY = 16;
+
+/** What a pool did: products by path, for tests and benchmarks. */
+export interface GemmPoolStats {
+  /** Products run on the calling thread alone. */
+  readonly single: number;
+  /** Products cut into chunks for the two threads. */
+  readonly split: number;
+  /** Of those, products in which the worker computed a chunk (in the others it woke too late). */
+  readonly shared: number;
+  /** Products worth splitting that ran alone because the worker was not ready. */
+  readonly notReady: number;
+  /** Workers started (a retired worker is started again when needed). */
+  readonly started: number;
+}
+
+/**
+ * The two-thread GEMM. Not thread-safe: one caller (tfjs's kernel runs on
+ * one thread).
+ */
+export interface GemmPool {
+  /** Threads the pool may use: 2, or 1 when it cannot or was told so. */
+  readonly threads: number;
+  /** Why the pool runs on one thread, when it does (undefined when it may use two). */
+  readonly reason: string | undefined;
+  /** Compute `p` before returning. */
+  gemm(p: GemmProduct): void;
+  /** Counters since the pool started. */
+  stats(): GemmPoolStats;
+  /**
+   * Start the worker if it is not running and resolve once it takes jobs:
+   * true, or false when the pool runs on one thread (see `reason`). Products
+   * never wait for this (they run on one thread meanwhile); benchmarks and
+   * tests use it to measure the two-thread path from the first product.
+   */
+  ready(): Promise<boolean>;
+  /** Stop the worker now (a later large product starts a new one). */
+  stopWorker(): void;
+  /** Stop the worker and free the workspace; the pool must not be used afterwards. */
+  dispose(): void;
+}
+
+// --- the kernel modules ------------------------------------------------------------
+
+/** What `kernels/gemm.c` exports; pointers are byte offsets. */
+interface GemmExports {
+  gemm_work_floats(): number;
+  gemm_chunk(desc: number, from: number, to: number): void;
+  gemm_batched(
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    rsa: number,
+    csa: number,
+    sa: number,
+    b: number,
+    rsb: number,
+    csb: number,
+    sb: number,
+    c: number,
+    ldc: number,
+    sc: number,
+    accumulate: number,
+    work: number,
+  ): void;
+}
+
+const decode64 = (s: string): Uint8Array => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+
+let localModule: WebAssembly.Module | undefined;
+let sharedModule: WebAssembly.Module | undefined;
+
+/**
+ * Compile both kernel modules ahead of use. Optional in Deno; needed on a
+ * browser's main thread, which refuses to compile a module over 4 KB
+ * synchronously, as {@linkcode startGemmPool} otherwise would.
+ *
+ * @example
+ * ```ts
+ * import { compileGemm } from "./gemm_pool.ts";
+ * await compileGemm();
+ * ```
+ */
+export const compileGemm = async (): Promise<void> => {
+  localModule ??= await WebAssembly.compile(decode64(localBase64) as BufferSource);
+  sharedModule ??= await WebAssembly.compile(decode64(sharedBase64) as BufferSource);
+};
+
+const compileLocal = (): WebAssembly.Module =>
+  localModule ??= new WebAssembly.Module(decode64(localBase64) as BufferSource);
+const compileShared = (): WebAssembly.Module =>
+  sharedModule ??= new WebAssembly.Module(decode64(sharedBase64) as BufferSource);
+
+// --- what the environment allows ---------------------------------------------------
+
+/** The shared memory's limit, in 64 KiB pages: the shared build's declared maximum (2 GiB). */
+const MAX_PAGES = 32768;
+const PAGE = 65536;
+
+/** Why a worker cannot help here, or null when it can. */
+const whyNoWorker = (): string | null => {
+  const g = globalThis as { crossOriginIsolated?: boolean };
+  if (typeof SharedArrayBuffer !== "function") {
+    return g.crossOriginIsolated === false
+      ? "SharedArrayBuffer is unavailable: the page is not cross-origin isolated " +
+        "(serve it with Cross-Origin-Opener-Policy: same-origin and " +
+        "Cross-Origin-Embedder-Policy: require-corp)"
+      : "SharedArrayBuffer is unavailable in this JavaScript engine";
+  }
+  if (typeof Worker !== "function") return "this JavaScript engine has no Worker";
+  return null;
+};
+
+/** Threads a pool may use, and why only one when so. */
+export interface GemmThreads {
+  /** 2 (the calling thread and a worker) or 1. */
+  readonly threads: number;
+  /** Why 1, when 1. */
+  readonly reason?: string;
+}
+
+/** The shared memory of a pool, or why there can be none (a string). */
+const sharedMemory = (bytes: number): WebAssembly.Memory | string => {
+  try {
+    return new WebAssembly.Memory({
+      initial: Math.ceil(bytes / PAGE),
+      maximum: MAX_PAGES,
+      shared: true,
+    });
+  } catch (e) {
+    return `a shared WebAssembly.Memory cannot be made here: ${
+      e instanceof Error ? e.message : String(e)
+    }`;
+  }
+};
+
+const wantedThreads = (opts: GemmPoolOptions): GemmThreads => {
+  const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator
+    ?.hardwareConcurrency ?? 1;
+  if (opts.threads !== undefined) {
+    if (!(Number.isInteger(opts.threads) && opts.threads >= 1)) {
+      throw new RangeError(`gemm pool: threads must be a positive integer, got ${opts.threads}`);
+    }
+    if (opts.threads === 1) return { threads: 1, reason: "threads: 1 was asked for" };
+    return { threads: 2 };
+  }
+  return cores >= 2 ? { threads: 2 } : {
+    threads: 1,
+    reason: `this machine reports ${cores} core${cores === 1 ? "" : "s"}`,
+  };
+};
+
+/**
+ * The threads a pool started here with `opts` would use, and why only one
+ * when so (no `SharedArrayBuffer`, no `Worker`, `threads: 1`, one core),
+ * found without starting anything. Throws a RangeError on a `threads` that
+ * is not a positive integer.
+ *
+ * @example
+ * ```ts
+ * import { gemmThreads } from "./gemm_pool.ts";
+ * console.log(gemmThreads({})); // { threads: 2 } on a 2-core machine under Deno
+ * console.log(gemmThreads({ threads: 1 }).reason); // "threads: 1 was asked for"
+ * ```
+ */
+export const gemmThreads = (opts: GemmPoolOptions = {}): GemmThreads => {
+  const wanted = wantedThreads(opts);
+  if (wanted.threads < 2) return wanted;
+  const why = whyNoWorker();
+  if (why !== null) return { threads: 1, reason: why };
+  const probe = sharedMemory(PAGE);
+  return typeof probe === "string" ? { threads: 1, reason: probe } : wanted;
+};
+
+/** Whether this thread may block in `Atomics.wait` (Deno's main thread may; a browser's may not). */
+const canBlock = (ctl: Int32Array): boolean => {
+  try {
+    Atomics.wait(ctl, L.stop, 1, 0); // the word is 0: returns "not-equal" at once where allowed
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+// --- splitting -----------------------------------------------------------------------
+
+const MR = 4, NR = 8; // the kernel's register tile
+
+/**
+ * How a product is cut into chunks that the two threads claim: chunk i
+ * holds batch entries, rows or columns `bounds[i]` … `bounds[i + 1] − 1`.
+ * The calling thread starts at the front and the worker (which holds copies
+ * of chunks `first` onwards) at the back, and chunks shrink towards the
+ * middle (halves of what is left: ½, ¼, ⅛ … of each half), so that whoever
+ * finishes first takes small chunks from the other's side and neither
+ * waits long for the other's last one — a worker slowed by a busy machine
+ * costs at most a small chunk.
+ */
+export interface Chunks {
+  /** What a chunk holds: batch entries, rows of C (and A), or columns of C (and B). */
+  readonly kind: "batch" | "rows" | "cols";
+  /** Chunk boundaries, from 0 to the total, increasing (2 to 8 chunks). */
+  readonly bounds: readonly number[];
+  /** The first chunk of the worker's half. */
+  readonly first: number;
+}
+
+/**
+ * Sizes that cover `total` units, largest first: halves of what is left,
+ * multiples of `grain`, at most 4 pieces, none below `min` (but the last).
+ */
+const halving = (total: number, grain: number, min: number): number[] => {
+  const sizes: number[] = [];
+  let left = total;
+  while (sizes.length < 3 && left / 2 >= min) {
+    const s = Math.ceil(left / 2 / grain) * grain;
+    if (s >= left) break;
+    sizes.push(s);
+    left -= s;
+  }
+  if (left > 0) sizes.push(left);
+  return sizes;
+};
+
+/** Front half largest-first, back half smallest-first; null when it would be one chunk. */
+const chunked = (kind: Chunks["kind"], total: number, grain: number, min: number) => {
+  const front = Math.floor(total / 2 / grain) * grain;
+  if (front < grain || total - front < grain) return null;
+  const sizes = [...halving(front, grain, min), ...halving(total - front, grain, min).reverse()];
+  const bounds = [0];
+  for (const size of sizes) bounds.push(bounds[bounds.length - 1] + size);
+  return { kind, bounds, first: halving(front, grain, min).length };
+};
+
+/**
+ * How to cut `p` into chunks, or null when it is not worth sharing: one
+ * register tile, or fewer than `minIntensity` FLOPs per element of A, B
+ * and C (see {@linkcode DEFAULT_MIN_INTENSITY}). A batch of ≥ 4 is cut by
+ * entries (attention). Otherwise along whichever of M and N has more
+ * register tiles, at tile boundaries: rows (each chunk packs B anew, so
+ * none below 32 rows) or columns (none below 64).
+ */
+export const chunksOf = (
+  p: GemmProduct,
+  minIntensity: number = DEFAULT_MIN_INTENSITY,
+): Chunks | null => {
+  const { m, n, k } = p;
+  if (2 * m * n * k < minIntensity * (m * k + k * n + m * n)) return null;
+  if (p.batch >= 4) return chunked("batch", p.batch, 1, 1);
+  const tilesM = Math.ceil(m / MR), tilesN = Math.ceil(n / NR);
+  return tilesM >= tilesN ? chunked("rows", m, MR, 32) : chunked("cols", n, NR, 64);
+};
+
+/** Strides (in floats) of a stored row-major operand read as op(X) of `rows`×`cols`. */
+const strides = (transposed: boolean, rows: number, cols: number): [number, number] =>
+  transposed ? [1, rows] : [cols, 1];
+
+/**
+ * Where a block of a batch of row-major matrices sits in a float array:
+ * entries of `size` floats from index `at`, rows of `ld` floats, the block
+ * from row `r0` and column `c0`.
+ */
+interface Place {
+  readonly at: number;
+  readonly size: number;
+  readonly ld: number;
+  readonly r0: number;
+  readonly c0: number;
+}
+
+/**
+ * Copy a `rows`×`cols` block of each of `entries` matrices from `src` at
+ * `from` to `dst` at `to`: whole matrices in one copy, whole rows entry by
+ * entry, else row by row.
+ */
+const moveBlock = (
+  src: Float32Array,
+  from: Place,
+  dst: Float32Array,
+  to: Place,
+  shape: { readonly entries: number; readonly rows: number; readonly cols: number },
+): void => {
+  const { entries, rows, cols } = shape;
+  const move = (s: number, d: number, n: number) => dst.set(src.subarray(s, s + n), d);
+  const origin = (p: Place) => p.at + p.r0 * p.ld + p.c0;
+  const whole = (p: Place) => p.r0 === 0 && p.c0 === 0 && rows * cols === p.size;
+  if (whole(from) && whole(to)) return move(from.at, to.at, entries * rows * cols);
+  for (let t = 0; t < entries; t++) {
+    const s = origin(from) + t * from.size, d = origin(to) + t * to.size;
+    if (cols === from.ld && cols === to.ld) move(s, d, rows * cols);
+    else for (let r = 0; r < rows; r++) move(s + r * from.ld, d + r * to.ld, cols);
+  }
+};
+
+// --- the pool ------------------------------------------------------------------------
+
+const CONTROL = 1024; // byte offset of the control words in the shared memory
+const WORK = 4096; // byte offset of the worker's workspace
+
+/**
+ * Start a pool on `heap`: instantiates the kernel on it (synchronously; see
+ * {@linkcode compileGemm} for browsers) and allocates the calling thread's
+ * workspace there. The worker is started later, when first needed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startGemmPool } from "./gemm_pool.ts";
+ * // A heap of our own, with a bump allocator (tfjs-wasm's heap in real use).
+ * const memory = new WebAssembly.Memory({ initial: 64 });
+ * let top = 64;
+ * const heap = { memory, alloc: (n: number) => (top += n) - n, free: () => {} };
+ * const pool = startGemmPool(heap, { threads: 1 });
+ * const [a, b, c] = [heap.alloc(2 * 3 * 4), heap.alloc(3 * 2 * 4), heap.alloc(2 * 2 * 4)];
+ * const f32 = new Float32Array(memory.buffer);
+ * f32.set([1, 2, 3, 4, 5, 6], a / 4); // A [2, 3]
+ * f32.set([1, 0, 0, 1, 1, 1], b / 4); // B [3, 2]
+ * pool.gemm({
+ *   batch: 1, m: 2, n: 2, k: 3,
+ *   a, transposeA: false, batchA: 1, b, transposeB: false, batchB: 1, c,
+ * });
+ * assert.deepEqual([...new Float32Array(memory.buffer, c, 4)], [4, 5, 10, 11]);
+ * pool.dispose();
+ * ```
+ */
+export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmPool => {
+  const wanted = wantedThreads(opts);
+  const minFlops = opts.minParallelFlops ?? DEFAULT_MIN_PARALLEL_FLOPS;
+  const minIntensity = opts.minIntensity ?? DEFAULT_MIN_INTENSITY;
+  const idleMs = opts.idleMs ?? (typeof Deno === "undefined" ? Infinity : 3000);
+  if (!(minFlops >= 0)) throw new RangeError(`gemm pool: minParallelFlops ${minFlops} < 0`);
+  if (!(minIntensity >= 0)) throw new RangeError(`gemm pool: minIntensity ${minIntensity} < 0`);
+  if (!(idleMs > 0)) throw new RangeError(`gemm pool: idleMs must be > 0, got ${idleMs}`);
+  const local = new WebAssembly.Instance(compileLocal(), { env: { memory: heap.memory } })
+    .exports as unknown as GemmExports;
+  const workBytes = 4 * local.gemm_work_floats();
+  // The workspace, then our gemm_chunk descriptor (19 ints).
+  const workAlloc = heap.alloc(workBytes + 64 + 128);
+  const work = (workAlloc + 63) & ~63, desc = work + workBytes;
+
+  let reason: string | undefined = wanted.threads < 2 ? wanted.reason : whyNoWorker() ?? undefined;
+
+  // The shared side, made at once so that `reason` is known now.
+  let shared: WebAssembly.Memory | null = null;
+  let ctl: Int32Array<ArrayBufferLike> = new Int32Array(0);
+  let block = false;
+  if (reason === undefined) {
+    const made = sharedMemory(WORK + workBytes + PAGE);
+    if (typeof made === "string") reason = made;
+    else {
+      shared = made;
+      ctl = new Int32Array(shared.buffer, CONTROL, L.words);
+      block = canBlock(ctl);
+    }
+  }
+  const operands = Math.ceil((WORK + workBytes) / 64) * 64; // the worker's operands from here
+
+  let worker: Worker | null = null;
+  let url: string | null = null;
+  const counts = { single: 0, split: 0, shared: 0, notReady: 0, started: 0 };
+  let disposed = false;
+
+  /** The gemm_batched arguments of `p` read in place on the heap. */
+  const argsOf = (p: GemmProduct): number[] => {
+    const [rsa, csa] = strides(p.transposeA, p.m, p.k);
+    const [rsb, csb] = strides(p.transposeB, p.k, p.n);
+    return [
+      p.batch,
+      p.m,
+      p.n,
+      p.k,
+      p.a,
+      rsa,
+      csa,
+      p.batchA === 1 ? 0 : p.m * p.k,
+      p.b,
+      rsb,
+      csb,
+      p.batchB === 1 ? 0 : p.k * p.n,
+      p.c,
+      p.n,
+      p.m * p.n,
+      p.accumulate ? 1 : 0,
+      work,
+    ];
+  };
+
+  const runLocal = (p: GemmProduct): void => {
+    const a = argsOf(p);
+    local.gemm_batched(
+      a[0],
+      a[1],
+      a[2],
+      a[3],
+      a[4],
+      a[5],
+      a[6],
+      a[7],
+      a[8],
+      a[9],
+      a[10],
+      a[11],
+      a[12],
+      a[13],
+      a[14],
+      a[15],
+      a[16],
+    );
+  };
+
+  const startWorker = (): void => {
+    if (shared === null) return;
+    const w = opts.worker === "url"
+      ? new Worker(new URL("./gemm_worker.ts", import.meta.url), { type: "module" })
+      : new Worker(
+        url ??= URL.createObjectURL(
+          new Blob([gemmWorkerSource()], { type: "text/javascript" }),
+        ),
+        { type: "module" },
+      );
+    const mine = shared;
+    Atomics.store(ctl, L.state, L.STARTING);
+    Atomics.store(ctl, L.stop, 0);
+    w.onmessage = (e: MessageEvent) => {
+      const error = (e.data as { error?: string }).error;
+      if (error !== undefined && mine === shared) noteFailure(error);
+    };
+    w.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      if (mine === shared && worker === w) noteFailure(`the worker failed: ${e.message}`);
+    };
+    const init: GemmWorkerInit = {
+      module: compileShared(),
+      memory: shared,
+      control: CONTROL,
+      idleMs,
+      blockingWait: opts.blockingWait === true,
+      layout: L,
+    };
+    w.postMessage(init);
+    worker = w;
+    counts.started++;
+  };
+
+  /** A worker that cannot start (or broke): one thread from now on, and say why. */
+  const noteFailure = (why: string): void => {
+    if (reason !== undefined) return;
+    reason = why;
+    console.warn(`gemm pool: running on one thread: ${why}`);
+    stopWorker();
+  };
+
+  const stopWorker = (): void => {
+    if (worker === null) return;
+    Atomics.store(ctl, L.stop, 1);
+    Atomics.notify(ctl, L.job);
+    worker.terminate();
+    worker = null;
+    Atomics.store(ctl, L.state, L.GONE);
+  };
+
+  /** Forget a worker that retired while idle (it has closed itself, or is closing). */
+  const retired = (): void => {
+    worker?.terminate();
+    worker = null;
+  };
+
+  /** Whether the worker waits for jobs; starts one when none runs. */
+  const workerReady = (): boolean => {
+    if (worker === null) {
+      startWorker();
+      return false;
+    }
+    const state = Atomics.load(ctl, L.state);
+    if (state === L.READY) return true;
+    if (state === L.GONE) {
+      retired();
+      startWorker();
+    }
+    return false;
+  };
+
+  /** Grow the shared memory to `bytes`; false when it cannot. */
+  const reserve = (bytes: number): boolean => {
+    const have = shared!.buffer.byteLength;
+    if (bytes <= have) return true;
+    const pages = Math.ceil((bytes - have) / PAGE);
+    if (have / PAGE + pages > MAX_PAGES) return false;
+    try {
+      shared!.grow(pages);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  const waitDone = (job: number, flops: number): void => {
+    for (let i = 0; i < 4096; i++) if (Atomics.load(ctl, L.done) === job) return;
+    // A generous deadline: only a broken worker misses it (≥ 0.1 GFLOP/s).
+    const deadline = performance.now() + 10_000 + flops / 1e5;
+    while (Atomics.load(ctl, L.done) !== job) {
+      if (block) Atomics.wait(ctl, L.done, Atomics.load(ctl, L.done), 100);
+      if (performance.now() > deadline) {
+        stopWorker();
+        throw new Error(`gemm pool: the worker did not finish a ${flops}-FLOP product in time`);
+      }
+    }
+  };
+
+  /**
+   * Run `p` in chunks shared with the worker (see `_gemm_thread.ts`): copy
+   * the operands of the worker's half of the chunks into the shared memory,
+   * post the job, claim chunks from the front while the worker claims from
+   * the back, then copy back the part of C the worker computed. False (and
+   * nothing done) when the shared memory cannot hold the copies.
+   */
+  const runChunked = (p: GemmProduct, ch: Chunks, flops: number): boolean => {
+    const { m, n, k } = p;
+    const count = ch.bounds.length - 1, first = ch.first;
+    const at = ch.bounds[first]; // where the worker's chunks start, in units
+    // The worker's sub-product, on compact copies of the operand blocks it reads.
+    const batchW = ch.kind === "batch" ? p.batch - at : p.batch;
+    const mW = ch.kind === "rows" ? m - at : m, nW = ch.kind === "cols" ? n - at : n;
+    const entriesA = p.batchA === 1 ? 1 : batchW, entriesB = p.batchB === 1 ? 1 : batchW;
+    const skipA = p.batchA === 1 || ch.kind !== "batch" ? 0 : at;
+    const skipB = p.batchB === 1 || ch.kind !== "batch" ? 0 : at;
+    const aW = operands, bW = aW + 4 * entriesA * mW * k, cW = bW + 4 * entriesB * k * nW;
+    if (!reserve(cW + 4 * batchW * mW * nW)) return false;
+    const heapF = new Float32Array(heap.memory.buffer), sh = new Float32Array(shared!.buffer);
+    // Stored A is [M, K] (or [K, M]): the worker's rows of op(A) are stored rows (or columns).
+    const rowsA = ch.kind === "rows" ? at : 0, rowsB = ch.kind === "cols" ? at : 0;
+    moveBlock(
+      heapF,
+      {
+        at: p.a / 4 + skipA * m * k,
+        size: m * k,
+        ld: p.transposeA ? m : k,
+        r0: p.transposeA ? 0 : rowsA,
+        c0: p.transposeA ? rowsA : 0,
+      },
+      sh,
+      { at: aW / 4, size: mW * k, ld: p.transposeA ? mW : k, r0: 0, c0: 0 },
+      {
+        entries: entriesA,
+        rows: p.transposeA ? k : mW,
+        cols: p.transposeA ? mW : k,
+      },
+    );
+    moveBlock(
+      heapF,
+      {
+        at: p.b / 4 + skipB * k * n,
+        size: k * n,
+        ld: p.transposeB ? k : n,
+        r0: p.transposeB ? rowsB : 0,
+        c0: p.transposeB ? 0 : rowsB,
+      },
+      sh,
+      { at: bW / 4, size: k * nW, ld: p.transposeB ? k : nW, r0: 0, c0: 0 },
+      {
+        entries: entriesB,
+        rows: p.transposeB ? nW : k,
+        cols: p.transposeB ? k : nW,
+      },
+    );
+    /** C's block of units [from, total) on the heap and in the worker's copy. */
+    const blockC = (from: number) => {
+      const rel = from - at;
+      return {
+        heap: {
+          at: p.c / 4 + (ch.kind === "batch" ? from : 0) * m * n,
+          size: m * n,
+          ld: n,
+          r0: ch.kind === "rows" ? from : 0,
+          c0: ch.kind === "cols" ? from : 0,
+        },
+        copy: {
+          at: cW / 4 + (ch.kind === "batch" ? rel : 0) * mW * nW,
+          size: mW * nW,
+          ld: nW,
+          r0: ch.kind === "rows" ? rel : 0,
+          c0: ch.kind === "cols" ? rel : 0,
+        },
+        shape: {
+          entries: ch.kind === "batch" ? p.batch - from : p.batch,
+          rows: ch.kind === "rows" ? m - from : m,
+          cols: ch.kind === "cols" ? n - from : n,
+        },
+      };
+    };
+    if (p.accumulate) {
+      const c = blockC(at);
+      moveBlock(heapF, c.heap, sh, c.copy, c.shape);
+    }
+    // Descriptors for gemm_chunk: the worker's in the control block, ours on the heap.
+    const [rsa, csa] = strides(p.transposeA, mW, k), [rsb, csb] = strides(p.transposeB, k, nW);
+    const kind = ch.kind === "batch" ? 0 : ch.kind === "rows" ? 1 : 2;
+    const descW = [
+      kind,
+      0,
+      batchW,
+      mW,
+      nW,
+      k,
+      aW,
+      rsa,
+      csa,
+      p.batchA === 1 ? 0 : mW * k,
+      bW,
+      rsb,
+      csb,
+      p.batchB === 1 ? 0 : k * nW,
+      cW,
+      nW,
+      mW * nW,
+      p.accumulate ? 1 : 0,
+      WORK,
+    ];
+    new Int32Array(heap.memory.buffer, desc, 19).set([kind, 0, ...argsOf(p)]);
+    const job = (Atomics.load(ctl, L.job) + 1) | 0;
+    const tag = (job & 0x1fffffff) * 4;
+    for (let i = 0; i < count; i++) ctl[L.owner + i] = tag;
+    for (let i = 0; i <= count; i++) ctl[L.bounds + i] = ch.bounds[i] - at; // the worker's units
+    ctl.set(descW, L.desc);
+    ctl[L.count] = count;
+    ctl[L.first] = first;
+    Atomics.store(ctl, L.job, job);
+    Atomics.notify(ctl, L.job);
+    if (opts.workerFirst) {
+      const last = L.owner + count - 1, deadline = performance.now() + 10_000;
+      while (Atomics.load(ctl, last) === tag) {
+        if (block) Atomics.wait(ctl, last, tag, 1);
+        if (performance.now() > deadline) throw new Error("gemm pool: the worker took no chunk");
+      }
+    }
+    let mine = 0;
+    for (; mine < count; mine++) {
+      if (Atomics.compareExchange(ctl, L.owner + mine, tag, tag + 1) !== tag) break;
+      local.gemm_chunk(desc, ch.bounds[mine], ch.bounds[mine + 1]);
+    }
+    if (mine === count) return true; // the worker took nothing (it was slow to wake)
+    waitDone(job, flops);
+    if (Atomics.load(ctl, L.error) === job) {
+      // A bug, not a condition: the same code just ran here. Stop using the worker.
+      const why = "the worker's part of a product threw";
+      reason ??= why;
+      stopWorker();
+      throw new Error(`gemm pool: ${why}; running on one thread from now on`);
+    }
+    counts.shared++;
+    const c = blockC(ch.bounds[mine]);
+    moveBlock(sh, c.copy, new Float32Array(heap.memory.buffer), c.heap, c.shape);
+    return true;
+  };
+
+  const gemm = (p: GemmProduct): void => {
+    if (disposed) throw new Error("gemm pool: used after dispose()");
+    if (p.batch <= 0 || p.m <= 0 || p.n <= 0) return;
+    const flops = 2 * p.batch * p.m * p.n * p.k;
+    const ch = reason === undefined && flops >= minFlops && p.k > 0
+      ? chunksOf(p, minIntensity)
+      : null;
+    if (ch !== null) {
+      if (workerReady()) {
+        if (runChunked(p, ch, flops)) {
+          counts.split++;
+          return;
+        }
+      } else counts.notReady++;
+    }
+    counts.single++;
+    runLocal(p);
+  };
+
+  return {
+    get threads() {
+      return reason === undefined ? 2 : 1;
+    },
+    get reason() {
+      return reason;
+    },
+    gemm,
+    stats: () => ({ ...counts }),
+    ready: async () => {
+      for (;;) {
+        if (disposed || reason !== undefined) return false;
+        if (worker === null) startWorker();
+        const state = Atomics.load(ctl, L.state);
+        if (state === L.READY) return true;
+        if (state === L.GONE) retired();
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    },
+    stopWorker,
+    dispose: () => {
+      if (disposed) return;
+      disposed = true;
+      stopWorker();
+      if (url !== null) URL.revokeObjectURL(url);
+      heap.free(workAlloc);
+    },
+  };
+};
