@@ -18,7 +18,9 @@ import type { Either } from "../spec/either.ts";
 import type { ModelSpec } from "../spec/model_types.ts";
 import { decodeModelSpec } from "../spec/model.ts";
 import { type ModelParams, paramLayout, type State, stateShapes } from "../spec/models.ts";
+import { adaptiveFeeds, adaptiveGeometry, planAdaptiveTargets } from "../spec/adaptive.ts";
 import { isParamSpec, numel, type ParamSpec } from "../spec/params.ts";
+import { canStream, type StepReadout } from "../spec/stream.ts";
 import { flatten, mapTree } from "../spec/tree.ts";
 import { checkKernels, evalTf, type LowerCtx, lowerGraph } from "../ops/lower.ts";
 import { tf } from "../ops/tf.ts";
@@ -27,7 +29,8 @@ import { countFlops } from "./flops.ts";
 import { cayley, identityPlus, inverse } from "./linalg.ts";
 import { defaultPasses, type Pass, runPasses } from "./passes.ts";
 import { mixSeed, seeded } from "./random.ts";
-import { traceSegment } from "./trace.ts";
+import { type StepKey, traceStreamStep } from "./stream.ts";
+import { dataInputName, traceSegment } from "./trace.ts";
 import { verifyGraph } from "./verify.ts";
 
 /**
@@ -327,12 +330,69 @@ export interface LossOptions {
  * ```
  */
 export interface Stream {
-  /** The carried state at the last segment boundary. */
+  /**
+   * The carried state at the last segment boundary (`memory`, `cache[l]`)
+   * and, under names starting `open:`, the open segment's caches: each
+   * layer's keys and values and what the segment's end needs (see
+   * `openShapes` in spec/stream.ts). All of it is bounded by the segment
+   * length; `disposeState` disposes all of it.
+   */
   readonly state: ModelState;
   /** Tokens of the open segment, [B, t] row-major, t < segmentLen. */
   readonly open: Int32Array;
   /** Number of parallel streams B. */
   readonly batchSize: number;
+}
+
+/**
+ * Options of a streaming step ({@linkcode Program}'s `inferStep`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startBackend } from "../ops/backend.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { compile, type InferOptions } from "./program.ts";
+ *
+ * await startBackend({ backend: "cpu" });
+ * const spec = {
+ *   ...referenceCrt,
+ *   vocabSize: 50,
+ *   dModel: 16,
+ *   nHeads: 2,
+ *   dFF: 32,
+ *   nLayers: 1,
+ *   segmentLen: 4,
+ *   memory: { ...referenceCrt.memory, dMemory: 16 },
+ * };
+ * const program = compile(spec);
+ * if (program._tag === "Left") throw new Error(program.left.message);
+ * const p = program.right;
+ * const params = p.init(0);
+ * const stream = p.openStream(1);
+ * // A prompt of 6 tokens: only the last one's next-token logits are read out.
+ * const lastOnly: InferOptions = { readout: "last" };
+ * const step = p.inferStep(params, stream, Int32Array.of(1, 2, 3, 4, 5, 6), lastOnly);
+ * assert.deepEqual(step.logits.shape, [1, 1, 50]);
+ * assert.equal(step.stream.open.length, 2); // one segment closed, 2 tokens open
+ * p.disposeState(stream.state);
+ * p.disposeState(step.stream.state);
+ * step.logits.dispose();
+ * ```
+ */
+export interface InferOptions {
+  /**
+   * `all` (default): logits for every fed token, [B, n, V]; `last`: only for
+   * the last fed token, [B, 1, V] — the output layer runs for that row only.
+   */
+  readonly readout?: "all" | "last";
+  /**
+   * Re-run the open segment's prefix with every step instead of reusing its
+   * cached keys and values: the behaviour before the cache, kept as the
+   * baseline of `bench/stream_bench.ts`. Models whose readout is not an LM
+   * (classifiers) always recompute. Default false.
+   */
+  readonly recompute?: boolean;
 }
 
 /**
@@ -384,12 +444,17 @@ export interface Program {
   init(seed: number): Params;
   /** The state a stream starts from. */
   initState(batchSize: number): ModelState;
-  /** Logits for tokens [B, L] (int32), run segment by segment, and the state after them. */
+  /**
+   * Logits for tokens [B, L] (int32) — or frames [B, L, F] (float32) with
+   * feature input — run segment by segment, and the state after them. LM:
+   * logits [B, L, V]; classifier: [B, C] from the last segment.
+   */
   forward(params: Params, state: ModelState, tokens: Tensor): { logits: Tensor; state: ModelState };
   /**
-   * Mean NLL over tokens [B, L] with targets [B, L] (LM) or [B] (classifier,
-   * scored on the last segment). Differentiable in `params`: call it inside
-   * `tf.grad`. Returns the state after the window.
+   * Mean NLL over tokens [B, L] (or frames [B, L, F] with feature input) with
+   * targets [B, L] (LM) or [B] (classifier, scored on the last segment).
+   * Differentiable in `params`: call it inside `tf.grad`. Returns the state
+   * after the window.
    */
   loss(
     params: Params,
@@ -406,13 +471,31 @@ export interface Program {
   ): { loss: number; grads: Grads; state: ModelState };
   /** Open a stream for batch size B. */
   openStream(batchSize: number): Stream;
-  /** Feed tokens [B, n] into a stream: logits [B, n, V] for each fed token and the new stream. */
-  inferStep(params: Params, stream: Stream, tokens: Int32Array): { logits: Tensor; stream: Stream };
+  /**
+   * Feed tokens [B, n] into a stream: logits [B, n, V] for each fed token
+   * ([B, 1, V] with `readout: "last"`) and the new stream. LM models reuse
+   * the open segment's cached keys and values, so a token costs O(t)
+   * attention plus one readout row (see spec/stream.ts). Token input only: a
+   * feature-input model streams its frames through `forward`, passing the
+   * returned state on.
+   */
+  inferStep(
+    params: Params,
+    stream: Stream,
+    tokens: Int32Array,
+    opts?: InferOptions,
+  ): { logits: Tensor; stream: Stream };
   /** Dispose a state or stream's tensors. */
   disposeState(state: ModelState): void;
 }
 
 const isTensor = (x: unknown): x is Tensor => x instanceof tf.Tensor;
+
+/** Prefix of a stream state's open-segment caches. */
+const OPEN = "open:";
+
+/** Streaming step graphs a program keeps (least recently used dropped first). */
+const STEP_GRAPHS = 256;
 
 /** Parameter leaves of a tensor tree, by path. */
 export const flattenParams = (params: Params): Record<string, Tensor> =>
@@ -492,6 +575,8 @@ interface GraphKey {
   readonly cacheLen: number;
   readonly withLoss: boolean;
   readonly training: boolean;
+  /** Adaptive softmax loss graphs: rows per tail cluster (absent: all rows). */
+  readonly clusterCapacity?: readonly number[];
 }
 
 interface Lowered {
@@ -573,6 +658,11 @@ export const compile = (
     training: false,
   });
   if (E.isLeft(forwardProbe)) return forwardProbe;
+  // The forward graph can use ops the loss graph does not (the adaptive softmax's logSoftmax).
+  const forwardKernels = checkKernels(forwardProbe.right.optimized, tf.getBackend(), {
+    gradients: false,
+  });
+  if (E.isLeft(forwardKernels)) return fail("kernels", forwardKernels.left.message);
   const tokensPerProbe = probeBatch * spec.segmentLen;
   const fwd = countFlops(forwardProbe.right.optimized);
   const trn = countFlops(probe.right.optimized);
@@ -596,8 +686,32 @@ export const compile = (
     return l;
   };
 
+  const adaptive = spec.readout._tag === "adaptive" ? adaptiveGeometry(spec.readout, spec) : null;
+
   const cacheLenOf = (state: ModelState): number =>
     spec._tag === "xl" && state["cache[0]"] !== undefined ? state["cache[0]"].shape[1]! : 0;
+
+  const dataName = dataInputName(spec);
+  const featureDim = spec.input?._tag === "features" ? spec.input.dim : null;
+  /** Rejects a data tensor of the wrong kind with a message naming both. */
+  const checkData = (x: Tensor, what: string): void => {
+    const ok = featureDim === null
+      ? x.rank === 2 && x.dtype === "int32"
+      : x.rank === 3 && x.dtype === "float32" && x.shape[2] === featureDim;
+    if (!ok) {
+      const want = featureDim === null
+        ? "token ids [B, L] int32"
+        : `frames [B, L, ${featureDim}] float32 (model.input.dim = ${featureDim})`;
+      throw new TypeError(
+        `${what}: the model reads ${want}, got [${x.shape.join(", ")}] ${x.dtype}`,
+      );
+    }
+  };
+  /** Positions [start, start + len) of data [B, L] or [B, L, F]. */
+  const sliceTime = (x: Tensor, start: number, len: number): Tensor =>
+    x.rank === 3
+      ? tf.slice(x, [0, start, 0], [x.shape[0]!, len, x.shape[2]!])
+      : tf.slice(x, [0, start], [x.shape[0]!, len]);
 
   /** Run one segment. Returns every output of the graph. */
   const segment = (
@@ -608,15 +722,25 @@ export const compile = (
     ctx: LowerCtx,
   ): Record<string, Tensor> => {
     const [b, s] = tokens.shape as [number, number];
+    // Adaptive softmax: a tail cluster runs only for the rows whose target is in it.
+    const plan = targets !== undefined && adaptive !== null
+      ? planAdaptiveTargets(adaptive, targets.dataSync() as Int32Array)
+      : null;
     const exe = lowered({
       batchSize: b,
       segmentLen: s,
       cacheLen: cacheLenOf(state),
       withLoss: targets !== undefined,
       training: ctx.training,
+      ...(plan === null ? {} : { clusterCapacity: plan.capacities }),
     });
-    const feeds: Record<string, Tensor> = { ...flat, tokens };
+    const feeds: Record<string, Tensor> = { ...flat, [dataName]: tokens };
     if (targets !== undefined) feeds.targets = targets;
+    if (plan !== null) {
+      for (const [name, data] of Object.entries(adaptiveFeeds(plan))) {
+        feeds[name] = tf.tensor1d(data, data instanceof Int32Array ? "int32" : "float32");
+      }
+    }
     for (const [name, t] of Object.entries(state)) feeds[`state:${name}`] = t;
     return exe.run(feeds, ctx);
   };
@@ -638,21 +762,26 @@ export const compile = (
 
   const forward: Program["forward"] = (params, state, tokens) =>
     tf.tidy(() => {
+      checkData(tokens, "forward");
       const flat = flattenParams(params);
-      const [b, len] = tokens.shape as [number, number];
+      const len = tokens.shape[1]!;
       let st = state;
       const logits: Tensor[] = [];
       for (const [start, s] of chunks(len)) {
-        const tok = tf.slice(tokens, [0, start], [b, s]);
+        const tok = sliceTime(tokens, start, s);
         const out = segment(flat, st, tok, undefined, evalCtx);
         logits.push(out.logits);
         st = stateOf(out);
       }
-      const all = spec.readout._tag === "lm" ? tf.concat(logits, 1) : logits[logits.length - 1];
+      // One segment needs no concat (wasm's Concat of one tensor copies it: 7 ms for [20, 35, 10000]).
+      const all = spec.readout._tag === "classifier" || logits.length === 1
+        ? logits[logits.length - 1]
+        : tf.concat(logits, 1);
       return { logits: all, state: st };
     });
 
   const loss: Program["loss"] = (params, state, batch, opts) => {
+    checkData(batch.tokens, "loss");
     const flat = flattenParams(params);
     const [b, len] = batch.tokens.shape as [number, number];
     let counter = 0;
@@ -671,9 +800,9 @@ export const compile = (
           Object.entries(st).map(([n, t]) => [n, evalTf({ _tag: "stopGradient" }, [t], ctx)]),
         );
       }
-      const tok = tf.slice(batch.tokens, [0, start], [b, s]);
+      const tok = sliceTime(batch.tokens, start, s);
       const last = k === segs.length - 1;
-      const tgt = spec.readout._tag === "lm"
+      const tgt = spec.readout._tag !== "classifier"
         ? tf.slice(batch.targets, [0, start], [b, s])
         : last
         ? batch.targets
@@ -685,7 +814,7 @@ export const compile = (
     });
     // Mean over tokens: segments may differ in length at the end of a split. The
     // arithmetic goes through lowered ops so that it carries their gradients.
-    if (spec.readout._tag !== "lm") return { loss: losses[0], state: st };
+    if (spec.readout._tag === "classifier") return { loss: losses[0], state: st };
     const scaled = losses.map((l, i) =>
       evalTf({ _tag: "scale", factor: weights[i] / len }, [l], ctx)
     );
@@ -761,12 +890,181 @@ export const compile = (
     batchSize,
   });
 
-  const inferStep: Program["inferStep"] = (params, stream, tokens) => {
+  const inferStep: Program["inferStep"] = (params, stream, tokens, opts = {}) => {
+    if (featureDim !== null) {
+      throw new TypeError(
+        "inferStep streams token ids; this model reads frames (model.input is features): " +
+          "call forward on each chunk of frames and pass the returned state on",
+      );
+    }
     const b = stream.batchSize;
     const n = tokens.length / b;
-    if (!Number.isInteger(n)) {
-      throw new Error(`inferStep: ${tokens.length} tokens do not split into ${b} rows`);
+    if (!Number.isInteger(n) || n === 0) {
+      throw new RangeError(
+        `inferStep: ${tokens.length} tokens do not split into ${b} non-empty rows`,
+      );
     }
+    for (let i = 0; i < tokens.length; i++) {
+      const id = tokens[i];
+      if (!(id >= 0 && id < spec.vocabSize)) {
+        throw new RangeError(
+          `inferStep: token ${id} at index ${i} is outside the vocabulary [0, ${spec.vocabSize})`,
+        );
+      }
+    }
+    const readout = opts.readout ?? "all";
+    const { carried, open } = splitStream(stream.state);
+    if (opts.recompute === true || !canStream(spec)) {
+      return recomputeStep(params, { ...stream, state: carried }, tokens, n, readout);
+    }
+    const flat = flattenParams(params);
+    const sLen = spec.segmentLen;
+    const inputs = new Set<Tensor>(Object.values(stream.state));
+    /** Dispose the tensors of `s` this call created (never the caller's). */
+    const release = (s: Record<string, Tensor>): void => {
+      for (const t of Object.values(s)) if (!inputs.has(t)) t.dispose();
+    };
+    let state = carried;
+    let caches = open;
+    let openIds = stream.open;
+    let t0 = openIds.length / b;
+    if (t0 > 0 && Object.keys(caches).length === 0) {
+      // Open tokens but no caches (the stream was advanced with `recompute`): rebuild them once.
+      caches = prefixed(
+        cachedStep(flat, state, {}, openIds, { start: 0, count: t0 }, "none"),
+        OPEN,
+      );
+    }
+    const pieces: Tensor[] = [];
+    let fed = 0;
+    while (fed < n) {
+      const take = Math.min(n - fed, sLen - t0);
+      const ids = new Int32Array(b * take); // tokens[:, fed : fed + take]
+      for (let r = 0; r < b; r++) {
+        ids.set(tokens.subarray(r * n + fed, r * n + fed + take), r * take);
+      }
+      const rows = readout === "all" ? "all" : fed + take === n ? "last" : "none";
+      const out = cachedStep(flat, state, caches, ids, { start: t0, count: take }, rows);
+      if (out.logits !== undefined) pieces.push(out.logits);
+      release(caches);
+      const t1 = t0 + take;
+      if (t1 === sLen) {
+        // The segment closed: its state becomes the carried state.
+        release(state);
+        state = prefixed(out, "state:");
+        caches = {};
+        openIds = new Int32Array(0);
+        t0 = 0;
+      } else {
+        caches = prefixed(out, OPEN);
+        const grown = new Int32Array(b * t1); // open ++ ids, row by row
+        for (let r = 0; r < b; r++) {
+          grown.set(openIds.subarray(r * t0, (r + 1) * t0), r * t1);
+          grown.set(ids.subarray(r * take, (r + 1) * take), r * t1 + t0);
+        }
+        openIds = grown;
+        t0 = t1;
+      }
+      fed += take;
+    }
+    const logits = pieces.length === 1 ? pieces[0] : tf.concat(pieces, 1);
+    if (pieces.length > 1) { for (const p of pieces) p.dispose(); }
+    // What did not change is still the caller's: hand back new handles on the same data.
+    const fresh = (t: Tensor): Tensor => (inputs.has(t) ? tf.clone(t) : t);
+    const next: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(state)) next[k] = fresh(t);
+    for (const [k, t] of Object.entries(caches)) next[`${OPEN}${k}`] = fresh(t);
+    return { logits, stream: { state: next, open: openIds, batchSize: b } };
+  };
+
+  /** The carried state and the open segment's caches (`open:` names) of a stream's state. */
+  const splitStream = (
+    s: ModelState,
+  ): { carried: Record<string, Tensor>; open: Record<string, Tensor> } => {
+    const carried: Record<string, Tensor> = {};
+    const open: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(s)) {
+      if (k.startsWith(OPEN)) open[k.slice(OPEN.length)] = t;
+      else carried[k] = t;
+    }
+    return { carried, open };
+  };
+
+  /** The entries of `out` whose names start with `prefix`, without it. */
+  const prefixed = (out: Record<string, Tensor>, prefix: string): Record<string, Tensor> =>
+    Object.fromEntries(
+      Object.entries(out).filter(([k]) => k.startsWith(prefix)).map((
+        [k, t],
+      ) => [k.slice(prefix.length), t]),
+    );
+
+  // Streaming step executables by shape (open length, feed size, readout),
+  // owned by this program like `cache`. Feeds of every size could make
+  // S(S + 1) of them: the least recently used go beyond STEP_GRAPHS, so a
+  // long stream's memory stays bounded whatever it is fed.
+  const stepCache = new Map<string, Lowered>();
+  const loweredStep = (key: StepKey): Lowered => {
+    const k = JSON.stringify(key);
+    const hit = stepCache.get(k);
+    if (hit !== undefined) {
+      stepCache.delete(k); // most recently used last
+      stepCache.set(k, hit);
+      return hit;
+    }
+    // The step reuses the segment's ops, whose kernels the probe checked: a failure is a bug.
+    const traced = traceStreamStep(spec, key);
+    const v = verifyGraph(traced);
+    if (E.isLeft(v)) throw new Error(`internal: streaming step: ${v.left.message}`);
+    const o = runPasses(traced, passes);
+    if (E.isLeft(o)) throw new Error(`internal: streaming step: ${o.left.message}`);
+    const l: Lowered = { run: lowerGraph(o.right), graph: o.right };
+    stepCache.set(k, l);
+    if (stepCache.size > STEP_GRAPHS) stepCache.delete(stepCache.keys().next().value!);
+    return l;
+  };
+
+  /**
+   * One step of spec/stream.ts: `ids` [B, count] at position `start` of the
+   * open segment. Returns the graph's outputs (`logits`, `open:*`, `state:*`),
+   * all fresh tensors.
+   */
+  const cachedStep = (
+    flat: Record<string, Tensor>,
+    state: Record<string, Tensor>,
+    open: Record<string, Tensor>,
+    ids: Int32Array,
+    at: { start: number; count: number },
+    readout: StepReadout,
+  ): Record<string, Tensor> =>
+    tf.tidy(() => {
+      const b = ids.length / at.count;
+      const exe = loweredStep({ batchSize: b, ...at, cacheLen: cacheLenOf(state), readout });
+      const feeds: Record<string, Tensor> = {
+        ...flat,
+        tokens: tf.tensor2d(ids, [b, at.count], "int32"),
+      };
+      for (const [name, t] of Object.entries(state)) feeds[`state:${name}`] = t;
+      for (const [name, t] of Object.entries(open)) feeds[`open:${name}`] = t;
+      const fed = new Set(Object.values(feeds));
+      const out = exe.run(feeds, evalCtx);
+      // An output that is a feed (a cache passed on unchanged) is the caller's tensor: new handle.
+      return Object.fromEntries(
+        Object.entries(out).map(([name, t]) => [name, fed.has(t) ? tf.clone(t) : t]),
+      );
+    });
+
+  /**
+   * The step without caches: re-run the open segment's prefix with the new
+   * tokens (`InferOptions.recompute`, and models `streamStep` cannot run).
+   */
+  const recomputeStep = (
+    params: Params,
+    stream: Stream,
+    tokens: Int32Array,
+    n: number,
+    readout: "all" | "last",
+  ): { logits: Tensor; stream: Stream } => {
+    const b = stream.batchSize;
     const flat = flattenParams(params);
     const sLen = spec.segmentLen;
     let state = stream.state;
@@ -783,15 +1081,20 @@ export const compile = (
         buf.set(open.subarray(r * t0, (r + 1) * t0), r * t1);
         buf.set(tokens.subarray(r * n + fed, r * n + fed + take), r * t1 + t0);
       }
+      const last = fed + take === n;
       const out = tf.tidy(() => {
         const tok = tf.tensor2d(buf, [b, t1], "int32");
         const o = segment(flat, state, tok, undefined, evalCtx);
-        const logits = spec.readout._tag === "lm"
+        const logits = spec.readout._tag === "classifier"
+          ? o.logits
+          : readout === "all"
           ? tf.slice(o.logits, [0, t0, 0], [b, take, -1])
-          : o.logits;
-        return { logits, state: stateOf(o) };
+          : last
+          ? tf.slice(o.logits, [0, t1 - 1, 0], [b, 1, -1])
+          : undefined;
+        return { ...(logits === undefined ? {} : { logits }), state: stateOf(o) };
       });
-      pieces.push(out.logits);
+      if (out.logits !== undefined) pieces.push(out.logits);
       if (t1 === sLen) {
         // The segment closed: its state becomes the carried state.
         if (state !== stream.state) disposeState(state);
@@ -805,7 +1108,7 @@ export const compile = (
     }
     const logits = pieces.length === 1
       ? pieces[0]
-      : spec.readout._tag === "lm"
+      : spec.readout._tag !== "classifier"
       ? tf.concat(pieces, 1)
       : tf.clone(pieces[pieces.length - 1]);
     if (pieces.length > 1) { for (const p of pieces) p.dispose(); }

@@ -1,0 +1,107 @@
+/**
+ * What the deploy command lines share: output streams, exit statuses,
+ * argument parsing with readable errors, reading files and starting the
+ * backend. Deno-only (the CLIs are the only deploy code that touches files).
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type BackendInfo, startBackend } from "../ops/backend.ts";
+
+/** Where a command writes (injected by tests). */
+export interface CliIo {
+  /** Results. */
+  readonly stdout: (text: string) => void;
+  /** Messages, errors and progress. */
+  readonly stderr: (text: string) => void;
+}
+
+const writeSync = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
+  const bytes = new TextEncoder().encode(text);
+  for (let done = 0; done < bytes.length;) done += stream.writeSync(bytes.subarray(done));
+};
+
+/** Deno's stdout and stderr. */
+export const defaultIo: CliIo = { stdout: writeSync(Deno.stdout), stderr: writeSync(Deno.stderr) };
+
+/** Exit statuses: 0 success (and `--help`), 1 a failure while working, 2 bad input. */
+export const EXIT = { ok: 0, failed: 1, badInput: 2 } as const;
+
+/** A bad-input problem: the message is printed and the command exits with 2. */
+export class BadInput extends Error {
+  override readonly name = "BadInput";
+}
+
+/** `parseArgs` with unknown options and bad values reported as {@linkcode BadInput}. */
+export const parse = <O extends NonNullable<ParseArgsConfig["options"]>>(
+  args: readonly string[],
+  options: O,
+  usage: string,
+) => {
+  try {
+    return parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new BadInput(`${e instanceof Error ? e.message : String(e)}\n\n${usage}`);
+  }
+};
+
+/** A number option: `undefined` when absent, else a finite number checked by `ok`. */
+export const numberOption = (
+  raw: string | undefined,
+  name: string,
+  ok: (x: number) => boolean,
+  expected: string,
+): number | undefined => {
+  if (raw === undefined) return undefined;
+  const x = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(x) || !ok(x)) {
+    throw new BadInput(`--${name}: expected ${expected}, got ${JSON.stringify(raw)}`);
+  }
+  return x;
+};
+
+/** A file's bytes; a missing or unreadable file is {@linkcode BadInput} naming it. */
+export const readBytes = async (file: string, what: string): Promise<Uint8Array> => {
+  try {
+    return await Deno.readFile(file);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound
+      ? "not found"
+      : e instanceof Error
+      ? e.message
+      : String(e);
+    throw new BadInput(`${what} ${file}: ${why}`);
+  }
+};
+
+/** Start the backend the `--backend` flag names (wasm by default). */
+export const startNamedBackend = async (name: string | undefined): Promise<BackendInfo> => {
+  const backend = name ?? "wasm";
+  if (backend !== "wasm" && backend !== "cpu") {
+    throw new BadInput(`--backend: expected wasm or cpu, got ${JSON.stringify(backend)}`);
+  }
+  const started = await startBackend({ backend });
+  if (started._tag === "Left") throw started.left;
+  return started.right;
+};
+
+/** Run a command body: BadInput → 2 with its message, any other error → 1. */
+export const runCommand = async (
+  io: CliIo,
+  body: () => Promise<number>,
+  isBadInput: (e: unknown) => boolean = () => false,
+): Promise<number> => {
+  try {
+    return await body();
+  } catch (e) {
+    if (e instanceof BadInput || isBadInput(e)) {
+      io.stderr(`${(e as Error).message}\n`);
+      return EXIT.badInput;
+    }
+    io.stderr(`error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return EXIT.failed;
+  }
+};
+
+/** 12345678 → "12.3 MB". */
+export const megabytes = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;

@@ -1,0 +1,316 @@
+/**
+ * Streaming inference as a model stage: feed the next n tokens of the open
+ * segment and reuse what the earlier tokens of that segment already computed
+ * (each layer's keys and values), instead of re-encoding the segment prefix.
+ *
+ * The segment encoder is causal, so the outputs at the open tokens do not
+ * change when later tokens arrive: a step over tokens t0 … t0+n−1 needs only
+ * their queries plus the keys and values of positions 0 … t0−1 (and of the
+ * memory token, or of Transformer-XL's cached states). Each new token then
+ * costs O(t) attention instead of a re-run of the whole prefix, and the
+ * readout (the [D] × [D, V] output layer, ≈ 60 % of the FLOPs) runs only for
+ * the rows the caller asks for. When the segment fills up, the step also
+ * does what `runSegment` does at a segment's end: CRT's memory update (from
+ * the cached final-LayerNorm outputs of all S tokens) or the new XL cache.
+ *
+ * The open state is bounded by the segment: memory does not grow with the
+ * length of a stream. Written over {@linkcode Ops} like every stage, so the
+ * compiler traces it and the reference interpreter can run it.
+ *
+ * Shape letters: B batch, n new tokens, r = n (+1 for CRT's memory token at
+ * the start of a segment), P cached key rows, T = P + r keys, D width, H
+ * heads, E = D / H, V vocabulary.
+ *
+ * @module
+ */
+import type { ModelSpec } from "./model_types.ts";
+import {
+  lmLogits,
+  mergeHeads,
+  type ModelParams,
+  newCache,
+  sinusoid,
+  splitHeads,
+  type State,
+  updateMemory,
+} from "./models.ts";
+import type { Ops, Shape } from "./ops.ts";
+
+/** Which rows of a step go through the output layer. */
+export type StepReadout = "all" | "last" | "none";
+
+/** Where a streaming step starts and what it reads out. */
+export interface StepPlan {
+  /** Tokens of the open segment already fed (t0), 0 ≤ t0 < segmentLen. */
+  readonly start: number;
+  /** Tokens fed by this step (n ≥ 1), with start + n ≤ segmentLen. */
+  readonly count: number;
+  /** `all`: logits for every fed token; `last`: only for the last; `none`: no readout. */
+  readonly readout: StepReadout;
+}
+
+/** What a streaming step takes. */
+export interface StepInput<T> {
+  /** The next tokens, [B, n] int32. */
+  readonly tokens: T;
+  /** The carried state at the last segment boundary (`memory`, `cache[l]`). */
+  readonly state: State<T>;
+  /** The open segment's caches from the previous step; empty when start = 0. */
+  readonly open: State<T>;
+}
+
+/** What a streaming step gives back. */
+export interface StepOutput<T> {
+  /** [B, n, V] (`all`), [B, 1, V] (`last`), absent (`none`). */
+  readonly logits?: T;
+  /** The open segment's caches after this step; empty when the step closed the segment. */
+  readonly open: State<T>;
+  /** The new carried state, present only when the step closed the segment. */
+  readonly state?: State<T>;
+}
+
+/**
+ * Whether {@linkcode streamStep} can run `spec`: token input and an LM
+ * readout, for CRT, the full-length Transformer and Transformer-XL.
+ */
+export const canStream = (spec: ModelSpec): boolean =>
+  spec.readout._tag === "lm" && (spec.input === undefined || spec.input._tag === "tokens") &&
+  (spec._tag === "crt" || spec._tag === "transformer" || spec._tag === "xl");
+
+/** Key rows cached before the first query of a step at `start`. */
+const prefixRows = (spec: ModelSpec, start: number, cacheLen: number): number => {
+  if (spec._tag === "xl") return cacheLen + start;
+  const slot = spec._tag === "crt" && spec.memory.injection === "prependToken";
+  return start === 0 ? 0 : start + (slot ? 1 : 0);
+};
+
+/**
+ * Names and shapes of the open-segment caches after `start` tokens (none at
+ * 0): per layer `k[l]`, `v[l]` [B, H, P, E]; CRT `h` [B, t0, D] (the final
+ * LayerNorm outputs the memory update reads) and, with `rnnInput: "slot"`,
+ * `slot` [B, D]; Transformer-XL `x[l]` [B, t0, D] (the layer inputs its next
+ * cache is cut from). `cacheLen` is XL's carried cache length.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { referenceCrt } from "./model.ts";
+ * import { openShapes } from "./stream.ts";
+ *
+ * const s = openShapes(referenceCrt, { batchSize: 1, start: 3 });
+ * assert.deepEqual(s["k[0]"], [1, 4, 4, 64]); // memory token + 3 tokens
+ * assert.deepEqual(s.h, [1, 3, 256]);
+ * ```
+ */
+export const openShapes = (
+  spec: ModelSpec,
+  at: { readonly batchSize: number; readonly start: number; readonly cacheLen?: number },
+): Record<string, Shape> => {
+  const { batchSize: b, start } = at;
+  if (start === 0) return {};
+  const d = spec.dModel, h = spec.nHeads;
+  const p = prefixRows(spec, start, at.cacheLen ?? 0);
+  const out: Record<string, Shape> = {};
+  for (let l = 0; l < spec.nLayers; l++) {
+    out[`k[${l}]`] = [b, h, p, d / h];
+    out[`v[${l}]`] = [b, h, p, d / h];
+    if (spec._tag === "xl") out[`x[${l}]`] = [b, start, d];
+  }
+  if (spec._tag === "crt") {
+    out.h = [b, start, d];
+    if (spec.memory.rnnInput === "slot") out.slot = [b, d];
+  }
+  return out;
+};
+
+/**
+ * Feed the next `plan.count` tokens of the open segment (see the module
+ * doc). Computes exactly what `runSegment` computes for those positions
+ * (and, when the segment fills, the same next state), up to float rounding.
+ *
+ * @example Shapes of one step, traced on a shape-only backend
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Tracer } from "../core/graph.ts";
+ * import { paramLayout, type ModelParams } from "./models.ts";
+ * import { referenceCrt } from "./model.ts";
+ * import { isParamSpec, type ParamSpec } from "./params.ts";
+ * import { openShapes, streamStep } from "./stream.ts";
+ * import { mapTree } from "./tree.ts";
+ *
+ * const tr = new Tracer();
+ * const params = mapTree<ParamSpec, unknown>(
+ *   paramLayout(referenceCrt),
+ *   isParamSpec,
+ *   (p, path) => (p.role === "graph" ? tr.input(path, "param", p.shape) : undefined),
+ * ) as ModelParams<ReturnType<Tracer["input"]>>;
+ * const open = Object.fromEntries(
+ *   Object.entries(openShapes(referenceCrt, { batchSize: 1, start: 5 }))
+ *     .map(([n, s]) => [n, tr.input(`open:${n}`, "state", s)]),
+ * );
+ * const out = streamStep(tr.ops(), params, referenceCrt, {
+ *   tokens: tr.input("tokens", "data", [1, 1], "int32"),
+ *   state: { memory: tr.input("state:memory", "state", [1, 256]) },
+ *   open,
+ * }, { start: 5, count: 1, readout: "last" });
+ * assert.deepEqual(out.logits?.shape, [1, 1, 10000]);
+ * assert.deepEqual(out.open["k[1]"].shape, [1, 4, 7, 64]); // one more key row
+ * ```
+ */
+export const streamStep = <T>(
+  o: Ops<T>,
+  p: ModelParams<T>,
+  spec: ModelSpec,
+  input: StepInput<T>,
+  plan: StepPlan,
+): StepOutput<T> => {
+  if (!canStream(spec)) {
+    throw new Error(`streamStep: ${spec._tag} with a ${spec.readout._tag} readout cannot stream`);
+  }
+  const { start, count: n } = plan;
+  const sLen = spec.segmentLen;
+  if (!(Number.isInteger(start) && start >= 0 && n >= 1 && start + n <= sLen)) {
+    throw new RangeError(
+      `streamStep: tokens ${start} … ${start + n - 1} do not fit a segment of ${sLen}`,
+    );
+  }
+  const [b] = o.shape(input.tokens);
+  const d = spec.dModel, h = spec.nHeads, e = d / h;
+  const closes = start + n === sLen;
+
+  // Embeddings at positions start … start+n−1 (positions restart every segment).
+  let x = o.at("embed").embedding(p.embed, input.tokens); // [B, n, D]
+  if (spec._tag !== "xl") {
+    const pos = p.pos !== undefined
+      ? o.at("pos").slice(p.pos, [start, 0], [n, d])
+      : o.at("pos").constant(
+        [n, d],
+        sinusoid(Array.from({ length: n }, (_, i) => start + i), d),
+      );
+    x = o.add(x, pos); // [B, n, D]
+  }
+  let slotRow = false;
+  if (spec._tag === "crt") {
+    const mem = p.memory!;
+    // Paper: memory token e_0 = W_m · m_{n−1}.
+    const tok = o.at("memory").linear(input.state.memory, mem.win, mem.bin); // [B, D]
+    if (spec.memory.injection === "prependToken") {
+      if (start === 0) {
+        x = o.concat([o.reshape(tok, [b, 1, d]), x], 1); // [B, 1 + n, D]
+        slotRow = true;
+      }
+    } else {
+      x = o.add(x, o.reshape(tok, [b, 1, d])); // [B, n, D]
+    }
+  }
+  const rows = o.shape(x)[1]; // r
+
+  const cacheOf = (l: number): T | undefined =>
+    spec._tag === "xl" ? input.state[`cache[${l}]`] : undefined;
+  const cacheLen = cacheOf(0) === undefined ? 0 : o.shape(cacheOf(0)!)[1];
+  const prefix = prefixRows(spec, start, cacheLen);
+  const keys = prefix + rows; // T
+  const relPos = spec._tag === "xl"
+    ? o.at("relPos").constant(
+      [keys, d],
+      sinusoid(Array.from({ length: keys }, (_, i) => keys - 1 - i), d),
+    ) // [T, D], distances T−1 … 0
+    : undefined;
+
+  const open: Record<string, T> = {};
+  const layerInputs: T[] = [];
+  p.blocks.forEach((bp, l) => {
+    const ob = o.at(`blocks[${l}]`);
+    const oa = ob.at("attn");
+    const ap = bp.attn;
+    if (spec._tag === "xl") {
+      layerInputs.push(start === 0 ? x : o.concat([input.open[`x[${l}]`], x], 1)); // [B, t0 + n, D]
+    }
+    const a = ob.at("ln1").layerNorm(x, bp.ln1.gain, bp.ln1.bias); // [B, r, D]
+    const q = splitHeads(oa, oa.linear(a, ap.wq, ap.bq), h); // [B, H, r, E]
+    const kvOf = (src: T): [T, T] => {
+      const t = o.shape(src)[1];
+      const kv = oa.linear(src, ap.wkv, ap.bkv); // [B, t, 2D]
+      return [
+        splitHeads(oa, oa.slice(kv, [0, 0, 0], [b, t, d]), h), // [B, H, t, E]
+        splitHeads(oa, oa.slice(kv, [0, 0, d], [b, t, d]), h), // [B, H, t, E]
+      ];
+    };
+    let [k, v] = kvOf(a);
+    if (start > 0) {
+      k = oa.concat([input.open[`k[${l}]`], k], 2); // [B, H, T, E]
+      v = oa.concat([input.open[`v[${l}]`], v], 2);
+    } else if (cacheOf(l) !== undefined) {
+      // XL at a segment start: the cached states' keys and values, computed once per segment.
+      const [kc, vc] = kvOf(ob.at("ln1").layerNorm(cacheOf(l)!, bp.ln1.gain, bp.ln1.bias));
+      k = oa.concat([kc, k], 2);
+      v = oa.concat([vc, v], 2);
+    }
+    let scores: T;
+    if (ap.u !== undefined && ap.v !== undefined && ap.wr !== undefined && relPos !== undefined) {
+      // Paper (Transformer-XL): content term (q + u)·kᵀ plus shifted position term (q + v)·rᵀ.
+      const content = oa.matmul(oa.add(q, ap.u), k, { transposeB: true }); // [B, H, r, T]
+      const r = oa.transpose(oa.reshape(oa.matmul(relPos, ap.wr), [keys, h, e]), [1, 0, 2]); // [H, T, E]
+      const qv = oa.reshape(oa.transpose(oa.add(q, ap.v), [1, 0, 2, 3]), [h, b * rows, e]); // [H, B·r, E]
+      const raw = oa.transpose(
+        oa.reshape(oa.matmul(qv, r, { transposeB: true }), [h, b, rows, keys]),
+        [1, 0, 2, 3],
+      ); // [B, H, r, T]
+      scores = oa.add(content, oa.relShift(raw));
+    } else {
+      scores = oa.matmul(q, k, { transposeB: true }); // [B, H, r, T]
+    }
+    // causalMask lets query i see key j ≤ i + (T − r): the whole prefix and itself.
+    const probs = oa.softmax(oa.causalMask(oa.scale(scores, 1 / Math.sqrt(e)))); // [B, H, r, T]
+    const att = oa.linear(mergeHeads(oa, oa.matmul(probs, v)), ap.wo, ap.bo); // [B, r, D]
+    const x1 = o.add(x, att); // [B, r, D]
+    const f = ob.at("ffn");
+    const hid = f.relu(
+      f.linear(ob.at("ln2").layerNorm(x1, bp.ln2.gain, bp.ln2.bias), bp.ffn.w1, bp.ffn.b1),
+    ); // [B, r, F]
+    x = o.add(x1, f.linear(hid, bp.ffn.w2, bp.ffn.b2)); // [B, r, D]
+    if (!closes) {
+      open[`k[${l}]`] = k;
+      open[`v[${l}]`] = v;
+      if (spec._tag === "xl") open[`x[${l}]`] = layerInputs[l];
+    }
+  });
+  const hf = o.at("lnF").layerNorm(x, p.lnF.gain, p.lnF.bias); // [B, r, D]
+  const hTok = slotRow ? o.slice(hf, [0, 1, 0], [b, n, d]) : hf; // [B, n, D]
+
+  const head = o.at("head");
+  const logits = plan.readout === "none"
+    ? undefined
+    : lmLogits(head, p, plan.readout === "all" ? hTok : o.slice(hTok, [0, n - 1, 0], [b, 1, d]));
+
+  const state: Record<string, T> = {};
+  if (spec._tag === "crt") {
+    const hAll = start === 0 ? hTok : o.concat([input.open.h, hTok], 1); // [B, t0 + n, D]
+    const slot = spec.memory.rnnInput !== "slot"
+      ? undefined
+      : slotRow
+      ? o.reshape(o.slice(hf, [0, 0, 0], [b, 1, d]), [b, d]) // [B, D]
+      : input.open.slot;
+    if (closes) {
+      state.memory = updateMemory(
+        o.at("memory"),
+        p.memory!,
+        spec,
+        hAll,
+        slot,
+        input.state.memory,
+      ); // [B, M]
+    } else {
+      open.h = hAll;
+      if (slot !== undefined) open.slot = slot;
+    }
+  }
+  if (spec._tag === "xl" && closes) {
+    layerInputs.forEach((xs, l) => (state[`cache[${l}]`] = newCache(o, spec, cacheOf(l), xs)));
+  }
+  return {
+    ...(logits === undefined ? {} : { logits }),
+    open,
+    ...(closes ? { state } : {}),
+  };
+};
