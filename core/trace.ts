@@ -2,14 +2,19 @@
  * spec → graph: trace one segment of a model into the IR.
  *
  * Graph inputs: every graph-role parameter (named by its path, e.g.
- * `blocks[0].attn.wq`), `tokens` [B, S] int32, `targets` when a loss is traced,
- * and each carried state tensor as `state:<name>`. Outputs: `logits`, `loss`
- * (when traced) and `state:<name>`.
+ * `blocks[0].attn.wq`), `tokens` [B, S] int32 — or `frames` [B, S, F] float32
+ * for a model with feature input — `targets` when a loss is traced (with an
+ * adaptive softmax also its gather plan, `adaptive:head` and
+ * `adaptive:cluster[i].rows|targets|weights`), and each carried state tensor
+ * as `state:<name>`. Outputs: `logits` (not for an adaptive softmax's loss
+ * graph, which never builds the full distribution), `loss` (when traced) and
+ * `state:<name>`.
  *
  * @module
  */
 import type { ModelSpec } from "../spec/model_types.ts";
 import { type ModelParams, paramLayout, runSegment, stateShapes } from "../spec/models.ts";
+import { adaptiveGeometry, adaptiveInputs, type AdaptiveTargets } from "../spec/adaptive.ts";
 import { isParamSpec, type ParamSpec } from "../spec/params.ts";
 import { flatten, mapTree } from "../spec/tree.ts";
 import { type Graph, type Sym, Tracer } from "./graph.ts";
@@ -39,6 +44,12 @@ export interface TraceOptions {
   readonly withLoss: boolean;
   /** Dropout active. */
   readonly training: boolean;
+  /**
+   * Adaptive softmax with a loss: rows gathered per tail cluster (see
+   * `clusterCapacity` in spec/adaptive.ts). Default: every row (B·S) in
+   * every cluster, the largest graph (the compiler's probe).
+   */
+  readonly clusterCapacity?: readonly number[];
 }
 
 /**
@@ -91,15 +102,37 @@ export const traceSegment = (spec: ModelSpec, opts: TraceOptions): TracedSegment
     return tracer.input(path, "param", leaf.shape);
   }) as ModelParams<Sym>;
   const b = opts.batchSize, s = opts.segmentLen;
-  const tokens = tracer.input("tokens", "data", [b, s], "int32");
+  const tokens = spec.input?._tag === "features"
+    ? tracer.input(dataInputName(spec), "data", [b, s, spec.input.dim], "float32")
+    : tracer.input(dataInputName(spec), "data", [b, s], "int32");
   const targets = opts.withLoss
     ? tracer.input(
       "targets",
       "data",
-      spec.readout._tag === "lm" ? [b, s] : [b],
+      spec.readout._tag === "classifier" ? [b] : [b, s],
       "int32",
     )
     : undefined;
+  // Adaptive softmax: the gather plan of the targets, fed as data (spec/adaptive.ts).
+  let adaptive: AdaptiveTargets<Sym> | undefined;
+  if (opts.withLoss && spec.readout._tag === "adaptive") {
+    const geom = adaptiveGeometry(spec.readout, spec);
+    const caps = opts.clusterCapacity ?? geom.tails.map(() => b * s);
+    const sym = Object.fromEntries(
+      adaptiveInputs(geom, b * s, caps).map((i) => [
+        i.name,
+        tracer.input(i.name, "data", i.shape, i.dtype),
+      ]),
+    );
+    adaptive = {
+      head: sym["adaptive:head"],
+      clusters: geom.tails.map((_, i) => ({
+        rows: sym[`adaptive:cluster[${i}].rows`],
+        targets: sym[`adaptive:cluster[${i}].targets`],
+        weights: sym[`adaptive:cluster[${i}].weights`],
+      })),
+    };
+  }
   const state: Record<string, Sym> = {};
   for (const [name, shape] of Object.entries(stateShapes(spec, b, opts.cacheLen ?? 0))) {
     state[name] = tracer.input(`state:${name}`, "state", shape);
@@ -108,12 +141,32 @@ export const traceSegment = (spec: ModelSpec, opts: TraceOptions): TracedSegment
     tokens,
     state,
     ...(targets === undefined ? {} : { targets }),
+    ...(adaptive === undefined ? {} : { adaptive }),
   }, { training: opts.training });
-  const outputs: Record<string, Sym> = { logits: out.logits };
+  const outputs: Record<string, Sym> = {};
+  if (out.logits !== undefined) outputs.logits = out.logits;
   if (out.loss !== undefined) outputs.loss = out.loss;
   for (const [name, t] of Object.entries(out.state)) outputs[`state:${name}`] = t;
   return { graph: tracer.finish(outputs), paramPaths };
 };
+
+/**
+ * The name of the graph input that carries a segment's data: `tokens` (int32
+ * ids [B, S]) or, for a model with feature input, `frames` (float32
+ * [B, S, F]).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dataInputName } from "./trace.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ *
+ * assert.equal(dataInputName(referenceCrt), "tokens");
+ * assert.equal(dataInputName({ ...referenceCrt, input: { _tag: "features", dim: 8 } }), "frames");
+ * ```
+ */
+export const dataInputName = (spec: ModelSpec): "tokens" | "frames" =>
+  spec.input?._tag === "features" ? "frames" : "tokens";
 
 /** Graph-role parameter leaves of a spec with their paths. */
 export const graphParams = (spec: ModelSpec): [string, ParamSpec][] =>

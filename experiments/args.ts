@@ -86,6 +86,11 @@ export interface Cli {
   readonly dryRun: boolean;
   /** Default `wasm`. */
   readonly backend: Backend;
+  /**
+   * The wasm matmul tier: `auto` (default: native BLAS when it loads, else
+   * portable), or `native` / `portable` to force one.
+   */
+  readonly matmul: "auto" | "native" | "portable";
 }
 
 /**
@@ -124,7 +129,8 @@ export const USAGE = `usage: crt <name> [options]
   <name>               experiment (preset) to run
   --quick              smoke-test size
   --data DIR           PTB directory (ptb.train.txt, ptb.valid.txt, optional ptb.test.txt);
-                       default $CRT_DATA_DIR, else the cache folder
+                       default $CRT_DATA_DIR, else the cache folder. smarthome*: the clips
+                       (classes.txt, clips.csv, features/); default $CRT_SMARTHOME_DIR
   --out DIR            where run folders go
   --config FILE.json   patch over the preset (only existing keys)
   --set path=value     override one field, e.g. --set training.lr=3e-4 (repeatable;
@@ -132,6 +138,8 @@ export const USAGE = `usage: crt <name> [options]
   --resume RUN_DIR     continue a run from its latest valid checkpoint
   --dry-run            build and check, print the plan, do not train
   --backend wasm|cpu   compute backend (default wasm)
+  --matmul auto|native|portable
+                       wasm matmul tier (default auto: native BLAS when it loads)
   -h, --help           this text
 `;
 
@@ -144,6 +152,7 @@ const OPTIONS = {
   resume: { type: "string" },
   "dry-run": { type: "boolean" },
   backend: { type: "string" },
+  matmul: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -211,6 +220,14 @@ export function parseCli(argv: readonly string[]): E.Either<CliError, Cli> {
       message: `--backend ${JSON.stringify(backend)}: expected one of ${BACKENDS.join(", ")}`,
     });
   }
+  const matmul = values.matmul ?? "auto";
+  if (matmul !== "auto" && matmul !== "native" && matmul !== "portable") {
+    return E.left({
+      _tag: "InvalidOption",
+      option: "--matmul",
+      message: `--matmul ${JSON.stringify(matmul)}: expected one of auto, native, portable`,
+    });
+  }
   const set: SetOverride[] = [];
   for (const arg of values.set ?? []) {
     const s = parseSetArg(arg);
@@ -227,6 +244,7 @@ export function parseCli(argv: readonly string[]): E.Either<CliError, Cli> {
     resume: values.resume ?? null,
     dryRun: values["dry-run"] ?? false,
     backend,
+    matmul,
   });
 }
 

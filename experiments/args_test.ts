@@ -47,6 +47,7 @@ Deno.test("parseCli: a bare name gets the defaults", () => {
     resume: null,
     dryRun: false,
     backend: "wasm",
+    matmul: "auto",
   });
 });
 
@@ -69,6 +70,8 @@ Deno.test("parseCli: every option, in any order, --set repeatable and order-pres
     "--dry-run",
     "--backend",
     "cpu",
+    "--matmul",
+    "portable",
   ]);
   assert.deepEqual(c, {
     name: "ptb-crt",
@@ -84,6 +87,7 @@ Deno.test("parseCli: every option, in any order, --set repeatable and order-pres
     resume: "runs/r1",
     dryRun: true,
     backend: "cpu",
+    matmul: "portable",
   });
 });
 
@@ -97,6 +101,9 @@ Deno.test("parseCli: errors are tagged and say what was wrong", () => {
   const backend = cliError(["ptb-crt", "--backend", "webgpu"]);
   assert.ok(backend._tag === "InvalidOption" && backend.option === "--backend");
   assert.match(backend.message, /expected one of wasm, cpu/);
+  const matmul = cliError(["ptb-crt", "--matmul", "gpu"]);
+  assert.ok(matmul._tag === "InvalidOption" && matmul.option === "--matmul");
+  assert.match(matmul.message, /--matmul "gpu": expected one of auto, native, portable/);
   assert.equal(cliError([])._tag, "MissingName");
   const two = cliError(["a", "b"]);
   assert.ok(two._tag === "UnexpectedArgument" && two.argument === "b");

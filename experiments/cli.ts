@@ -41,6 +41,8 @@ import {
   type RunOptions,
   runSweep,
 } from "./run.ts";
+import { decodeSmarthomeExperiment, isSmarthomeConfig } from "./smarthome_experiment.ts";
+import { runSmarthome, smarthomeCosts } from "./smarthome_run.ts";
 
 /**
  * Where the entry point writes, and how it learns of Ctrl-C (injected by tests).
@@ -77,13 +79,13 @@ const EXIT = { ok: 0, failed: 1, badInput: 2, interrupted: 130 } as const;
 /** A bad-input error message, or the value. */
 type Checked<A> = E.Either<string, A>;
 
-/** Applies the `--config` patch and `--set` overrides to one experiment, then decodes it. */
-function overrideExperiment(
-  base: Experiment,
+/** Applies the `--config` patch, the `--set` overrides and the flags to a value; no decoding. */
+function applyOverrides(
+  base: unknown,
   patch: { file: string; value: unknown } | null,
   sets: readonly SetOverride[],
   flags: { data: string | null; out: string | null },
-): Checked<Experiment> {
+): Checked<unknown> {
   let value: unknown = base;
   if (patch !== null) {
     const merged = mergePatch(value, patch.value);
@@ -98,7 +100,19 @@ function overrideExperiment(
   if (flags.data !== null) value = { ...v, data: { ...(v.data as object), dir: flags.data } };
   const w = value as Record<string, unknown>;
   if (flags.out !== null) value = { ...w, output: { ...(w.output as object), dir: flags.out } };
-  const decoded = decodeExperiment(value);
+  return E.right(value);
+}
+
+/** Applies the `--config` patch and `--set` overrides to one experiment, then decodes it. */
+function overrideExperiment(
+  base: Experiment,
+  patch: { file: string; value: unknown } | null,
+  sets: readonly SetOverride[],
+  flags: { data: string | null; out: string | null },
+): Checked<Experiment> {
+  const value = applyOverrides(base, patch, sets, flags);
+  if (E.isLeft(value)) return value;
+  const decoded = decodeExperiment(value.right);
   return E.isLeft(decoded) ? E.left(decoded.left.message) : decoded;
 }
 
@@ -122,8 +136,21 @@ async function resolvePlan(cli: Cli): Promise<Checked<Plan>> {
         : String(e);
       return E.left(`${file}: ${why}`);
     }
+    if (isSmarthomeConfig(json)) {
+      const d = decodeSmarthomeExperiment(json);
+      if (E.isLeft(d)) return E.left(`${file}: ${d.left.message}`);
+      const name = d.right.name;
+      if (name !== cli.name && name !== `${cli.name}-quick`) {
+        return E.left(`${file}: the run folder holds experiment "${name}", not "${cli.name}"`);
+      }
+      // The data may have moved: --data still applies.
+      const experiment = cli.data === null
+        ? d.right
+        : { ...d.right, data: { ...d.right.data, dir: cli.data } };
+      return E.right({ _tag: "smarthome", experiment });
+    }
     const isSweep = typeof json === "object" && json !== null && "members" in json;
-    const plan: Checked<Plan> = isSweep
+    const plan: Checked<Extract<Plan, { _tag: "single" | "sweep" }>> = isSweep
       ? E.map((sweep: Sweep) => ({ _tag: "sweep", sweep }) as const)(
         E.mapLeft((e: Error) => `${file}: ${e.message}`)(decodeSweep(json)),
       )
@@ -137,7 +164,7 @@ async function resolvePlan(cli: Cli): Promise<Checked<Plan>> {
     }
     if (cli.data === null) return plan;
     // The data may have moved: --data still applies.
-    const withData = (e: Experiment): Experiment => ({ ...e, data: { dir: cli.data } });
+    const withData = (e: Experiment): Experiment => ({ ...e, data: { ...e.data, dir: cli.data } });
     return E.right(
       plan.right._tag === "single"
         ? { _tag: "single", experiment: withData(plan.right.experiment) }
@@ -167,6 +194,14 @@ async function resolvePlan(cli: Cli): Promise<Checked<Plan>> {
     const exp = overrideExperiment(plan.experiment, patch, cli.set, flags);
     return E.map((experiment: Experiment): Plan => ({ _tag: "single", experiment }))(exp);
   }
+  if (plan._tag === "smarthome") {
+    const value = applyOverrides(plan.experiment, patch, cli.set, flags);
+    if (E.isLeft(value)) return value;
+    const d = decodeSmarthomeExperiment(value.right);
+    return E.isLeft(d)
+      ? E.left(d.left.message)
+      : E.right({ _tag: "smarthome", experiment: d.right });
+  }
   // A sweep: the overrides apply to every member.
   const members = [];
   for (const m of plan.sweep.members) {
@@ -181,7 +216,7 @@ async function resolvePlan(cli: Cli): Promise<Checked<Plan>> {
 
 /** `--dry-run`: the resolved plan with parameters and FLOPs per token, as JSON. */
 async function dryRun(cli: Cli, plan: Plan, io: CliIo): Promise<number> {
-  const started = await startBackend({ backend: cli.backend });
+  const started = await startBackend({ backend: cli.backend, matmul: cli.matmul });
   if (E.isLeft(started)) {
     io.stderr(`${started.left.message}\n`);
     return EXIT.failed;
@@ -191,7 +226,15 @@ async function dryRun(cli: Cli, plan: Plan, io: CliIo): Promise<number> {
     return E.map((c: object) => ({ experiment, ...c }))(costs);
   };
   let out: unknown;
-  if (plan._tag === "single") {
+  if (plan._tag === "smarthome") {
+    // Per frame (a frame is a model position) and per clip; the dataset is not read.
+    const c = smarthomeCosts(plan.experiment);
+    if (E.isLeft(c)) {
+      io.stderr(`${c.left}\n`);
+      return EXIT.badInput;
+    }
+    out = { experiment: plan.experiment, ...c.right };
+  } else if (plan._tag === "single") {
     const d = describe(plan.experiment);
     if (E.isLeft(d)) {
       io.stderr(`${d.left}\n`);
@@ -269,12 +312,30 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
   const log = (m: string) => io.stderr(`${m}\n`);
   const common: Omit<RunOptions, "runDir"> = {
     backend: cli.backend,
+    matmul: cli.matmul,
     signal: controller.signal,
     log,
     progress: { write: io.stderr },
   };
   try {
     const p = plan.right;
+    if (p._tag === "smarthome") {
+      const exp = p.experiment;
+      const runDir = cli.resume ?? (await newRunDir(exp.output.dir, exp.name));
+      log(`${exp.name}: run folder ${runDir}`);
+      const r = await runSmarthome(exp, { ...common, runDir, resume: cli.resume !== null });
+      if (E.isLeft(r)) {
+        io.stderr(`${exp.name}: ${r.left.message}\n`);
+        return exitFor(r.left);
+      }
+      if (r.right._tag === "Interrupted") {
+        io.stderr(`${r.right.message}\n`);
+        return EXIT.interrupted;
+      }
+      io.stdout(JSON.stringify(r.right.results, null, 2) + "\n");
+      log(`results: ${join(runDir, "results.json")}`);
+      return EXIT.ok;
+    }
     if (p._tag === "single") {
       const exp = p.experiment;
       const runDir = cli.resume ?? (await newRunDir(exp.output.dir, exp.name));

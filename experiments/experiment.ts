@@ -35,6 +35,7 @@ import {
   type NumberCodec,
   numberWhere,
   oneOf,
+  optional,
   PositiveInt,
   PositiveNumber,
   Probability,
@@ -193,11 +194,18 @@ export const ModelSpecField: t.Type<ModelSpec, ModelSpec, unknown> & { readonly 
  */
 export interface DataSettings {
   /**
-   * Directory holding `ptb.train.txt`, `ptb.valid.txt` and optionally
-   * `ptb.test.txt`. `null`: `$CRT_DATA_DIR`, else the cache folder
-   * (`$XDG_CACHE_HOME/crt/ptb` or `~/.cache/crt/ptb`), downloaded into and
-   * SHA-256-checked when missing. `--data DIR` sets it; the run's
-   * `config.json` records the directory actually read.
+   * The corpus: `ptb` (word-level Penn Treebank, `data.ts`) or `wt103`
+   * (WikiText-103, `wt103.ts`). Optional: absent means `ptb`, so configs
+   * written before this field existed keep their meaning.
+   */
+  readonly dataset?: "ptb" | "wt103";
+  /**
+   * Directory holding the split files: `ptb.train.txt`, `ptb.valid.txt` and
+   * optionally `ptb.test.txt`, or `wiki.train.tokens`, `wiki.valid.tokens`
+   * and optionally `wiki.test.tokens`. `null`: `$CRT_DATA_DIR`, else the
+   * cache folder (`$XDG_CACHE_HOME/crt/<dataset>` or
+   * `~/.cache/crt/<dataset>`), downloaded into when missing. `--data DIR`
+   * sets it; the run's `config.json` records the directory actually read.
    */
   readonly dir: string | null;
 }
@@ -214,7 +222,10 @@ export interface DataSettings {
  */
 export const DataSettingsCodec: StrictCodec<FieldCodecs<DataSettings>> = strict<
   FieldCodecs<DataSettings>
->({ dir: nullable(t.string) }, "DataSettings");
+>({
+  dataset: optional(oneOf(["ptb", "wt103"], "dataset")),
+  dir: nullable(t.string),
+}, "DataSettings");
 
 /**
  * The training recipe: batching, budget, AdamW with warm-up and decay,
@@ -528,9 +539,9 @@ function rootless(e: SpecError): SpecError {
 
 /**
  * The rules that relate fields of a structurally valid experiment (paths as
- * `--set` writes them; the model's own rules run in its codec): a language-model readout,
- * a budget of at least one step and a validation sample of at least two
- * tokens per stream.
+ * `--set` writes them; the model's own rules run in its codec): a
+ * language-model readout (`lm` or `adaptive`), a budget of at least one step
+ * and a validation sample of at least two tokens per stream.
  *
  * @example
  * ```ts
@@ -544,11 +555,11 @@ function rootless(e: SpecError): SpecError {
  */
 export function checkExperiment(exp: Experiment): readonly SpecIssue[] {
   const issues: SpecIssue[] = [];
-  if (exp.model.readout._tag !== "lm") {
+  if (exp.model.readout._tag === "classifier") {
     issues.push({
       path: "model.readout._tag",
-      message:
-        `word-level language modelling needs the "lm" readout, got "${exp.model.readout._tag}"`,
+      message: `word-level language modelling needs the "lm" or "adaptive" readout, ` +
+        `got "${exp.model.readout._tag}"`,
     });
   }
   const perStep = tokensPerStep(exp);

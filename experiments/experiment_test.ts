@@ -69,7 +69,10 @@ Deno.test("decodeExperiment: cross-field rules", () => {
       ...base,
       model: { ...base.model, readout: { _tag: "classifier", nClasses: 3, pool: "memory" } },
     }),
-    [`model.readout._tag: word-level language modelling needs the "lm" readout, got "classifier"`],
+    [
+      `model.readout._tag: word-level language modelling needs the "lm" or "adaptive" readout, ` +
+      `got "classifier"`,
+    ],
   );
   assert.deepEqual(issues({ ...base, training: { ...base.training, validTokens: 19 } }), [
     "training.validTokens: 19 gives fewer than 2 tokens to each of evaluation.batchSize (10) streams",

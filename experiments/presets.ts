@@ -8,6 +8,15 @@
  * | `ptb-full` | the full-length Transformer (segments of 70) |
  * | `ptb-xl` | Transformer-XL (segments of 35, cache of 35) |
  * | `ptb-sweep` | CRT at full, ½ and ¼ segment length beside the full-length Transformer |
+ * | `wt103` | CRT on WikiText-103 with an adaptive softmax (segments of 75, BPTT 2) |
+ * | `wt103-full` | the full-length Transformer on WikiText-103 (segments of 150) |
+ * | `wt103-xl` | Transformer-XL on WikiText-103 (segments of 75, cache of 75) |
+ * | `smarthome` | CRT on Toyota Smarthome clips (per-frame features), cross-subject |
+ * | `smarthome-full` | the full-length Transformer on whole clips, cross-subject |
+ * | `smarthome-cv1`, `smarthome-cv2` | CRT on Toyota Smarthome, cross-view 1 and 2 |
+ *
+ * The `smarthome*` presets are clip-classification experiments
+ * (`smarthome_experiment.ts`), resolved to a plan of kind `smarthome`.
  *
  * Every preset has a `--quick` form sized to finish, evaluation of the whole
  * valid split included, in under 15 minutes on this project's 2-core machine
@@ -17,7 +26,8 @@
  * ```ts
  * import { presetExperiment, presetNames } from "./presets.ts";
  *
- * console.log(presetNames.join(", ")); // ptb, ptb-full, ptb-xl, ptb-sweep
+ * console.log(presetNames.join(", "));
+ * // ptb, ptb-full, ptb-xl, ptb-sweep, wt103, wt103-full, wt103-xl, smarthome, smarthome-full, smarthome-cv1, smarthome-cv2
  * console.log(presetExperiment("ptb", { quick: true }).name); // ptb-quick
  * ```
  *
@@ -27,6 +37,12 @@ import * as E from "fp-ts/lib/Either.js";
 import { type ModelSpec, referenceCrt, referenceTransformer, referenceXl } from "../spec/model.ts";
 import { override } from "./args.ts";
 import type { Experiment, Sweep, SweepMember, TrainingSettings } from "./experiment.ts";
+import {
+  describeSmarthomePreset,
+  type SmarthomeExperiment,
+  smarthomePreset,
+  smarthomePresetNames,
+} from "./smarthome_experiment.ts";
 
 /**
  * What a preset resolves to: one experiment, or a sweep of several.
@@ -40,7 +56,9 @@ import type { Experiment, Sweep, SweepMember, TrainingSettings } from "./experim
  */
 export type Plan =
   | { readonly _tag: "single"; readonly experiment: Experiment }
-  | { readonly _tag: "sweep"; readonly sweep: Sweep };
+  | { readonly _tag: "sweep"; readonly sweep: Sweep }
+  /** A clip-classification experiment (Toyota Smarthome). */
+  | { readonly _tag: "smarthome"; readonly experiment: SmarthomeExperiment };
 
 /** PTB training split: 929,589 tokens with `<eos>`. */
 const PTB_TRAIN_TOKENS = 929_589;
@@ -198,6 +216,110 @@ const sweep = (quick: boolean): Sweep => {
   };
 };
 
+/** WikiText-103's training split: 103,227,021 tokens with `<eos>` (as Transformer-XL counts). */
+const WT103_TRAIN_TOKENS = 103_227_021;
+
+/**
+ * The WikiText-103 model family: 2 pre-LN layers of width D = 128 (4 heads,
+ * FFN 512, GRU memory of 128) over the release's 267,735 words (`<eos>`
+ * included, as Transformer-XL counts them) with Transformer-XL's adaptive
+ * softmax (cutoffs 20k / 40k / 200k, tail widths D/4, D/16, D/64). The
+ * full-length Transformer reads segments of 150 (Transformer-XL's
+ * WikiText-103 length), CRT and Transformer-XL half of that, XL caching 75
+ * states.
+ *
+ * Deviation: half the reference width. The input embedding [267,735, D] and
+ * its gradient — dense, one per segment of a window — dominate memory: at
+ * D = 256 (80 M parameters) a training step peaked at 3.5 GB of the wasm
+ * heap, whose limit is 4 GB; at D = 128 (40 M) at 1.9 GB, and a step is ~2×
+ * faster. `--set model.dModel=256 --set model.dFF=1024 --set
+ * model.memory.dMemory=256` runs the reference width.
+ *
+ * @example
+ * ```ts
+ * import { WT103 } from "./presets.ts";
+ * console.log(WT103.crt.segmentLen, WT103.transformer.segmentLen, WT103.xl.memLen); // 75 150 75
+ * ```
+ */
+export const WT103 = (() => {
+  const vocabSize = 267_735;
+  const readout = { _tag: "adaptive", cutoffs: [20_000, 40_000, 200_000], divValue: 4 } as const;
+  const width = { vocabSize, readout, dModel: 128, dFF: 512 } as const;
+  return {
+    vocabSize,
+    readout,
+    crt: {
+      ...referenceCrt,
+      ...width,
+      segmentLen: 75,
+      memory: { ...referenceCrt.memory, dMemory: 128 },
+    } satisfies ModelSpec,
+    transformer: { ...referenceTransformer, ...width, segmentLen: 150 } satisfies ModelSpec,
+    xl: { ...referenceXl, ...width, segmentLen: 75, memLen: 75 } satisfies ModelSpec,
+  };
+})();
+
+/**
+ * The `--quick` budget of the `wt103*` presets: a bounded number of
+ * training tokens, sized from throughput measured here (see README), plus
+ * reading the corpus and evaluating the whole valid and test splits.
+ *
+ * @example
+ * ```ts
+ * import { WT103_QUICK } from "./presets.ts";
+ * console.log(WT103_QUICK.tokens); // 240000
+ * ```
+ */
+export const WT103_QUICK = {
+  tokens: 240_000,
+  maxSeconds: 600,
+  warmupSteps: 20,
+} as const;
+
+/**
+ * A WikiText-103 experiment: the reference recipe with B = 16 streams of
+ * K·S = 150 tokens a step (2,400 tokens), one epoch, validation on the
+ * first 50k valid tokens every 2,000 steps, a checkpoint every 500 steps;
+ * `--quick` trains {@linkcode WT103_QUICK}.tokens and checkpoints only at
+ * the end.
+ */
+const wt103 = (
+  name: string,
+  description: string,
+  model: ModelSpec,
+  training: Partial<TrainingSettings>,
+  quick: boolean,
+): Experiment => {
+  const full = override(reference, {
+    name,
+    description,
+    model,
+    data: { dataset: "wt103" },
+    training: {
+      batchSize: 16,
+      tokens: WT103_TRAIN_TOKENS,
+      warmupSteps: 1000,
+      validEvery: 2000,
+      validTokens: 50_000,
+      checkpointEvery: 500,
+      ...training,
+    },
+  });
+  if (!quick) return full;
+  return override(full, {
+    name: `${name}-quick`,
+    description: `${description} (--quick: ${WT103_QUICK.tokens} tokens)`,
+    training: {
+      ...WT103_QUICK,
+      validEvery: 0,
+      // A checkpoint (parameters and Adam moments) is ~480 MB: only the last one, or on Ctrl-C.
+      checkpointEvery: 0,
+      logEvery: 5,
+    },
+    output: { keepCheckpoints: 1 },
+  });
+};
+
 /** A preset: a name, what it runs, and how to build it. */
 interface Preset {
   readonly description: string;
@@ -243,6 +365,50 @@ const PRESETS: Readonly<Record<string, Preset>> = {
     description: "CRT at segment 70, 35 and 18 beside the full-length Transformer (70)",
     build: (quick) => ({ _tag: "sweep", sweep: sweep(quick) }),
   },
+  wt103: {
+    description: "CRT on WikiText-103, adaptive softmax (D = 128, segments of 75, BPTT 2)",
+    build: (quick) => ({
+      _tag: "single",
+      experiment: wt103(
+        "wt103",
+        "CRT (1 memory token, GRU on the mean of outputs) on WikiText-103, adaptive softmax",
+        WT103.crt,
+        {},
+        quick,
+      ),
+    }),
+  },
+  "wt103-full": {
+    description: "full-length Transformer on WikiText-103 (segments of 150, no memory)",
+    build: (quick) => ({
+      _tag: "single",
+      experiment: wt103(
+        "wt103-full",
+        "full-length Transformer (segments of 150) on WikiText-103, adaptive softmax",
+        WT103.transformer,
+        // No carried state: one segment per step reads B·S = 2400 tokens, as CRT's window does.
+        { bpttSegments: 1 },
+        quick,
+      ),
+    }),
+  },
+  "wt103-xl": {
+    description: "Transformer-XL on WikiText-103 (segments of 75, cache of 75)",
+    build: (quick) => ({
+      _tag: "single",
+      experiment: wt103(
+        "wt103-xl",
+        "Transformer-XL (segments of 75, cache of 75) on WikiText-103, adaptive softmax",
+        WT103.xl,
+        {},
+        quick,
+      ),
+    }),
+  },
+  ...Object.fromEntries(smarthomePresetNames.map((name): [string, Preset] => [name, {
+    description: describeSmarthomePreset(name),
+    build: (quick) => ({ _tag: "smarthome", experiment: smarthomePreset(name, { quick }) }),
+  }])),
 };
 
 /**
@@ -346,6 +512,12 @@ export function presetExperiment(
   opts: { readonly quick?: boolean } = {},
 ): Experiment {
   const plan = presetPlan(name, opts);
-  if (plan._tag !== "single") throw new Error(`${name} is a sweep, not a single experiment`);
+  if (plan._tag !== "single") {
+    throw new Error(
+      `${name} is ${
+        plan._tag === "sweep" ? "a sweep" : "a clip-classification experiment"
+      }, not a single language-model experiment`,
+    );
+  }
   return plan.experiment;
 }

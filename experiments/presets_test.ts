@@ -3,14 +3,29 @@ import * as E from "fp-ts/lib/Either.js";
 import { decodeExperiment, decodeSweep, tokensPerStep } from "./experiment.ts";
 import { presetExperiment, presetNames, presetPlan, QUICK, resolvePreset } from "./presets.ts";
 import { referenceCrt, referenceTransformer, referenceXl } from "../spec/model.ts";
+import { decodeSmarthomeExperiment } from "./smarthome_experiment.ts";
 
 Deno.test("presets: every preset, full and --quick, decodes", () => {
-  assert.deepEqual(presetNames, ["ptb", "ptb-full", "ptb-xl", "ptb-sweep"]);
+  assert.deepEqual(presetNames, [
+    "ptb",
+    "ptb-full",
+    "ptb-xl",
+    "ptb-sweep",
+    "wt103",
+    "wt103-full",
+    "wt103-xl",
+    "smarthome",
+    "smarthome-full",
+    "smarthome-cv1",
+    "smarthome-cv2",
+  ]);
   for (const name of presetNames) {
     for (const quick of [false, true]) {
       const plan = presetPlan(name, { quick });
       const r = plan._tag === "single"
         ? decodeExperiment(plan.experiment)
+        : plan._tag === "smarthome"
+        ? decodeSmarthomeExperiment(plan.experiment)
         : decodeSweep(plan.sweep);
       if (E.isLeft(r)) assert.fail(`${name}${quick ? " --quick" : ""}: ${r.left.message}`);
     }
@@ -85,7 +100,8 @@ Deno.test("resolvePreset: an unknown name lists the known ones", () => {
   if (E.isRight(r)) assert.fail("expected a Left");
   assert.equal(
     r.left.message,
-    'unknown experiment "ptb-crt" (known: ptb, ptb-full, ptb-xl, ptb-sweep)',
+    'unknown experiment "ptb-crt" (known: ptb, ptb-full, ptb-xl, ptb-sweep, wt103, wt103-full, ' +
+      "wt103-xl, smarthome, smarthome-full, smarthome-cv1, smarthome-cv2)",
   );
   assert.ok(E.isLeft(resolvePreset("toString")));
 });

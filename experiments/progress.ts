@@ -40,6 +40,8 @@ export interface ProgressSnapshot {
   readonly tokensPerSec: number | null;
   /** Estimated time to `total`. */
   readonly etaMs: number | null;
+  /** What the rate counts, e.g. `frames`. Default `tok`. */
+  readonly unit?: string;
 }
 
 /**
@@ -106,7 +108,7 @@ export function formatProgress(s: ProgressSnapshot, opts: { barWidth?: number } 
     `${String(s.step).padStart(totalStr.length)}/${totalStr}`,
     `${(frac * 100).toFixed(1).padStart(5)}%`,
     `loss ${s.loss === null ? "--" : Number.isFinite(s.loss) ? s.loss.toFixed(3) : String(s.loss)}`,
-    `${s.tokensPerSec === null ? "--" : formatRate(s.tokensPerSec)} tok/s`,
+    `${s.tokensPerSec === null ? "--" : formatRate(s.tokensPerSec)} ${s.unit ?? "tok"}/s`,
     `ETA ${s.etaMs === null ? "--" : formatDuration(s.etaMs)}`,
   ];
   return parts.join("  ");
@@ -154,6 +156,8 @@ export interface ProgressOptions {
   readonly everyPercent?: number;
   /** Terminal: redraw at most this often. Default 100 ms. */
   readonly minIntervalMs?: number;
+  /** What `tokens` in updates count, shown in the rate (`frames/s`). Default `tok`. */
+  readonly unit?: string;
 }
 
 /** Exponential moving average weight of the newest measurement. */
@@ -206,6 +210,7 @@ export function createProgress(opts: ProgressOptions): Progress {
       loss,
       tokensPerSec: tokPerSec,
       etaMs: msPerStep === null ? null : Math.max(0, opts.total - step) * msPerStep,
+      ...(opts.unit === undefined ? {} : { unit: opts.unit }),
     });
   const draw = (t: number) => {
     write(isTty ? `\r${line()}\x1b[K` : `${line()}\n`);

@@ -47,9 +47,16 @@ import {
   trainOn,
   type TrainState,
 } from "../core/train.ts";
-import { type BackendInfo, type BackendName, startBackend } from "../ops/backend.ts";
+import {
+  type BackendInfo,
+  type BackendName,
+  type MatmulChoice,
+  startBackend,
+} from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
+import { adaptiveGeometry, tailFlopsPerRow } from "../spec/adaptive.ts";
 import type { Either } from "../spec/either.ts";
+import type { ModelSpec } from "../spec/model_types.ts";
 import { readLatestCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import {
   batchify,
@@ -63,6 +70,7 @@ import {
   type Streams,
 } from "./data.ts";
 import { evaluateSplit, type SplitScore } from "./evaluate.ts";
+import { loadWt103, type ReadProgress, wt103DirFromEnvironment } from "./wt103.ts";
 import {
   decodeExperiment,
   type Experiment,
@@ -138,6 +146,22 @@ export interface Results {
   readonly data_dir: string;
   /** SHA-256 of the split files read. */
   readonly data_sha256: Corpus["sha256"];
+  /**
+   * Adaptive softmax only (else `null`). `flops_per_token_*` above count
+   * every tail cluster for every token — the cost of the full distribution,
+   * what `forward` computes, and an upper bound for training. Training and
+   * evaluation compute a tail cluster only for the tokens whose target is
+   * in it: these figures count that, at the training split's shares
+   * (the padding of each cluster's rows to a gather size is not included;
+   * it adds at most 25 % of a cluster's rows above 32 rows, 7 rows below).
+   */
+  readonly adaptive_softmax: {
+    readonly cutoffs: readonly number[];
+    /** Share of the training split's targets in each tail cluster. */
+    readonly tail_shares: readonly number[];
+    readonly flops_per_token_forward_gathered: number;
+    readonly flops_per_token_train_gathered: number;
+  } | null;
 }
 
 /**
@@ -216,6 +240,8 @@ export interface RunOptions {
   readonly resume?: boolean;
   /** tfjs backend. Default `wasm`. */
   readonly backend?: BackendName;
+  /** The wasm matmul tier. Default `auto` (native BLAS when it loads). */
+  readonly matmul?: MatmulChoice;
   /** An already loaded corpus (its `dir` is recorded); else read from `experiment.data.dir`. */
   readonly corpus?: Corpus;
   /** When aborted, the run finishes its current step, saves a checkpoint and returns `Interrupted`. */
@@ -309,6 +335,12 @@ export async function loadExperimentData(
   exp: Experiment,
   log: (message: string) => void = (m) => console.error(m),
 ): Promise<Either<string, Corpus>> {
+  if (exp.data.dataset === "wt103") {
+    const dir = wt103DirFromEnvironment(exp.data.dir ?? undefined);
+    if (E.isLeft(dir)) return E.left(dir.left.message);
+    const corpus = await loadWt103(dir.right, { log, onProgress: readProgressLog(log) });
+    return E.isLeft(corpus) ? E.left(corpus.left.message) : corpus;
+  }
   const dir = dataDirFromEnvironment(exp.data.dir ?? undefined);
   if (E.isLeft(dir)) return E.left(dir.left.message);
   const corpus = await loadPtb(dir.right, { log });
@@ -316,9 +348,38 @@ export async function loadExperimentData(
 }
 
 /**
+ * Logs a long read's progress: a line per 10 % of each file over 64 MiB
+ * (WikiText-103's training file takes 20–40 s), nothing for small files.
+ */
+const readProgressLog = (log: (message: string) => void) => {
+  let file = "", next = 0, started = 0, tokens = 0;
+  return (p: ReadProgress): void => {
+    if (p.totalBytes < 64 * 2 ** 20) return;
+    if (p.file !== file) {
+      file = p.file;
+      next = 0.1;
+      started = performance.now();
+      tokens = 0;
+    }
+    tokens += p.tokens;
+    const done = p.bytes / p.totalBytes;
+    if (done < next && done < 1) return;
+    next = Math.floor(done * 10) / 10 + 0.1;
+    const secs = (performance.now() - started) / 1000;
+    log(
+      `reading ${p.file} (${p.phase}): ${(100 * done).toFixed(0)} %, ` +
+        `${(tokens / 1e6).toFixed(1)} M tokens in ${secs.toFixed(0)} s`,
+    );
+  };
+};
+
+/**
  * Parameter count and FLOPs per token of an experiment's model, as
  * `--dry-run` prints them. Needs a started backend (the compiler checks
- * kernels against it).
+ * kernels against it). With an adaptive softmax the FLOPs count every tail
+ * cluster for every token, and `adaptive_tails` gives each cluster's cost
+ * per token it is computed for, so the cost at any cluster frequencies is
+ * the total minus (1 − share_i) × that (see `Results.adaptive_softmax`).
  *
  * @example
  * ```ts
@@ -333,19 +394,78 @@ export async function loadExperimentData(
  */
 export function modelCosts(exp: Experiment): Either<
   string,
-  { params: number; flops_per_token_forward: number; flops_per_token_train: number }
+  {
+    params: number;
+    flops_per_token_forward: number;
+    flops_per_token_train: number;
+    adaptive_tails?: { ids: [number, number]; width: number; forward: number; train: number }[];
+  }
 > {
   const p = compile(exp.model);
   if (E.isLeft(p)) return E.left(`model: cannot compile (${p.left.stage}): ${p.left.message}`);
+  const readout = exp.model.readout;
+  const geom = readout._tag === "adaptive" ? adaptiveGeometry(readout, exp.model) : null;
   return E.right({
     params: p.right.paramCount,
     flops_per_token_forward: p.right.flops.forwardPerToken,
     flops_per_token_train: p.right.flops.trainPerToken,
+    ...(geom === null ? {} : {
+      adaptive_tails: tailFlopsPerRow(geom).map((f, i) => ({
+        ids: [geom.tails[i].lo, geom.tails[i].hi] as [number, number],
+        width: geom.tails[i].dim,
+        ...f,
+      })),
+    }),
   });
 }
 
+/**
+ * The adaptive softmax's FLOPs per token when each tail cluster runs only for
+ * the tokens in it, at the shares of `tokens` (see `Results.adaptive_softmax`);
+ * `null` for other readouts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { adaptiveCosts } from "./run.ts";
+ * import { referenceCrt } from "../spec/model.ts";
+ *
+ * const model = { ...referenceCrt, readout: { _tag: "adaptive", cutoffs: [5000], divValue: 4 } } as const;
+ * const c = adaptiveCosts(model, { forwardPerToken: 20e6, trainPerToken: 60e6 }, new Int32Array(100));
+ * assert.deepEqual(c?.tail_shares, [0]); // every token is in the head: no tail cost at all
+ * assert.equal(c?.flops_per_token_forward_gathered, 20e6 - 2 * (256 * 64 + 64 * 5000));
+ * ```
+ */
+export function adaptiveCosts(
+  model: ModelSpec,
+  flops: { readonly forwardPerToken: number; readonly trainPerToken: number },
+  tokens: Int32Array,
+): Results["adaptive_softmax"] {
+  if (model.readout._tag !== "adaptive") return null;
+  const geom = adaptiveGeometry(model.readout, model);
+  const counts = new Float64Array(geom.tails.length);
+  // Targets are the tokens after the first; over a whole split the difference is nil.
+  for (let i = 1; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (t < geom.shortlist) continue;
+    let c = 0;
+    while (t >= geom.tails[c].hi) c++;
+    counts[c]++;
+  }
+  const shares = Array.from(counts, (n) => n / Math.max(1, tokens.length - 1));
+  const tail = tailFlopsPerRow(geom);
+  const saved = (kind: "forward" | "train") =>
+    tail.reduce((s, f, i) => s + f[kind] * (1 - shares[i]), 0);
+  return {
+    cutoffs: model.readout.cutoffs,
+    tail_shares: shares,
+    flops_per_token_forward_gathered: flops.forwardPerToken - saved("forward"),
+    flops_per_token_train_gathered: flops.trainPerToken - saved("train"),
+  };
+}
+
 /** Everything in `exp` except the data directory, for comparing a run folder's config. */
-const withoutDataDir = (exp: Experiment): unknown => ({ ...exp, data: { dir: null } });
+const withoutDataDir = (exp: Experiment): unknown => ({ ...exp, data: { ...exp.data, dir: null } });
 
 /** A metrics.jsonl record. */
 type MetricsRecord =
@@ -517,7 +637,10 @@ export async function runExperiment(
         `${corpus.dir} (${vocab} words)`,
     );
   }
-  const started = await startBackend(opts.backend === undefined ? {} : { backend: opts.backend });
+  const started = await startBackend({
+    ...(opts.backend === undefined ? {} : { backend: opts.backend }),
+    ...(opts.matmul === undefined ? {} : { matmul: opts.matmul }),
+  });
   if (E.isLeft(started)) return failed(started.left.message, started.left);
   const backend = backendLabel(started.right);
   const compiled = compile(exp.model);
@@ -548,7 +671,7 @@ export async function runExperiment(
     if (!opts.resume) {
       await writeAtomic(
         configFile,
-        JSON.stringify({ ...exp, data: { dir: corpus.dir } }, null, 2) + "\n",
+        JSON.stringify({ ...exp, data: { ...exp.data, dir: corpus.dir } }, null, 2) + "\n",
       );
     }
   } catch (e) {
@@ -884,6 +1007,7 @@ export async function runExperiment(
       backend,
       data_dir: corpus.dir,
       data_sha256: corpus.sha256,
+      adaptive_softmax: adaptiveCosts(exp.model, program.flops, corpus.train),
     };
     try {
       await writeAtomic(join(runDir, "results.json"), JSON.stringify(results, null, 2) + "\n");

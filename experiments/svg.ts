@@ -54,6 +54,8 @@ export interface CurveOptions {
   readonly width?: number;
   /** Pixels per panel plot area. Default 220. */
   readonly panelHeight?: number;
+  /** Label of the lower panel, which plots `validPpl`. Default `valid perplexity`. */
+  readonly validLabel?: string;
 }
 
 /**
@@ -160,7 +162,11 @@ export function learningCurveSvg(points: readonly CurvePoint[], opts: CurveOptio
   const sorted = [...points].sort((a, b) => a.step - b.step);
   const panels: Panel[] = [
     { label: "train loss", color: "#1f77b4", series: runsOf(sorted, (p) => p.trainLoss) },
-    { label: "valid perplexity", color: "#d62728", series: runsOf(sorted, (p) => p.validPpl) },
+    {
+      label: opts.validLabel ?? "valid perplexity",
+      color: "#d62728",
+      series: runsOf(sorted, (p) => p.validPpl),
+    },
   ];
   const steps = panels.flatMap((p) => p.series.flat().map(([x]) => x));
   const xTicks = steps.length > 0 ? niceTicks(Math.min(...steps), Math.max(...steps), 6) : [0, 1];
@@ -190,7 +196,7 @@ export function learningCurveSvg(points: readonly CurvePoint[], opts: CurveOptio
     const y1 = yTicks[yTicks.length - 1];
     const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : 1;
     const sy = (y: number) => bottom - ((y - y0) / (y1 - y0)) * ph;
-    const id = panel.label.replace(/\s+/g, "-");
+    const id = panel.label.replace(/[^A-Za-z0-9_-]+/g, "-");
     out.push(`<g class="panel" id="${id}">`);
     for (const t of yTicks) {
       const y = n(sy(t));
@@ -214,7 +220,9 @@ export function learningCurveSvg(points: readonly CurvePoint[], opts: CurveOptio
     }
     const cy = n(top + ph / 2);
     out.push(
-      `<text x="16" y="${cy}" text-anchor="middle" transform="rotate(-90 16 ${cy})">${panel.label}</text>`,
+      `<text x="16" y="${cy}" text-anchor="middle" transform="rotate(-90 16 ${cy})">${
+        escapeXml(panel.label)
+      }</text>`,
     );
     if (panel.series.length === 0) {
       out.push(
@@ -237,6 +245,115 @@ export function learningCurveSvg(points: readonly CurvePoint[], opts: CurveOptio
     out.push(`</g>`);
   });
   out.push(`<text x="${n(m.left + pw / 2)}" y="${height - 8}" text-anchor="middle">step</text>`);
+  out.push(`</svg>`);
+  return out.join("\n") + "\n";
+}
+
+/**
+ * Options for {@linkcode confusionMatrixSvg}.
+ *
+ * @example
+ * ```ts
+ * import type { ConfusionSvgOptions } from "./svg.ts";
+ * const opts: ConfusionSvgOptions = { title: "smarthome: test, cross-subject", cell: 18 };
+ * ```
+ */
+export interface ConfusionSvgOptions {
+  /** Shown above the matrix (escaped). */
+  readonly title?: string;
+  /** Pixels per cell. Default 22. */
+  readonly cell?: number;
+}
+
+/**
+ * A confusion matrix as a standalone SVG heatmap: rows are true classes,
+ * columns predicted ones; each cell is shaded by its share of the row (the
+ * class's recall on the diagonal) and shows its count; each row ends with
+ * the class's clip count and accuracy. Pure.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { confusionMatrixSvg } from "./svg.ts";
+ * const svg = confusionMatrixSvg([[8, 2], [1, 4]], ["Walk", "Sit<down>"], { title: "test" });
+ * assert(svg.startsWith("<svg") && svg.includes("Sit&#60;down&#62;"));
+ * ```
+ */
+export function confusionMatrixSvg(
+  m: readonly (readonly number[])[],
+  classes: readonly string[],
+  opts: ConfusionSvgOptions = {},
+): string {
+  const c = classes.length;
+  if (m.length !== c || m.some((r) => r.length !== c)) {
+    throw new RangeError(`confusionMatrixSvg: a ${m.length}-row matrix for ${c} class names`);
+  }
+  const cell = opts.cell ?? 22;
+  const labelW = Math.max(60, 7 * Math.max(...classes.map((s) => s.length)) + 12);
+  const top = (opts.title ? 34 : 10) + labelW;
+  const left = labelW;
+  const right = 110;
+  const footer = "predicted class (columns) · true class (rows) · right: clips · accuracy";
+  // Wide enough for the title (≈ 8 px a character at 14 px bold) and the footer (≈ 6 px).
+  const width = Math.max(
+    left + c * cell + right,
+    opts.title ? 8 * opts.title.length + 20 : 0,
+    6 * footer.length + 20,
+  );
+  const height = top + c * cell + 40;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
+      `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
+  );
+  out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
+  if (opts.title) {
+    out.push(
+      `<text x="${n(width / 2)}" y="22" text-anchor="middle" font-size="14" font-weight="bold">` +
+        `${escapeXml(opts.title)}</text>`,
+    );
+  }
+  const fontSize = Math.min(11, Math.max(7, cell * 0.45));
+  m.forEach((row, t) => {
+    const total = row.reduce((a, b) => a + b, 0);
+    const y = top + t * cell;
+    out.push(
+      `<text x="${left - 6}" y="${n(y + cell / 2)}" text-anchor="end" ` +
+        `dominant-baseline="middle">${escapeXml(classes[t])}</text>`,
+    );
+    row.forEach((count, p) => {
+      const share = total > 0 ? count / total : 0;
+      const x = left + p * cell;
+      // White to dark blue by the row share; the diagonal in green.
+      const [r0, g0, b0] = p === t ? [26, 127, 55] : [31, 80, 160];
+      const mix = (v: number) => Math.round(255 - share * (255 - v));
+      out.push(
+        `<rect x="${x}" y="${y}" width="${cell}" height="${cell}" ` +
+          `fill="rgb(${mix(r0)},${mix(g0)},${mix(b0)})" stroke="#dddddd"/>`,
+      );
+      if (count > 0) {
+        out.push(
+          `<text x="${n(x + cell / 2)}" y="${n(y + cell / 2)}" text-anchor="middle" ` +
+            `dominant-baseline="middle" font-size="${n(fontSize)}" ` +
+            `fill="${share > 0.5 ? "#ffffff" : "#222222"}">${count}</text>`,
+        );
+      }
+    });
+    const acc = total > 0 ? `${(100 * row[t] / total).toFixed(0)} %` : "–";
+    out.push(
+      `<text x="${left + c * cell + 8}" y="${n(y + cell / 2)}" dominant-baseline="middle">` +
+        `${total} · ${acc}</text>`,
+    );
+  });
+  classes.forEach((name, p) => {
+    const x = n(left + p * cell + cell / 2);
+    const y = top - 6;
+    out.push(
+      `<text x="${x}" y="${y}" text-anchor="start" dominant-baseline="middle" ` +
+        `transform="rotate(-90 ${x} ${y})">${escapeXml(name)}</text>`,
+    );
+  });
+  out.push(`<text x="${n(width / 2)}" y="${height - 12}" text-anchor="middle">${footer}</text>`);
   out.push(`</svg>`);
   return out.join("\n") + "\n";
 }

@@ -224,7 +224,10 @@ function locate(root: string, context: t.Context): Located {
       continue;
     }
     unionAtRoot = undefined;
-    const isIndex = typeof parentTag === "string" && INDEXED.has(parentTag) && /^\d+$/.test(key);
+    // An index into an array, also when a wrapper codec (`A | null`, say) validated the array.
+    const indexed = (typeof parentTag === "string" && INDEXED.has(parentTag)) ||
+      Array.isArray(context[i - 1].actual);
+    const isIndex = indexed && /^\d+$/.test(key);
     path = joinPath(path, isIndex ? Number(key) : key);
   }
   return { path, unionAtRoot };
@@ -538,18 +541,84 @@ function article(noun: string): string {
 // ---------------------------------------------------------------------------
 // Objects
 
-/** The decoded type of a {@linkcode strict} object: every field readonly. */
-export type TypeOfProps<P extends t.Props> = { readonly [K in keyof P]: t.TypeOf<P[K]> };
+/**
+ * A field codec that may be absent: see {@linkcode optional}. The marker
+ * `optional: true` is what {@linkcode strict} and {@linkcode TypeOfProps}
+ * read, at run time and in types.
+ */
+export interface OptionalCodec<A, O = A> extends t.Type<A | undefined, O | undefined, unknown> {
+  /** Marks the field as optional for {@linkcode strict}. */
+  readonly optional: true;
+  /** What a present value must be, in words (the inner codec's). */
+  readonly expected: string;
+}
+
+/**
+ * Marks a field of a {@linkcode strict} object as optional: an absent field
+ * (or one set to `undefined` in code) is accepted and left out of the decoded
+ * object; a present one must pass `codec`. Use it for fields added after
+ * configs were written, whose absence means a documented default, so that
+ * older specs and run folders stay valid.
+ *
+ * @example
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeWith, optional, PositiveInt, strict } from "./decode.ts";
+ *
+ * const Train = strict({ batchSize: PositiveInt, seed: optional(PositiveInt) }, "Train");
+ * console.log(Train.is({ batchSize: 20 }), Train.is({ batchSize: 20, seed: 7 })); // true true
+ * const r = decodeWith(Train, "train", { batchSize: 20, seed: 0 });
+ * if (E.isLeft(r)) console.log(r.left.message); // train.seed: must be a positive integer, got 0
+ * ```
+ */
+export function optional<A, O>(
+  codec: t.Type<A, O, unknown> & { readonly expected?: string },
+): OptionalCodec<A, O> {
+  const out = new t.Type<A | undefined, O | undefined, unknown>(
+    `${codec.name} | undefined`,
+    (u): u is A | undefined => u === undefined || codec.is(u),
+    (u, c) => (u === undefined ? t.success(undefined) : codec.validate(u, c)),
+    (a) => (a === undefined ? undefined : codec.encode(a)),
+  );
+  return Object.assign(out, { optional: true as const, expected: expectedOf(codec) });
+}
+
+const isOptional = (c: unknown): boolean =>
+  typeof c === "object" && c !== null && (c as { optional?: unknown }).optional === true;
+
+/** Keys of `P` whose codec is an {@linkcode OptionalCodec}. */
+type OptionalProps<P> = {
+  [K in keyof P]-?: P[K] extends { readonly optional: true } ? K : never;
+}[keyof P];
+
+/** Re-states an intersection of object types as one object type (modifiers kept). */
+type Flat<A> = { [K in keyof A]: A[K] };
+
+/**
+ * The decoded type of a {@linkcode strict} object: every field readonly;
+ * fields with an {@linkcode optional} codec are optional.
+ */
+export type TypeOfProps<P extends t.Props> = Flat<
+  & { readonly [K in Exclude<keyof P, OptionalProps<P>>]: t.TypeOf<P[K]> }
+  & { readonly [K in OptionalProps<P>]?: Exclude<t.TypeOf<P[K]>, undefined> }
+>;
 
 /** The encoded type of a {@linkcode strict} object. */
-export type OutputOfProps<P extends t.Props> = { readonly [K in keyof P]: t.OutputOf<P[K]> };
+export type OutputOfProps<P extends t.Props> = Flat<
+  & { readonly [K in Exclude<keyof P, OptionalProps<P>>]: t.OutputOf<P[K]> }
+  & { readonly [K in OptionalProps<P>]?: Exclude<t.OutputOf<P[K]>, undefined> }
+>;
+
+/** The keys of `A` that are optional (`field?: T`). */
+type OptionalKeys<A> = { [K in keyof A]-?: object extends Pick<A, K> ? K : never }[keyof A];
 
 /**
  * The field codecs of a {@linkcode strict} codec for the object type `A`: for
  * each field, a codec that decodes and encodes exactly that field's type.
  * Passing it as the type argument of `strict` makes a missing field, an extra
  * field or a codec of another type (a different literal list, say) a compile
- * error, so a codec cannot drift from the interface it decodes.
+ * error, so a codec cannot drift from the interface it decodes. An optional
+ * field (`field?: T`) needs an {@linkcode optional} codec.
  *
  * @example
  * ```ts
@@ -562,7 +631,11 @@ export type OutputOfProps<P extends t.Props> = { readonly [K in keyof P]: t.Outp
  * console.log(TrainCodec.is({ batchSize: 20 })); // true
  * ```
  */
-export type FieldCodecs<A> = { readonly [K in keyof A]-?: t.Type<A[K], A[K], unknown> };
+export type FieldCodecs<A> = {
+  readonly [K in keyof A]-?: K extends OptionalKeys<A>
+    ? OptionalCodec<Exclude<A[K], undefined>, Exclude<A[K], undefined>>
+    : t.Type<A[K], A[K], unknown>;
+};
 
 /** An object codec that rejects unknown fields; `props` can be spread into another. */
 export interface StrictCodec<P extends t.Props>
@@ -580,7 +653,8 @@ function isRecord(u: unknown): u is Record<string, unknown> {
 const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
 
 /**
- * An object with exactly the fields of `props`, all required. Unlike io-ts
+ * An object with exactly the fields of `props`, all required except those
+ * wrapped in {@linkcode optional}. Unlike io-ts
  * `t.exact` (which strips extra fields), an unknown field is an error naming
  * the field and the allowed ones:
  * `model.memory.cel: unknown field (expected one of cell, dMemory, ...)`;
@@ -606,10 +680,12 @@ export function strict<P extends t.Props>(props: P, name: string): StrictCodec<P
   const keys = Object.keys(props);
   const known = new Set(keys);
   const list = keys.join(", ");
+  const absent = (u: Record<string, unknown>, k: string): boolean =>
+    !hasOwn(u, k) || (u[k] === undefined && isOptional(props[k]));
   const is = (u: unknown): u is A =>
     isRecord(u) &&
     Object.keys(u).every((k) => known.has(k)) &&
-    keys.every((k) => hasOwn(u, k) && props[k].is(u[k]));
+    keys.every((k) => (absent(u, k) ? isOptional(props[k]) : props[k].is(u[k])));
   const codec = new t.Type<A, O, unknown>(
     name,
     is,
@@ -619,7 +695,8 @@ export function strict<P extends t.Props>(props: P, name: string): StrictCodec<P
       const out: Record<string, unknown> = {};
       for (const k of keys) {
         const codec = props[k];
-        if (!hasOwn(u, k)) {
+        if (absent(u, k)) {
+          if (isOptional(codec)) continue;
           errors.push({
             value: undefined,
             context: t.appendContext(c, k, codec, undefined),
@@ -643,7 +720,11 @@ export function strict<P extends t.Props>(props: P, name: string): StrictCodec<P
     },
     (a) => {
       const out: Record<string, unknown> = {};
-      for (const k of keys) out[k] = props[k].encode((a as Record<string, unknown>)[k]);
+      for (const k of keys) {
+        const v = (a as Record<string, unknown>)[k];
+        if (v === undefined && isOptional(props[k])) continue;
+        out[k] = props[k].encode(v);
+      }
       return out as O;
     },
   );

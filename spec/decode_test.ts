@@ -12,6 +12,7 @@ import {
   NonNegativeNumber,
   numberWhere,
   oneOf,
+  optional,
   PositiveInt,
   PositiveNumber,
   Probability,
@@ -244,4 +245,43 @@ Deno.test("checkWith turns cross-field issues into a SpecError", () => {
     );
   assert.deepEqual(valueOf(decode({ lo: 1, hi: 2 })), { lo: 1, hi: 2 });
   assert.equal(issuesOf(decode({ lo: 3, hi: 2 }))[0].message, "exceeds range.hi");
+});
+
+Deno.test("optional: an absent field is accepted and left out; a present one is checked", () => {
+  const Train = strict({ batchSize: PositiveInt, seed: optional(PositiveInt) }, "Train");
+  type Train = t.TypeOf<typeof Train>;
+  const noSeed: Train = { batchSize: 2 }; // compiles: the field is optional in the type
+  assert.deepEqual(decodeWith(Train, "train", noSeed), E.right({ batchSize: 2 }));
+  assert.deepEqual(
+    decodeWith(Train, "train", { batchSize: 2, seed: undefined }),
+    E.right({ batchSize: 2 }),
+  );
+  assert.deepEqual(
+    decodeWith(Train, "train", { batchSize: 2, seed: 7 }),
+    E.right({ batchSize: 2, seed: 7 }),
+  );
+  const bad = decodeWith(Train, "train", { batchSize: 2, seed: 0 });
+  assert.ok(E.isLeft(bad));
+  assert.equal(bad.left.message, "train.seed: must be a positive integer, got 0");
+  assert.ok(Train.is({ batchSize: 1 }) && !Train.is({ batchSize: 1, seed: "x" }));
+  assert.deepEqual(Train.encode({ batchSize: 3 }), { batchSize: 3 });
+  // A required field is still required.
+  const missing = decodeWith(Train, "train", { seed: 7 });
+  assert.ok(E.isLeft(missing));
+  assert.equal(
+    missing.left.message,
+    "train.batchSize: missing field (expected a positive integer)",
+  );
+});
+
+Deno.test("decodeWith: an index into an array under a wrapper codec is written in brackets", () => {
+  const Ids = new t.Type<readonly number[] | null, readonly number[] | null, unknown>(
+    "Ids | null",
+    (u): u is readonly number[] | null => u === null || t.readonlyArray(PositiveInt).is(u),
+    (u, c) => (u === null ? t.success(null) : t.readonlyArray(PositiveInt).validate(u, c)),
+    t.identity,
+  );
+  const r = decodeWith(strict({ ids: Ids }, "S"), "s", { ids: [1, 0] });
+  assert.ok(E.isLeft(r));
+  assert.equal(r.left.message, "s.ids[1]: must be a positive integer, got 0");
 });

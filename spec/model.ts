@@ -43,8 +43,10 @@ import {
   intAtLeast,
   joinPath,
   NonNegativeInt,
+  numberWhere,
   oneOf,
   type OneOfCodec,
+  optional,
   PositiveInt,
   Probability,
   type SpecError,
@@ -118,7 +120,33 @@ export const ClassifierReadout: StrictCodec<FieldCodecs<ClassifierReadout>> = st
   pool: oneOf(["memory", "mean"], "pooling"),
 }, "ClassifierReadout");
 
-/** Readout: a language-model head or a classifier (see `model_types.ts`). */
+/** The adaptive softmax head (see `model_types.ts`). */
+export type AdaptiveReadout = types.AdaptiveReadout;
+/**
+ * Decodes an {@linkcode AdaptiveReadout} (structure only; the cutoffs'
+ * order and range against `vocabSize` and the cluster widths are checked by
+ * {@linkcode checkModelSpec}).
+ *
+ * @example
+ * ```ts
+ * import { AdaptiveReadout } from "./model.ts";
+ *
+ * console.log(AdaptiveReadout.is({ _tag: "adaptive", cutoffs: [20000, 40000, 200000], divValue: 4 })); // true
+ * ```
+ */
+export const AdaptiveReadout: StrictCodec<FieldCodecs<AdaptiveReadout>> = strict<
+  FieldCodecs<AdaptiveReadout>
+>({
+  _tag: t.literal("adaptive"),
+  cutoffs: t.readonlyArray(PositiveInt),
+  divValue: numberWhere({
+    name: "DivValue",
+    expected: "a number >= 1",
+    accepts: (n) => Number.isFinite(n) && n >= 1,
+  }),
+}, "AdaptiveReadout");
+
+/** Readout: a language-model head, an adaptive softmax or a classifier (see `model_types.ts`). */
 export type Readout = types.Readout;
 /**
  * Decodes a {@linkcode Readout}: reads `_tag` first, then validates only that
@@ -133,10 +161,66 @@ export type Readout = types.Readout;
  */
 export const Readout: TaggedUnionCodec<{
   readonly lm: typeof LmReadout;
+  readonly adaptive: typeof AdaptiveReadout;
   readonly classifier: typeof ClassifierReadout;
 }> = taggedUnion(
-  { lm: LmReadout, classifier: ClassifierReadout },
+  { lm: LmReadout, adaptive: AdaptiveReadout, classifier: ClassifierReadout },
   { name: "Readout", noun: "readout kind" },
+);
+
+/** Token input (see `model_types.ts`). */
+export type TokenInput = types.TokenInput;
+/**
+ * Decodes a {@linkcode TokenInput}.
+ *
+ * @example
+ * ```ts
+ * import { TokenInput } from "./model.ts";
+ *
+ * console.log(TokenInput.is({ _tag: "tokens" })); // true
+ * ```
+ */
+export const TokenInput: StrictCodec<FieldCodecs<TokenInput>> = strict<FieldCodecs<TokenInput>>({
+  _tag: t.literal("tokens"),
+}, "TokenInput");
+
+/** Continuous (feature-vector) input (see `model_types.ts`). */
+export type FeatureInput = types.FeatureInput;
+/**
+ * Decodes a {@linkcode FeatureInput}.
+ *
+ * @example
+ * ```ts
+ * import { FeatureInput } from "./model.ts";
+ *
+ * console.log(FeatureInput.is({ _tag: "features", dim: 1024 }), FeatureInput.is({ _tag: "features", dim: 0 })); // true false
+ * ```
+ */
+export const FeatureInput: StrictCodec<FieldCodecs<FeatureInput>> = strict<
+  FieldCodecs<FeatureInput>
+>({
+  _tag: t.literal("features"),
+  dim: PositiveInt,
+}, "FeatureInput");
+
+/** What each position is: token ids or feature vectors (see `model_types.ts`). */
+export type InputSpec = types.InputSpec;
+/**
+ * Decodes an {@linkcode InputSpec} by `_tag`.
+ *
+ * @example
+ * ```ts
+ * import { InputSpec } from "./model.ts";
+ *
+ * console.log(InputSpec.is({ _tag: "tokens" }), InputSpec.is({ _tag: "pixels" })); // true false
+ * ```
+ */
+export const InputSpec: TaggedUnionCodec<{
+  readonly tokens: typeof TokenInput;
+  readonly features: typeof FeatureInput;
+}> = taggedUnion(
+  { tokens: TokenInput, features: FeatureInput },
+  { name: "InputSpec", noun: "input kind" },
 );
 
 /** CRT's persistent memory (see `model_types.ts`). */
@@ -171,6 +255,7 @@ const blockFields: FieldCodecs<BlockFields> = {
   dropout: Probability,
   segmentLen: PositiveInt,
   readout: Readout,
+  input: optional(InputSpec),
 };
 
 /**
@@ -182,7 +267,7 @@ const blockFields: FieldCodecs<BlockFields> = {
  * import { BlockFields } from "./model.ts";
  *
  * console.log(Object.keys(BlockFields.props).join(", "));
- * // vocabSize, dModel, nHeads, dFF, nLayers, dropout, segmentLen, readout
+ * // vocabSize, dModel, nHeads, dFF, nLayers, dropout, segmentLen, readout, input
  * ```
  */
 export const BlockFields: StrictCodec<FieldCodecs<BlockFields>> = strict(
@@ -276,7 +361,11 @@ type _LmReadout = Assert<MutuallyAssignable<t.TypeOf<typeof LmReadout>, LmReadou
 type _ClassifierReadout = Assert<
   MutuallyAssignable<t.TypeOf<typeof ClassifierReadout>, ClassifierReadout>
 >;
+type _AdaptiveReadout = Assert<
+  MutuallyAssignable<t.TypeOf<typeof AdaptiveReadout>, AdaptiveReadout>
+>;
 type _Readout = Assert<MutuallyAssignable<t.TypeOf<typeof Readout>, Readout>>;
+type _InputSpec = Assert<MutuallyAssignable<t.TypeOf<typeof InputSpec>, InputSpec>>;
 type _MemorySpec = Assert<MutuallyAssignable<t.TypeOf<typeof MemorySpec>, MemorySpec>>;
 type _BlockFields = Assert<MutuallyAssignable<t.TypeOf<typeof BlockFields>, BlockFields>>;
 type _CrtSpec = Assert<MutuallyAssignable<t.TypeOf<typeof CrtSpec>, CrtSpec>>;
@@ -328,11 +417,54 @@ export function checkModelSpec(spec: ModelSpec, root = "model"): readonly SpecIs
       });
     }
   }
+  if (spec.input?._tag === "features" && spec.readout._tag !== "classifier") {
+    issues.push({
+      path: at("input"),
+      message: `feature-vector input has no next tokens to predict: it needs ` +
+        `${at("readout")} { _tag: "classifier" } (got "${spec.readout._tag}")`,
+    });
+  }
+  if (spec.readout._tag === "adaptive") issues.push(...checkAdaptive(spec, spec.readout, at));
   if (spec.readout._tag === "classifier" && spec.readout.pool === "memory" && spec._tag !== "crt") {
     issues.push({
       path: at("readout", "pool"),
       message: `"memory" reads the persistent memory, which only crt has ` +
         `(${at("_tag")} is "${spec._tag}"); use "mean"`,
+    });
+  }
+  return issues;
+}
+
+/** The adaptive softmax's cutoffs lie strictly inside (0, V), increase, and leave every cluster a width ≥ 1. */
+function checkAdaptive(
+  spec: ModelSpec,
+  readout: AdaptiveReadout,
+  at: (...keys: string[]) => string,
+): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const { cutoffs, divValue } = readout;
+  cutoffs.forEach((c, i) => {
+    const path = `${at("readout", "cutoffs")}[${i}]`;
+    if (c >= spec.vocabSize) {
+      issues.push({
+        path,
+        message: `${c} leaves no words for its cluster: cutoffs must be below ` +
+          `${at("vocabSize")} (${spec.vocabSize})`,
+      });
+    } else if (i > 0 && c <= cutoffs[i - 1]) {
+      issues.push({
+        path,
+        message: `${c} must be greater than the cutoff before it (${cutoffs[i - 1]}): ` +
+          `cutoffs increase strictly`,
+      });
+    }
+  });
+  const last = cutoffs.length;
+  if (last > 0 && Math.floor(spec.dModel / Math.pow(divValue, last)) < 1) {
+    issues.push({
+      path: at("readout", "divValue"),
+      message: `${divValue} leaves tail cluster ${last} a width of floor(${at("dModel")} ` +
+        `(${spec.dModel}) / ${divValue}^${last}) = 0; use a smaller divValue or fewer cutoffs`,
     });
   }
   return issues;

@@ -27,6 +27,7 @@ function assertType<_T extends true>(): void {}
 
 type PlainReadout =
   | { readonly _tag: "lm"; readonly tie: boolean }
+  | { readonly _tag: "adaptive"; readonly cutoffs: readonly number[]; readonly divValue: number }
   | { readonly _tag: "classifier"; readonly nClasses: number; readonly pool: "memory" | "mean" };
 interface PlainMemory {
   readonly cell: "gru" | "ncgru";
@@ -35,6 +36,7 @@ interface PlainMemory {
   readonly rnnInput: "tokens" | "mean" | "slot";
   readonly orthogonal: "candidate" | "candidateAndReset";
 }
+type PlainInput = { readonly _tag: "tokens" } | { readonly _tag: "features"; readonly dim: number };
 interface PlainBlocks {
   readonly vocabSize: number;
   readonly dModel: number;
@@ -44,6 +46,7 @@ interface PlainBlocks {
   readonly dropout: number;
   readonly segmentLen: number;
   readonly readout: PlainReadout;
+  readonly input?: PlainInput;
 }
 interface PlainCrt extends PlainBlocks {
   readonly _tag: "crt";
@@ -153,7 +156,7 @@ Deno.test("decodeModelSpec rejects an unknown top-level field by path", () => {
   assert.equal(
     messageOf({ ...referenceCrt, bpttSegments: 2 }),
     "model.bpttSegments: unknown field (expected one of _tag, vocabSize, dModel, nHeads, dFF, " +
-      "nLayers, dropout, segmentLen, readout, positional, memory)",
+      "nLayers, dropout, segmentLen, readout, input, positional, memory)",
   );
 });
 
@@ -241,7 +244,7 @@ Deno.test("decodeModelSpec names the model kinds for an unknown _tag", () => {
   );
   assert.equal(
     messageOf({ ...referenceCrt, readout: { _tag: "ctc" } }),
-    'model.readout._tag: unknown readout kind "ctc" (expected lm, classifier)',
+    'model.readout._tag: unknown readout kind "ctc" (expected lm, adaptive, classifier)',
   );
 });
 
@@ -250,7 +253,7 @@ Deno.test("decodeModelSpec reports only the selected kind's errors", () => {
   assert.equal(
     messageOf({ ...referenceCrt, _tag: "transformer" }),
     "model.memory: unknown field (expected one of _tag, vocabSize, dModel, nHeads, dFF, " +
-      "nLayers, dropout, segmentLen, readout, positional)",
+      "nLayers, dropout, segmentLen, readout, input, positional)",
   );
 });
 

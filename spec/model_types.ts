@@ -110,20 +110,63 @@ export interface ClassifierReadout {
 }
 
 /**
- * Readout: a language-model head (`lm`) or a classifier (`classifier`),
- * told apart by `_tag`. Weight tying exists only on the `lm` readout, so a
- * classifier with a `tie` field is rejected as an unknown field.
+ * The adaptive softmax of Grave et al. (2017), as Transformer-XL uses it on
+ * WikiText-103: a language-model head for large vocabularies whose ids are
+ * sorted by decreasing frequency. The `cutoffs` split the vocabulary into a
+ * head (ids below `cutoffs[0]`, the shortlist) and tail clusters
+ * [cutoffs[i−1], cutoffs[i]) and [cutoffs[last], V). The head is a softmax
+ * over the shortlist plus one logit per tail cluster; tail cluster i
+ * (i = 1, 2, …) projects h [D] to D / divValue^i (rounded down) and has its
+ * own output matrix over its words. Every word gets a log-probability: the
+ * head's log-probability of its cluster plus the cluster's log-probability
+ * of the word (a shortlist word: its head log-probability).
+ *
+ * Training and evaluation compute a tail cluster only for the tokens whose
+ * target lies in it (rows gathered, padded to a few fixed sizes); the full
+ * distribution (`forward`, `inferStep`) computes every cluster for every
+ * token. With no cutoffs it is exactly a full softmax (an untied `lm` head).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { AdaptiveReadout } from "./model_types.ts";
+ *
+ * const wt103: AdaptiveReadout = { _tag: "adaptive", cutoffs: [20000, 40000, 200000], divValue: 4 };
+ * assert.equal(wt103.cutoffs.length + 1, 4); // a head and three tail clusters
+ * ```
+ */
+export interface AdaptiveReadout {
+  /** Readout kind. */
+  readonly _tag: "adaptive";
+  /**
+   * Strictly increasing ids in (0, vocabSize) where the clusters start: the
+   * head holds ids below `cutoffs[0]`. Transformer-XL on WikiText-103:
+   * [20000, 40000, 200000]. Empty: one cluster, the full softmax.
+   */
+  readonly cutoffs: readonly number[];
+  /**
+   * Width divisor per tail cluster (≥ 1): tail cluster i projects to
+   * floor(dModel / divValue^i), which must be at least 1. Default 4.
+   */
+  readonly divValue: number;
+}
+
+/**
+ * Readout: a language-model head (`lm`), an adaptive softmax (`adaptive`) or
+ * a classifier (`classifier`), told apart by `_tag`. Weight tying exists
+ * only on the `lm` readout, so a classifier with a `tie` field is rejected
+ * as an unknown field.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import type { Readout } from "./model_types.ts";
  *
- * const outputs = (r: Readout): number => r._tag === "lm" ? 10000 : r.nClasses;
+ * const outputs = (r: Readout): number => r._tag === "classifier" ? r.nClasses : 10000;
  * assert.equal(outputs({ _tag: "classifier", nClasses: 31, pool: "memory" }), 31);
  * ```
  */
-export type Readout = LmReadout | ClassifierReadout;
+export type Readout = LmReadout | AdaptiveReadout | ClassifierReadout;
 
 /**
  * CRT's persistent memory: one vector m [B, M] per stream, updated by an RNN
@@ -180,6 +223,63 @@ export interface MemorySpec {
 }
 
 /**
+ * Token input (the default): int32 ids [B, S] looked up in the embedding
+ * table [V, D].
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { TokenInput } from "./model_types.ts";
+ *
+ * const tokens: TokenInput = { _tag: "tokens" };
+ * assert.equal(tokens._tag, "tokens");
+ * ```
+ */
+export interface TokenInput {
+  /** Input kind. */
+  readonly _tag: "tokens";
+}
+
+/**
+ * Continuous input: each position is a feature vector (a video frame's
+ * features, say), float32 [B, S, F], mapped to the model width by a linear
+ * projection x W_in + b_in, W_in [F, D], in place of the token embedding.
+ * Positions, memory token and blocks are as for tokens. Needs a classifier
+ * readout (there are no next tokens to predict); `vocabSize` is then unused.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { FeatureInput } from "./model_types.ts";
+ *
+ * const i3d: FeatureInput = { _tag: "features", dim: 1024 }; // I3D per-frame features
+ * assert.equal(i3d.dim, 1024);
+ * ```
+ */
+export interface FeatureInput {
+  /** Input kind. */
+  readonly _tag: "features";
+  /** Width F of each position's feature vector. No default. */
+  readonly dim: number;
+}
+
+/**
+ * What a model reads at each position: token ids (`tokens`) or feature
+ * vectors (`features`), told apart by `_tag`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { InputSpec } from "./model_types.ts";
+ *
+ * const width = (i: InputSpec | undefined): string => i?._tag === "features" ? `${i.dim}` : "ids";
+ * assert.equal(width(undefined), "ids"); // absent: tokens
+ * assert.equal(width({ _tag: "features", dim: 64 }), "64");
+ * ```
+ */
+export type InputSpec = TokenInput | FeatureInput;
+
+/**
  * Fields every Transformer-family spec shares: vocabulary, block sizes,
  * dropout, segment length and readout.
  *
@@ -222,6 +322,12 @@ export interface BlockFields {
   readonly segmentLen: number;
   /** Output head: language model or classifier. Default `{ _tag: "lm", tie: false }`. */
   readonly readout: Readout;
+  /**
+   * What each position is: token ids or feature vectors. Optional: absent
+   * means `{ _tag: "tokens" }`, so specs written before this field existed
+   * keep their meaning.
+   */
+  readonly input?: InputSpec;
 }
 
 /**

@@ -14,6 +14,14 @@
  * @module
  */
 import type { CrtSpec, ModelSpec, XlSpec } from "./model_types.ts";
+import {
+  adaptiveGeometry,
+  adaptiveHeadLayout,
+  adaptiveLogProbs,
+  adaptiveLoss,
+  type AdaptiveTargets,
+  type ClusterParams,
+} from "./adaptive.ts";
 import type { Ops } from "./ops.ts";
 import { auxParam, param, type ParamSpec } from "./params.ts";
 
@@ -196,10 +204,16 @@ export interface MemoryParams<T> {
  * ```
  */
 export interface HeadParams<T> {
-  /** Output matrix: [D, V] for an untied LM head, [M or D, C] for a classifier. */
+  /**
+   * Output matrix: [D, V] for an untied LM head, [M or D, C] for a
+   * classifier, [D, c_1 + C] (shortlist and one logit per tail cluster) for
+   * an adaptive softmax.
+   */
   readonly w?: T;
   /** Output bias: [V] or [C]. */
   readonly b: T;
+  /** Adaptive softmax only: the tail clusters (spec/adaptive.ts). */
+  readonly clusters?: readonly ClusterParams<T>[];
 }
 
 /**
@@ -221,8 +235,10 @@ export interface HeadParams<T> {
  * ```
  */
 export interface ModelParams<T> {
-  /** Token embedding, [V, D]. */
+  /** Token embedding, [V, D]; with feature input, the projection W_in [F, D]. */
   readonly embed: T;
+  /** Feature input only: the projection's bias b_in, [D]. */
+  readonly embedBias?: T;
   /** Learned absolute positions, [S, D] (CRT and Transformer with `learned`). */
   readonly pos?: T;
   /** The Transformer blocks, in order. */
@@ -344,6 +360,8 @@ export const paramLayout = (spec: ModelSpec): ModelParams<ParamSpec> => {
       : d;
   const head: HeadParams<ParamSpec> = readout._tag === "lm"
     ? readout.tie ? { b: zeros(v) } : { w: w(d, v), b: zeros(v) }
+    : readout._tag === "adaptive"
+    ? adaptiveHeadLayout(adaptiveGeometry(readout, spec), std)
     : { w: w(featureWidth, readout.nClasses), b: zeros(readout.nClasses) };
   const pos = spec._tag === "xl" || spec.positional === "sinusoidal"
     ? {}
@@ -357,7 +375,11 @@ export const paramLayout = (spec: ModelSpec): ModelParams<ParamSpec> => {
       },
     }
     : {};
-  return { embed: w(v, d), ...pos, blocks, lnF: layerNormLayout(d), head, ...memory };
+  // Feature input: a linear projection [F, D] (and bias) takes the embedding's place.
+  const input = spec.input?._tag === "features"
+    ? { embed: w(spec.input.dim, d), embedBias: zeros(d) }
+    : { embed: w(v, d) };
+  return { ...input, ...pos, blocks, lnF: layerNormLayout(d), head, ...memory };
 };
 
 // ---------------------------------------------------------------------------
@@ -386,12 +408,14 @@ interface BlockContext<T> {
   readonly relPos?: T;
 }
 
-const splitHeads = <T>(o: Ops<T>, x: T, h: number): T => {
+/** [B, S, D] → [B, H, S, E]. */
+export const splitHeads = <T>(o: Ops<T>, x: T, h: number): T => {
   const [b, s, d] = o.shape(x);
   return o.transpose(o.reshape(x, [b, s, h, d / h]), [0, 2, 1, 3]); // [B, H, S, E]
 };
 
-const mergeHeads = <T>(o: Ops<T>, x: T): T => {
+/** [B, H, S, E] → [B, S, D]. */
+export const mergeHeads = <T>(o: Ops<T>, x: T): T => {
   const [b, h, s, e] = o.shape(x);
   return o.reshape(o.transpose(x, [0, 2, 1, 3]), [b, s, h * e]); // [B, S, D]
 };
@@ -470,18 +494,32 @@ export const recurrentStep = <T>(
   return o.add(c, o.mul(z, o.sub(h, c))); // z ⊙ h + (1 − z) ⊙ c, [B, M]
 };
 
-/** What a segment takes: tokens [B, S] (int32), the carried state, optional targets [B, S]. */
+/**
+ * What a segment takes: tokens [B, S] (int32) — or, with feature input,
+ * frames [B, S, F] (float32) — the carried state, optional targets.
+ */
 export interface SegmentInput<T> {
+  /** Token ids [B, S] (int32), or feature vectors [B, S, F] (float32) with feature input. */
   readonly tokens: T;
   readonly state: State<T>;
   /** LM: next tokens [B, S]; classifier: labels [B]. When given, `loss` is returned. */
   readonly targets?: T;
+  /**
+   * Adaptive softmax, with `targets`: the gather plan of the segment's rows
+   * (spec/adaptive.ts, `planAdaptiveTargets`), over the B·S rows in
+   * row-major order. The loss reads it instead of `targets`.
+   */
+  readonly adaptive?: AdaptiveTargets<T>;
 }
 
 /** What a segment gives back. */
 export interface SegmentOutput<T> {
-  /** LM: [B, S, V]; classifier: [B, C]. */
-  readonly logits: T;
+  /**
+   * LM: [B, S, V]; adaptive softmax: log-probabilities [B, S, V], absent when
+   * targets are given (the loss never builds the full distribution);
+   * classifier: [B, C].
+   */
+  readonly logits?: T;
   readonly state: State<T>;
   /** Mean negative log-likelihood over the segment (scalar), when targets were given. */
   readonly loss?: T;
@@ -494,13 +532,17 @@ export interface SegmentOptions {
 }
 
 /**
- * Token embeddings plus absolute positions for a segment of length S ≤ segmentLen.
- * Positions restart at every segment (Paper: CRT).
+ * Token embeddings (or projected feature vectors) plus absolute positions for
+ * a segment of length S ≤ segmentLen. Positions restart at every segment
+ * (Paper: CRT).
  */
 const embedTokens = <T>(o: Ops<T>, p: ModelParams<T>, spec: ModelSpec, tokens: T): T => {
   const [b, s] = o.shape(tokens);
   const d = spec.dModel;
-  const e = o.at("embed").embedding(p.embed, tokens); // [B, S, D]
+  // Feature input goes through a linear projection (the paper is silent on its video encoder).
+  const e = spec.input?._tag === "features"
+    ? o.at("embed").linear(tokens, p.embed, p.embedBias) // [B, S, D]
+    : o.at("embed").embedding(p.embed, tokens); // [B, S, D]
   if (spec._tag === "xl") return e; // XL encodes positions inside attention.
   const pos = p.pos !== undefined
     ? o.at("pos").slice(p.pos, [0, 0], [s, d])
@@ -510,7 +552,7 @@ const embedTokens = <T>(o: Ops<T>, p: ModelParams<T>, spec: ModelSpec, tokens: T
 };
 
 /** The readout on final-normalised token states [B, S, D] → LM logits [B, S, V]. */
-const lmLogits = <T>(o: Ops<T>, p: ModelParams<T>, hf: T): T => {
+export const lmLogits = <T>(o: Ops<T>, p: ModelParams<T>, hf: T): T => {
   const [b, s, d] = o.shape(hf);
   const h2 = o.reshape(hf, [b * s, d]);
   const w = p.head.w;
@@ -615,7 +657,7 @@ export const encodeSegment = <T>(
 };
 
 /** Paper (Transformer-XL): the next cache is the last memLen layer inputs, without gradient. */
-const newCache = <T>(o: Ops<T>, spec: XlSpec, cache: T | undefined, x: T): T => {
+export const newCache = <T>(o: Ops<T>, spec: XlSpec, cache: T | undefined, x: T): T => {
   const full = cache === undefined ? x : o.concat([cache, x], 1); // [B, Tc + S, D]
   const [b, t, d] = o.shape(full);
   const keep = Math.min(spec.memLen, t);
@@ -655,6 +697,25 @@ export const runSegment = <T>(
   enc.caches.forEach((c, l) => (state[`cache[${l}]`] = c));
   const readout = spec.readout;
   const h = o.at("head");
+  if (readout._tag === "adaptive") {
+    const [b, s, d] = o.shape(enc.hTokens);
+    const rows = o.reshape(enc.hTokens, [b * s, d]); // [B·S, D]
+    const geom = adaptiveGeometry(readout, spec);
+    const head = { w: p.head.w!, b: p.head.b, clusters: p.head.clusters ?? [] };
+    if (input.targets === undefined) {
+      return {
+        logits: h.reshape(adaptiveLogProbs(h, head, geom, rows), [b, s, spec.vocabSize]),
+        state,
+      };
+    }
+    if (input.adaptive === undefined) {
+      throw new Error(
+        "the adaptive softmax's loss needs the segment's gather plan (SegmentInput.adaptive, " +
+          "from planAdaptiveTargets in spec/adaptive.ts)",
+      );
+    }
+    return { state, loss: adaptiveLoss(h.at("loss"), head, geom, rows, input.adaptive) };
+  }
   if (readout._tag === "lm") {
     const logits = lmLogits(h, p, enc.hTokens);
     return input.targets === undefined

@@ -46,7 +46,8 @@ Deno.test("experiment cli: bad input exits 2 with a message naming what is wrong
       {
         name: "unknown preset",
         args: ["ptb-nope"],
-        expect: /unknown experiment "ptb-nope" \(known: ptb, ptb-full, ptb-xl, ptb-sweep\)/,
+        expect:
+          /unknown experiment "ptb-nope" \(known: ptb, ptb-full, ptb-xl, ptb-sweep, wt103, wt103-full, wt103-xl[,)]/,
       },
       {
         name: "unknown --set path",

@@ -1,0 +1,724 @@
+/**
+ * Clip classification experiments (Toyota Smarthome) as data: a
+ * {@linkcode SmarthomeExperiment} holds the model, the dataset directory and
+ * protocol, the clip length, the training recipe, the evaluation and the
+ * output settings as one plain, JSON-serialisable value, decoded strictly
+ * by {@linkcode decodeSmarthomeExperiment} (every problem names its path, as
+ * `--set` writes it). The presets `smarthome`, `smarthome-full`,
+ * `smarthome-cv1` and `smarthome-cv2` are built here
+ * ({@linkcode smarthomePreset}) and listed in `presets.ts`.
+ *
+ * @example Decode an override
+ * ```ts
+ * import * as E from "fp-ts/lib/Either.js";
+ * import { decodeSmarthomeExperiment, smarthomePreset } from "./smarthome_experiment.ts";
+ *
+ * const exp = smarthomePreset("smarthome", { quick: true });
+ * const r = decodeSmarthomeExperiment({ ...exp, data: { ...exp.data, clipFrames: 100 } });
+ * if (E.isLeft(r)) console.log(r.left.message);
+ * // data.clipFrames: 100 is not a whole number of segments of model.segmentLen (16)
+ * ```
+ *
+ * @module
+ */
+import * as t from "io-ts";
+import * as E from "fp-ts/lib/Either.js";
+import type { Assert, MutuallyAssignable } from "../spec/_assert.ts";
+import {
+  decodeWith,
+  type FieldCodecs,
+  NonNegativeInt,
+  NonNegativeNumber,
+  numberWhere,
+  oneOf,
+  PositiveInt,
+  PositiveNumber,
+  Probability,
+  SpecError,
+  type SpecIssue,
+  strict,
+  type StrictCodec,
+  taggedUnion,
+  type TaggedUnionCodec,
+} from "../spec/decode.ts";
+import type { Either } from "../spec/either.ts";
+import type { CrtSpec, ModelSpec, TransformerSpec } from "../spec/model.ts";
+import { override } from "./args.ts";
+import {
+  ModelSpecField,
+  Name,
+  nullable,
+  type OutputSettings,
+  OutputSettingsCodec,
+  UnitInterval,
+} from "./experiment.ts";
+import {
+  type Balance,
+  type ClipFilter,
+  type Protocol,
+  PROTOCOLS,
+  SMARTHOME_CLASSES,
+  type ValidationSplit,
+} from "./smarthome.ts";
+
+// ---------------------------------------------------------------------------
+// Settings
+
+/**
+ * Where the clips are and how they are read.
+ *
+ * @example
+ * ```ts
+ * import type { SmarthomeData } from "./smarthome_experiment.ts";
+ * import { PROTOCOLS } from "./smarthome.ts";
+ * const data: SmarthomeData = {
+ *   dir: "/data/smarthome", protocol: PROTOCOLS["cross-subject"], clipFrames: 128, standardize: true,
+ * };
+ * ```
+ */
+export interface SmarthomeData {
+  /**
+   * The dataset directory (`classes.txt`, `clips.csv`, `features/`; see
+   * `smarthome.ts`). `null`: `$CRT_SMARTHOME_DIR`. `--data DIR` sets it; the
+   * run's `config.json` records the directory actually read.
+   */
+  readonly dir: string | null;
+  /** Which clips train, validate and test, and which classes are used. */
+  readonly protocol: Protocol;
+  /**
+   * L: frames per clip as the model reads it (nearest-frame resampling of
+   * each clip's T frames), a whole number of segments. Default 128.
+   */
+  readonly clipFrames: number;
+  /**
+   * Standardise each feature to zero mean and unit variance, with the
+   * statistics of (up to 512 of) the training clips. Default true.
+   */
+  readonly standardize: boolean;
+}
+
+/**
+ * The training recipe of a classifier: batches of whole clips, a budget in
+ * epochs, AdamW with warm-up and decay, clipping, balance, cadence.
+ *
+ * @example
+ * ```ts
+ * import { smarthomePreset } from "./smarthome_experiment.ts";
+ * console.log(smarthomePreset("smarthome").training.balance); // classBalanced
+ * ```
+ */
+export interface ClassifierTraining {
+  /** B: clips per step, each from a fresh memory. Default 16. */
+  readonly batchSize: number;
+  /**
+   * Budget: the run takes ⌈epochs · N_train / B⌉ steps (N_train: training
+   * clips after validation is carved out); fractions are fine.
+   */
+  readonly epochs: number;
+  /** Wall-clock guard in seconds (validation included, final evaluation not); `null`: none. */
+  readonly maxSeconds: number | null;
+  /**
+   * How batches are drawn: `classBalanced` (a class uniformly, then one of
+   * its clips; the default, for Smarthome's imbalance) or `uniform` (a clip
+   * uniformly). The loss is unweighted either way.
+   */
+  readonly balance: Balance;
+  /** Peak AdamW learning rate. Default 5e-4. */
+  readonly lr: number;
+  /** Linear warm-up steps. Default 100. */
+  readonly warmupSteps: number;
+  /** Decay after warm-up. Default `cosine`. */
+  readonly decay: "cosine" | "linear" | "constant";
+  /** The last step's learning rate as a fraction of `lr`. Default 0. */
+  readonly finalLrRatio: number;
+  /** AdamW decoupled weight decay on matrices. Default 0.01. */
+  readonly weightDecay: number;
+  /** Adam β1. Default 0.9. */
+  readonly beta1: number;
+  /** Adam β2. Default 0.999. */
+  readonly beta2: number;
+  /** Adam ε. Default 1e-8. */
+  readonly eps: number;
+  /** Global gradient-norm clip; 0 turns it off. Default 1. */
+  readonly clipNorm: number;
+  /** NC-GRU only: exact (I + A)⁻¹ every this many steps. Default 100. */
+  readonly cayleyRefresh: number;
+  /** Validate on the whole validation set every this many steps (0: only at the end). */
+  readonly validEvery: number;
+  /** Checkpoint every this many steps (0: only at the end of training and on Ctrl-C). */
+  readonly checkpointEvery: number;
+  /** A `train` record in `metrics.jsonl` every this many steps. */
+  readonly logEvery: number;
+}
+
+/**
+ * The final evaluation.
+ *
+ * @example
+ * ```ts
+ * import type { ClassifierEvaluation } from "./smarthome_experiment.ts";
+ * const e: ClassifierEvaluation = { batchSize: 32, test: true };
+ * ```
+ */
+export interface ClassifierEvaluation {
+  /** Clips per forward pass. Default 32. */
+  readonly batchSize: number;
+  /** Evaluate the test set (skipped, with a note, when the protocol selects no test clip). */
+  readonly test: boolean;
+}
+
+/**
+ * One clip-classification experiment.
+ *
+ * @example
+ * ```ts
+ * import { override } from "./args.ts";
+ * import { type SmarthomeExperiment, smarthomePreset } from "./smarthome_experiment.ts";
+ * const longer: SmarthomeExperiment = override(smarthomePreset("smarthome"), { training: { epochs: 60 } });
+ * console.log(longer.training.epochs); // 60
+ * ```
+ */
+export interface SmarthomeExperiment {
+  /** Experiment kind (tells a run folder's `config.json` apart from a language-model one). */
+  readonly _tag: "smarthome";
+  /** Names the run folder and the results. */
+  readonly name: string;
+  /** One line saying what the experiment is for. */
+  readonly description: string;
+  /** Seeds the parameters, the validation hold-out, the batches and dropout. */
+  readonly seed: number;
+  /** The model: feature input (`input.dim` = F) and a classifier readout. */
+  readonly model: ModelSpec;
+  /** The clips. */
+  readonly data: SmarthomeData;
+  /** The training recipe. */
+  readonly training: ClassifierTraining;
+  /** The final evaluation. */
+  readonly evaluation: ClassifierEvaluation;
+  /** Where results go. */
+  readonly output: OutputSettings;
+}
+
+// ---------------------------------------------------------------------------
+// Codecs
+
+const Ids = nullable(t.readonlyArray(NonNegativeInt));
+
+/**
+ * Decodes a {@linkcode ClipFilter}.
+ *
+ * @example
+ * ```ts
+ * import { ClipFilterCodec } from "./smarthome_experiment.ts";
+ * console.log(ClipFilterCodec.is({ subjects: null, cameras: [2] })); // true
+ * ```
+ */
+export const ClipFilterCodec: StrictCodec<FieldCodecs<ClipFilter>> = strict<
+  FieldCodecs<ClipFilter>
+>({ subjects: Ids, cameras: Ids }, "ClipFilter");
+
+const Fraction = numberWhere({
+  name: "Fraction",
+  expected: "a number in (0, 1)",
+  accepts: (n) => n > 0 && n < 1,
+});
+
+type Holdout = Extract<ValidationSplit, { _tag: "holdout" }>;
+type FilterSplit = Extract<ValidationSplit, { _tag: "filter" }>;
+
+/**
+ * Decodes a {@linkcode ValidationSplit} by `_tag` (`holdout` or `filter`).
+ *
+ * @example
+ * ```ts
+ * import { ValidationSplitCodec } from "./smarthome_experiment.ts";
+ * console.log(ValidationSplitCodec.is({ _tag: "holdout", fraction: 0.1 })); // true
+ * ```
+ */
+export const ValidationSplitCodec: TaggedUnionCodec<{
+  readonly holdout: StrictCodec<FieldCodecs<Holdout>>;
+  readonly filter: StrictCodec<FieldCodecs<FilterSplit>>;
+}> = taggedUnion({
+  holdout: strict<FieldCodecs<Holdout>>(
+    { _tag: t.literal("holdout"), fraction: Fraction },
+    "Holdout",
+  ),
+  filter: strict<FieldCodecs<FilterSplit>>(
+    { _tag: t.literal("filter"), subjects: Ids, cameras: Ids },
+    "FilterSplit",
+  ),
+}, { name: "ValidationSplit", noun: "validation split" });
+
+/**
+ * Decodes a {@linkcode Protocol}.
+ *
+ * @example
+ * ```ts
+ * import { ProtocolCodec } from "./smarthome_experiment.ts";
+ * import { PROTOCOLS } from "./smarthome.ts";
+ * console.log(ProtocolCodec.is(PROTOCOLS["cross-view-1"])); // true
+ * ```
+ */
+export const ProtocolCodec: StrictCodec<FieldCodecs<Protocol>> = strict<FieldCodecs<Protocol>>({
+  name: Name,
+  train: ClipFilterCodec,
+  valid: ValidationSplitCodec,
+  test: ClipFilterCodec,
+  classes: nullable(t.readonlyArray(t.string)),
+}, "Protocol");
+
+/**
+ * Decodes {@linkcode SmarthomeData}.
+ *
+ * @example
+ * ```ts
+ * import { SmarthomeDataCodec, smarthomePreset } from "./smarthome_experiment.ts";
+ * console.log(SmarthomeDataCodec.is(smarthomePreset("smarthome").data)); // true
+ * ```
+ */
+export const SmarthomeDataCodec: StrictCodec<FieldCodecs<SmarthomeData>> = strict<
+  FieldCodecs<SmarthomeData>
+>({
+  dir: nullable(t.string),
+  protocol: ProtocolCodec,
+  clipFrames: PositiveInt,
+  standardize: t.boolean,
+}, "SmarthomeData");
+
+/**
+ * Decodes {@linkcode ClassifierTraining}.
+ *
+ * @example
+ * ```ts
+ * import { ClassifierTrainingCodec, smarthomePreset } from "./smarthome_experiment.ts";
+ * console.log(ClassifierTrainingCodec.is(smarthomePreset("smarthome").training)); // true
+ * ```
+ */
+export const ClassifierTrainingCodec: StrictCodec<FieldCodecs<ClassifierTraining>> = strict<
+  FieldCodecs<ClassifierTraining>
+>({
+  batchSize: PositiveInt,
+  epochs: PositiveNumber,
+  maxSeconds: nullable(PositiveNumber),
+  balance: oneOf(["classBalanced", "uniform"], "balance"),
+  lr: PositiveNumber,
+  warmupSteps: NonNegativeInt,
+  decay: oneOf(["cosine", "linear", "constant"], "decay"),
+  finalLrRatio: UnitInterval,
+  weightDecay: NonNegativeNumber,
+  beta1: Probability,
+  beta2: Probability,
+  eps: PositiveNumber,
+  clipNorm: NonNegativeNumber,
+  cayleyRefresh: PositiveInt,
+  validEvery: NonNegativeInt,
+  checkpointEvery: NonNegativeInt,
+  logEvery: PositiveInt,
+}, "ClassifierTraining");
+
+/**
+ * Decodes {@linkcode ClassifierEvaluation}.
+ *
+ * @example
+ * ```ts
+ * import { ClassifierEvaluationCodec } from "./smarthome_experiment.ts";
+ * console.log(ClassifierEvaluationCodec.is({ batchSize: 32, test: true })); // true
+ * ```
+ */
+export const ClassifierEvaluationCodec: StrictCodec<FieldCodecs<ClassifierEvaluation>> = strict<
+  FieldCodecs<ClassifierEvaluation>
+>({ batchSize: PositiveInt, test: t.boolean }, "ClassifierEvaluation");
+
+/**
+ * Decodes a {@linkcode SmarthomeExperiment}, structure only;
+ * {@linkcode decodeSmarthomeExperiment} adds the cross-field rules.
+ *
+ * @example
+ * ```ts
+ * import { SmarthomeExperimentCodec, smarthomePreset } from "./smarthome_experiment.ts";
+ * console.log(SmarthomeExperimentCodec.is(smarthomePreset("smarthome-cv2"))); // true
+ * ```
+ */
+export const SmarthomeExperimentCodec: StrictCodec<FieldCodecs<SmarthomeExperiment>> = strict<
+  FieldCodecs<SmarthomeExperiment>
+>({
+  _tag: t.literal("smarthome"),
+  name: Name,
+  description: t.string,
+  seed: NonNegativeInt,
+  model: ModelSpecField,
+  data: SmarthomeDataCodec,
+  training: ClassifierTrainingCodec,
+  evaluation: ClassifierEvaluationCodec,
+  output: OutputSettingsCodec,
+}, "SmarthomeExperiment");
+
+type _ClipFilter = Assert<MutuallyAssignable<t.TypeOf<typeof ClipFilterCodec>, ClipFilter>>;
+type _Split = Assert<MutuallyAssignable<t.TypeOf<typeof ValidationSplitCodec>, ValidationSplit>>;
+type _Protocol = Assert<MutuallyAssignable<t.TypeOf<typeof ProtocolCodec>, Protocol>>;
+type _Data = Assert<MutuallyAssignable<t.TypeOf<typeof SmarthomeDataCodec>, SmarthomeData>>;
+type _Training = Assert<
+  MutuallyAssignable<t.TypeOf<typeof ClassifierTrainingCodec>, ClassifierTraining>
+>;
+type _Evaluation = Assert<
+  MutuallyAssignable<t.TypeOf<typeof ClassifierEvaluationCodec>, ClassifierEvaluation>
+>;
+type _Experiment = Assert<
+  MutuallyAssignable<t.TypeOf<typeof SmarthomeExperimentCodec>, SmarthomeExperiment>
+>;
+
+/**
+ * The rules between fields (paths as `--set` writes them): feature input and
+ * a classifier readout; a clip of whole segments; a protocol class list
+ * whose length is the classifier's class count.
+ *
+ * @example
+ * ```ts
+ * import { checkSmarthomeExperiment, smarthomePreset } from "./smarthome_experiment.ts";
+ * const exp = smarthomePreset("smarthome");
+ * console.log(checkSmarthomeExperiment({ ...exp, model: { ...exp.model, input: undefined } })[0].path);
+ * // model.input
+ * ```
+ */
+export function checkSmarthomeExperiment(exp: SmarthomeExperiment): readonly SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const m = exp.model;
+  if (m.input?._tag !== "features") {
+    issues.push({
+      path: "model.input",
+      message: `clip classification reads per-frame feature vectors: set it to ` +
+        `{ "_tag": "features", "dim": F } (got ${JSON.stringify(m.input ?? { _tag: "tokens" })})`,
+    });
+  }
+  if (m.readout._tag !== "classifier") {
+    issues.push({
+      path: "model.readout._tag",
+      message: `clip classification needs the "classifier" readout, got "${m.readout._tag}"`,
+    });
+  }
+  if (exp.data.clipFrames % m.segmentLen !== 0) {
+    issues.push({
+      path: "data.clipFrames",
+      message: `${exp.data.clipFrames} is not a whole number of segments of model.segmentLen ` +
+        `(${m.segmentLen})`,
+    });
+  }
+  const classes = exp.data.protocol.classes;
+  if (
+    classes !== null && m.readout._tag === "classifier" && classes.length !== m.readout.nClasses
+  ) {
+    issues.push({
+      path: "model.readout.nClasses",
+      message: `${m.readout.nClasses}, but data.protocol.classes lists ${classes.length} classes`,
+    });
+  }
+  if (classes !== null) {
+    const dup = classes.find((c, i) => classes.indexOf(c) !== i);
+    if (dup !== undefined) {
+      issues.push({ path: "data.protocol.classes", message: `"${dup}" is listed twice` });
+    }
+  }
+  return issues;
+}
+
+/** Paths of a decode rooted at "" start with "."; drop it so they read like `--set` paths. */
+function rootless(e: SpecError): SpecError {
+  return new SpecError(e.issues.map((i) => ({
+    path: i.path === "" ? "experiment" : i.path.replace(/^\./, ""),
+    message: i.message,
+  })));
+}
+
+/**
+ * Decodes an untrusted value (a preset after `--config`/`--set`, a run's
+ * `config.json`) into a {@linkcode SmarthomeExperiment}: unknown fields are
+ * rejected, every number and choice is checked, then
+ * {@linkcode checkSmarthomeExperiment} runs. Never throws.
+ *
+ * @example
+ * ```ts
+ * import { decodeSmarthomeExperiment, smarthomePreset } from "./smarthome_experiment.ts";
+ * const exp = smarthomePreset("smarthome");
+ * const r = decodeSmarthomeExperiment({ ...exp, training: { ...exp.training, balance: "weighted" } });
+ * if (r._tag === "Left") console.log(r.left.message);
+ * // training.balance: unknown balance "weighted" (expected classBalanced, uniform)
+ * ```
+ */
+export function decodeSmarthomeExperiment(u: unknown): Either<SpecError, SmarthomeExperiment> {
+  const d = decodeWith(SmarthomeExperimentCodec, "", u);
+  if (E.isLeft(d)) return E.left(rootless(d.left));
+  const issues = checkSmarthomeExperiment(d.right);
+  return issues.length === 0 ? d : E.left(new SpecError(issues));
+}
+
+/**
+ * Whether a parsed `config.json` holds a clip-classification experiment
+ * (its `_tag` is `smarthome`), for `--resume`.
+ *
+ * @example
+ * ```ts
+ * import { isSmarthomeConfig } from "./smarthome_experiment.ts";
+ * console.log(isSmarthomeConfig({ _tag: "smarthome" }), isSmarthomeConfig({ name: "ptb" })); // true false
+ * ```
+ */
+export function isSmarthomeConfig(u: unknown): boolean {
+  return typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "smarthome";
+}
+
+// ---------------------------------------------------------------------------
+// Derived quantities
+
+/**
+ * Segments per clip: K = clipFrames / segmentLen. Training backpropagates
+ * through all of them (the memory carries the clip from its first segment
+ * to the readout after the last).
+ *
+ * @example
+ * ```ts
+ * import { segmentsPerClip, smarthomePreset } from "./smarthome_experiment.ts";
+ * console.log(segmentsPerClip(smarthomePreset("smarthome"))); // 8
+ * ```
+ */
+export function segmentsPerClip(exp: SmarthomeExperiment): number {
+  return exp.data.clipFrames / exp.model.segmentLen;
+}
+
+/**
+ * Steps an experiment takes on `trainClips` training clips:
+ * ⌈epochs · trainClips / batchSize⌉.
+ *
+ * @example
+ * ```ts
+ * import { classifierSteps, smarthomePreset } from "./smarthome_experiment.ts";
+ * const exp = smarthomePreset("smarthome");
+ * console.log(classifierSteps(exp, 1000) === Math.ceil(exp.training.epochs * 1000 / exp.training.batchSize)); // true
+ * ```
+ */
+export function classifierSteps(exp: SmarthomeExperiment, trainClips: number): number {
+  return Math.max(1, Math.ceil((exp.training.epochs * trainClips) / exp.training.batchSize));
+}
+
+// ---------------------------------------------------------------------------
+// Presets
+
+/** F of the presets: I3D's pooled RGB features (1024 per frame or snippet). */
+export const PRESET_FEATURE_DIM = 1024;
+
+/**
+ * The preset CRT: per-frame features [F = 1024] → D = 256 by a linear
+ * projection, learned positions, segments of 16 frames, one prepended memory
+ * token, a GRU(256) fed the mean of the segment's outputs, 2 pre-LN blocks
+ * of 4 heads and FFN 1024, dropout 0.1, and a linear classifier on the
+ * final memory (31 classes).
+ *
+ * @example
+ * ```ts
+ * import { smarthomeCrt } from "./smarthome_experiment.ts";
+ * console.log(smarthomeCrt.segmentLen, smarthomeCrt.readout); // 16 { _tag: "classifier", nClasses: 31, pool: "memory" }
+ * ```
+ */
+export const smarthomeCrt: CrtSpec = {
+  _tag: "crt",
+  vocabSize: 2, // unused with feature input
+  dModel: 256,
+  nHeads: 4,
+  dFF: 1024,
+  nLayers: 2,
+  dropout: 0.1,
+  segmentLen: 16,
+  readout: { _tag: "classifier", nClasses: SMARTHOME_CLASSES.length, pool: "memory" },
+  input: { _tag: "features", dim: PRESET_FEATURE_DIM },
+  positional: "learned",
+  memory: {
+    cell: "gru",
+    dMemory: 256,
+    injection: "prependToken",
+    rnnInput: "mean",
+    orthogonal: "candidate",
+  },
+};
+
+/**
+ * The full-length Transformer baseline: the blocks of {@linkcode smarthomeCrt}
+ * over the whole 128-frame clip in one segment, no memory, the classifier on
+ * the mean of the outputs.
+ *
+ * @example
+ * ```ts
+ * import { smarthomeTransformer } from "./smarthome_experiment.ts";
+ * console.log(smarthomeTransformer.segmentLen); // 128
+ * ```
+ */
+export const smarthomeTransformer: TransformerSpec = {
+  _tag: "transformer",
+  vocabSize: 2,
+  dModel: 256,
+  nHeads: 4,
+  dFF: 1024,
+  nLayers: 2,
+  dropout: 0.1,
+  segmentLen: 128,
+  readout: { _tag: "classifier", nClasses: SMARTHOME_CLASSES.length, pool: "mean" },
+  input: { _tag: "features", dim: PRESET_FEATURE_DIM },
+  positional: "learned",
+};
+
+/**
+ * The reference recipe: CRT on the cross-subject protocol, clips of 128
+ * frames (8 segments of 16), class-balanced batches of 16 clips, AdamW lr
+ * 5e-4 with 100 warm-up steps and cosine decay, clip 1, 30 epochs.
+ *
+ * @example
+ * ```ts
+ * import { smarthomeReference } from "./smarthome_experiment.ts";
+ * console.log(smarthomeReference.data.protocol.name, smarthomeReference.training.epochs); // cross-subject 30
+ * ```
+ */
+export const smarthomeReference: SmarthomeExperiment = {
+  _tag: "smarthome",
+  name: "smarthome",
+  description: "CRT (segments of 16 frames, GRU memory, classifier on the final memory) on " +
+    "Toyota Smarthome, cross-subject",
+  seed: 1,
+  model: smarthomeCrt,
+  data: { dir: null, protocol: PROTOCOLS["cross-subject"], clipFrames: 128, standardize: true },
+  training: {
+    batchSize: 16,
+    epochs: 30,
+    maxSeconds: null,
+    balance: "classBalanced",
+    lr: 5e-4,
+    warmupSteps: 100,
+    decay: "cosine",
+    finalLrRatio: 0,
+    weightDecay: 0.01,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    clipNorm: 1,
+    cayleyRefresh: 100,
+    validEvery: 500,
+    checkpointEvery: 500,
+    logEvery: 10,
+  },
+  evaluation: { batchSize: 32, test: true },
+  output: { dir: "runs", keepCheckpoints: 2 },
+};
+
+/**
+ * What `--quick` changes: a budget sized for the generated sample dataset
+ * (`deno task smarthome:sample DIR`: 600 clips, ≈ 300 training clips under
+ * cross-subject): 16 epochs ≈ 300 steps of 16 clips at lr 1e-3. Measured on
+ * the project's 2-core machine shared with other jobs: 302 steps in 5 min 18 s
+ * (2,015 training frames/s; 11 min at the busiest, 950 frames/s). The model
+ * first memorises the training clips (valid accuracy at chance after 100
+ * steps), then finds the first-segment signal: test mean per-class accuracy
+ * 33.1 %, overall 61.0 % (chance 3.2 %). `maxSeconds` (13 min) is a guard
+ * for a busier machine.
+ *
+ * @example
+ * ```ts
+ * import { SMARTHOME_QUICK } from "./smarthome_experiment.ts";
+ * console.log(SMARTHOME_QUICK.epochs); // 16
+ * ```
+ */
+export const SMARTHOME_QUICK = {
+  epochs: 16,
+  maxSeconds: 780,
+  warmupSteps: 30,
+  lr: 1e-3,
+  validEvery: 100,
+  checkpointEvery: 100,
+  logEvery: 5,
+} as const;
+
+/** The named presets: description and what each changes from the reference. */
+const SMARTHOME_PRESETS: Readonly<
+  Record<string, { readonly description: string; readonly build: () => SmarthomeExperiment }>
+> = {
+  smarthome: {
+    description: "CRT on Toyota Smarthome clips (features), cross-subject, segments of 16 frames",
+    build: () => smarthomeReference,
+  },
+  "smarthome-full": {
+    description: "full-length Transformer on the whole 128-frame clip (no memory), cross-subject",
+    build: () =>
+      override(smarthomeReference, {
+        name: "smarthome-full",
+        description: "full-length Transformer (one 128-frame segment, classifier on the mean of " +
+          "the outputs) on Toyota Smarthome, cross-subject",
+        model: smarthomeTransformer,
+      }),
+  },
+  "smarthome-cv1": {
+    description:
+      "CRT on Toyota Smarthome, cross-view 1 (train camera 1, test camera 2; 19 classes)",
+    build: () => crossView("smarthome-cv1", PROTOCOLS["cross-view-1"]),
+  },
+  "smarthome-cv2": {
+    description: "CRT on Toyota Smarthome, cross-view 2 (train cameras 1,3,4,6,7; 19 classes)",
+    build: () => crossView("smarthome-cv2", PROTOCOLS["cross-view-2"]),
+  },
+};
+
+function crossView(name: string, protocol: Protocol): SmarthomeExperiment {
+  const nClasses = protocol.classes?.length ?? SMARTHOME_CLASSES.length;
+  return override(smarthomeReference, {
+    name,
+    description: `CRT on Toyota Smarthome, ${protocol.name} (${nClasses} classes)`,
+    model: { ...smarthomeCrt, readout: { _tag: "classifier", nClasses, pool: "memory" } },
+    data: { protocol },
+  });
+}
+
+/**
+ * The clip-classification preset names, in `--help` order.
+ *
+ * @example
+ * ```ts
+ * import { smarthomePresetNames } from "./smarthome_experiment.ts";
+ * console.log(smarthomePresetNames.join(" ")); // smarthome smarthome-full smarthome-cv1 smarthome-cv2
+ * ```
+ */
+export const smarthomePresetNames: readonly string[] = Object.keys(SMARTHOME_PRESETS);
+
+/**
+ * One line describing a preset, for the usage text.
+ *
+ * @example
+ * ```ts
+ * import { describeSmarthomePreset } from "./smarthome_experiment.ts";
+ * console.log(describeSmarthomePreset("smarthome-cv1").includes("cross-view 1")); // true
+ * ```
+ */
+export function describeSmarthomePreset(name: string): string {
+  const p = SMARTHOME_PRESETS[name];
+  if (p === undefined) throw new Error(`unknown smarthome preset ${JSON.stringify(name)}`);
+  return p.description;
+}
+
+/**
+ * A clip-classification preset, full or `--quick` (name suffixed
+ * `-quick`). Throws on an unknown name.
+ *
+ * @example
+ * ```ts
+ * import { smarthomePreset } from "./smarthome_experiment.ts";
+ * const q = smarthomePreset("smarthome-full", { quick: true });
+ * console.log(q.name, q.model._tag); // smarthome-full-quick transformer
+ * ```
+ */
+export function smarthomePreset(
+  name: string,
+  opts: { readonly quick?: boolean } = {},
+): SmarthomeExperiment {
+  const p = SMARTHOME_PRESETS[name];
+  if (p === undefined) throw new Error(`unknown smarthome preset ${JSON.stringify(name)}`);
+  const full = p.build();
+  if (!opts.quick) return full;
+  return override(full, {
+    name: `${full.name}-quick`,
+    description: `${full.description} (--quick: ${SMARTHOME_QUICK.epochs} epochs)`,
+    training: SMARTHOME_QUICK,
+  });
+}

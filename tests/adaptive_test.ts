@@ -1,0 +1,285 @@
+/**
+ * The adaptive softmax readout in whole programs (tfjs on wasm against the
+ * float64 reference interpreter): a single cluster is the full softmax, the
+ * full distribution is normalised, the gathered loss is its NLL, gradients
+ * match finite differences, FLOPs follow the formula, and evaluation
+ * reports exp(mean NLL).
+ */
+import assert from "node:assert/strict";
+import * as E from "fp-ts/lib/Either.js";
+import { compile, flattenParams, initValues, type Program } from "../core/program.ts";
+import { defaultPasses, runPasses } from "../core/passes.ts";
+import { traceSegment } from "../core/trace.ts";
+import { evaluateSplit } from "../experiments/evaluate.ts";
+import { adaptiveCosts } from "../experiments/run.ts";
+import { ensureBackend } from "../ops/backend.ts";
+import { interpret, type RefTensor } from "../ops/reference.ts";
+import { tf } from "../ops/tf.ts";
+import {
+  adaptiveFeeds,
+  adaptiveGeometry,
+  planAdaptiveTargets,
+  tailFlopsPerRow,
+} from "../spec/adaptive.ts";
+import type { ModelSpec } from "../spec/model.ts";
+import { randomTokens, tinyCrtGru, tinyTransformer, tinyXl } from "./_tiny.ts";
+
+await ensureBackend();
+
+const compiled = (spec: ModelSpec): Program => {
+  const p = compile(spec);
+  if (E.isLeft(p)) throw new Error(p.left.message);
+  return p.right;
+};
+
+const int2d = (data: Int32Array, b: number) => tf.tensor2d(data, [b, data.length / b], "int32");
+
+/** V = 14: a shortlist of 4, tail clusters [4, 9) of width 4 and [9, 14) of width 2. */
+const adaptive = <S extends ModelSpec>(spec: S, cutoffs: number[] = [4, 9]): S => ({
+  ...spec,
+  vocabSize: 14,
+  readout: { _tag: "adaptive", cutoffs, divValue: 2 },
+});
+
+const tinyAdaptive: Record<string, ModelSpec> = {
+  "CRT (GRU)": adaptive(tinyCrtGru),
+  "full-length Transformer": adaptive(tinyTransformer),
+  "Transformer-XL": adaptive(tinyXl),
+};
+
+/** Per-row log-sum-exp and the NLL of `targets` under log-probabilities [B, L, V]. */
+const scoreRows = (lp: tf.Tensor, targets: Int32Array) => {
+  const v = lp.shape[2]!;
+  const data = Float32Array.from(lp.dataSync());
+  const lse: number[] = [];
+  let nll = 0;
+  for (let r = 0; r < targets.length; r++) {
+    const row = data.subarray(r * v, (r + 1) * v);
+    lse.push(Math.log(row.reduce((s, x) => s + Math.exp(x), 0)));
+    nll -= row[targets[r]];
+  }
+  return { lse, nll: nll / targets.length };
+};
+
+Deno.test("adaptive softmax without cutoffs gives the full softmax's log-probabilities and loss", () => {
+  const lm = { ...tinyTransformer, vocabSize: 14 };
+  const full = compiled(lm), single = compiled(adaptive(lm, []));
+  const pl = full.init(5), pa = single.init(5); // same paths (head.w, head.b), same values
+  const b = 2, len = 2 * lm.segmentLen;
+  const tokens = int2d(randomTokens(b * len, 14, 1), b);
+  const targets = int2d(randomTokens(b * len, 14, 2), b);
+  const logits = full.forward(pl, full.initState(b), tokens).logits;
+  const want = tf.logSoftmax(logits).dataSync();
+  const got = single.forward(pa, single.initState(b), tokens).logits.dataSync();
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+  assert.ok(worst < 1e-5, `log-probabilities differ by ${worst}`);
+  const opts = { training: false, bpttSegments: 2 };
+  const lossLm = full.loss(pl, full.initState(b), { tokens, targets }, opts).loss.dataSync()[0];
+  const lossAd = single.loss(pa, single.initState(b), { tokens, targets }, opts).loss.dataSync()[0];
+  assert.ok(Math.abs(lossLm - lossAd) < 1e-5, `loss ${lossAd} vs ${lossLm}`);
+});
+
+Deno.test("adaptive softmax: rows are normalised, and the gathered loss is the full distribution's NLL", async (t) => {
+  for (const [name, spec] of Object.entries(tinyAdaptive)) {
+    await t.step(name, () => {
+      const program = compiled(spec);
+      const params = program.init(3);
+      const b = 3, len = 2 * spec.segmentLen + 2; // two segments and a short one
+      const tokens = randomTokens(b * len, 14, 4);
+      // Most targets in the head, some in each cluster: clusters get padded rows.
+      const targets = Int32Array.from(
+        randomTokens(b * len, 100, 6),
+        (x) => x < 70 ? x % 4 : x % 14,
+      );
+      const lp = program.forward(params, program.initState(b), int2d(tokens, b)).logits;
+      assert.deepEqual(lp.shape, [b, len, 14]);
+      const { lse, nll } = scoreRows(lp, targets);
+      assert.ok(
+        lse.every((x) => Math.abs(x) < 1e-5),
+        `logsumexp off 0 by ${Math.max(...lse.map(Math.abs))}`,
+      );
+      const loss = program.loss(params, program.initState(b), {
+        tokens: int2d(tokens, b),
+        targets: int2d(targets, b),
+      }, { training: false, bpttSegments: 2 }).loss.dataSync()[0];
+      assert.ok(Math.abs(loss - nll) < 1e-5 * nll, `gathered loss ${loss}, full NLL ${nll}`);
+    });
+  }
+});
+
+/** The mean loss of a window under the float64 interpreter, with the gather plan fed as data. */
+const referenceLoss = (
+  spec: ModelSpec,
+  values: Map<string, Float64Array>,
+  tokens: Int32Array,
+  targets: Int32Array,
+  b: number,
+  state0: Record<string, RefTensor>,
+): number => {
+  const len = tokens.length / b, s = spec.segmentLen;
+  const geom = spec.readout._tag === "adaptive" ? adaptiveGeometry(spec.readout, spec) : null;
+  let state = state0, total = 0;
+  for (let start = 0; start < len; start += s) {
+    const cut = (src: Int32Array) => {
+      const out = new Int32Array(b * s);
+      for (let r = 0; r < b; r++) {
+        out.set(src.subarray(r * len + start, r * len + start + s), r * s);
+      }
+      return out;
+    };
+    const tgt = cut(targets);
+    const plan = planAdaptiveTargets(geom!, tgt);
+    const cacheLen = state["cache[0]"]?.shape[1] ?? 0;
+    const { graph } = traceSegment(spec, {
+      batchSize: b,
+      segmentLen: s,
+      cacheLen,
+      withLoss: true,
+      training: false,
+      clusterCapacity: plan.capacities,
+    });
+    const g = runPasses(graph, defaultPasses);
+    if (E.isLeft(g)) throw new Error(g.left.message);
+    const feeds: Record<string, RefTensor> = {};
+    for (const n of g.right.nodes) {
+      if (n.op._tag !== "input" || n.op.role !== "param") continue;
+      feeds[n.op.name] = { shape: n.op.shape, dtype: "float32", data: values.get(n.op.name)! };
+    }
+    feeds.tokens = { shape: [b, s], dtype: "int32", data: cut(tokens) };
+    feeds.targets = { shape: [b, s], dtype: "int32", data: tgt };
+    for (const [name, data] of Object.entries(adaptiveFeeds(plan))) {
+      feeds[name] = {
+        shape: [data.length],
+        dtype: data instanceof Int32Array ? "int32" : "float32",
+        data,
+      };
+    }
+    for (const [k, v] of Object.entries(state)) feeds[`state:${k}`] = v;
+    const out = interpret(g.right, feeds, { precision: "float64" });
+    total += out.loss.data[0];
+    state = Object.fromEntries(
+      Object.entries(out).filter(([k]) => k.startsWith("state:")).map(([k, v]) => [k.slice(6), v]),
+    );
+  }
+  return total / (len / s);
+};
+
+Deno.test("adaptive softmax: Program.trainStep gradients match float64 finite differences", async (t) => {
+  // Tolerances as in tests/model_test.ts: float32 autograd against float64 differences.
+  for (const name of ["CRT (GRU)", "Transformer-XL"]) {
+    const spec = tinyAdaptive[name];
+    await t.step(name, () => {
+      const program = compiled(spec);
+      const b = 2, k = spec._tag === "xl" ? 1 : 2, len = k * spec.segmentLen;
+      const tokens = randomTokens(b * len, 14, 11);
+      // Targets in every cluster, and a cluster-2 target only in the first segment.
+      const targets = Int32Array.from(
+        randomTokens(b * len, 14, 12),
+        (x, i) => i === 4 ? 12 : x % 9,
+      );
+      const params = program.init(3);
+      const values32 = initValues(program.layout, 3);
+      const state0: Record<string, RefTensor> = {};
+      let state = program.initState(b);
+      for (const [n, v] of Object.entries(state)) {
+        state0[n] = { shape: v.shape, dtype: "float32", data: new Float64Array(v.size) };
+      }
+      const step = program.trainStep(params, state, {
+        tokens: int2d(tokens, b),
+        targets: int2d(targets, b),
+      }, { bpttSegments: k });
+      const values = new Map([...values32].map(([p, v]) => [p, Float64Array.from(v)]));
+      const base = referenceLoss(spec, values, tokens, targets, b, state0);
+      assert.ok(Math.abs(base - step.loss) < 1e-4 * base, `loss ${step.loss} vs ${base}`);
+      const h = 1e-5;
+      const heads = Object.keys(step.grads).filter((p) => p.startsWith("head"));
+      assert.equal(heads.length, 8); // w, b and (proj, w, b) per tail cluster
+      for (const path of [...heads, "embed", "blocks[0].attn.wq"]) {
+        const g = step.grads[path].dataSync();
+        const v = values.get(path)!;
+        const idx = Array.from(
+          { length: Math.min(16, v.length) },
+          (_, i) => Math.floor((i * v.length) / Math.min(16, v.length)),
+        );
+        let num = 0, den = 0;
+        for (const i of idx) {
+          const orig = v[i];
+          v[i] = orig + h;
+          const up = referenceLoss(spec, values, tokens, targets, b, state0);
+          v[i] = orig - h;
+          const down = referenceLoss(spec, values, tokens, targets, b, state0);
+          v[i] = orig;
+          const fd = (up - down) / (2 * h);
+          num += (g[i] - fd) ** 2;
+          den += fd ** 2;
+        }
+        const rel = Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-7);
+        assert.ok(rel < 2e-3, `${path}: relative gradient error ${rel.toExponential(2)}`);
+      }
+      for (const x of Object.values(step.grads)) x.dispose();
+      program.disposeState(step.state);
+      program.disposeState(state);
+      state = {};
+      for (const x of Object.values(flattenParams(params))) x.dispose();
+    });
+  }
+});
+
+Deno.test("adaptive softmax: FLOPs count every tail cluster for every token; the gathered figure only its rows", () => {
+  const spec = { ...adaptive(tinyTransformer), dModel: 8, dFF: 12, segmentLen: 5 };
+  const { dModel: d, dFF: f, nLayers: l, segmentLen: s } = spec;
+  const blocks = l * (2 * 4 * d * d + 2 * 2 * d * f + 2 * 2 * s * d);
+  const head = 2 * d * (4 + 2); // 4 shortlist words and 2 cluster logits
+  const tails = 2 * (d * 4 + 4 * 5) + 2 * (d * 2 + 2 * 5); // [D, 4]·[4, 5] and [D, 2]·[2, 5]
+  const p = compiled(spec);
+  assert.equal(p.flops.forwardPerToken, blocks + head + tails);
+  assert.equal(p.flops.trainPerToken, 3 * (blocks + head + tails));
+  const geom = adaptiveGeometry({ _tag: "adaptive", cutoffs: [4, 9], divValue: 2 }, spec);
+  assert.deepEqual(tailFlopsPerRow(geom).map((x) => x.forward), [
+    2 * (d * 4 + 4 * 5),
+    2 * (d * 2 + 2 * 5),
+  ]);
+  // A split with a quarter of its targets in cluster 0 and none in cluster 1.
+  const tokens = Int32Array.from({ length: 401 }, (_, i) => (i % 4 === 0 ? 5 : 1));
+  const c = adaptiveCosts(spec, p.flops, tokens)!;
+  assert.deepEqual(c.tail_shares, [0.25, 0]);
+  assert.equal(c.flops_per_token_forward_gathered, blocks + head + 0.25 * 2 * (d * 4 + 4 * 5));
+  assert.equal(c.flops_per_token_train_gathered, 3 * (blocks + head + 0.25 * 2 * (d * 4 + 4 * 5)));
+});
+
+Deno.test("adaptive softmax: evaluateSplit reports exp(mean NLL) of the full distribution", async () => {
+  const spec = tinyAdaptive["full-length Transformer"];
+  const program = compiled(spec);
+  const params = program.init(8);
+  const split = randomTokens(2 * 20 + 1, 14, 21); // 2 streams of 20 → 19 predictions each
+  const r = await evaluateSplit(program, params, split, { batchSize: 2 });
+  assert.ok(r !== null);
+  assert.equal(r.tokens, 38);
+  // The same streams through forward: tokens [2, 19], targets shifted by one.
+  const rows = [split.subarray(0, 20), split.subarray(20, 40)];
+  const tokens = Int32Array.from(rows.flatMap((x) => [...x.subarray(0, 19)]));
+  const targets = Int32Array.from(rows.flatMap((x) => [...x.subarray(1, 20)]));
+  const lp = program.forward(params, program.initState(2), int2d(tokens, 2)).logits;
+  const { nll } = scoreRows(lp, targets);
+  assert.ok(Math.abs(r.ppl - Math.exp(nll)) < 1e-4 * r.ppl, `ppl ${r.ppl} vs ${Math.exp(nll)}`);
+});
+
+Deno.test("adaptive softmax: streaming one token at a time equals the segment-at-once forward pass", () => {
+  const spec = tinyAdaptive["CRT (GRU)"];
+  const program = compiled(spec);
+  const params = program.init(2);
+  const n = 2 * spec.segmentLen + 1;
+  const tokens = randomTokens(n, 14, 9);
+  const ref = program.forward(params, program.initState(1), int2d(tokens, 1)).logits;
+  let stream = program.openStream(1);
+  const got: tf.Tensor[] = [];
+  for (let i = 0; i < n; i++) {
+    const out = program.inferStep(params, stream, tokens.subarray(i, i + 1));
+    got.push(out.logits);
+    program.disposeState(stream.state);
+    stream = out.stream;
+  }
+  const diff = tf.max(tf.abs(tf.sub(ref, tf.concat(got, 1)))).dataSync()[0];
+  assert.ok(diff <= 1e-5, `streaming differs by ${diff}`);
+});
