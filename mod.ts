@@ -83,14 +83,18 @@
 // The spec: model specs, parameter layouts, the op set.
 export type { Either, Left, Right } from "./spec/either.ts";
 export type {
+  AdaptiveReadout,
   BlockFields,
   ClassifierReadout,
   CrtSpec,
+  FeatureInput,
+  InputSpec,
   LmReadout,
   MemorySpec,
   ModelSpec,
   Positional,
   Readout,
+  TokenInput,
   TransformerSpec,
   XlSpec,
 } from "./spec/model_types.ts";
@@ -110,6 +114,18 @@ export type {
   State,
 } from "./spec/models.ts";
 export type { Init, ParamSpec } from "./spec/params.ts";
+export {
+  adaptiveFeeds,
+  adaptiveGeometry,
+  planAdaptiveTargets,
+  tailFlopsPerRow,
+} from "./spec/adaptive.ts";
+export type {
+  AdaptiveGeometry,
+  AdaptivePlan,
+  ClusterParams,
+  TailCluster,
+} from "./spec/adaptive.ts";
 export { Ops } from "./spec/ops.ts";
 export type { DType, Op, OpBackend, OpTag, Shape } from "./spec/ops.ts";
 
@@ -117,6 +133,7 @@ export type { DType, Op, OpBackend, OpTag, Shape } from "./spec/ops.ts";
 export { BackendError, startBackend } from "./ops/backend.ts";
 export type { BackendInfo, BackendName, BackendOptions, MatmulChoice } from "./ops/backend.ts";
 export type { MatmulTier } from "./ops/matmul.ts";
+export { matmulThreads, stopMatmulWorkers } from "./ops/matmul.ts";
 
 // The compiler and the program it builds.
 export { compile, tokenBatch } from "./core/program.ts";
@@ -124,6 +141,7 @@ export type {
   CompileError,
   CompileOptions,
   Grads,
+  InferOptions,
   LossOptions,
   ModelState,
   Params,
@@ -149,3 +167,22 @@ export { disposeTraining, NonFiniteLoss, startTraining, trainOn } from "./core/t
 export type { StepOptions, TrainState } from "./core/train.ts";
 export { applyAdamW, defaultAdamW, initOptimizer } from "./core/optim.ts";
 export type { AdamWConfig, CayleyState, OptState } from "./core/optim.ts";
+
+// On the device: model files, streams, sampling and scoring (web APIs only).
+export {
+  decodeModelFile,
+  encodeModelFile,
+  MODEL_FILE_VERSION,
+  ModelFileError,
+} from "./deploy/model_file.ts";
+export type { ModelFile, ModelFileProblem } from "./deploy/model_file.ts";
+export { loadModel } from "./deploy/loaded.ts";
+export type { LoadedModel, TokenStream } from "./deploy/loaded.ts";
+export { generate, sampleToken } from "./deploy/generate.ts";
+export type { GenerateOptions } from "./deploy/generate.ts";
+export { scoreIds } from "./deploy/score.ts";
+export type { TextScore } from "./deploy/score.ts";
+export { Vocab } from "./deploy/vocab.ts";
+export type { Tokenized } from "./deploy/vocab.ts";
+export { dequantize, quantize } from "./deploy/quantize.ts";
+export type { Int8Matrix } from "./deploy/quantize.ts";
