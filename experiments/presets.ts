@@ -107,22 +107,24 @@ export const reference: Experiment = {
 
 /**
  * The `--quick` budgets, sized from throughput measured on the project's
- * 2-core machine (AMD EPYC, shared) with the native-BLAS matmul, reference
- * width: 1.1–1.7 k training tokens/s depending on load and segment length,
- * and 17–37 s to evaluate the whole valid split (73,760 tokens, 10 streams).
+ * 2-core machine (shared; its speed drifts up to 2× within minutes) with the
+ * native-BLAS matmul and the fused kernels, reference width: 2.2–2.9 k
+ * training tokens/s depending on load and segment length, and 12–20 s to
+ * evaluate the whole valid split (73,760 tokens, 10 streams).
  *
- * - `single`: 840 k tokens (600 steps of 1400) take 8–13 min; with the final
- *   evaluation a run ends in 9–14 min. Measured: `ptb --quick` reached valid
- *   ppl 204.2 in 9 min 53 s (1,494 tokens/s; 770 k tokens on a busier
- *   machine: ppl 212.7 in 11 min 07 s).
+ * - `single`: 840 k tokens (600 steps of 1400). Measured: `ptb --quick`
+ *   reached valid ppl 204.3 in 5 min 28 s (2,763 tokens/s); before the fused
+ *   kernels the same run took 9 min 53 s (1,494 tokens/s, ppl 204.2).
  * - `sweepMember`: four runs must share the 15 minutes, so each member gets
- *   238 k tokens (170 steps of ~1400) and a 100-step warm-up (the reference
- *   200 would outlast the run; measured on crt-s35 at this budget: valid ppl
- *   457 with 30 warm-up steps, 442 with 60 and β2 = 0.99, 412 with 100).
- *   Measured: the quick sweep ran in 10 min 47 s, valid ppl 384–425. That
- *   is too few tokens for perplexities near the reference's: the quick sweep
- *   shows the comparison's shape, not converged numbers (the full
- *   `ptb-sweep` trains each member 2 epochs).
+ *   440 k tokens (~315 steps of ~1400) and a 100-step warm-up (the reference
+ *   200 would take most of the run; measured on crt-s35 at 238 k tokens:
+ *   valid ppl 457 with 30 warm-up steps, 442 with 60 and β2 = 0.99, 412 with
+ *   100). Measured with a 560 k budget: the sweep ran in 13 min 58 s, the
+ *   time guard stopped the members at 442–508 k tokens, valid ppl 264
+ *   (Transformer, 508 k), 294 (CRT S=70), 283 (S=35), 264 (S=18, 455 k).
+ *   440 k is what every member trains within its guard at ~2.3 k tokens/s,
+ *   so budgets stay equal. The quick sweep shows the comparison's shape, not
+ *   converged numbers (the full `ptb-sweep` trains each member 2 epochs).
  *
  * `maxSeconds` is a guard that ends training early on a loaded machine, so
  * that the whole run still ends within 15 minutes; the token budget is what
@@ -142,7 +144,7 @@ export const QUICK = {
   /** One experiment (`ptb --quick`, `ptb-full --quick`, `ptb-xl --quick`). */
   single: { tokens: 840_000, maxSeconds: 780, warmupSteps: 200 },
   /** Each of the four members of `ptb-sweep --quick` (same budget for each). */
-  sweepMember: { tokens: 238_000, maxSeconds: 180, warmupSteps: 100 },
+  sweepMember: { tokens: 440_000, maxSeconds: 195, warmupSteps: 100 },
 } as const;
 
 const quickTraining = (budget: { tokens: number; maxSeconds: number; warmupSteps: number }) => ({
