@@ -319,28 +319,15 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
   };
   try {
     const p = plan.right;
-    if (p._tag === "smarthome") {
+    if (p._tag === "smarthome" || p._tag === "single") {
+      // One run folder, either runner: the same outcome shape and exit codes.
       const exp = p.experiment;
       const runDir = cli.resume ?? (await newRunDir(exp.output.dir, exp.name));
       log(`${exp.name}: run folder ${runDir}`);
-      const r = await runSmarthome(exp, { ...common, runDir, resume: cli.resume !== null });
-      if (E.isLeft(r)) {
-        io.stderr(`${exp.name}: ${r.left.message}\n`);
-        return exitFor(r.left);
-      }
-      if (r.right._tag === "Interrupted") {
-        io.stderr(`${r.right.message}\n`);
-        return EXIT.interrupted;
-      }
-      io.stdout(JSON.stringify(r.right.results, null, 2) + "\n");
-      log(`results: ${join(runDir, "results.json")}`);
-      return EXIT.ok;
-    }
-    if (p._tag === "single") {
-      const exp = p.experiment;
-      const runDir = cli.resume ?? (await newRunDir(exp.output.dir, exp.name));
-      log(`${exp.name}: run folder ${runDir}`);
-      const r = await runExperiment(exp, { ...common, runDir, resume: cli.resume !== null });
+      const runOpts = { ...common, runDir, resume: cli.resume !== null };
+      const r = p._tag === "smarthome"
+        ? await runSmarthome(p.experiment, runOpts)
+        : await runExperiment(p.experiment, runOpts);
       if (E.isLeft(r)) {
         io.stderr(`${exp.name}: ${r.left.message}\n`);
         return exitFor(r.left);

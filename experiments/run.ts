@@ -39,7 +39,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import { compile } from "../core/program.ts";
+import { compile, type Program } from "../core/program.ts";
 import {
   disposeTraining,
   NonFiniteLoss,
@@ -257,12 +257,15 @@ export interface RunOptions {
 // ---------------------------------------------------------------------------
 // Helpers
 
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+/** An error's message, or the thrown value as text. */
+export const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
-const badInput = (message: string): E.Either<RunError, never> =>
+/** A `BadInput` run error (exit 2). */
+export const badInput = (message: string): E.Either<RunError, never> =>
   E.left({ _tag: "BadInput", message });
 
-const failed = (message: string, cause?: unknown): E.Either<RunError, never> =>
+/** A `RunFailed` run error (exit 1). */
+export const failed = (message: string, cause?: unknown): E.Either<RunError, never> =>
   E.left({ _tag: "RunFailed", message, cause });
 
 /** Lets signal handlers run, at most every 100 ms (timers are clamped when nested). */
@@ -277,7 +280,7 @@ const makeYielder = () => {
 };
 
 /** Writes a file atomically: temporary name in the same folder, then rename. */
-const writeAtomic = async (file: string, text: string): Promise<void> => {
+export const writeAtomic = async (file: string, text: string): Promise<void> => {
   const tmp = `${file}.${crypto.randomUUID()}.tmp`;
   await Deno.writeTextFile(tmp, text);
   await Deno.rename(tmp, file);
@@ -465,7 +468,61 @@ export function adaptiveCosts(
 }
 
 /** Everything in `exp` except the data directory, for comparing a run folder's config. */
-const withoutDataDir = (exp: Experiment): unknown => ({ ...exp, data: { ...exp.data, dir: null } });
+/**
+ * Checks a run folder before a run: a fresh run needs one without
+ * `config.json`; a resumed one needs the same experiment in it, data folder
+ * aside (the data may have moved).
+ */
+export const checkRunFolder = async <X extends { readonly data: { readonly dir: string | null } }>(
+  runDir: string,
+  exp: X,
+  resume: boolean,
+  decode: (u: unknown) => E.Either<{ readonly message: string }, X>,
+): Promise<E.Either<RunError, void>> => {
+  const configFile = join(runDir, "config.json");
+  const withoutDataDir = (x: X) => JSON.stringify({ ...x, data: { ...x.data, dir: null } });
+  if (!resume) {
+    return (await exists(configFile))
+      ? badInput(`${runDir} already holds a run; resume it with --resume ${runDir}`)
+      : E.right(undefined);
+  }
+  if (!(await exists(configFile))) {
+    return badInput(`${runDir}: not a run folder (no config.json) — nothing to resume`);
+  }
+  let saved: unknown;
+  try {
+    saved = JSON.parse(await Deno.readTextFile(configFile));
+  } catch (e) {
+    return badInput(`${configFile}: cannot read: ${describe(e)}`);
+  }
+  const prev = decode(saved);
+  if (E.isLeft(prev)) return badInput(`${configFile}: ${prev.left.message}`);
+  if (withoutDataDir(prev.right) !== withoutDataDir(exp)) {
+    return badInput(`${configFile}: the run folder holds a different experiment`);
+  }
+  return E.right(undefined);
+};
+
+/**
+ * Starts the backend a run asks for and compiles its model: a failed start
+ * or a missing kernel is a `RunFailed`, a spec that does not compile `BadInput`.
+ */
+export const startProgram = async (
+  opts: Pick<RunOptions, "backend" | "matmul">,
+  model: ModelSpec,
+): Promise<E.Either<RunError, { backend: string; program: Program }>> => {
+  const started = await startBackend({
+    ...(opts.backend === undefined ? {} : { backend: opts.backend }),
+    ...(opts.matmul === undefined ? {} : { matmul: opts.matmul }),
+  });
+  if (E.isLeft(started)) return failed(started.left.message, started.left);
+  const compiled = compile(model);
+  if (E.isLeft(compiled)) {
+    const msg = `model: cannot compile (${compiled.left.stage}): ${compiled.left.message}`;
+    return compiled.left.stage === "kernels" ? failed(msg) : badInput(msg);
+  }
+  return E.right({ backend: backendLabel(started.right), program: compiled.right });
+};
 
 /** A metrics.jsonl record. */
 type MetricsRecord =
@@ -504,17 +561,17 @@ const curvePoint = (r: MetricsRecord): CurvePoint | null =>
  * writes the rest again). With `evaluated`, training had finished: the final
  * whole-split validation at `upTo` is dropped, as it will be redone.
  */
-const readMetrics = async (
+export const readMetrics = async <R extends { readonly kind: string; readonly step: number }>(
   file: string,
   upTo: number,
-  evaluated: boolean,
-): Promise<MetricsRecord[]> => {
+  evaluated = false,
+): Promise<R[]> => {
   if (!(await exists(file))) return [];
-  const out: MetricsRecord[] = [];
+  const out: R[] = [];
   for (const line of (await Deno.readTextFile(file)).split("\n")) {
     if (line.trim() === "") continue;
     try {
-      const r = JSON.parse(line) as MetricsRecord;
+      const r = JSON.parse(line) as R & { readonly whole_split?: boolean };
       if (typeof r.step !== "number" || r.step > upTo || r.kind === "error") continue;
       if (evaluated && r.kind === "valid" && r.step === upTo && r.whole_split) continue;
       out.push(r);
@@ -602,24 +659,8 @@ export async function runExperiment(
   const metricsFile = join(runDir, "metrics.jsonl");
 
   // The run folder: fresh, or the one being resumed.
-  if (opts.resume) {
-    if (!(await exists(configFile))) {
-      return badInput(`${runDir}: not a run folder (no config.json) — nothing to resume`);
-    }
-    let saved: unknown;
-    try {
-      saved = JSON.parse(await Deno.readTextFile(configFile));
-    } catch (e) {
-      return badInput(`${configFile}: cannot read: ${describe(e)}`);
-    }
-    const prev = decodeExperiment(saved);
-    if (E.isLeft(prev)) return badInput(`${configFile}: ${prev.left.message}`);
-    if (JSON.stringify(withoutDataDir(prev.right)) !== JSON.stringify(withoutDataDir(exp))) {
-      return badInput(`${configFile}: the run folder holds a different experiment`);
-    }
-  } else if (await exists(configFile)) {
-    return badInput(`${runDir} already holds a run; resume it with --resume ${runDir}`);
-  }
+  const folder = await checkRunFolder(runDir, exp, opts.resume === true, decodeExperiment);
+  if (E.isLeft(folder)) return folder;
 
   // Data first (its errors are the user's to fix, and cheap to find), then backend and program.
   let corpus: Corpus;
@@ -637,18 +678,9 @@ export async function runExperiment(
         `${corpus.dir} (${vocab} words)`,
     );
   }
-  const started = await startBackend({
-    ...(opts.backend === undefined ? {} : { backend: opts.backend }),
-    ...(opts.matmul === undefined ? {} : { matmul: opts.matmul }),
-  });
-  if (E.isLeft(started)) return failed(started.left.message, started.left);
-  const backend = backendLabel(started.right);
-  const compiled = compile(exp.model);
-  if (E.isLeft(compiled)) {
-    const msg = `model: cannot compile (${compiled.left.stage}): ${compiled.left.message}`;
-    return compiled.left.stage === "kernels" ? failed(msg) : badInput(msg);
-  }
-  const program = compiled.right;
+  const started = await startProgram(opts, exp.model);
+  if (E.isLeft(started)) return started;
+  const { backend, program } = started.right;
   const B = exp.training.batchSize;
   const K = exp.training.bpttSegments;
   const S = exp.model.segmentLen;
@@ -715,7 +747,7 @@ export async function runExperiment(
     };
   }
 
-  const records = await readMetrics(metricsFile, ts.step, meta.trainingDone);
+  const records = await readMetrics<MetricsRecord>(metricsFile, ts.step, meta.trainingDone);
   if (meta.trainingDone) log(`${exp.name}: training was complete; evaluating`);
   try {
     await writeAtomic(metricsFile, records.map((r) => JSON.stringify(r) + "\n").join(""));

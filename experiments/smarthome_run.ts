@@ -58,7 +58,6 @@ import {
   trainOn,
   type TrainState,
 } from "../core/train.ts";
-import { startBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
 import type { Either } from "../spec/either.ts";
 import { readLatestCheckpoint, writeCheckpoint } from "./checkpoint.ts";
@@ -70,11 +69,20 @@ import {
   predictClips,
   scoreConfusion,
 } from "./classification.ts";
-import { exists } from "./data.ts";
 import { learningRate } from "./experiment.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "./rng.ts";
-import { backendLabel, type RunError, type RunOptions } from "./run.ts";
+import {
+  badInput,
+  checkRunFolder,
+  describe,
+  failed,
+  readMetrics,
+  type RunError,
+  type RunOptions,
+  startProgram,
+  writeAtomic,
+} from "./run.ts";
 import {
   classCounts,
   type ClipRecord,
@@ -249,18 +257,6 @@ export type SmarthomeRunOptions = Omit<RunOptions, "corpus"> & {
 // ---------------------------------------------------------------------------
 // Helpers
 
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-const badInput = (message: string): E.Either<RunError, never> =>
-  E.left({ _tag: "BadInput", message });
-const failed = (message: string, cause?: unknown): E.Either<RunError, never> =>
-  E.left({ _tag: "RunFailed", message, cause });
-
-const writeAtomic = async (file: string, text: string): Promise<void> => {
-  const tmp = `${file}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, file);
-};
-
 /** The dataset directory an experiment names: `data.dir`, else `$CRT_SMARTHOME_DIR`. */
 function dataDir(exp: SmarthomeExperiment): Either<string, string> {
   if (exp.data.dir !== null) return E.right(exp.data.dir);
@@ -412,21 +408,6 @@ const isRunMeta = (u: unknown): u is RunMeta => {
     typeof m.trainingDone === "boolean";
 };
 
-const readMetrics = async (file: string, upTo: number): Promise<MetricsRecord[]> => {
-  if (!(await exists(file))) return [];
-  const out: MetricsRecord[] = [];
-  for (const line of (await Deno.readTextFile(file)).split("\n")) {
-    if (line.trim() === "") continue;
-    try {
-      const r = JSON.parse(line) as MetricsRecord;
-      if (typeof r.step === "number" && r.step <= upTo && r.kind !== "error") out.push(r);
-    } catch {
-      // A line cut off by a crash: dropped.
-    }
-  }
-  return out;
-};
-
 const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
 
 // ---------------------------------------------------------------------------
@@ -464,26 +445,8 @@ export async function runSmarthome(
   const configFile = join(runDir, "config.json");
   const metricsFile = join(runDir, "metrics.jsonl");
 
-  if (opts.resume) {
-    if (!(await exists(configFile))) {
-      return badInput(`${runDir}: not a run folder (no config.json) — nothing to resume`);
-    }
-    let saved: unknown;
-    try {
-      saved = JSON.parse(await Deno.readTextFile(configFile));
-    } catch (e) {
-      return badInput(`${configFile}: cannot read: ${describe(e)}`);
-    }
-    const prev = decodeSmarthomeExperiment(saved);
-    if (E.isLeft(prev)) return badInput(`${configFile}: ${prev.left.message}`);
-    const noDir = (x: SmarthomeExperiment) =>
-      JSON.stringify({ ...x, data: { ...x.data, dir: null } });
-    if (noDir(prev.right) !== noDir(exp)) {
-      return badInput(`${configFile}: the run folder holds a different experiment`);
-    }
-  } else if (await exists(configFile)) {
-    return badInput(`${runDir} already holds a run; resume it with --resume ${runDir}`);
-  }
+  const folder = await checkRunFolder(runDir, exp, opts.resume === true, decodeSmarthomeExperiment);
+  if (E.isLeft(folder)) return folder;
 
   // Data first: its problems are the user's to fix, and cheap to find.
   const loaded = await loadSmarthomeData(exp, opts.table);
@@ -501,18 +464,10 @@ export async function runSmarthome(
       (present.length < nClasses ? ` (${nClasses - present.length} classes have none)` : ""),
   );
 
-  const started = await startBackend({
-    ...(opts.backend === undefined ? {} : { backend: opts.backend }),
-    ...(opts.matmul === undefined ? {} : { matmul: opts.matmul }),
-  });
-  if (E.isLeft(started)) return failed(started.left.message, started.left);
-  const backend = backendLabel(started.right);
-  const compiled = compile(exp.model);
-  if (E.isLeft(compiled)) {
-    const msg = `model: cannot compile (${compiled.left.stage}): ${compiled.left.message}`;
-    return compiled.left.stage === "kernels" ? failed(msg) : badInput(msg);
-  }
-  const program: Program = compiled.right;
+  const started = await startProgram(opts, exp.model);
+  if (E.isLeft(started)) return started;
+  const { backend } = started.right;
+  const program: Program = started.right.program;
   const B = exp.training.batchSize;
   const L = exp.data.clipFrames;
   const S = exp.model.segmentLen;
@@ -581,7 +536,7 @@ export async function runSmarthome(
     };
   }
 
-  const records = await readMetrics(metricsFile, ts.step);
+  const records = await readMetrics<MetricsRecord>(metricsFile, ts.step);
   try {
     await writeAtomic(metricsFile, records.map((r) => JSON.stringify(r) + "\n").join(""));
   } catch (e) {
