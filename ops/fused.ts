@@ -459,7 +459,11 @@ export const gatherRows = (table: tf.Tensor, ids: tf.Tensor): tf.Tensor =>
   tf.engine().runKernel(GATHER_ROWS, { table, ids }) as tf.Tensor;
 
 /** d NLL / d logits = (softmax − onehot)·dy [N, V], from the forward's outputs. */
-export const softmaxXentGrad = (fwd: XentForward, targets: tf.Tensor, dy: tf.Tensor): tf.Tensor =>
+export const softmaxXentGrad = (
+  fwd: Pick<XentForward, "inv" | "exps">,
+  targets: tf.Tensor,
+  dy: tf.Tensor,
+): tf.Tensor =>
   tf.engine().runKernel(XENT_GRAD, { e: fwd.exps, targets, inv: fwd.inv, dy }) as tf.Tensor;
 
 /** One fused AdamW update of a parameter: [p', m', v']. */

@@ -531,7 +531,7 @@ const crossEntropy = (logits: tf.Tensor, targets: tf.Tensor): tf.Tensor => {
     return {
       value: fwd.nll,
       gradFunc: (dy: tf.Tensor, [ts, inv, exps]: tf.Tensor[]) => [
-        softmaxXentGrad({ nll: dy, inv, exps }, ts, dy),
+        softmaxXentGrad({ inv, exps }, ts, dy),
         tf.zeros(tShape),
       ],
     };
