@@ -165,6 +165,8 @@ export type { TracedSegment, TraceOptions } from "./core/trace.ts";
 // Training.
 export { disposeTraining, NonFiniteLoss, startTraining, trainOn } from "./core/train.ts";
 export type { StepOptions, TrainState } from "./core/train.ts";
+export { unigramBias, withReadoutBias } from "./experiments/readout_bias.ts";
+export type { ReadoutBias } from "./experiments/readout_bias.ts";
 export { applyAdamW, defaultAdamW, initOptimizer } from "./core/optim.ts";
 export type { AdamWConfig, CayleyState, OptState } from "./core/optim.ts";
 

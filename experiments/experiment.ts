@@ -296,6 +296,13 @@ export interface TrainingSettings {
   readonly checkpointEvery: number;
   /** Append a `train` record (mean loss since the last one) to `metrics.jsonl` every this many steps. */
   readonly logEvery: number;
+  /**
+   * How a fresh run sets the output bias: `unigram`, the log-frequencies of
+   * the training split's words (add-one smoothed), so training starts at the
+   * unigram model's loss instead of ln V (experiments/readout_bias.ts);
+   * `zeros`, the model's own initialiser. Reference `unigram`.
+   */
+  readonly readoutBias: "unigram" | "zeros";
 }
 
 /**
@@ -330,6 +337,7 @@ export const TrainingSettingsCodec: StrictCodec<FieldCodecs<TrainingSettings>> =
   validTokens: nullable(PositiveInt),
   checkpointEvery: NonNegativeInt,
   logEvery: PositiveInt,
+  readoutBias: oneOf(["unigram", "zeros"], "readout bias"),
 }, "TrainingSettings");
 
 /**

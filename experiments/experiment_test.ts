@@ -35,7 +35,7 @@ Deno.test("decodeExperiment: paths read like --set paths, for experiment and mod
     `training.lr: expected a positive number, got "fast" (string)`,
     `training.lrr: unknown field (expected one of batchSize, bpttSegments, tokens, maxSeconds, ` +
     `lr, warmupSteps, decay, finalLrRatio, weightDecay, beta1, beta2, eps, clipNorm, ` +
-    `cayleyRefresh, validEvery, validTokens, checkpointEvery, logEvery)`,
+    `cayleyRefresh, validEvery, validTokens, checkpointEvery, logEvery, readoutBias)`,
   ]);
   assert.deepEqual(issues({ ...base, model: { ...base.model, nHeads: 3 } }), [
     "model.nHeads: 3 does not divide model.dModel (256)",

@@ -54,6 +54,7 @@ import {
   startBackend,
 } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
+import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 import { adaptiveGeometry, tailFlopsPerRow } from "../spec/adaptive.ts";
 import type { Either } from "../spec/either.ts";
 import type { ModelSpec } from "../spec/model_types.ts";
@@ -733,7 +734,11 @@ export async function runExperiment(
     meta = ck.meta;
     log(`resuming ${runDir} at step ${ck.step} from ${latest.right.file}`);
   } else {
-    ts = startTraining(program, { seed: exp.seed, batchSize: B });
+    const fresh = program.init(exp.seed);
+    const params = exp.training.readoutBias === "unigram"
+      ? withReadoutBias(fresh, unigramBias(exp.model, corpus.train))
+      : fresh;
+    ts = startTraining(program, { seed: exp.seed, batchSize: B, params });
     rng = createRng(exp.seed);
     pos = { epoch: 0, position: 0 };
     meta = {
