@@ -251,7 +251,12 @@ async function dryRun(cli: Cli, plan: Plan, io: CliIo): Promise<number> {
       }
       members.push({ label: m.label, ...d.right });
     }
-    out = { sweep: plan.sweep.name, description: plan.sweep.description, members };
+    out = {
+      sweep: plan.sweep.name,
+      description: plan.sweep.description,
+      ...(plan.sweep.maxSeconds === undefined ? {} : { maxSeconds: plan.sweep.maxSeconds }),
+      members,
+    };
   }
   io.stdout(JSON.stringify(out, null, 2) + "\n");
   return EXIT.ok;

@@ -671,6 +671,18 @@ export interface Sweep {
   readonly description: string;
   /** The runs, in order; labels must be distinct. */
   readonly members: readonly SweepMember[];
+  /**
+   * Wall-clock budget of the whole sweep in seconds, evaluations included,
+   * counted from when the sweep command starts (a resumed sweep starts a
+   * new count). It lends time that earlier members did not use to later
+   * ones: a member's training guard becomes the larger of its own
+   * `training.maxSeconds` and its share of what is left, (budget − elapsed)
+   * / (members left) less the time a member spends outside training (the
+   * most any earlier member spent, 30 s before one has finished). Members
+   * without a `training.maxSeconds` are not limited. Absent: each member
+   * keeps its own guard.
+   */
+  readonly maxSeconds?: number;
 }
 
 /**
@@ -687,6 +699,7 @@ export const SweepCodec: StrictCodec<FieldCodecs<Sweep>> = strict<FieldCodecs<Sw
   name: Name,
   description: t.string,
   members: t.readonlyArray(SweepMemberCodec),
+  maxSeconds: optional(PositiveNumber),
 }, "Sweep");
 
 // Compile-time: each codec decodes exactly the type declared above.

@@ -159,6 +159,11 @@ export const QUICK = {
   single: { tokens: 840_000, maxSeconds: 780, warmupSteps: 200, lr: 1e-3 },
   /** Each of the four members of `ptb-sweep --quick` (same budget for each). */
   sweepMember: { tokens: 440_000, maxSeconds: 195, warmupSteps: 100, lr: 2e-3 },
+  /**
+   * The whole `ptb-sweep --quick`: time earlier members leave unused goes to
+   * later ones (`Sweep.maxSeconds`), 30 s short of 15 minutes for start-up.
+   */
+  sweepSeconds: 870,
 } as const;
 
 const quickTraining = (
@@ -226,6 +231,7 @@ const sweep = (quick: boolean): Sweep => {
   const half = fullLen / 2, quarter = Math.round(fullLen / 4);
   return {
     name: quick ? "ptb-sweep-quick" : "ptb-sweep",
+    ...(quick ? { maxSeconds: QUICK.sweepSeconds } : {}),
     description: "CRT at full, 1/2 and 1/4 segment length beside the full-length Transformer, " +
       "same depth, width and token budget",
     members: [

@@ -253,6 +253,12 @@ export interface RunOptions {
   readonly progress?: false | { readonly write?: (s: string) => void; readonly isTty?: boolean };
   /** Called after every training step. */
   readonly onStep?: (report: StepReport) => void;
+  /**
+   * This invocation's training guard in seconds, in place of
+   * `training.maxSeconds` (a sweep's time budget lends its members time this
+   * way). Not part of the experiment: `config.json` keeps `training.maxSeconds`.
+   */
+  readonly maxSeconds?: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -852,7 +858,7 @@ export async function runExperiment(
   async function trainLoop(): Promise<E.Either<RunError, "done" | "interrupted">> {
     const steps = totalSteps(exp);
     const perStep = tokensPerStep(exp);
-    const maxSeconds = exp.training.maxSeconds;
+    const maxSeconds = opts.maxSeconds ?? exp.training.maxSeconds;
     const pause = makeYielder();
     if (meta.trainingDone) return E.right("done");
     const bar = progressOf(steps, `train [${backend}]`);
@@ -1135,6 +1141,42 @@ export function sweepTable(rows: readonly SweepRow[]): string {
   return [...head, ...body].join("\n") + "\n";
 }
 
+/** Seconds a sweep member is assumed to spend outside training until one has been measured. */
+export const SWEEP_OUTSIDE_TRAINING_SECONDS = 30;
+
+/**
+ * Member `index`'s training guard under the sweep's time budget (see
+ * `Sweep.maxSeconds`): its share of the time left, less the time a member
+ * spends outside training, when that is more than its own
+ * `training.maxSeconds`; `undefined` when its own guard stands (no budget,
+ * no own guard, or a share no larger).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { presetPlan } from "./presets.ts";
+ * import { memberGuard } from "./run.ts";
+ *
+ * const plan = presetPlan("ptb-sweep", { quick: true });
+ * if (plan._tag !== "sweep") throw new Error("not a sweep");
+ * // The first of 4 members: 870 / 4 − 30 = 187.5 s, less than its own 195 s.
+ * assert.equal(memberGuard(plan.sweep, 0, { elapsed: 0, outside: 30 }), undefined);
+ * // The second, after a first member that took 182 s, 16 of them outside training:
+ * assert.equal(memberGuard(plan.sweep, 1, { elapsed: 182, outside: 16 }), (870 - 182) / 3 - 16);
+ * ```
+ */
+export const memberGuard = (
+  sweep: Sweep,
+  index: number,
+  clock: { readonly elapsed: number; readonly outside: number },
+): number | undefined => {
+  const own = sweep.members[index].experiment.training.maxSeconds;
+  if (sweep.maxSeconds === undefined || own === null) return undefined;
+  const share = (sweep.maxSeconds - clock.elapsed) / (sweep.members.length - index) -
+    clock.outside;
+  return share > own ? share : undefined;
+};
+
 /**
  * Runs a sweep's members one after another into `<sweepDir>/<label>/`, then
  * writes `sweep.json` (rows) and `sweep.md` (the table). With `resume`,
@@ -1191,6 +1233,9 @@ export async function runSweep(
   const corpora = new Map<string | null, Corpus>();
   if (opts.corpus !== undefined) corpora.set(null, opts.corpus);
   const rows: SweepRow[] = [];
+  const sweepStart = performance.now();
+  let outside = SWEEP_OUTSIDE_TRAINING_SECONDS; // the most a member spent outside training
+  let measured = false;
   for (const [i, m] of sweep.members.entries()) {
     const runDir = join(sweepDir, m.label);
     const resultsFile = join(runDir, "results.json");
@@ -1217,7 +1262,25 @@ export async function runSweep(
       corpora.set(m.experiment.data.dir, corpus);
     }
     log(`sweep ${sweep.name}: member ${i + 1}/${sweep.members.length}: ${m.label}`);
-    const r = await runExperiment(m.experiment, { ...opts, runDir, resume, corpus });
+    const guard = memberGuard(sweep, i, {
+      elapsed: (performance.now() - sweepStart) / 1000,
+      outside,
+    });
+    if (guard !== undefined) {
+      log(
+        `${m.label}: training guard ${
+          guard.toFixed(0)
+        } s (own ${m.experiment.training.maxSeconds} s; ` +
+          `the sweep's ${sweep.maxSeconds} s budget lends the rest)`,
+      );
+    }
+    const r = await runExperiment(m.experiment, {
+      ...opts,
+      runDir,
+      resume,
+      corpus,
+      ...(guard === undefined ? {} : { maxSeconds: guard }),
+    });
     if (E.isLeft(r)) {
       return E.left({ ...r.left, message: `${m.label}: ${r.left.message}` });
     }
@@ -1230,6 +1293,9 @@ export async function runSweep(
       });
     }
     rows.push({ label: m.label, runDir, results: r.right.results });
+    const spent = r.right.results.wall_seconds - r.right.results.train_seconds;
+    outside = measured ? Math.max(outside, spent) : spent;
+    measured = true;
   }
   const table = sweepTable(rows);
   try {

@@ -7,6 +7,7 @@ import { tinyCorpusCrt, tinyExperiment, writeCorpus } from "../tests/_corpus.ts"
 import { checkpointFileName } from "./checkpoint.ts";
 import type { Experiment, Sweep } from "./experiment.ts";
 import {
+  memberGuard,
   type Results,
   runExperiment,
   type RunOptions,
@@ -270,6 +271,57 @@ Deno.test("runSweep: runs members in subfolders and writes the table", async () 
     for (const label of ["crt-s6", "crt-s3"]) {
       assert.ok((await Deno.stat(join(sweepDir, label, "results.json"))).isFile);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("memberGuard: a sweep budget lends later members what earlier ones left", () => {
+  const e = tinyExperiment("/nowhere", { steps: 1 });
+  const member = (label: string, maxSeconds: number | null) => ({
+    label,
+    experiment: { ...e, training: { ...e.training, maxSeconds } },
+  });
+  const members = [member("a", 100), member("b", 100), member("c", null)];
+  const sweep: Sweep = { name: "s", description: "", members, maxSeconds: 400 };
+  // 400 / 3 − 30 = 103.3 > 100: lent.
+  assert.ok(Math.abs(memberGuard(sweep, 0, { elapsed: 0, outside: 30 })! - (400 / 3 - 30)) < 1e-9);
+  // After a slow first member only 180 s are left: 180 / 2 − 30 = 60 < 100, its own guard stands.
+  assert.equal(memberGuard(sweep, 1, { elapsed: 220, outside: 30 }), undefined);
+  // A member with no guard of its own stays unlimited; no budget, no lending.
+  assert.equal(memberGuard(sweep, 2, { elapsed: 0, outside: 0 }), undefined);
+  assert.equal(
+    memberGuard({ ...sweep, maxSeconds: undefined }, 0, { elapsed: 0, outside: 0 }),
+    undefined,
+  );
+});
+
+Deno.test("runSweep: the sweep's budget overrides a member's guard without changing its config", async () => {
+  const dir = await writeCorpus();
+  try {
+    const base = tinyExperiment(dir, { steps: 3 });
+    // Alone, a 1 ms guard would stop training before its first step.
+    const experiment = { ...base, training: { ...base.training, maxSeconds: 0.001 } };
+    const logs: string[] = [];
+    const sweepDir = join(dir, "sweep");
+    const r = await runSweep(
+      { name: "budget", description: "", members: [{ label: "m", experiment }], maxSeconds: 600 },
+      { ...quiet, log: (m) => logs.push(m), sweepDir },
+    );
+    if (E.isLeft(r)) assert.fail(r.left.message);
+    if (r.right._tag !== "Completed") return assert.fail(r.right._tag);
+    assert.equal(r.right.rows[0].results.stopped_by, "tokens");
+    assert.equal(r.right.rows[0].results.train_steps, 3);
+    assert.ok(
+      logs.some((l) => /^m: training guard 570 s \(own 0\.001 s;/.test(l)),
+      logs.join("\n"),
+    );
+    const config = JSON.parse(await Deno.readTextFile(join(sweepDir, "m", "config.json")));
+    assert.equal(config.training.maxSeconds, 0.001);
+    const alone = await runExperiment(experiment, { ...quiet, runDir: join(dir, "alone") });
+    if (E.isLeft(alone)) assert.fail(alone.left.message);
+    if (alone.right._tag !== "Completed") return assert.fail(alone.right._tag);
+    assert.equal(alone.right.results.stopped_by, "maxSeconds");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
