@@ -131,14 +131,15 @@ export const reference: Experiment = {
  *   valid ppl 294 (Transformer), 315 (CRT S=70), 308 (S=35), 285 (S=18) in
  *   12 min 06 s. Probes on the CRT S=70 member alone, one run each, valid
  *   ppl after 440 k tokens: reference 315; dropout 0: 294; and then B = 5
- *   (twice the steps): 333, B = 20: 344, tied embeddings: 339, lr 7e-4: 299,
+ *   (twice the steps): 333, B = 20 with 50 warm-up steps: 344, tied embeddings: 339, lr 7e-4: 299,
  *   lr 2e-3: 334, β2 0.98 with 50 warm-up steps: 336; unigram output bias:
  *   257, with lr 1.5e-3: 246, with lr 2e-3: 244. With that recipe (dropout
- *   0, unigram bias, lr 2e-3) the whole sweep ran in 12 min 43 s: valid ppl
- *   239.6 (Transformer), 244.3 (CRT S=70, stopped by its guard at 435 k
- *   tokens on a slow spell), 225.3 (S=35), 222.5 (S=18). The quick sweep
- *   shows the comparison's shape, not converged numbers (the full
- *   `ptb-sweep` trains each member 2 epochs).
+ *   0, unigram bias, lr 2e-3) the whole sweep ran in 12 min 21 s, every
+ *   member ending by tokens (the sweep budget lent crt-s18, at 2.1 k
+ *   tokens/s, a 340 s guard): valid ppl 239.6 (Transformer), 244.3 (CRT
+ *   S=70), 225.3 (S=35), 222.5 (S=18). The quick sweep shows the
+ *   comparison's shape, not converged numbers (the full `ptb-sweep` trains
+ *   each member 2 epochs).
  *
  * `maxSeconds` is a guard that ends training early on a loaded machine, so
  * that the whole run still ends within 15 minutes; the token budget is what
