@@ -54,7 +54,6 @@ import {
   startBackend,
 } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
-import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 import { adaptiveGeometry, tailFlopsPerRow } from "../spec/adaptive.ts";
 import type { Either } from "../spec/either.ts";
 import type { ModelSpec } from "../spec/model_types.ts";
@@ -81,6 +80,7 @@ import {
   totalSteps,
 } from "./experiment.ts";
 import { createProgress, type Progress } from "./progress.ts";
+import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 import { createRng, restoreRng, type Rng } from "./rng.ts";
 import { restoreTraining, snapshotTraining } from "./snapshot.ts";
 import { type CurvePoint, learningCurveSvg } from "./svg.ts";
