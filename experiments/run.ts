@@ -57,7 +57,7 @@ import { tf } from "../ops/tf.ts";
 import { adaptiveGeometry, tailFlopsPerRow } from "../spec/adaptive.ts";
 import type { Either } from "../spec/either.ts";
 import type { ModelSpec } from "../spec/model_types.ts";
-import { readLatestCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+import { type Checkpoint, readLatestCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import {
   batchify,
   type Corpus,
@@ -511,6 +511,53 @@ export const checkRunFolder = async <X extends { readonly data: { readonly dir: 
 };
 
 /**
+ * Creates a run's checkpoint folder and, for a fresh run, writes its
+ * resolved `config.json` (atomically); a resumed run keeps the one it has.
+ */
+export const prepareRunFolder = async (
+  runDir: string,
+  config: unknown,
+  resume: boolean,
+): Promise<E.Either<RunError, void>> => {
+  try {
+    await Deno.mkdir(join(runDir, "checkpoints"), { recursive: true });
+    if (!resume) {
+      await writeAtomic(join(runDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
+    }
+    return E.right(undefined);
+  } catch (e) {
+    return failed(`${runDir}: cannot write: ${describe(e)}`, e);
+  }
+};
+
+/**
+ * The newest valid checkpoint of a run, restored into a training state.
+ * Skipped (corrupt or cut-off) files are logged; a checkpoint whose meta is
+ * not `isMeta` or names another experiment is `BadInput`.
+ */
+export const resumeTraining = async <M extends { readonly experiment: string }>(
+  program: Program,
+  runDir: string,
+  experiment: string,
+  isMeta: (u: unknown) => u is M,
+  log: (message: string) => void,
+): Promise<
+  E.Either<RunError, { ts: TrainState; checkpoint: Checkpoint; meta: M; file: string }>
+> => {
+  const latest = await readLatestCheckpoint(join(runDir, "checkpoints"));
+  if (E.isLeft(latest)) return badInput(latest.left.message);
+  for (const s of latest.right.skipped) log(`skipped checkpoint ${s.file}: ${s.reason}`);
+  const { checkpoint, file } = latest.right;
+  const meta = checkpoint.meta;
+  if (!isMeta(meta) || meta.experiment !== experiment) {
+    return badInput(`${file}: not a checkpoint of ${experiment}`);
+  }
+  const restored = restoreTraining(program, checkpoint, checkpoint.step);
+  if (E.isLeft(restored)) return badInput(`${file}: ${restored.left}`);
+  return E.right({ ts: restored.right, checkpoint, meta, file });
+};
+
+/**
  * Starts the backend a run asks for and compiles its model: a failed start
  * or a missing kernel is a `RunFailed`, a spec that does not compile `BadInput`.
  */
@@ -662,7 +709,6 @@ export async function runExperiment(
   const exp = decoded.right;
   const runDir = opts.runDir;
   const ckptDir = join(runDir, "checkpoints");
-  const configFile = join(runDir, "config.json");
   const metricsFile = join(runDir, "metrics.jsonl");
 
   // The run folder: fresh, or the one being resumed.
@@ -705,17 +751,12 @@ export async function runExperiment(
     );
   }
 
-  try {
-    await Deno.mkdir(ckptDir, { recursive: true });
-    if (!opts.resume) {
-      await writeAtomic(
-        configFile,
-        JSON.stringify({ ...exp, data: { ...exp.data, dir: corpus.dir } }, null, 2) + "\n",
-      );
-    }
-  } catch (e) {
-    return failed(`${runDir}: cannot write: ${describe(e)}`, e);
-  }
+  const prepared = await prepareRunFolder(
+    runDir,
+    { ...exp, data: { ...exp.data, dir: corpus.dir } },
+    opts.resume === true,
+  );
+  if (E.isLeft(prepared)) return prepared;
 
   // Training state: fresh or restored.
   let ts: TrainState;
@@ -723,22 +764,19 @@ export async function runExperiment(
   let pos: DataPosition;
   let meta: RunMeta;
   if (opts.resume) {
-    const latest = await readLatestCheckpoint(ckptDir);
-    if (E.isLeft(latest)) return badInput(latest.left.message);
-    for (const s of latest.right.skipped) log(`skipped checkpoint ${s.file}: ${s.reason}`);
-    const ck = latest.right.checkpoint;
-    if (!isRunMeta(ck.meta) || ck.meta.experiment !== exp.name) {
-      return badInput(`${latest.right.file}: not a checkpoint of ${exp.name}`);
-    }
-    const restored = restoreTraining(program, ck, ck.step);
-    if (E.isLeft(restored)) return badInput(`${latest.right.file}: ${restored.left}`);
+    const resumed = await resumeTraining(program, runDir, exp.name, isRunMeta, log);
+    if (E.isLeft(resumed)) return resumed;
+    const { checkpoint: ck, file } = resumed.right;
     const dropout = ck.rng.dropout;
-    if (dropout === undefined) return badInput(`${latest.right.file}: no dropout RNG state`);
-    ts = restored.right;
+    if (dropout === undefined) {
+      disposeTraining(program, resumed.right.ts);
+      return badInput(`${file}: no dropout RNG state`);
+    }
+    ts = resumed.right.ts;
     rng = restoreRng(dropout);
     pos = ck.data;
-    meta = ck.meta;
-    log(`resuming ${runDir} at step ${ck.step} from ${latest.right.file}`);
+    meta = resumed.right.meta;
+    log(`resuming ${runDir} at step ${ck.step} from ${file}`);
   } else {
     const fresh = program.init(exp.seed);
     const params = exp.training.readoutBias === "unigram"

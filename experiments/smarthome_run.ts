@@ -60,7 +60,7 @@ import {
 } from "../core/train.ts";
 import { tf } from "../ops/tf.ts";
 import type { Either } from "../spec/either.ts";
-import { readLatestCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+import { writeCheckpoint } from "./checkpoint.ts";
 import {
   type ClassificationScore,
   type ClipPredictions,
@@ -77,7 +77,9 @@ import {
   checkRunFolder,
   describe,
   failed,
+  prepareRunFolder,
   readMetrics,
+  resumeTraining,
   type RunError,
   type RunOptions,
   startProgram,
@@ -100,7 +102,7 @@ import {
   segmentsPerClip,
   type SmarthomeExperiment,
 } from "./smarthome_experiment.ts";
-import { restoreTraining, snapshotTraining } from "./snapshot.ts";
+import { snapshotTraining } from "./snapshot.ts";
 import { confusionMatrixSvg, type CurvePoint, learningCurveSvg } from "./svg.ts";
 
 /** The environment variable naming the dataset directory when `data.dir` is null. */
@@ -442,7 +444,6 @@ export async function runSmarthome(
   const exp = decoded.right;
   const runDir = opts.runDir;
   const ckptDir = join(runDir, "checkpoints");
-  const configFile = join(runDir, "config.json");
   const metricsFile = join(runDir, "metrics.jsonl");
 
   const folder = await checkRunFolder(runDir, exp, opts.resume === true, decodeSmarthomeExperiment);
@@ -485,17 +486,12 @@ export async function runSmarthome(
     return badInput(describe(e));
   }
 
-  try {
-    await Deno.mkdir(ckptDir, { recursive: true });
-    if (!opts.resume) {
-      await writeAtomic(
-        configFile,
-        JSON.stringify({ ...exp, data: { ...exp.data, dir: table.dir } }, null, 2) + "\n",
-      );
-    }
-  } catch (e) {
-    return failed(`${runDir}: cannot write: ${describe(e)}`, e);
-  }
+  const prepared = await prepareRunFolder(
+    runDir,
+    { ...exp, data: { ...exp.data, dir: table.dir } },
+    opts.resume === true,
+  );
+  if (E.isLeft(prepared)) return prepared;
 
   // Training state: fresh or restored.
   let ts: TrainState;
@@ -503,24 +499,19 @@ export async function runSmarthome(
   let dropout: Rng;
   let meta: RunMeta;
   if (opts.resume) {
-    const latest = await readLatestCheckpoint(ckptDir);
-    if (E.isLeft(latest)) return badInput(latest.left.message);
-    for (const s of latest.right.skipped) log(`skipped checkpoint ${s.file}: ${s.reason}`);
-    const ck = latest.right.checkpoint;
-    if (!isRunMeta(ck.meta) || ck.meta.experiment !== exp.name) {
-      return badInput(`${latest.right.file}: not a checkpoint of ${exp.name}`);
-    }
-    const restored = restoreTraining(program, ck, ck.step);
-    if (E.isLeft(restored)) return badInput(`${latest.right.file}: ${restored.left}`);
+    const resumed = await resumeTraining(program, runDir, exp.name, isRunMeta, log);
+    if (E.isLeft(resumed)) return resumed;
+    const { checkpoint: ck, file } = resumed.right;
     const b = ck.rng.batches, d = ck.rng.dropout;
     if (!isRngState(b) || !isRngState(d)) {
-      return badInput(`${latest.right.file}: no batch or dropout generator state`);
+      disposeTraining(program, resumed.right.ts);
+      return badInput(`${file}: no batch or dropout generator state`);
     }
-    ts = restored.right;
+    ts = resumed.right.ts;
     batches = restoreRng(b);
     dropout = restoreRng(d);
-    meta = ck.meta;
-    log(`resuming ${runDir} at step ${ck.step} of ${steps} from ${latest.right.file}`);
+    meta = resumed.right.meta;
+    log(`resuming ${runDir} at step ${ck.step} of ${steps} from ${file}`);
   } else {
     ts = startTraining(program, { seed: exp.seed, batchSize: B });
     batches = createRng(exp.seed * 2 + 1);
