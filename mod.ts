@@ -136,7 +136,8 @@ export type { MatmulTier } from "./ops/matmul.ts";
 export { matmulThreads, stopMatmulWorkers } from "./ops/matmul.ts";
 
 // The compiler and the program it builds.
-export { compile, tokenBatch } from "./core/program.ts";
+export { compile } from "./core/compile.ts";
+export { tokenBatch } from "./core/segments.ts";
 export type {
   CompileError,
   CompileOptions,
@@ -150,9 +151,9 @@ export type {
   Stream,
   Tensor,
 } from "./core/program.ts";
-export { printGraph } from "./core/graph.ts";
+export { printGraph } from "./spec/graph.ts";
 export { printKernelPlan, printStages } from "./core/print.ts";
-export type { Graph, Node } from "./core/graph.ts";
+export type { Graph, Node } from "./spec/graph.ts";
 export { countFlops } from "./core/flops.ts";
 export type { GraphFlops } from "./core/flops.ts";
 export { defaultPasses, runPasses } from "./core/passes.ts";

@@ -22,7 +22,8 @@
 import * as E from "fp-ts/lib/Either.js";
 import { startBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
-import { compile, type Program } from "../core/program.ts";
+import type { Program } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
 import { startTraining, trainOn, type TrainState } from "../core/train.ts";
 import { type ModelSpec, referenceCrt, referenceTransformer, referenceXl } from "../spec/model.ts";
 import { CpuMeter, type Load } from "./_load.ts";

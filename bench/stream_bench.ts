@@ -24,7 +24,9 @@
  * `deno bench -A bench/stream_bench.ts` for this file only).
  */
 import * as E from "fp-ts/lib/Either.js";
-import { compile, flattenParams, type Stream } from "../core/program.ts";
+import type { Stream } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
+import { flattenParams } from "../core/params.ts";
 import { loadModel } from "../deploy/loaded.ts";
 import { decodeModelFile, encodeModelFile } from "../deploy/model_file.ts";
 import { startBackend } from "../ops/backend.ts";

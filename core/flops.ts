@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { Graph } from "./graph.ts";
+import type { Graph } from "../spec/graph.ts";
 
 /**
  * FLOPs of one traced graph, in total (not per token).
@@ -42,7 +42,7 @@ export interface GraphFlops {
  * ```ts
  * import assert from "node:assert/strict";
  * import { countFlops } from "./flops.ts";
- * import { Tracer } from "./graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  *
  * const t = new Tracer();
  * const x = t.input("x", "data", [4, 8]);

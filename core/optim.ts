@@ -14,7 +14,8 @@ import { flatten } from "../spec/tree.ts";
 import { adamwUpdate, sumOfSquares } from "../ops/fused.ts";
 import { tf } from "../ops/tf.ts";
 import { cayley, identityPlus, inverse, matmul, transpose } from "./linalg.ts";
-import { flattenParams, type Grads, type Params, type Tensor, unflattenParams } from "./program.ts";
+import type { Grads, Params, Tensor } from "./program.ts";
+import { flattenParams, unflattenParams } from "./params.ts";
 
 /**
  * AdamW settings.
@@ -80,7 +81,7 @@ export const defaultAdamW: AdamWConfig = {
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * import { compile } from "./program.ts";
+ * import { compile } from "./compile.ts";
  * import { type CayleyState, initOptimizer } from "./optim.ts";
  *
  * await startBackend({ backend: "cpu" });
@@ -131,7 +132,7 @@ export interface CayleyState {
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * import { compile } from "./program.ts";
+ * import { compile } from "./compile.ts";
  * import { initOptimizer, type OptState } from "./optim.ts";
  *
  * await startBackend({ backend: "cpu" });
@@ -183,7 +184,7 @@ const cayleyLeaves = (layout: ModelParams<ParamSpec>) =>
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * import { compile } from "./program.ts";
+ * import { compile } from "./compile.ts";
  * import { initOptimizer } from "./optim.ts";
  *
  * await startBackend({ backend: "cpu" });
@@ -296,11 +297,11 @@ export const globalNorm = (grads: Grads): number => Math.sqrt(sumOfSquares(Objec
  * ```ts
  * import assert from "node:assert/strict";
  * import { adamwUpdate, sumOfSquares } from "../ops/fused.ts";
-import { tf } from "../ops/tf.ts";
+ * import { tf } from "../ops/tf.ts";
  * import { orthogonalityError } from "./linalg.ts";
  * import { startBackend } from "../ops/backend.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * import { compile } from "./program.ts";
+ * import { compile } from "./compile.ts";
  * import { applyAdamW, defaultAdamW, initOptimizer } from "./optim.ts";
  *
  * await startBackend({ backend: "cpu" });

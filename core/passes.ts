@@ -7,7 +7,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
-import type { Graph, Node } from "./graph.ts";
+import type { Graph, Node } from "../spec/graph.ts";
 import { type VerifyError, verifyGraph } from "./verify.ts";
 
 /**
@@ -18,7 +18,7 @@ import { type VerifyError, verifyGraph } from "./verify.ts";
  * ```ts
  * import assert from "node:assert/strict";
  * import { defaultPasses, type Pass, runPasses } from "./passes.ts";
- * import { Tracer } from "./graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  *
  * const identity: Pass = { name: "identity", run: (g) => g };
  * const t = new Tracer();
@@ -134,7 +134,7 @@ export const defaultPasses: readonly Pass[] = [commonSubexpressions, foldReshape
  * ```ts
  * import assert from "node:assert/strict";
  * import { type Pass, runPasses } from "./passes.ts";
- * import { Tracer } from "./graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  *
  * const dropAll: Pass = { name: "drop-all", run: (g) => ({ ...g, nodes: [] }) };
  * const t = new Tracer();
@@ -164,7 +164,7 @@ export interface PassError {
  * ```ts
  * import assert from "node:assert/strict";
  * import { defaultPasses, runPasses } from "./passes.ts";
- * import { Tracer } from "./graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  *
  * const t = new Tracer();
  * const x = t.input("x", "data", [2, 3]);

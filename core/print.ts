@@ -7,7 +7,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import { KERNELS } from "../ops/lower.ts";
 import type { ModelSpec } from "../spec/model.ts";
-import { type Graph, printGraph } from "./graph.ts";
+import { type Graph, printGraph } from "../spec/graph.ts";
 import { defaultPasses, type Pass } from "./passes.ts";
 import { traceSegment } from "./trace.ts";
 import { verifyGraph } from "./verify.ts";
@@ -19,7 +19,7 @@ import { verifyGraph } from "./verify.ts";
  * @example
  * ```ts
  * import { printKernelPlan } from "./print.ts";
- * import { Tracer } from "./graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  * const t = new Tracer();
  * const x = t.input("x", "data", [2, 3]);
  * console.log(printKernelPlan(t.finish({ y: t.ops().softmax(x) })));

@@ -1,87 +1,258 @@
 /**
- * spec → graph for streaming: trace one {@linkcode streamStep} (the next n
- * tokens of an open segment, reusing its cached keys and values) into the IR.
- *
- * Graph inputs: every graph-role parameter by path, `tokens` [B, n] int32,
- * each carried state tensor as `state:<name>` and each open-segment cache
- * as `open:<name>` (see `openShapes` in spec/stream.ts). Outputs: `logits`
- * (unless the readout is `none`), `open:<name>`, and `state:<name>` when the
- * step closes the segment.
+ * Streaming inference: feed tokens into an open segment, one or a few at a
+ * time, reusing the keys and values the segment's earlier tokens cached
+ * (the step graph of `streamStep`, spec/stream.ts), and advance the carried
+ * state each time a segment fills. The state a stream holds is bounded by
+ * the segment length, however long the stream runs.
  *
  * @module
  */
 import type { ModelSpec } from "../spec/model_types.ts";
-import { type ModelParams, paramLayout, stateShapes } from "../spec/models.ts";
-import { isParamSpec, type ParamSpec } from "../spec/params.ts";
-import { openShapes, type StepReadout, streamStep } from "../spec/stream.ts";
-import { mapTree } from "../spec/tree.ts";
-import { type Graph, type Sym, Tracer } from "./graph.ts";
+import { stateShapes } from "../spec/models.ts";
+import { canStream, type StepReadout } from "../spec/stream.ts";
+import { tf } from "../ops/tf.ts";
+import { flattenParams } from "./params.ts";
+import type { Executables } from "./pipeline.ts";
+import type { ModelState, Params, Program, Stream, Tensor } from "./program.ts";
+import { cacheLenOf, evalCtx, type SegmentRunner, stateOf } from "./segments.ts";
+
+/** Prefix of a stream state's open-segment caches. */
+const OPEN = "open:";
+
+/** The state a stream of `batchSize` rows starts from: zeros of the spec's state shapes. */
+export const initialState = (spec: ModelSpec, batchSize: number): ModelState =>
+  Object.fromEntries(
+    Object.entries(stateShapes(spec, batchSize)).map(([n, s]) => [n, tf.zeros(s as number[])]),
+  );
+
+/** Dispose every tensor of a state or stream state. */
+export const disposeState = (s: ModelState): void => {
+  for (const t of Object.values(s)) t.dispose();
+};
+
+const cloneState = (s: ModelState): ModelState =>
+  Object.fromEntries(Object.entries(s).map(([k, t]) => [k, tf.clone(t)]));
+
+/** The carried state and the open segment's caches (`open:` names) of a stream's state. */
+const splitStream = (
+  s: ModelState,
+): { carried: Record<string, Tensor>; open: Record<string, Tensor> } => {
+  const carried: Record<string, Tensor> = {};
+  const open: Record<string, Tensor> = {};
+  for (const [k, t] of Object.entries(s)) {
+    if (k.startsWith(OPEN)) open[k.slice(OPEN.length)] = t;
+    else carried[k] = t;
+  }
+  return { carried, open };
+};
+
+/** The entries of `out` whose names start with `prefix`, without it. */
+const prefixed = (out: Record<string, Tensor>, prefix: string): Record<string, Tensor> =>
+  Object.fromEntries(
+    Object.entries(out).filter(([k]) => k.startsWith(prefix)).map((
+      [k, t],
+    ) => [k.slice(prefix.length), t]),
+  );
 
 /**
- * What one streaming step graph is specialised to.
- *
- * @example
- * ```ts
- * import type { StepKey } from "./stream.ts";
- * const fifthToken: StepKey = { batchSize: 1, start: 4, count: 1, cacheLen: 0, readout: "last" };
- * ```
+ * The streaming functions of a program compiled from `spec`: step graphs
+ * come from `exes`, and models the step cannot run (classifiers) re-run
+ * the open prefix through `segments`.
  */
-export interface StepKey {
-  /** Batch size B. */
-  readonly batchSize: number;
-  /** Tokens of the open segment already fed. */
-  readonly start: number;
-  /** Tokens this step feeds. */
-  readonly count: number;
-  /** Transformer-XL: carried cache length (0 otherwise). */
-  readonly cacheLen: number;
-  /** Which rows are read out. */
-  readonly readout: StepReadout;
-}
+export const streamRunner = (
+  spec: ModelSpec,
+  exes: Executables,
+  segments: SegmentRunner,
+): Pick<Program, "openStream" | "inferStep"> => {
+  const featureDim = spec.input?._tag === "features" ? spec.input.dim : null;
 
-/**
- * Trace one streaming step of `spec` into a graph (no backend needed).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { referenceCrt } from "../spec/model.ts";
- * import { traceStreamStep } from "./stream.ts";
- *
- * const g = traceStreamStep(referenceCrt, {
- *   batchSize: 1,
- *   start: 34,
- *   count: 1,
- *   cacheLen: 0,
- *   readout: "last",
- * });
- * // The 35th token closes the segment: the memory is updated, no cache stays open.
- * assert.deepEqual(g.nodes[g.outputs["state:memory"]].shape, [1, 256]);
- * assert.equal(Object.keys(g.outputs).some((k) => k.startsWith("open:")), false);
- * ```
- */
-export const traceStreamStep = (spec: ModelSpec, key: StepKey): Graph => {
-  const tracer = new Tracer();
-  const params = mapTree<ParamSpec, Sym | undefined>(
-    paramLayout(spec),
-    isParamSpec,
-    (leaf, path) => (leaf.role === "graph" ? tracer.input(path, "param", leaf.shape) : undefined),
-  ) as ModelParams<Sym>;
-  const b = key.batchSize;
-  const tokens = tracer.input("tokens", "data", [b, key.count], "int32");
-  const state: Record<string, Sym> = {};
-  for (const [name, shape] of Object.entries(stateShapes(spec, b, key.cacheLen))) {
-    state[name] = tracer.input(`state:${name}`, "state", shape);
-  }
-  const open: Record<string, Sym> = {};
-  const shapes = openShapes(spec, { batchSize: b, start: key.start, cacheLen: key.cacheLen });
-  for (const [name, shape] of Object.entries(shapes)) {
-    open[name] = tracer.input(`open:${name}`, "state", shape);
-  }
-  const out = streamStep(tracer.ops("model"), params, spec, { tokens, state, open }, key);
-  const outputs: Record<string, Sym> = {};
-  if (out.logits !== undefined) outputs.logits = out.logits;
-  for (const [name, t] of Object.entries(out.open)) outputs[`open:${name}`] = t;
-  for (const [name, t] of Object.entries(out.state ?? {})) outputs[`state:${name}`] = t;
-  return tracer.finish(outputs);
+  const openStream: Program["openStream"] = (batchSize) => ({
+    state: initialState(spec, batchSize),
+    open: new Int32Array(0),
+    batchSize,
+  });
+
+  const inferStep: Program["inferStep"] = (params, stream, tokens, opts = {}) => {
+    if (featureDim !== null) {
+      throw new TypeError(
+        "inferStep streams token ids; this model reads frames (model.input is features): " +
+          "call forward on each chunk of frames and pass the returned state on",
+      );
+    }
+    const b = stream.batchSize;
+    const n = tokens.length / b;
+    if (!Number.isInteger(n) || n === 0) {
+      throw new RangeError(
+        `inferStep: ${tokens.length} tokens do not split into ${b} non-empty rows`,
+      );
+    }
+    for (let i = 0; i < tokens.length; i++) {
+      const id = tokens[i];
+      if (!(id >= 0 && id < spec.vocabSize)) {
+        throw new RangeError(
+          `inferStep: token ${id} at index ${i} is outside the vocabulary [0, ${spec.vocabSize})`,
+        );
+      }
+    }
+    const readout = opts.readout ?? "all";
+    const { carried, open } = splitStream(stream.state);
+    if (opts.recompute === true || !canStream(spec)) {
+      return recomputeStep(params, { ...stream, state: carried }, tokens, n, readout);
+    }
+    const flat = flattenParams(params);
+    const sLen = spec.segmentLen;
+    const inputs = new Set<Tensor>(Object.values(stream.state));
+    /** Dispose the tensors of `s` this call created (never the caller's). */
+    const release = (s: Record<string, Tensor>): void => {
+      for (const t of Object.values(s)) if (!inputs.has(t)) t.dispose();
+    };
+    let state = carried;
+    let caches = open;
+    let openIds = stream.open;
+    let t0 = openIds.length / b;
+    if (t0 > 0 && Object.keys(caches).length === 0) {
+      // Open tokens but no caches (the stream was advanced with `recompute`): rebuild them once.
+      caches = prefixed(
+        cachedStep(flat, state, {}, openIds, { start: 0, count: t0 }, "none"),
+        OPEN,
+      );
+    }
+    const pieces: Tensor[] = [];
+    let fed = 0;
+    while (fed < n) {
+      const take = Math.min(n - fed, sLen - t0);
+      const ids = new Int32Array(b * take); // tokens[:, fed : fed + take]
+      for (let r = 0; r < b; r++) {
+        ids.set(tokens.subarray(r * n + fed, r * n + fed + take), r * take);
+      }
+      const rows = readout === "all" ? "all" : fed + take === n ? "last" : "none";
+      const out = cachedStep(flat, state, caches, ids, { start: t0, count: take }, rows);
+      if (out.logits !== undefined) pieces.push(out.logits);
+      release(caches);
+      const t1 = t0 + take;
+      if (t1 === sLen) {
+        // The segment closed: its state becomes the carried state.
+        release(state);
+        state = prefixed(out, "state:");
+        caches = {};
+        openIds = new Int32Array(0);
+        t0 = 0;
+      } else {
+        caches = prefixed(out, OPEN);
+        const grown = new Int32Array(b * t1); // open ++ ids, row by row
+        for (let r = 0; r < b; r++) {
+          grown.set(openIds.subarray(r * t0, (r + 1) * t0), r * t1);
+          grown.set(ids.subarray(r * take, (r + 1) * take), r * t1 + t0);
+        }
+        openIds = grown;
+        t0 = t1;
+      }
+      fed += take;
+    }
+    const logits = pieces.length === 1 ? pieces[0] : tf.concat(pieces, 1);
+    if (pieces.length > 1) { for (const p of pieces) p.dispose(); }
+    // What did not change is still the caller's: hand back new handles on the same data.
+    const fresh = (t: Tensor): Tensor => (inputs.has(t) ? tf.clone(t) : t);
+    const next: Record<string, Tensor> = {};
+    for (const [k, t] of Object.entries(state)) next[k] = fresh(t);
+    for (const [k, t] of Object.entries(caches)) next[`${OPEN}${k}`] = fresh(t);
+    return { logits, stream: { state: next, open: openIds, batchSize: b } };
+  };
+
+  /**
+   * One step of spec/stream.ts: `ids` [B, count] at position `start` of the
+   * open segment. Returns the graph's outputs (`logits`, `open:*`, `state:*`),
+   * all fresh tensors.
+   */
+  const cachedStep = (
+    flat: Record<string, Tensor>,
+    state: Record<string, Tensor>,
+    open: Record<string, Tensor>,
+    ids: Int32Array,
+    at: { start: number; count: number },
+    readout: StepReadout,
+  ): Record<string, Tensor> =>
+    tf.tidy(() => {
+      const b = ids.length / at.count;
+      const exe = exes.step({ batchSize: b, ...at, cacheLen: cacheLenOf(spec, state), readout });
+      const feeds: Record<string, Tensor> = {
+        ...flat,
+        tokens: tf.tensor2d(ids, [b, at.count], "int32"),
+      };
+      for (const [name, t] of Object.entries(state)) feeds[`state:${name}`] = t;
+      for (const [name, t] of Object.entries(open)) feeds[`open:${name}`] = t;
+      const fed = new Set(Object.values(feeds));
+      const out = exe.run(feeds, evalCtx);
+      // An output that is a feed (a cache passed on unchanged) is the caller's tensor: new handle.
+      return Object.fromEntries(
+        Object.entries(out).map(([name, t]) => [name, fed.has(t) ? tf.clone(t) : t]),
+      );
+    });
+
+  /**
+   * The step without caches: re-run the open segment's prefix with the new
+   * tokens (`InferOptions.recompute`, and models `streamStep` cannot run).
+   */
+  const recomputeStep = (
+    params: Params,
+    stream: Stream,
+    tokens: Int32Array,
+    n: number,
+    readout: "all" | "last",
+  ): { logits: Tensor; stream: Stream } => {
+    const b = stream.batchSize;
+    const flat = flattenParams(params);
+    const sLen = spec.segmentLen;
+    let state = stream.state;
+    let open = stream.open;
+    const pieces: Tensor[] = [];
+    let fed = 0;
+    while (fed < n) {
+      const t0 = open.length / b;
+      const take = Math.min(n - fed, sLen - t0);
+      // open ++ tokens[:, fed : fed + take]
+      const t1 = t0 + take;
+      const buf = new Int32Array(b * t1);
+      for (let r = 0; r < b; r++) {
+        buf.set(open.subarray(r * t0, (r + 1) * t0), r * t1);
+        buf.set(tokens.subarray(r * n + fed, r * n + fed + take), r * t1 + t0);
+      }
+      const last = fed + take === n;
+      const out = tf.tidy(() => {
+        const tok = tf.tensor2d(buf, [b, t1], "int32");
+        const o = segments.segment(flat, state, tok, undefined, evalCtx);
+        const logits = spec.readout._tag === "classifier"
+          ? o.logits
+          : readout === "all"
+          ? tf.slice(o.logits, [0, t0, 0], [b, take, -1])
+          : last
+          ? tf.slice(o.logits, [0, t1 - 1, 0], [b, 1, -1])
+          : undefined;
+        return { ...(logits === undefined ? {} : { logits }), state: stateOf(o) };
+      });
+      if (out.logits !== undefined) pieces.push(out.logits);
+      if (t1 === sLen) {
+        // The segment closed: its state becomes the carried state.
+        if (state !== stream.state) disposeState(state);
+        state = out.state;
+        open = new Int32Array(0);
+      } else {
+        disposeState(out.state);
+        open = buf;
+      }
+      fed += take;
+    }
+    const logits = pieces.length === 1
+      ? pieces[0]
+      : spec.readout._tag !== "classifier"
+      ? tf.concat(pieces, 1)
+      : tf.clone(pieces[pieces.length - 1]);
+    if (pieces.length > 1) { for (const p of pieces) p.dispose(); }
+    return {
+      logits,
+      stream: { state: state === stream.state ? cloneState(state) : state, open, batchSize: b },
+    };
+  };
+
+  return { openStream, inferStep };
 };

@@ -1,5 +1,6 @@
 /**
- * spec → graph: trace one segment of a model into the IR.
+ * spec → graph: trace one segment of a model into the IR, or one streaming
+ * step ({@linkcode traceStreamStep}).
  *
  * Graph inputs: every graph-role parameter (named by its path, e.g.
  * `blocks[0].attn.wq`), `tokens` [B, S] int32 — or `frames` [B, S, F] float32
@@ -14,10 +15,11 @@
  */
 import type { ModelSpec } from "../spec/model_types.ts";
 import { type ModelParams, paramLayout, runSegment, stateShapes } from "../spec/models.ts";
+import { openShapes, type StepReadout, streamStep } from "../spec/stream.ts";
 import { adaptiveGeometry, adaptiveInputs, type AdaptiveTargets } from "../spec/adaptive.ts";
 import { isParamSpec, type ParamSpec } from "../spec/params.ts";
 import { flatten, mapTree } from "../spec/tree.ts";
-import { type Graph, type Sym, Tracer } from "./graph.ts";
+import { type Graph, type Sym, Tracer } from "../spec/graph.ts";
 
 /**
  * What to trace: one segment at a given batch size and length.
@@ -82,7 +84,7 @@ export interface TracedSegment {
  * ```ts
  * import assert from "node:assert/strict";
  * import { traceSegment } from "./trace.ts";
- * import { printGraph } from "./graph.ts";
+ * import { printGraph } from "../spec/graph.ts";
  * import { referenceCrt } from "../spec/model.ts";
  *
  * const opts = { batchSize: 2, segmentLen: 4, withLoss: false, training: false };
@@ -171,3 +173,77 @@ export const dataInputName = (spec: ModelSpec): "tokens" | "frames" =>
 /** Graph-role parameter leaves of a spec with their paths. */
 export const graphParams = (spec: ModelSpec): [string, ParamSpec][] =>
   flatten(paramLayout(spec), isParamSpec).filter(([, p]) => p.role === "graph");
+
+/**
+ * What one streaming step graph is specialised to. The step graph's inputs
+ * are every graph-role parameter by path, `tokens` [B, n] int32, each
+ * carried state tensor as `state:<name>` and each open-segment cache as
+ * `open:<name>` (see `openShapes` in spec/stream.ts); its outputs `logits`
+ * (unless the readout is `none`), `open:<name>`, and `state:<name>` when the
+ * step closes the segment.
+ *
+ * @example
+ * ```ts
+ * import type { StepKey } from "./trace.ts";
+ * const fifthToken: StepKey = { batchSize: 1, start: 4, count: 1, cacheLen: 0, readout: "last" };
+ * ```
+ */
+export interface StepKey {
+  /** Batch size B. */
+  readonly batchSize: number;
+  /** Tokens of the open segment already fed. */
+  readonly start: number;
+  /** Tokens this step feeds. */
+  readonly count: number;
+  /** Transformer-XL: carried cache length (0 otherwise). */
+  readonly cacheLen: number;
+  /** Which rows are read out. */
+  readonly readout: StepReadout;
+}
+
+/**
+ * Trace one streaming step of `spec` into a graph (no backend needed).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { referenceCrt } from "../spec/model.ts";
+ * import { traceStreamStep } from "./trace.ts";
+ *
+ * const g = traceStreamStep(referenceCrt, {
+ *   batchSize: 1,
+ *   start: 34,
+ *   count: 1,
+ *   cacheLen: 0,
+ *   readout: "last",
+ * });
+ * // The 35th token closes the segment: the memory is updated, no cache stays open.
+ * assert.deepEqual(g.nodes[g.outputs["state:memory"]].shape, [1, 256]);
+ * assert.equal(Object.keys(g.outputs).some((k) => k.startsWith("open:")), false);
+ * ```
+ */
+export const traceStreamStep = (spec: ModelSpec, key: StepKey): Graph => {
+  const tracer = new Tracer();
+  const params = mapTree<ParamSpec, Sym | undefined>(
+    paramLayout(spec),
+    isParamSpec,
+    (leaf, path) => (leaf.role === "graph" ? tracer.input(path, "param", leaf.shape) : undefined),
+  ) as ModelParams<Sym>;
+  const b = key.batchSize;
+  const tokens = tracer.input("tokens", "data", [b, key.count], "int32");
+  const state: Record<string, Sym> = {};
+  for (const [name, shape] of Object.entries(stateShapes(spec, b, key.cacheLen))) {
+    state[name] = tracer.input(`state:${name}`, "state", shape);
+  }
+  const open: Record<string, Sym> = {};
+  const shapes = openShapes(spec, { batchSize: b, start: key.start, cacheLen: key.cacheLen });
+  for (const [name, shape] of Object.entries(shapes)) {
+    open[name] = tracer.input(`open:${name}`, "state", shape);
+  }
+  const out = streamStep(tracer.ops("model"), params, spec, { tokens, state, open }, key);
+  const outputs: Record<string, Sym> = {};
+  if (out.logits !== undefined) outputs.logits = out.logits;
+  for (const [name, t] of Object.entries(out.open)) outputs[`open:${name}`] = t;
+  for (const [name, t] of Object.entries(out.state ?? {})) outputs[`state:${name}`] = t;
+  return tracer.finish(outputs);
+};

@@ -13,13 +13,8 @@ import {
   initOptimizer,
   type OptState,
 } from "./optim.ts";
-import {
-  flattenParams,
-  type ModelState,
-  type Params,
-  type Program,
-  type Tensor,
-} from "./program.ts";
+import type { ModelState, Params, Program, Tensor } from "./program.ts";
+import { flattenParams } from "./params.ts";
 
 /**
  * Everything a training run carries from step to step. Owned by the run:
@@ -30,7 +25,7 @@ import {
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * import { compile } from "./program.ts";
+ * import { compile } from "./compile.ts";
  * import { disposeTraining, startTraining, type TrainState } from "./train.ts";
  *
  * await startBackend({ backend: "cpu" });
@@ -103,7 +98,7 @@ export interface StepOptions {
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * import { compile } from "./program.ts";
+ * import { compile } from "./compile.ts";
  * import { disposeTraining, startTraining } from "./train.ts";
  *
  * await startBackend({ backend: "cpu" });
@@ -151,7 +146,7 @@ export const startTraining = (
  * import { tf } from "../ops/tf.ts";
  * import { startBackend } from "../ops/backend.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * import { compile } from "./program.ts";
+ * import { compile } from "./compile.ts";
  * import { disposeTraining, startTraining, trainOn } from "./train.ts";
  *
  * await startBackend({ backend: "cpu" });
@@ -226,7 +221,7 @@ export const trainOn = (
  * import { tf } from "../ops/tf.ts";
  * import { startBackend } from "../ops/backend.ts";
  * import { referenceCrt } from "../spec/model.ts";
- * import { compile } from "./program.ts";
+ * import { compile } from "./compile.ts";
  * import { disposeTraining, startTraining } from "./train.ts";
  *
  * await startBackend({ backend: "cpu" });

@@ -7,7 +7,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
 import { inferShape, ShapeError } from "../spec/ops.ts";
-import type { Graph } from "./graph.ts";
+import type { Graph } from "../spec/graph.ts";
 
 /**
  * A malformed graph, naming the node and its spec path.
@@ -16,7 +16,7 @@ import type { Graph } from "./graph.ts";
  * ```ts
  * import assert from "node:assert/strict";
  * import { verifyGraph } from "./verify.ts";
- * import { Tracer } from "./graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  *
  * const t = new Tracer();
  * const g = t.finish({ y: t.ops("model.head").tanh(t.input("x", "data", [2, 3])) });
@@ -46,7 +46,7 @@ export interface VerifyError {
  * ```ts
  * import assert from "node:assert/strict";
  * import { verifyGraph } from "./verify.ts";
- * import { Tracer } from "./graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  *
  * const t = new Tracer();
  * const x = t.input("x", "data", [2, 3]);

@@ -3,7 +3,9 @@
  *
  * @module
  */
-import { compile, flattenParams, type Program } from "../core/program.ts";
+import type { Program } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
+import { flattenParams } from "../core/params.ts";
 import type { ModelSpec } from "../spec/model_types.ts";
 import { encodeModelFile, type ModelFile } from "./model_file.ts";
 

@@ -10,13 +10,9 @@
  *
  * @module
  */
-import {
-  compile,
-  type Params,
-  type Program,
-  type Stream,
-  unflattenParams,
-} from "../core/program.ts";
+import type { Params, Program, Stream } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
+import { unflattenParams } from "../core/params.ts";
 import { tf } from "../ops/tf.ts";
 import { canStream } from "../spec/stream.ts";
 import { decodeModelFile, type ModelFile, ModelFileError } from "./model_file.ts";
@@ -213,7 +209,8 @@ class Streamer implements TokenStream {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { compile, flattenParams } from "../core/program.ts";
+ * import { compile } from "../core/compile.ts";
+ * import { flattenParams } from "../core/params.ts";
  * import { referenceCrt } from "../spec/model.ts";
  * import { encodeModelFile } from "./model_file.ts";
  * import { loadModel } from "./loaded.ts";

@@ -8,7 +8,7 @@
  * @example
  * ```ts
  * import * as E from "fp-ts/lib/Either.js";
- * import { compile } from "../core/program.ts";
+ * import { compile } from "../core/compile.ts";
  * import { ensureBackend } from "../ops/backend.ts";
  * import { evaluateSplit } from "./evaluate.ts";
  *

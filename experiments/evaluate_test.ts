@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { compile, type Program } from "../core/program.ts";
+import type { Program } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
 import { liveTensors } from "../core/train.ts";
 import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";

@@ -102,7 +102,7 @@ export const unigramBias = (model: ModelSpec, tokens: Int32Array): ReadoutBias =
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { compile } from "../core/program.ts";
+ * import { compile } from "../core/compile.ts";
  * import { referenceCrt } from "../spec/model.ts";
  * import { unigramBias, withReadoutBias } from "./readout_bias.ts";
  *

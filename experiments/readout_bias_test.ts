@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { compile, type Params } from "../core/program.ts";
+import type { Params } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
 import { startBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
 import type { ModelSpec } from "../spec/model.ts";

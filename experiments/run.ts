@@ -39,7 +39,8 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import { compile, type Program } from "../core/program.ts";
+import type { Program } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
 import {
   disposeTraining,
   NonFiniteLoss,

@@ -27,13 +27,8 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { initOptimizer, type OptState } from "../core/optim.ts";
-import {
-  flattenParams,
-  type ModelState,
-  type Program,
-  type Tensor as TfTensor,
-  unflattenParams,
-} from "../core/program.ts";
+import type { ModelState, Program, Tensor as TfTensor } from "../core/program.ts";
+import { flattenParams, unflattenParams } from "../core/params.ts";
 import type { TrainState } from "../core/train.ts";
 import { tf } from "../ops/tf.ts";
 import { isParamSpec } from "../spec/params.ts";

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { compile, flattenParams, type Program } from "../core/program.ts";
+import type { Program } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
+import { flattenParams } from "../core/params.ts";
 import { disposeTraining, startTraining, trainOn, type TrainState } from "../core/train.ts";
 import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";

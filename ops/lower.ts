@@ -24,7 +24,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { left, right } from "fp-ts/lib/Either.js";
-import type { Graph } from "../core/graph.ts";
+import type { Graph } from "../spec/graph.ts";
 import type { Either } from "../spec/either.ts";
 import { inferShape, type Op, type OpBackend, type OpTag, type Shape } from "../spec/ops.ts";
 import { MASKED, type RefTensor } from "./reference.ts";
@@ -718,7 +718,7 @@ export type Executable = (
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
- * import { Tracer } from "../core/graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  * import { ensureBackend } from "./backend.ts";
  * import { lowerGraph } from "./lower.ts";
  * await ensureBackend({ backend: "cpu" });
@@ -791,7 +791,7 @@ export interface MissingKernels {
  *
  * @example
  * ```ts
- * import { Tracer } from "../core/graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  * import { checkKernels } from "./lower.ts";
  * const tr = new Tracer();
  * const g = tr.finish({ y: tr.ops().tanh(tr.input("x", "data", [2])) });

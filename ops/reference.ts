@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Graph } from "../core/graph.ts";
+import type { Graph } from "../spec/graph.ts";
 import { type DType, inferShape, type Op, type OpBackend, type Shape } from "../spec/ops.ts";
 
 /** Arithmetic precision of the interpreter's float tensors. */
@@ -463,7 +463,7 @@ export const evalRef = (op: Op, inputs: readonly RefTensor[], ctx: RefCtx): RefT
  *
  * @example
  * ```ts
- * import { Tracer } from "../core/graph.ts";
+ * import { Tracer } from "../spec/graph.ts";
  * import { interpret, refTensor } from "./reference.ts";
  * const tr = new Tracer();
  * const x = tr.input("x", "data", [2]);

@@ -131,7 +131,7 @@ export const openShapes = (
  * @example Shapes of one step, traced on a shape-only backend
  * ```ts
  * import assert from "node:assert/strict";
- * import { Tracer } from "../core/graph.ts";
+ * import { Tracer } from "./graph.ts";
  * import { paramLayout, type ModelParams } from "./models.ts";
  * import { referenceCrt } from "./model.ts";
  * import { isParamSpec, type ParamSpec } from "./params.ts";

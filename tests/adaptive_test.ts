@@ -7,7 +7,9 @@
  */
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { compile, flattenParams, initValues, type Program } from "../core/program.ts";
+import type { Program } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
+import { flattenParams, initValues } from "../core/params.ts";
 import { defaultPasses, runPasses } from "../core/passes.ts";
 import { traceSegment } from "../core/trace.ts";
 import { evaluateSplit } from "../experiments/evaluate.ts";

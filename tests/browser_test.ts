@@ -29,7 +29,7 @@ import {
   referenceCrt,
   startBackend,
 } from "../mod.ts";
-import { flattenParams } from "../core/program.ts";
+import { flattenParams } from "../core/params.ts";
 import { buildBundle } from "../web/build.ts";
 import { startServer } from "../web/serve.ts";
 

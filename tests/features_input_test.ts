@@ -10,7 +10,9 @@ import * as E from "fp-ts/lib/Either.js";
 import { ensureBackend } from "../ops/backend.ts";
 import { interpret, type RefTensor } from "../ops/reference.ts";
 import { tf } from "../ops/tf.ts";
-import { compile, flattenParams, initValues, type Program } from "../core/program.ts";
+import type { Program } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
+import { flattenParams, initValues } from "../core/params.ts";
 import { traceSegment } from "../core/trace.ts";
 import { defaultPasses, runPasses } from "../core/passes.ts";
 import {

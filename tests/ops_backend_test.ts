@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { Tracer } from "../core/graph.ts";
+import { Tracer } from "../spec/graph.ts";
 import { BackendError, startBackend } from "../ops/backend.ts";
 import { checkKernels, evalTf } from "../ops/lower.ts";
 

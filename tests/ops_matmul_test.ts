@@ -15,7 +15,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import * as E from "fp-ts/lib/Either.js";
-import { compile, flattenParams } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
+import { flattenParams } from "../core/params.ts";
 import { ensureBackend, startBackend } from "../ops/backend.ts";
 import { loadBlas } from "../ops/blas.ts";
 import { evalTf, type LowerCtx, toTensor } from "../ops/lower.ts";

@@ -12,7 +12,7 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { Tracer } from "../core/graph.ts";
+import { Tracer } from "../spec/graph.ts";
 import { ensureBackend } from "../ops/backend.ts";
 import {
   evalTf,

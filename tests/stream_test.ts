@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
-import { compile, type Program, type Stream } from "../core/program.ts";
+import type { Program, Stream } from "../core/program.ts";
+import { compile } from "../core/compile.ts";
 import type { CrtSpec, ModelSpec } from "../spec/model.ts";
 import { canStream, openShapes } from "../spec/stream.ts";
 import {

@@ -24,7 +24,9 @@
 import * as E from "fp-ts/lib/Either.js";
 import { startBackend } from "../../ops/backend.ts";
 import { tf } from "../../ops/tf.ts";
-import { compile, flattenParams, type Program, type Stream } from "../../core/program.ts";
+import type { Program, Stream } from "../../core/program.ts";
+import { compile } from "../../core/compile.ts";
+import { flattenParams } from "../../core/params.ts";
 import { disposeTraining, startTraining, trainOn, type TrainState } from "../../core/train.ts";
 import { referenceCrt } from "../../spec/model.ts";
 import {

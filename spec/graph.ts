@@ -15,7 +15,7 @@ import {
   Ops,
   type Shape,
   ShapeError,
-} from "../spec/ops.ts";
+} from "./ops.ts";
 
 /**
  * One IR node: an op of the abstract op set applied to earlier nodes.
@@ -55,14 +55,15 @@ export interface Node {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { traceSegment } from "./trace.ts";
- * import type { Graph } from "./graph.ts";
- * import { referenceXl } from "../spec/model.ts";
+ * import { type Graph, Tracer } from "./graph.ts";
  *
- * const spec = { ...referenceXl, vocabSize: 50, dModel: 16, nHeads: 2, dFF: 32, nLayers: 1, segmentLen: 4 };
- * const opts = { batchSize: 1, segmentLen: 4, withLoss: false, training: false };
- * const graph: Graph = traceSegment(spec, opts).graph;
- * assert.deepEqual(Object.keys(graph.outputs), ["logits", "state:cache[0]"]);
+ * const t = new Tracer();
+ * const o = t.ops("model.head");
+ * const h = t.input("h", "data", [2, 8]);
+ * const w = t.input("head.w", "param", [8, 5]);
+ * const graph: Graph = t.finish({ logits: o.matmul(h, w), "state:h": h });
+ * assert.deepEqual(graph.nodes.map((n) => n.op._tag), ["input", "input", "matmul"]);
+ * assert.deepEqual(graph.outputs, { logits: 2, "state:h": 0 });
  * ```
  */
 export interface Graph {
