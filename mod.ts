@@ -97,11 +97,12 @@ export type {
   TokenInput,
   TransformerSpec,
   XlSpec,
-} from "./spec/model_types.ts";
-export { decodeModelSpec, referenceCrt, referenceTransformer, referenceXl } from "./spec/model.ts";
+} from "./spec/types.ts";
+export { decodeModelSpec } from "./spec/codecs.ts";
+export { referenceCrt, referenceTransformer, referenceXl } from "./spec/reference_specs.ts";
 export { SpecError } from "./spec/decode.ts";
 export type { SpecIssue } from "./spec/decode.ts";
-export { paramLayout } from "./spec/models.ts";
+export { paramLayout } from "./spec/stages.ts";
 export type {
   AttentionParams,
   BlockParams,
@@ -112,7 +113,7 @@ export type {
   ModelParams,
   RecurrentParams,
   State,
-} from "./spec/models.ts";
+} from "./spec/stages.ts";
 export type { Init, ParamSpec } from "./spec/params.ts";
 export {
   adaptiveFeeds,

@@ -30,7 +30,7 @@ import { flattenParams } from "../core/params.ts";
 import { loadModel } from "../deploy/loaded.ts";
 import { decodeModelFile, encodeModelFile } from "../deploy/model_file.ts";
 import { startBackend } from "../ops/backend.ts";
-import { referenceCrt } from "../spec/model.ts";
+import { referenceCrt } from "../spec/reference_specs.ts";
 import { CpuMeter, describeLoad } from "./_load.ts";
 import { median } from "./peers/_protocol.ts";
 

@@ -12,9 +12,9 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
-import type { ModelSpec } from "../spec/model_types.ts";
-import { decodeModelSpec } from "../spec/model.ts";
-import { paramLayout } from "../spec/models.ts";
+import type { ModelSpec } from "../spec/types.ts";
+import { decodeModelSpec } from "../spec/codecs.ts";
+import { paramLayout } from "../spec/stages.ts";
 import { isParamSpec, numel } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
 import { checkKernels } from "../ops/lower.ts";
@@ -41,7 +41,7 @@ import { disposeState, initialState, streamRunner } from "./stream.ts";
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { compile } from "./compile.ts";
  *
  * await startBackend({ backend: "cpu" });

@@ -20,7 +20,7 @@ import type { Graph } from "../spec/graph.ts";
  * import assert from "node:assert/strict";
  * import { countFlops, type GraphFlops } from "./flops.ts";
  * import { traceSegment } from "./trace.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  *
  * const opts = { batchSize: 1, segmentLen: 35, withLoss: true, training: false };
  * const flops: GraphFlops = countFlops(traceSegment(referenceCrt, opts).graph);

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { ModelParams } from "../spec/models.ts";
+import type { ModelParams } from "../spec/stages.ts";
 import { isParamSpec, type ParamSpec } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
 import { adamwUpdate, sumOfSquares } from "../ops/fused.ts";
@@ -80,7 +80,7 @@ export const defaultAdamW: AdamWConfig = {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { compile } from "./compile.ts";
  * import { type CayleyState, initOptimizer } from "./optim.ts";
  *
@@ -131,7 +131,7 @@ export interface CayleyState {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { compile } from "./compile.ts";
  * import { initOptimizer, type OptState } from "./optim.ts";
  *
@@ -183,7 +183,7 @@ const cayleyLeaves = (layout: ModelParams<ParamSpec>) =>
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { compile } from "./compile.ts";
  * import { initOptimizer } from "./optim.ts";
  *
@@ -300,7 +300,7 @@ export const globalNorm = (grads: Grads): number => Math.sqrt(sumOfSquares(Objec
  * import { tf } from "../ops/tf.ts";
  * import { orthogonalityError } from "./linalg.ts";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { compile } from "./compile.ts";
  * import { applyAdamW, defaultAdamW, initOptimizer } from "./optim.ts";
  *

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ModelParams } from "../spec/models.ts";
+import type { ModelParams } from "../spec/stages.ts";
 import { isParamSpec, numel, type ParamSpec } from "../spec/params.ts";
 import { flatten, mapTree } from "../spec/tree.ts";
 import { tf } from "../ops/tf.ts";

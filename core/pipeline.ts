@@ -10,7 +10,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
 import type { Graph } from "../spec/graph.ts";
-import type { ModelSpec } from "../spec/model_types.ts";
+import type { ModelSpec } from "../spec/types.ts";
 import { type Executable, lowerGraph } from "../ops/lower.ts";
 import { type Pass, runPasses } from "./passes.ts";
 import type { CompileError } from "./program.ts";

@@ -6,7 +6,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { KERNELS } from "../ops/lower.ts";
-import type { ModelSpec } from "../spec/model.ts";
+import type { ModelSpec } from "../spec/codecs.ts";
 import { type Graph, printGraph } from "../spec/graph.ts";
 import { defaultPasses, type Pass } from "./passes.ts";
 import { traceSegment } from "./trace.ts";
@@ -45,7 +45,7 @@ export const printKernelPlan = (g: Graph): string => {
  * @example
  * ```ts
  * import { printStages } from "./print.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * console.log(printStages({ ...referenceCrt, nLayers: 1 }, { batchSize: 1, segmentLen: 4 }));
  * ```
  */

@@ -13,8 +13,8 @@
  *
  * @module
  */
-import type { ModelSpec } from "../spec/model_types.ts";
-import type { ModelParams, State } from "../spec/models.ts";
+import type { ModelSpec } from "../spec/types.ts";
+import type { ModelParams, State } from "../spec/stages.ts";
 import type { ParamSpec } from "../spec/params.ts";
 import type { Graph } from "../spec/graph.ts";
 import type { Tensor as TfTensor } from "../ops/tf.ts";
@@ -48,7 +48,7 @@ export type Tensor = TfTensor;
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { type Params } from "./program.ts";
  * import { compile } from "./compile.ts";
  *
@@ -80,7 +80,7 @@ export type Params = ModelParams<Tensor>;
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { type ModelState } from "./program.ts";
  * import { compile } from "./compile.ts";
  *
@@ -113,7 +113,7 @@ export type ModelState = State<Tensor>;
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
  * import { tf } from "../ops/tf.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { type Grads } from "./program.ts";
  * import { compile } from "./compile.ts";
  *
@@ -147,7 +147,7 @@ export type Grads = Readonly<Record<string, Tensor>>;
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import type { Graph } from "../spec/graph.ts";
  * import { compile } from "./compile.ts";
  *
@@ -176,7 +176,7 @@ export interface CompileError {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { defaultPasses } from "./passes.ts";
  * import { type CompileOptions } from "./program.ts";
  * import { compile } from "./compile.ts";
@@ -214,7 +214,7 @@ export interface CompileOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { type Stages } from "./program.ts";
  * import { compile } from "./compile.ts";
  *
@@ -251,7 +251,7 @@ export interface Stages {
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
  * import { tf } from "../ops/tf.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { type LossOptions } from "./program.ts";
  * import { compile } from "./compile.ts";
  *
@@ -293,7 +293,7 @@ export interface LossOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { type Stream } from "./program.ts";
  * import { compile } from "./compile.ts";
  *
@@ -345,7 +345,7 @@ export interface Stream {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { type InferOptions } from "./program.ts";
  * import { compile } from "./compile.ts";
  *
@@ -400,7 +400,7 @@ export interface InferOptions {
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
  * import { tf } from "../ops/tf.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { type Program } from "./program.ts";
  * import { compile } from "./compile.ts";
  *

@@ -7,8 +7,8 @@
  *
  * @module
  */
-import type { ModelSpec } from "../spec/model_types.ts";
-import { stateShapes } from "../spec/models.ts";
+import type { ModelSpec } from "../spec/types.ts";
+import { stateShapes } from "../spec/stages.ts";
 import { canStream, type StepReadout } from "../spec/stream.ts";
 import { tf } from "../ops/tf.ts";
 import { flattenParams } from "./params.ts";

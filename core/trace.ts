@@ -13,8 +13,8 @@
  *
  * @module
  */
-import type { ModelSpec } from "../spec/model_types.ts";
-import { type ModelParams, paramLayout, runSegment, stateShapes } from "../spec/models.ts";
+import type { ModelSpec } from "../spec/types.ts";
+import { type ModelParams, paramLayout, runSegment, stateShapes } from "../spec/stages.ts";
 import { openShapes, type StepReadout, streamStep } from "../spec/stream.ts";
 import { adaptiveGeometry, adaptiveInputs, type AdaptiveTargets } from "../spec/adaptive.ts";
 import { isParamSpec, type ParamSpec } from "../spec/params.ts";
@@ -28,7 +28,7 @@ import { type Graph, type Sym, Tracer } from "../spec/graph.ts";
  * ```ts
  * import assert from "node:assert/strict";
  * import { traceSegment, type TraceOptions } from "./trace.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  *
  * const training: TraceOptions = { batchSize: 2, segmentLen: 35, withLoss: true, training: true };
  * const { graph } = traceSegment(referenceCrt, training);
@@ -61,7 +61,7 @@ export interface TraceOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { type TracedSegment, traceSegment } from "./trace.ts";
- * import { referenceTransformer } from "../spec/model.ts";
+ * import { referenceTransformer } from "../spec/reference_specs.ts";
  *
  * const opts = { batchSize: 1, segmentLen: 8, withLoss: false, training: false };
  * const traced: TracedSegment = traceSegment(referenceTransformer, opts);
@@ -85,7 +85,7 @@ export interface TracedSegment {
  * import assert from "node:assert/strict";
  * import { traceSegment } from "./trace.ts";
  * import { printGraph } from "../spec/graph.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  *
  * const opts = { batchSize: 2, segmentLen: 4, withLoss: false, training: false };
  * const { graph } = traceSegment(referenceCrt, opts);
@@ -161,7 +161,7 @@ export const traceSegment = (spec: ModelSpec, opts: TraceOptions): TracedSegment
  * ```ts
  * import assert from "node:assert/strict";
  * import { dataInputName } from "./trace.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  *
  * assert.equal(dataInputName(referenceCrt), "tokens");
  * assert.equal(dataInputName({ ...referenceCrt, input: { _tag: "features", dim: 8 } }), "frames");
@@ -207,7 +207,7 @@ export interface StepKey {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { traceStreamStep } from "./trace.ts";
  *
  * const g = traceStreamStep(referenceCrt, {

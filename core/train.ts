@@ -24,7 +24,7 @@ import { flattenParams } from "./params.ts";
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { compile } from "./compile.ts";
  * import { disposeTraining, startTraining, type TrainState } from "./train.ts";
  *
@@ -97,7 +97,7 @@ export interface StepOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { compile } from "./compile.ts";
  * import { disposeTraining, startTraining } from "./train.ts";
  *
@@ -145,7 +145,7 @@ export const startTraining = (
  * import assert from "node:assert/strict";
  * import { tf } from "../ops/tf.ts";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { compile } from "./compile.ts";
  * import { disposeTraining, startTraining, trainOn } from "./train.ts";
  *
@@ -220,7 +220,7 @@ export const trainOn = (
  * import assert from "node:assert/strict";
  * import { tf } from "../ops/tf.ts";
  * import { startBackend } from "../ops/backend.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { compile } from "./compile.ts";
  * import { disposeTraining, startTraining } from "./train.ts";
  *

@@ -10,7 +10,7 @@
 import { parseArgs } from "node:util";
 import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
-import { referenceCrt } from "../spec/model.ts";
+import { referenceCrt } from "../spec/reference_specs.ts";
 import { tinyModelFile } from "./_testing.ts";
 import { loadModel } from "./loaded.ts";
 

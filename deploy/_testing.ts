@@ -6,7 +6,7 @@
 import type { Program } from "../core/program.ts";
 import { compile } from "../core/compile.ts";
 import { flattenParams } from "../core/params.ts";
-import type { ModelSpec } from "../spec/model_types.ts";
+import type { ModelSpec } from "../spec/types.ts";
 import { encodeModelFile, type ModelFile } from "./model_file.ts";
 
 /** The parameters of `program.init(seed)` as host tensors, by path. */

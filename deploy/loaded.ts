@@ -211,7 +211,7 @@ class Streamer implements TokenStream {
  * import { startBackend } from "../ops/backend.ts";
  * import { compile } from "../core/compile.ts";
  * import { flattenParams } from "../core/params.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { encodeModelFile } from "./model_file.ts";
  * import { loadModel } from "./loaded.ts";
  *

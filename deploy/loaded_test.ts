@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
-import type { ModelSpec } from "../spec/model_types.ts";
+import type { ModelSpec } from "../spec/types.ts";
 import { randomTokens, tinyCrtGru, tinyCrtNcgru, tinyTransformer, tinyXl } from "../tests/_tiny.ts";
 import { tinyModelFile } from "./_testing.ts";
 import { type LoadedModel, loadModel } from "./loaded.ts";

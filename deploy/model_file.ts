@@ -33,9 +33,9 @@
  */
 import * as t from "io-ts";
 import { decodeWith, NonNegativeInt, oneOf, optional, strict } from "../spec/decode.ts";
-import { decodeModelSpec } from "../spec/model.ts";
-import type { ModelSpec } from "../spec/model_types.ts";
-import { paramLayout } from "../spec/models.ts";
+import { decodeModelSpec } from "../spec/codecs.ts";
+import type { ModelSpec } from "../spec/types.ts";
+import { paramLayout } from "../spec/stages.ts";
 import { isParamSpec, numel, type ParamSpec } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
 import { dequantize, quantize } from "./quantize.ts";
@@ -212,8 +212,8 @@ const vocabProblem = (vocab: readonly string[], spec: ModelSpec): string | null 
  * ```ts
  * import assert from "node:assert/strict";
  * import { decodeModelFile, encodeModelFile } from "./model_file.ts";
- * import { paramLayout } from "../spec/models.ts";
- * import { referenceTransformer } from "../spec/model.ts";
+ * import { paramLayout } from "../spec/stages.ts";
+ * import { referenceTransformer } from "../spec/reference_specs.ts";
  * import { isParamSpec, numel } from "../spec/params.ts";
  * import { flatten } from "../spec/tree.ts";
  *
@@ -322,8 +322,8 @@ export async function encodeModelFile(
  * ```ts
  * import assert from "node:assert/strict";
  * import { decodeModelFile, encodeModelFile, ModelFileError } from "./model_file.ts";
- * import { paramLayout } from "../spec/models.ts";
- * import { referenceTransformer } from "../spec/model.ts";
+ * import { paramLayout } from "../spec/stages.ts";
+ * import { referenceTransformer } from "../spec/reference_specs.ts";
  * import { isParamSpec, numel } from "../spec/params.ts";
  * import { flatten } from "../spec/tree.ts";
  *

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ensureBackend } from "../ops/backend.ts";
-import { paramLayout } from "../spec/models.ts";
-import { referenceCrt } from "../spec/model.ts";
+import { paramLayout } from "../spec/stages.ts";
+import { referenceCrt } from "../spec/reference_specs.ts";
 import { isParamSpec } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
 import { tinyCrtGru, tinyCrtNcgru, tinyXl } from "../tests/_tiny.ts";

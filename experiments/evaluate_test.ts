@@ -5,7 +5,7 @@ import { compile } from "../core/compile.ts";
 import { liveTensors } from "../core/train.ts";
 import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
-import type { ModelSpec } from "../spec/model.ts";
+import type { ModelSpec } from "../spec/codecs.ts";
 import { randomTokens, tinyCrtGru, tinyTransformer, tinyXl } from "../tests/_tiny.ts";
 import { evaluateSplit } from "./evaluate.ts";
 

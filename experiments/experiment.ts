@@ -45,7 +45,7 @@ import {
   type StrictCodec,
 } from "../spec/decode.ts";
 import type { Either } from "../spec/either.ts";
-import { decodeModelSpec, type ModelSpec } from "../spec/model.ts";
+import { decodeModelSpec, type ModelSpec } from "../spec/codecs.ts";
 
 // ---------------------------------------------------------------------------
 // Small codecs
@@ -152,7 +152,7 @@ function pathKeys(path: string): string[] {
  * @example
  * ```ts
  * import { ModelSpecField } from "./experiment.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  *
  * console.log(ModelSpecField.is(referenceCrt), ModelSpecField.is({ ...referenceCrt, nHeads: 3 })); // true false
  * ```

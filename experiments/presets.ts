@@ -34,7 +34,8 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ModelSpec, referenceCrt, referenceTransformer, referenceXl } from "../spec/model.ts";
+import { type ModelSpec } from "../spec/codecs.ts";
+import { referenceCrt, referenceTransformer, referenceXl } from "../spec/reference_specs.ts";
 import { override } from "./args.ts";
 import type { Experiment, Sweep, SweepMember, TrainingSettings } from "./experiment.ts";
 import {

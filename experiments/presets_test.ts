@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { decodeExperiment, decodeSweep, tokensPerStep } from "./experiment.ts";
 import { presetExperiment, presetNames, presetPlan, QUICK, resolvePreset } from "./presets.ts";
-import { referenceCrt, referenceTransformer, referenceXl } from "../spec/model.ts";
+import { referenceCrt, referenceTransformer, referenceXl } from "../spec/reference_specs.ts";
 import { decodeSmarthomeExperiment } from "./smarthome_experiment.ts";
 
 Deno.test("presets: every preset, full and --quick, decodes", () => {

@@ -18,7 +18,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { unigramBias } from "./readout_bias.ts";
  *
  * const model = { ...referenceCrt, vocabSize: 3 };
@@ -30,7 +30,7 @@
  *
  * @module
  */
-import type { ModelSpec } from "../spec/model.ts";
+import type { ModelSpec } from "../spec/codecs.ts";
 import { adaptiveGeometry } from "../spec/adaptive.ts";
 import type { Params } from "../core/program.ts";
 import { tf } from "../ops/tf.ts";
@@ -51,7 +51,7 @@ export interface ReadoutBias {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { unigramBias } from "./readout_bias.ts";
  *
  * const model = {
@@ -103,7 +103,7 @@ export const unigramBias = (model: ModelSpec, tokens: Int32Array): ReadoutBias =
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
  * import { compile } from "../core/compile.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  * import { unigramBias, withReadoutBias } from "./readout_bias.ts";
  *
  * await startBackend({ backend: "cpu" });

@@ -4,7 +4,7 @@ import type { Params } from "../core/program.ts";
 import { compile } from "../core/compile.ts";
 import { startBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
-import type { ModelSpec } from "../spec/model.ts";
+import type { ModelSpec } from "../spec/codecs.ts";
 import { tinyCrtGru, tinyTransformer } from "../tests/_tiny.ts";
 import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 

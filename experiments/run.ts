@@ -57,7 +57,7 @@ import {
 import { tf } from "../ops/tf.ts";
 import { adaptiveGeometry, tailFlopsPerRow } from "../spec/adaptive.ts";
 import type { Either } from "../spec/either.ts";
-import type { ModelSpec } from "../spec/model_types.ts";
+import type { ModelSpec } from "../spec/types.ts";
 import { type Checkpoint, readLatestCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import {
   batchify,
@@ -439,7 +439,7 @@ export function modelCosts(exp: Experiment): Either<
  * ```ts
  * import assert from "node:assert/strict";
  * import { adaptiveCosts } from "./run.ts";
- * import { referenceCrt } from "../spec/model.ts";
+ * import { referenceCrt } from "../spec/reference_specs.ts";
  *
  * const model = { ...referenceCrt, readout: { _tag: "adaptive", cutoffs: [5000], divValue: 4 } } as const;
  * const c = adaptiveCosts(model, { forwardPerToken: 20e6, trainPerToken: 60e6 }, new Int32Array(100));

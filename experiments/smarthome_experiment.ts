@@ -42,7 +42,7 @@ import {
   type TaggedUnionCodec,
 } from "../spec/decode.ts";
 import type { Either } from "../spec/either.ts";
-import type { CrtSpec, ModelSpec, TransformerSpec } from "../spec/model.ts";
+import type { CrtSpec, ModelSpec, TransformerSpec } from "../spec/codecs.ts";
 import { override } from "./args.ts";
 import {
   ModelSpecField,

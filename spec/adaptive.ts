@@ -55,7 +55,7 @@
  *
  * @module
  */
-import type { AdaptiveReadout } from "./model_types.ts";
+import type { AdaptiveReadout } from "./types.ts";
 import type { DType, Ops, Shape } from "./ops.ts";
 import { param, type ParamSpec } from "./params.ts";
 
@@ -145,8 +145,8 @@ export const adaptiveGeometry = (
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { paramLayout } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const readout = { _tag: "adaptive", cutoffs: [2000, 6000], divValue: 4 } as const;
  * const head = paramLayout({ ...referenceCrt, readout }).head;
@@ -223,7 +223,7 @@ export const adaptiveHeadLayout = (
  * @example
  * ```ts
  * import { adaptiveLogProbs } from "./adaptive.ts";
- * // Traced by spec/models.ts for a forward graph; see the module example for a run.
+ * // Traced by spec/stages.ts for a forward graph; see the module example for a run.
  * void adaptiveLogProbs;
  * ```
  */
@@ -280,7 +280,7 @@ export interface AdaptiveTargets<T> {
  * @example
  * ```ts
  * import { adaptiveLoss } from "./adaptive.ts";
- * // Traced by spec/models.ts when targets are given; tests/adaptive_test.ts runs it.
+ * // Traced by spec/stages.ts when targets are given; tests/adaptive_test.ts runs it.
  * void adaptiveLoss;
  * ```
  */

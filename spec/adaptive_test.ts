@@ -12,8 +12,9 @@ import {
   clusterCapacity,
   planAdaptiveTargets,
 } from "./adaptive.ts";
-import { decodeModelSpec, referenceCrt } from "./model.ts";
-import type { AdaptiveReadout } from "./model_types.ts";
+import { decodeModelSpec } from "./codecs.ts";
+import { referenceCrt } from "./reference_specs.ts";
+import type { AdaptiveReadout } from "./types.ts";
 import { Ops } from "./ops.ts";
 
 const o = new Ops(new RefBackend({ precision: "float64" }));

@@ -23,7 +23,7 @@
  *
  * @module
  */
-import type { ModelSpec } from "./model_types.ts";
+import type { ModelSpec } from "./types.ts";
 import {
   lmLogits,
   mergeHeads,
@@ -33,7 +33,7 @@ import {
   splitHeads,
   type State,
   updateMemory,
-} from "./models.ts";
+} from "./stages.ts";
 import type { Ops, Shape } from "./ops.ts";
 
 /** Which rows of a step go through the output layer. */
@@ -94,7 +94,7 @@ const prefixRows = (spec: ModelSpec, start: number, cacheLen: number): number =>
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { referenceCrt } from "./model.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  * import { openShapes } from "./stream.ts";
  *
  * const s = openShapes(referenceCrt, { batchSize: 1, start: 3 });
@@ -132,8 +132,8 @@ export const openShapes = (
  * ```ts
  * import assert from "node:assert/strict";
  * import { Tracer } from "./graph.ts";
- * import { paramLayout, type ModelParams } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { paramLayout, type ModelParams } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  * import { isParamSpec, type ParamSpec } from "./params.ts";
  * import { openShapes, streamStep } from "./stream.ts";
  * import { mapTree } from "./tree.ts";

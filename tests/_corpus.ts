@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Experiment } from "../experiments/experiment.ts";
 import { presetExperiment } from "../experiments/presets.ts";
 import { createRng } from "../experiments/rng.ts";
-import type { CrtSpec } from "../spec/model.ts";
+import type { CrtSpec } from "../spec/codecs.ts";
 
 /** Words of the generated corpus: `w0` … `w39`. */
 export const CORPUS_WORDS = 40;

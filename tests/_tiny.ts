@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CrtSpec, ModelSpec, TransformerSpec, XlSpec } from "../spec/model.ts";
+import type { CrtSpec, ModelSpec, TransformerSpec, XlSpec } from "../spec/codecs.ts";
 
 const blocks = {
   vocabSize: 7,

@@ -23,7 +23,7 @@ import {
   planAdaptiveTargets,
   tailFlopsPerRow,
 } from "../spec/adaptive.ts";
-import type { ModelSpec } from "../spec/model.ts";
+import type { ModelSpec } from "../spec/codecs.ts";
 import { randomTokens, tinyCrtGru, tinyTransformer, tinyXl } from "./_tiny.ts";
 
 await ensureBackend();

@@ -19,10 +19,10 @@ import {
   type CrtSpec,
   decodeModelSpec,
   type ModelSpec,
-  referenceCrt,
   type TransformerSpec,
-} from "../spec/model.ts";
-import { paramLayout } from "../spec/models.ts";
+} from "../spec/codecs.ts";
+import { referenceCrt } from "../spec/reference_specs.ts";
+import { paramLayout } from "../spec/stages.ts";
 
 await ensureBackend();
 

@@ -10,7 +10,7 @@ import { tf } from "../ops/tf.ts";
 import type { Program } from "../core/program.ts";
 import { compile } from "../core/compile.ts";
 import { disposeTraining, startTraining, trainOn } from "../core/train.ts";
-import type { CrtSpec, ModelSpec, TransformerSpec } from "../spec/model.ts";
+import type { CrtSpec, ModelSpec, TransformerSpec } from "../spec/codecs.ts";
 import { seeded } from "../core/random.ts";
 
 await ensureBackend();

@@ -16,7 +16,7 @@ import { disposeTraining, liveTensors, startTraining, trainOn } from "../core/tr
 import { orthogonalityError } from "../core/linalg.ts";
 import { cayleyGradient } from "../core/optim.ts";
 import { cayley, identityPlus, inverse } from "../core/linalg.ts";
-import type { ModelSpec } from "../spec/model.ts";
+import type { ModelSpec } from "../spec/codecs.ts";
 import {
   randomTokens,
   tinyCrtGru,

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { ensureBackend } from "../ops/backend.ts";
-import type { CrtSpec, TransformerSpec } from "../spec/model.ts";
+import type { CrtSpec, TransformerSpec } from "../spec/codecs.ts";
 import { override } from "../experiments/args.ts";
 import { readClipTable, writeSampleDataset } from "../experiments/smarthome.ts";
 import { type SmarthomeExperiment, smarthomePreset } from "../experiments/smarthome_experiment.ts";

@@ -10,7 +10,7 @@ import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
 import type { Program, Stream } from "../core/program.ts";
 import { compile } from "../core/compile.ts";
-import type { CrtSpec, ModelSpec } from "../spec/model.ts";
+import type { CrtSpec, ModelSpec } from "../spec/codecs.ts";
 import { canStream, openShapes } from "../spec/stream.ts";
 import {
   randomTokens,

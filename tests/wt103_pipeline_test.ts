@@ -11,7 +11,7 @@ import { main } from "../experiments/cli.ts";
 import { decodeExperiment, type Experiment, tokensPerStep } from "../experiments/experiment.ts";
 import { presetExperiment, WT103, WT103_QUICK } from "../experiments/presets.ts";
 import { runExperiment } from "../experiments/run.ts";
-import type { CrtSpec } from "../spec/model.ts";
+import type { CrtSpec } from "../spec/codecs.ts";
 
 Deno.test("wt103 presets: CRT, the full-length Transformer and Transformer-XL with the adaptive softmax", () => {
   const shapes: [string, string, number][] = [];

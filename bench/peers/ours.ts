@@ -28,7 +28,7 @@ import type { Program, Stream } from "../../core/program.ts";
 import { compile } from "../../core/compile.ts";
 import { flattenParams } from "../../core/params.ts";
 import { disposeTraining, startTraining, trainOn, type TrainState } from "../../core/train.ts";
-import { referenceCrt } from "../../spec/model.ts";
+import { referenceCrt } from "../../spec/reference_specs.ts";
 import {
   type Command,
   median,

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import type { CrtSpec, ModelSpec, XlSpec } from "./model_types.ts";
+import type { CrtSpec, ModelSpec, XlSpec } from "./types.ts";
 import {
   adaptiveGeometry,
   adaptiveHeadLayout,
@@ -31,8 +31,8 @@ import { auxParam, param, type ParamSpec } from "./params.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { paramLayout } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const ln = paramLayout(referenceCrt).lnF; // LayerNormParams<ParamSpec>
  * assert.deepEqual([ln.gain.init, ln.bias.init], [{ _tag: "ones" }, { _tag: "zeros" }]);
@@ -51,8 +51,8 @@ export interface LayerNormParams<T> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./models.ts";
- * import { referenceCrt, referenceXl } from "./model.ts";
+ * import { paramLayout } from "./stages.ts";
+ * import { referenceCrt, referenceXl } from "./reference_specs.ts";
  *
  * assert.deepEqual(paramLayout(referenceCrt).blocks[0].attn.wkv.shape, [256, 512]);
  * assert.deepEqual(paramLayout(referenceXl).blocks[0].attn.u?.shape, [4, 1, 64]);
@@ -86,8 +86,8 @@ export interface AttentionParams<T> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { paramLayout } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const ffn = paramLayout(referenceCrt).blocks[1].ffn;
  * assert.deepEqual([ffn.w1.shape, ffn.w2.shape], [[256, 1024], [1024, 256]]);
@@ -110,8 +110,8 @@ export interface FeedForwardParams<T> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { paramLayout } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * assert.deepEqual(Object.keys(paramLayout(referenceCrt).blocks[0]), ["ln1", "attn", "ln2", "ffn"]);
  * ```
@@ -135,8 +135,8 @@ export interface BlockParams<T> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { paramLayout } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const nc = { ...referenceCrt, memory: { ...referenceCrt.memory, cell: "ncgru" as const } };
  * const rnn = paramLayout(nc).memory?.rnn;
@@ -173,8 +173,8 @@ export interface RecurrentParams<T> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./models.ts";
- * import { referenceCrt, referenceTransformer } from "./model.ts";
+ * import { paramLayout } from "./stages.ts";
+ * import { referenceCrt, referenceTransformer } from "./reference_specs.ts";
  *
  * assert.deepEqual(paramLayout(referenceCrt).memory?.win.shape, [256, 256]);
  * assert.equal(paramLayout(referenceTransformer).memory, undefined);
@@ -195,8 +195,8 @@ export interface MemoryParams<T> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { paramLayout } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const tied = paramLayout({ ...referenceCrt, readout: { _tag: "lm", tie: true } }).head;
  * assert.equal(tied.w, undefined);
@@ -225,8 +225,8 @@ export interface HeadParams<T> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type ModelParams, paramLayout } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { type ModelParams, paramLayout } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  * import type { ParamSpec } from "./params.ts";
  *
  * const layout: ModelParams<ParamSpec> = paramLayout(referenceCrt);
@@ -258,8 +258,8 @@ export interface ModelParams<T> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { type State, stateShapes } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { type State, stateShapes } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const shapes: State<readonly number[]> = stateShapes(referenceCrt, 4);
  * assert.deepEqual(shapes, { memory: [4, 256] });
@@ -321,8 +321,8 @@ const recurrentLayout = (
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./models.ts";
- * import { referenceCrt } from "./model.ts";
+ * import { paramLayout } from "./stages.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const layout = paramLayout(referenceCrt);
  * assert.deepEqual(layout.blocks[0].attn.wq.shape, [256, 256]);
@@ -670,7 +670,7 @@ export const newCache = <T>(o: Ops<T>, spec: XlSpec, cache: T | undefined, x: T)
  *
  * @example
  * ```ts
- * import { runSegment } from "./models.ts";
+ * import { runSegment } from "./stages.ts";
  * // Traced in core/trace.ts; run eagerly with an Ops over tfjs or the reference interpreter.
  * void runSegment;
  * ```

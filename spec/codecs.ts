@@ -1,10 +1,10 @@
 /**
- * Model specs: io-ts codecs for the spec types of `model_types.ts`, the
- * cross-field rules, and the reference specs.
+ * Model specs: io-ts codecs for the spec types of `types.ts`, the
+ * cross-field rules (the reference specs are in `reference_specs.ts`).
  *
  * Each spec type is re-exported here under the name of its codec
  * (`CrtSpec` is a type and a codec), so one import gives both. The types
- * themselves, with a comment per field, are declared in `model_types.ts`;
+ * themselves, with a comment per field, are declared in `types.ts`;
  * each codec is typed from its type ({@linkcode FieldCodecs}) and checked
  * against it at compile time, so the two cannot drift.
  *
@@ -16,13 +16,14 @@
  * them: the static types say `number`, not "positive integer".
  *
  * Public signatures here name the types as `types.CrtSpec` (the declaration in
- * `model_types.ts`), not through the re-exports: a re-export shares its name
+ * `types.ts`), not through the re-exports: a re-export shares its name
  * with a codec, and `deno doc` would document the codec's io-ts type with it.
  *
  * @example Decode a spec read from JSON
  * ```ts
  * import * as E from "fp-ts/lib/Either.js";
- * import { decodeModelSpec, referenceCrt } from "./model.ts";
+ * import { decodeModelSpec } from "./codecs.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const json = JSON.stringify({ ...referenceCrt, nHeads: 3 });
  * const r = decodeModelSpec(JSON.parse(json));
@@ -57,7 +58,7 @@ import {
   type TaggedUnionCodec,
 } from "./decode.ts";
 import type { Either } from "./either.ts";
-import type * as types from "./model_types.ts";
+import type * as types from "./types.ts";
 
 // ---------------------------------------------------------------------------
 // Codecs
@@ -66,14 +67,14 @@ import type * as types from "./model_types.ts";
 // missing from either side, an extra field or a different literal list fails
 // to compile. Field order is message order.
 
-/** Positional encoding: `"learned" | "sinusoidal"` (see `model_types.ts`). */
+/** Positional encoding: `"learned" | "sinusoidal"` (see `types.ts`). */
 export type Positional = types.Positional;
 /**
  * Decodes a {@linkcode Positional}.
  *
  * @example
  * ```ts
- * import { Positional } from "./model.ts";
+ * import { Positional } from "./codecs.ts";
  *
  * console.log(Positional.is("learned"), Positional.is("rotary")); // true false
  * ```
@@ -83,14 +84,14 @@ export const Positional: OneOfCodec<Positional> = oneOf(
   "positional encoding",
 );
 
-/** The language-model head (see `model_types.ts`). */
+/** The language-model head (see `types.ts`). */
 export type LmReadout = types.LmReadout;
 /**
  * Decodes an {@linkcode LmReadout}.
  *
  * @example
  * ```ts
- * import { LmReadout } from "./model.ts";
+ * import { LmReadout } from "./codecs.ts";
  *
  * console.log(LmReadout.is({ _tag: "lm", tie: true })); // true
  * ```
@@ -100,14 +101,14 @@ export const LmReadout: StrictCodec<FieldCodecs<LmReadout>> = strict<FieldCodecs
   tie: t.boolean,
 }, "LmReadout");
 
-/** The classification head (see `model_types.ts`). */
+/** The classification head (see `types.ts`). */
 export type ClassifierReadout = types.ClassifierReadout;
 /**
  * Decodes a {@linkcode ClassifierReadout}.
  *
  * @example
  * ```ts
- * import { ClassifierReadout } from "./model.ts";
+ * import { ClassifierReadout } from "./codecs.ts";
  *
  * console.log(ClassifierReadout.is({ _tag: "classifier", nClasses: 31, pool: "memory" })); // true
  * ```
@@ -120,7 +121,7 @@ export const ClassifierReadout: StrictCodec<FieldCodecs<ClassifierReadout>> = st
   pool: oneOf(["memory", "mean"], "pooling"),
 }, "ClassifierReadout");
 
-/** The adaptive softmax head (see `model_types.ts`). */
+/** The adaptive softmax head (see `types.ts`). */
 export type AdaptiveReadout = types.AdaptiveReadout;
 /**
  * Decodes an {@linkcode AdaptiveReadout} (structure only; the cutoffs'
@@ -129,7 +130,7 @@ export type AdaptiveReadout = types.AdaptiveReadout;
  *
  * @example
  * ```ts
- * import { AdaptiveReadout } from "./model.ts";
+ * import { AdaptiveReadout } from "./codecs.ts";
  *
  * console.log(AdaptiveReadout.is({ _tag: "adaptive", cutoffs: [20000, 40000, 200000], divValue: 4 })); // true
  * ```
@@ -146,7 +147,7 @@ export const AdaptiveReadout: StrictCodec<FieldCodecs<AdaptiveReadout>> = strict
   }),
 }, "AdaptiveReadout");
 
-/** Readout: a language-model head, an adaptive softmax or a classifier (see `model_types.ts`). */
+/** Readout: a language-model head, an adaptive softmax or a classifier (see `types.ts`). */
 export type Readout = types.Readout;
 /**
  * Decodes a {@linkcode Readout}: reads `_tag` first, then validates only that
@@ -154,7 +155,7 @@ export type Readout = types.Readout;
  *
  * @example
  * ```ts
- * import { Readout } from "./model.ts";
+ * import { Readout } from "./codecs.ts";
  *
  * console.log(Readout.is({ _tag: "classifier", nClasses: 31, pool: "memory" })); // true
  * ```
@@ -168,14 +169,14 @@ export const Readout: TaggedUnionCodec<{
   { name: "Readout", noun: "readout kind" },
 );
 
-/** Token input (see `model_types.ts`). */
+/** Token input (see `types.ts`). */
 export type TokenInput = types.TokenInput;
 /**
  * Decodes a {@linkcode TokenInput}.
  *
  * @example
  * ```ts
- * import { TokenInput } from "./model.ts";
+ * import { TokenInput } from "./codecs.ts";
  *
  * console.log(TokenInput.is({ _tag: "tokens" })); // true
  * ```
@@ -184,14 +185,14 @@ export const TokenInput: StrictCodec<FieldCodecs<TokenInput>> = strict<FieldCode
   _tag: t.literal("tokens"),
 }, "TokenInput");
 
-/** Continuous (feature-vector) input (see `model_types.ts`). */
+/** Continuous (feature-vector) input (see `types.ts`). */
 export type FeatureInput = types.FeatureInput;
 /**
  * Decodes a {@linkcode FeatureInput}.
  *
  * @example
  * ```ts
- * import { FeatureInput } from "./model.ts";
+ * import { FeatureInput } from "./codecs.ts";
  *
  * console.log(FeatureInput.is({ _tag: "features", dim: 1024 }), FeatureInput.is({ _tag: "features", dim: 0 })); // true false
  * ```
@@ -203,14 +204,14 @@ export const FeatureInput: StrictCodec<FieldCodecs<FeatureInput>> = strict<
   dim: PositiveInt,
 }, "FeatureInput");
 
-/** What each position is: token ids or feature vectors (see `model_types.ts`). */
+/** What each position is: token ids or feature vectors (see `types.ts`). */
 export type InputSpec = types.InputSpec;
 /**
  * Decodes an {@linkcode InputSpec} by `_tag`.
  *
  * @example
  * ```ts
- * import { InputSpec } from "./model.ts";
+ * import { InputSpec } from "./codecs.ts";
  *
  * console.log(InputSpec.is({ _tag: "tokens" }), InputSpec.is({ _tag: "pixels" })); // true false
  * ```
@@ -223,14 +224,15 @@ export const InputSpec: TaggedUnionCodec<{
   { name: "InputSpec", noun: "input kind" },
 );
 
-/** CRT's persistent memory (see `model_types.ts`). */
+/** CRT's persistent memory (see `types.ts`). */
 export type MemorySpec = types.MemorySpec;
 /**
  * Decodes a {@linkcode MemorySpec}.
  *
  * @example
  * ```ts
- * import { MemorySpec, referenceCrt } from "./model.ts";
+ * import { MemorySpec } from "./codecs.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * console.log(MemorySpec.is(referenceCrt.memory)); // true
  * ```
@@ -243,7 +245,7 @@ export const MemorySpec: StrictCodec<FieldCodecs<MemorySpec>> = strict<FieldCode
   orthogonal: oneOf(["candidate", "candidateAndReset"], "orthogonality"),
 }, "MemorySpec");
 
-/** Fields every Transformer-family spec shares (see `model_types.ts`). */
+/** Fields every Transformer-family spec shares (see `types.ts`). */
 export type BlockFields = types.BlockFields;
 
 const blockFields: FieldCodecs<BlockFields> = {
@@ -264,7 +266,7 @@ const blockFields: FieldCodecs<BlockFields> = {
  *
  * @example
  * ```ts
- * import { BlockFields } from "./model.ts";
+ * import { BlockFields } from "./codecs.ts";
  *
  * console.log(Object.keys(BlockFields.props).join(", "));
  * // vocabSize, dModel, nHeads, dFF, nLayers, dropout, segmentLen, readout, input
@@ -275,7 +277,7 @@ export const BlockFields: StrictCodec<FieldCodecs<BlockFields>> = strict(
   "BlockFields",
 );
 
-/** Compact Recurrent Transformer (see `model_types.ts`). */
+/** Compact Recurrent Transformer (see `types.ts`). */
 export type CrtSpec = types.CrtSpec;
 /**
  * Decodes a {@linkcode CrtSpec} (structure only; {@linkcode decodeModelSpec}
@@ -283,7 +285,8 @@ export type CrtSpec = types.CrtSpec;
  *
  * @example
  * ```ts
- * import { CrtSpec, referenceCrt } from "./model.ts";
+ * import { CrtSpec } from "./codecs.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * console.log(CrtSpec.is({ ...referenceCrt, segmentLen: 17 })); // true
  * ```
@@ -295,14 +298,15 @@ export const CrtSpec: StrictCodec<FieldCodecs<CrtSpec>> = strict<FieldCodecs<Crt
   memory: MemorySpec,
 }, "CrtSpec");
 
-/** Full-length Transformer: same blocks, no memory (see `model_types.ts`). */
+/** Full-length Transformer: same blocks, no memory (see `types.ts`). */
 export type TransformerSpec = types.TransformerSpec;
 /**
  * Decodes a {@linkcode TransformerSpec} (structure only).
  *
  * @example
  * ```ts
- * import { referenceTransformer, TransformerSpec } from "./model.ts";
+ * import { TransformerSpec } from "./codecs.ts";
+ * import { referenceTransformer } from "./reference_specs.ts";
  *
  * console.log(TransformerSpec.is(referenceTransformer)); // true
  * ```
@@ -315,14 +319,15 @@ export const TransformerSpec: StrictCodec<FieldCodecs<TransformerSpec>> = strict
   positional: Positional,
 }, "TransformerSpec");
 
-/** Transformer-XL: cached previous-segment states (see `model_types.ts`). */
+/** Transformer-XL: cached previous-segment states (see `types.ts`). */
 export type XlSpec = types.XlSpec;
 /**
  * Decodes an {@linkcode XlSpec} (structure only).
  *
  * @example
  * ```ts
- * import { referenceXl, XlSpec } from "./model.ts";
+ * import { XlSpec } from "./codecs.ts";
+ * import { referenceXl } from "./reference_specs.ts";
  *
  * console.log(XlSpec.is(referenceXl)); // true
  * ```
@@ -333,7 +338,7 @@ export const XlSpec: StrictCodec<FieldCodecs<XlSpec>> = strict<FieldCodecs<XlSpe
   memLen: NonNegativeInt,
 }, "XlSpec");
 
-/** Any model spec, told apart by `_tag` (see `model_types.ts`). */
+/** Any model spec, told apart by `_tag` (see `types.ts`). */
 export type ModelSpec = types.ModelSpec;
 /**
  * Decodes a {@linkcode ModelSpec}: `crt`, `transformer` or `xl` by `_tag`.
@@ -341,7 +346,8 @@ export type ModelSpec = types.ModelSpec;
  *
  * @example
  * ```ts
- * import { ModelSpec, referenceXl } from "./model.ts";
+ * import { ModelSpec } from "./codecs.ts";
+ * import { referenceXl } from "./reference_specs.ts";
  *
  * console.log(ModelSpec.is(referenceXl), ModelSpec.is({ _tag: "rnn" })); // true false
  * ```
@@ -385,7 +391,8 @@ type _ModelSpec = Assert<MutuallyAssignable<t.TypeOf<typeof ModelSpec>, ModelSpe
  *
  * @example
  * ```ts
- * import { checkModelSpec, referenceCrt } from "./model.ts";
+ * import { checkModelSpec } from "./codecs.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * console.log(checkModelSpec({ ...referenceCrt, nHeads: 3 }));
  * // [ { path: "model.nHeads", message: "3 does not divide model.dModel (256)" } ]
@@ -481,7 +488,8 @@ function checkAdaptive(
  * @example Accept a spec, reject a typo with its path
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeModelSpec, referenceCrt } from "./model.ts";
+ * import { decodeModelSpec } from "./codecs.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const ok = decodeModelSpec(JSON.parse(JSON.stringify(referenceCrt)));
  * assert.equal(ok._tag, "Right");
@@ -500,102 +508,3 @@ export function decodeModelSpec(
     E.chain(checkWith((spec: ModelSpec) => checkModelSpec(spec, root))),
   );
 }
-
-// ---------------------------------------------------------------------------
-// Reference specs
-
-function deepFreeze<A>(a: A): A {
-  if (typeof a === "object" && a !== null) {
-    for (const v of Object.values(a)) deepFreeze(v);
-    Object.freeze(a);
-  }
-  return a;
-}
-
-/**
- * The reference CRT of SUBSTRATE.md (≈ 7.1 M parameters): V = 10,000,
- * D = 256, 4 heads, FFN 1024, 2 pre-LN layers, dropout 0.1, learned
- * positions, segments of 35 tokens, one prepended memory token, a
- * GRU(256 → 256) fed the mean of the segment's outputs, untied output layer.
- * Deeply frozen; derive variants by spreading.
- *
- * @example Derive a variant and check it
- * ```ts
- * import assert from "node:assert/strict";
- * import { type CrtSpec, decodeModelSpec, referenceCrt } from "./model.ts";
- *
- * const nc: CrtSpec = { ...referenceCrt, memory: { ...referenceCrt.memory, cell: "ncgru" } };
- * assert.equal(decodeModelSpec(nc)._tag, "Right");
- * assert.throws(() => ((referenceCrt as { dModel: number }).dModel = 512)); // frozen
- * ```
- */
-export const referenceCrt: types.CrtSpec = deepFreeze({
-  _tag: "crt",
-  vocabSize: 10000,
-  dModel: 256,
-  nHeads: 4,
-  dFF: 1024,
-  nLayers: 2,
-  dropout: 0.1,
-  segmentLen: 35,
-  readout: { _tag: "lm", tie: false },
-  positional: "learned",
-  memory: {
-    cell: "gru",
-    dMemory: 256,
-    injection: "prependToken",
-    rnnInput: "mean",
-    orthogonal: "candidate",
-  },
-});
-
-/**
- * The full-length Transformer baseline of SUBSTRATE.md: the blocks of
- * {@linkcode referenceCrt} without memory, on segments of 70 tokens (twice
- * CRT's). Deeply frozen.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { referenceCrt, referenceTransformer } from "./model.ts";
- *
- * assert.equal(referenceTransformer.segmentLen, 2 * referenceCrt.segmentLen);
- * ```
- */
-export const referenceTransformer: types.TransformerSpec = deepFreeze({
-  _tag: "transformer",
-  vocabSize: 10000,
-  dModel: 256,
-  nHeads: 4,
-  dFF: 1024,
-  nLayers: 2,
-  dropout: 0.1,
-  segmentLen: 70,
-  readout: { _tag: "lm", tie: false },
-  positional: "learned",
-});
-
-/**
- * The Transformer-XL baseline: the blocks of {@linkcode referenceCrt} on
- * segments of 35 tokens, caching the previous 35 positions. Deeply frozen.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { referenceXl } from "./model.ts";
- *
- * assert.equal(referenceXl.memLen, referenceXl.segmentLen);
- * ```
- */
-export const referenceXl: types.XlSpec = deepFreeze({
-  _tag: "xl",
-  vocabSize: 10000,
-  dModel: 256,
-  nHeads: 4,
-  dFF: 1024,
-  nLayers: 2,
-  dropout: 0.1,
-  segmentLen: 35,
-  readout: { _tag: "lm", tie: false },
-  memLen: 35,
-});

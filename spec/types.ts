@@ -5,7 +5,7 @@
  * size, `bpttSegments`, optimiser) are not part of a model spec.
  *
  * This module declares types only. Their io-ts codecs, the cross-field rules
- * and the reference specs are in `model.ts`, which also re-exports each type
+ * and the reference specs are in `codecs.ts`, which also re-exports each type
  * under its codec's name (`CrtSpec` is both there). The types are declared
  * here, apart from the codecs, because `deno doc` documents every declaration
  * of an exported name: a same-named codec would drag its io-ts type into the
@@ -13,7 +13,7 @@
  *
  * @example A spec is plain data
  * ```ts
- * import type { CrtSpec } from "./model_types.ts";
+ * import type { CrtSpec } from "./types.ts";
  *
  * const tiny: CrtSpec = {
  *   _tag: "crt",
@@ -52,7 +52,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { Positional } from "./model_types.ts";
+ * import type { Positional } from "./types.ts";
  *
  * const positional: Positional = "sinusoidal";
  * assert.equal(positional, "sinusoidal");
@@ -66,7 +66,7 @@ export type Positional = "learned" | "sinusoidal";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { LmReadout } from "./model_types.ts";
+ * import type { LmReadout } from "./types.ts";
  *
  * const tied: LmReadout = { _tag: "lm", tie: true };
  * assert.equal(tied.tie, true);
@@ -90,7 +90,7 @@ export interface LmReadout {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { ClassifierReadout } from "./model_types.ts";
+ * import type { ClassifierReadout } from "./types.ts";
  *
  * const smarthome: ClassifierReadout = { _tag: "classifier", nClasses: 31, pool: "memory" };
  * assert.equal(smarthome.nClasses, 31);
@@ -129,7 +129,7 @@ export interface ClassifierReadout {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { AdaptiveReadout } from "./model_types.ts";
+ * import type { AdaptiveReadout } from "./types.ts";
  *
  * const wt103: AdaptiveReadout = { _tag: "adaptive", cutoffs: [20000, 40000, 200000], divValue: 4 };
  * assert.equal(wt103.cutoffs.length + 1, 4); // a head and three tail clusters
@@ -160,7 +160,7 @@ export interface AdaptiveReadout {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { Readout } from "./model_types.ts";
+ * import type { Readout } from "./types.ts";
  *
  * const outputs = (r: Readout): number => r._tag === "classifier" ? r.nClasses : 10000;
  * assert.equal(outputs({ _tag: "classifier", nClasses: 31, pool: "memory" }), 31);
@@ -175,7 +175,7 @@ export type Readout = LmReadout | AdaptiveReadout | ClassifierReadout;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { MemorySpec } from "./model_types.ts";
+ * import type { MemorySpec } from "./types.ts";
  *
  * const ncgru: MemorySpec = {
  *   cell: "ncgru",
@@ -229,7 +229,7 @@ export interface MemorySpec {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { TokenInput } from "./model_types.ts";
+ * import type { TokenInput } from "./types.ts";
  *
  * const tokens: TokenInput = { _tag: "tokens" };
  * assert.equal(tokens._tag, "tokens");
@@ -250,7 +250,7 @@ export interface TokenInput {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { FeatureInput } from "./model_types.ts";
+ * import type { FeatureInput } from "./types.ts";
  *
  * const i3d: FeatureInput = { _tag: "features", dim: 1024 }; // I3D per-frame features
  * assert.equal(i3d.dim, 1024);
@@ -270,7 +270,7 @@ export interface FeatureInput {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { InputSpec } from "./model_types.ts";
+ * import type { InputSpec } from "./types.ts";
  *
  * const width = (i: InputSpec | undefined): string => i?._tag === "features" ? `${i.dim}` : "ids";
  * assert.equal(width(undefined), "ids"); // absent: tokens
@@ -286,7 +286,7 @@ export type InputSpec = TokenInput | FeatureInput;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { BlockFields } from "./model_types.ts";
+ * import type { BlockFields } from "./types.ts";
  *
  * const headWidth = (spec: BlockFields): number => spec.dModel / spec.nHeads;
  * const blocks: BlockFields = {
@@ -337,8 +337,8 @@ export interface BlockFields {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { CrtSpec } from "./model_types.ts";
- * import { referenceCrt } from "./model.ts";
+ * import type { CrtSpec } from "./types.ts";
+ * import { referenceCrt } from "./reference_specs.ts";
  *
  * const short: CrtSpec = { ...referenceCrt, segmentLen: 17 };
  * assert.equal(short.memory.cell, "gru");
@@ -360,8 +360,8 @@ export interface CrtSpec extends BlockFields {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { TransformerSpec } from "./model_types.ts";
- * import { referenceTransformer } from "./model.ts";
+ * import type { TransformerSpec } from "./types.ts";
+ * import { referenceTransformer } from "./reference_specs.ts";
  *
  * const sinusoidal: TransformerSpec = { ...referenceTransformer, positional: "sinusoidal" };
  * assert.equal(sinusoidal.segmentLen, 70);
@@ -382,8 +382,8 @@ export interface TransformerSpec extends BlockFields {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { XlSpec } from "./model_types.ts";
- * import { referenceXl } from "./model.ts";
+ * import type { XlSpec } from "./types.ts";
+ * import { referenceXl } from "./reference_specs.ts";
  *
  * const noCache: XlSpec = { ...referenceXl, memLen: 0 };
  * assert.equal(noCache.memLen, 0);
@@ -402,14 +402,14 @@ export interface XlSpec extends BlockFields {
 /**
  * Any model spec, told apart by `_tag`: `crt`, `transformer` or `xl`. A value
  * of this type is only structurally valid; decode untrusted specs with
- * `decodeModelSpec` (`model.ts`), which also checks sizes and the
+ * `decodeModelSpec` (`codecs.ts`), which also checks sizes and the
  * cross-field rules.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import type { ModelSpec } from "./model_types.ts";
- * import { referenceCrt, referenceXl } from "./model.ts";
+ * import type { ModelSpec } from "./types.ts";
+ * import { referenceCrt, referenceXl } from "./reference_specs.ts";
  *
  * const cells = (specs: readonly ModelSpec[]): string[] =>
  *   specs.map((s) => s._tag === "crt" ? s.memory.cell : "none");

@@ -10,12 +10,10 @@ import {
   type ModelSpec,
   type Positional,
   type Readout,
-  referenceCrt,
-  referenceTransformer,
-  referenceXl,
   type TransformerSpec,
   type XlSpec,
-} from "./model.ts";
+} from "./codecs.ts";
+import { referenceCrt, referenceTransformer, referenceXl } from "./reference_specs.ts";
 
 // ---------------------------------------------------------------------------
 // The decoded types are exactly the shapes the rest of the code was written
