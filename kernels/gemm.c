@@ -26,9 +26,8 @@
 // (`work`, gemm_work_floats() floats, 16-byte aligned, one per thread), so
 // the same code runs on a heap it does not own and on a memory shared by
 // threads.
-#include <wasm_simd128.h>
+#include "simd.h"
 
-#define EXPORT(name) __attribute__((export_name(#name)))
 
 #define MR 4
 #define NR 8
@@ -150,8 +149,8 @@ static void pack_b(int kc, int nc, const float* b, int rsb, int csb, float* out)
 #define ROW(r, v, l)                                                                               \
   {                                                                                                \
     const v128_t ar = wasm_i32x4_shuffle(v, v, l, l, l, l);                                        \
-    c##r##0 = wasm_f32x4_add(c##r##0, wasm_f32x4_mul(ar, b0));                                     \
-    c##r##1 = wasm_f32x4_add(c##r##1, wasm_f32x4_mul(ar, b1));                                     \
+    c##r##0 = MADD(ar, b0, c##r##0);                                                               \
+    c##r##1 = MADD(ar, b1, c##r##1);                                                               \
   }
 
 #define STORE(r)                                                                                   \
@@ -240,10 +239,10 @@ static int gemv(int m, int n, int k, const float* a, int rsa, int csa, const flo
           int j = 0;
           for (; j + 4 <= jn; j += 4) {
             v128_t x = wasm_v128_load(cr + j);
-            x = wasm_f32x4_add(x, wasm_f32x4_mul(a0, wasm_v128_load(b0 + j)));
-            x = wasm_f32x4_add(x, wasm_f32x4_mul(a1, wasm_v128_load(b1 + j)));
-            x = wasm_f32x4_add(x, wasm_f32x4_mul(a2, wasm_v128_load(b2 + j)));
-            x = wasm_f32x4_add(x, wasm_f32x4_mul(a3, wasm_v128_load(b3 + j)));
+            x = MADD(a0, wasm_v128_load(b0 + j), x);
+            x = MADD(a1, wasm_v128_load(b1 + j), x);
+            x = MADD(a2, wasm_v128_load(b2 + j), x);
+            x = MADD(a3, wasm_v128_load(b3 + j), x);
             wasm_v128_store(cr + j, x);
           }
           for (; j < jn; j++) cr[j] += s0 * b0[j] + s1 * b1[j] + s2 * b2[j] + s3 * b3[j];

@@ -24,7 +24,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { wasmBase64 } from "../kernels/fused_wasm.ts";
+import * as fusedModule from "../kernels/fused_wasm.ts";
+import { moduleBytes } from "./heap.ts";
 
 /** Kernel name of the fused softmax cross-entropy forward. */
 export const XENT = "CrtSoftmaxXent";
@@ -81,8 +82,6 @@ interface CpuBackend {
 let compiled: WebAssembly.Module | undefined;
 const instances = new WeakMap<object, FusedExports>();
 
-const decode64 = (s: string): Uint8Array => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
-
 /** The kernel module instantiated on `backend`'s heap (once per backend). */
 const exportsFor = (backend: WasmBackend): FusedExports => {
   const have = instances.get(backend);
@@ -93,7 +92,7 @@ const exportsFor = (backend: WasmBackend): FusedExports => {
       "fused kernels: tfjs-backend-wasm does not expose its memory (Module.asm.memory)",
     );
   }
-  compiled ??= new WebAssembly.Module(decode64(wasmBase64) as BufferSource);
+  compiled ??= new WebAssembly.Module(moduleBytes(fusedModule) as BufferSource);
   const inst = new WebAssembly.Instance(compiled, { env: { memory } });
   const ex = inst.exports as unknown as FusedExports;
   instances.set(backend, ex);

@@ -37,8 +37,9 @@
  *
  * @module
  */
-import { wasmBase64 as localBase64 } from "../kernels/gemm_wasm.ts";
-import { wasmBase64 as sharedBase64 } from "../kernels/gemm_shared_wasm.ts";
+import * as localGemm from "../kernels/gemm_wasm.ts";
+import * as sharedGemm from "../kernels/gemm_shared_wasm.ts";
+import { moduleBytes } from "./heap.ts";
 import { GEMM_CONTROL as L, type GemmWorkerInit, gemmWorkerSource } from "./_gemm_thread.ts";
 
 /**
@@ -228,8 +229,6 @@ interface GemmExports {
   ): void;
 }
 
-const decode64 = (s: string): Uint8Array => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
-
 let localModule: WebAssembly.Module | undefined;
 let sharedModule: WebAssembly.Module | undefined;
 
@@ -245,14 +244,14 @@ let sharedModule: WebAssembly.Module | undefined;
  * ```
  */
 export const compileGemm = async (): Promise<void> => {
-  localModule ??= await WebAssembly.compile(decode64(localBase64) as BufferSource);
-  sharedModule ??= await WebAssembly.compile(decode64(sharedBase64) as BufferSource);
+  localModule ??= await WebAssembly.compile(moduleBytes(localGemm) as BufferSource);
+  sharedModule ??= await WebAssembly.compile(moduleBytes(sharedGemm) as BufferSource);
 };
 
 const compileLocal = (): WebAssembly.Module =>
-  localModule ??= new WebAssembly.Module(decode64(localBase64) as BufferSource);
+  localModule ??= new WebAssembly.Module(moduleBytes(localGemm) as BufferSource);
 const compileShared = (): WebAssembly.Module =>
-  sharedModule ??= new WebAssembly.Module(decode64(sharedBase64) as BufferSource);
+  sharedModule ??= new WebAssembly.Module(moduleBytes(sharedGemm) as BufferSource);
 
 // --- what the environment allows ---------------------------------------------------
 
