@@ -128,11 +128,21 @@ export type {
   TailCluster,
 } from "./spec/adaptive.ts";
 export { Ops } from "./spec/ops.ts";
-export type { DType, Op, OpBackend, OpTag, Shape } from "./spec/ops.ts";
+export type {
+  DType,
+  FusedAttrs,
+  LinearOptions,
+  Op,
+  OpBackend,
+  OpTag,
+  Region,
+  Shape,
+} from "./spec/ops.ts";
 
 // Backend start-up.
 export { BackendError, startBackend } from "./ops/backend.ts";
 export type { BackendInfo, BackendName, BackendOptions, MatmulChoice } from "./ops/backend.ts";
+export type { KernelBuildChoice, KernelBuildName } from "./ops/heap.ts";
 export type { MatmulTier } from "./ops/matmul.ts";
 export { matmulThreads, stopMatmulWorkers } from "./ops/matmul.ts";
 
@@ -162,7 +172,7 @@ export type { Pass, PassError } from "./core/passes.ts";
 export { verifyGraph } from "./core/verify.ts";
 export type { VerifyError } from "./core/verify.ts";
 export { traceSegment } from "./core/trace.ts";
-export type { TracedSegment, TraceOptions } from "./core/trace.ts";
+export type { QuantizedParams, TracedSegment, TraceOptions } from "./core/trace.ts";
 
 // Training.
 export { disposeTraining, NonFiniteLoss, startTraining, trainOn } from "./core/train.ts";
@@ -179,7 +189,7 @@ export {
   MODEL_FILE_VERSION,
   ModelFileError,
 } from "./deploy/model_file.ts";
-export type { ModelFile, ModelFileProblem } from "./deploy/model_file.ts";
+export type { ModelFile, ModelFileProblem, ModelTensor } from "./deploy/model_file.ts";
 export { loadModel } from "./deploy/loaded.ts";
 export type { LoadedModel, TokenStream } from "./deploy/loaded.ts";
 export { generate, sampleToken } from "./deploy/generate.ts";

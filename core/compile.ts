@@ -56,6 +56,7 @@ export const compile = (
   opts: CompileOptions = {},
 ): Either<CompileError, Program> => {
   const passes = opts.passes ?? defaultPasses;
+  const quantized = opts.quantized ?? {};
   const probeBatch = opts.batchSize ?? 1;
   // A spec built in code has only its static type checked: validate it like a
   // decoded one, so a bad size is named here and never surfaces inside tfjs.
@@ -72,11 +73,11 @@ export const compile = (
   });
   // Probe: the training graph at full length (the biggest kernel set), checked
   // against the active backend before anything runs.
-  const probe = buildSegment(spec, full(true, spec.dropout > 0), passes);
+  const probe = buildSegment(spec, full(true, spec.dropout > 0), passes, quantized);
   if (E.isLeft(probe)) return probe;
   const kernels = checkKernels(probe.right.optimized, tf.getBackend());
   if (E.isLeft(kernels)) return compileError("kernels", kernels.left.message);
-  const forwardProbe = buildSegment(spec, full(false, false), passes);
+  const forwardProbe = buildSegment(spec, full(false, false), passes, quantized);
   if (E.isLeft(forwardProbe)) return forwardProbe;
   // The forward graph can use ops the loss graph does not (the adaptive softmax's logSoftmax).
   const forwardKernels = checkKernels(forwardProbe.right.optimized, tf.getBackend(), {
@@ -91,7 +92,7 @@ export const compile = (
     .filter(([, p]) => p.role === "graph")
     .reduce((s, [, p]) => s + numel(p.shape), 0);
 
-  const exes = executables(spec, passes);
+  const exes = executables(spec, passes, quantized);
   const segments = segmentRunner(spec, exes, probeBatch);
   const streams = streamRunner(spec, exes, segments);
   return E.right({
@@ -103,13 +104,18 @@ export const compile = (
       trainPerToken: trn.train / tokensPerProbe,
     },
     stages: ({ batchSize, segmentLen, withLoss }) => {
-      const g = buildSegment(spec, {
-        batchSize,
-        segmentLen: segmentLen ?? spec.segmentLen,
-        cacheLen: xlCache,
-        withLoss: withLoss ?? false,
-        training: false,
-      }, passes);
+      const g = buildSegment(
+        spec,
+        {
+          batchSize,
+          segmentLen: segmentLen ?? spec.segmentLen,
+          cacheLen: xlCache,
+          withLoss: withLoss ?? false,
+          training: false,
+        },
+        passes,
+        quantized,
+      );
       if (E.isLeft(g)) throw new Error(g.left.message);
       return g.right;
     },

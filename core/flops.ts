@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { Graph } from "../spec/graph.ts";
+import type { Graph, Node } from "../spec/graph.ts";
 
 /**
  * FLOPs of one traced graph, in total (not per token).
@@ -51,16 +51,30 @@ export interface GraphFlops {
  * assert.deepEqual(countFlops(t.finish({ y: t.ops().matmul(x, w) })), { forward: 1024, train: 2048 });
  * ```
  */
-export const countFlops = (g: Graph): GraphFlops => {
+export const countFlops = (g: Graph): GraphFlops =>
+  flopsOf(g, (n) => n.op._tag === "input" && n.op.role === "param");
+
+/** FLOPs of `g` where `grad(input node)` says which inputs need a gradient. */
+const flopsOf = (g: Graph, grad: (input: Node) => boolean): GraphFlops => {
   const needsGrad: boolean[] = [];
   let forward = 0, train = 0;
   for (const n of g.nodes) {
     const op = n.op;
     needsGrad[n.id] = op._tag === "input"
-      ? op.role === "param"
+      ? grad(n)
       : op._tag === "stopGradient" || op._tag === "constant"
       ? false
       : n.inputs.some((i) => needsGrad[i]);
+    if (op._tag === "fused") {
+      // A fused node costs what its body does; its inputs' gradient needs carry over.
+      const inner = flopsOf(op.body, (b) => {
+        const k = op.body.nodes.filter((x) => x.op._tag === "input").indexOf(b);
+        return needsGrad[n.inputs[k]];
+      });
+      forward += inner.forward;
+      train += inner.train;
+      continue;
+    }
     if (op._tag !== "matmul") continue;
     const a = g.nodes[n.inputs[0]].shape;
     const k = op.transposeA ? a[a.length - 2] : a[a.length - 1];

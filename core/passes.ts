@@ -8,6 +8,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
 import type { Graph, Node } from "../spec/graph.ts";
+import { fuse } from "./fuse.ts";
 import { type VerifyError, verifyGraph } from "./verify.ts";
 
 /**
@@ -64,6 +65,9 @@ export const deadCode: Pass = {
 const opKey = (n: Node, canon: (i: number) => number): string | undefined => {
   // Inputs are distinct by name; dropout draws fresh noise per node, so never merge it.
   if (n.op._tag === "input" || n.op._tag === "dropout") return undefined;
+  if (n.op._tag === "fused" && n.op.body.nodes.some((b) => b.op._tag === "dropout")) {
+    return undefined;
+  }
   const attrs = JSON.stringify(n.op, (_k, v) => v instanceof Float32Array ? Array.from(v) : v);
   return `${attrs}|${n.inputs.map(canon).join(",")}`;
 };
@@ -110,8 +114,9 @@ export const foldReshapes: Pass = {
 };
 
 /**
- * The default pipeline, in order: merge common subexpressions, fold
- * reshapes, remove dead code.
+ * The default pipeline, in order: fuse the regions the active backend has
+ * kernels for (core/fuse.ts), merge common subexpressions, fold reshapes,
+ * remove dead code.
  *
  * @example
  * ```ts
@@ -119,13 +124,14 @@ export const foldReshapes: Pass = {
  * import { defaultPasses } from "./passes.ts";
  *
  * assert.deepEqual(defaultPasses.map((p) => p.name), [
+ *   "fuse",
  *   "common-subexpressions",
  *   "fold-reshapes",
  *   "dead-code",
  * ]);
  * ```
  */
-export const defaultPasses: readonly Pass[] = [commonSubexpressions, foldReshapes, deadCode];
+export const defaultPasses: readonly Pass[] = [fuse, commonSubexpressions, foldReshapes, deadCode];
 
 /**
  * A pass that broke the graph, with the verifier's complaint.

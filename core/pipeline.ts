@@ -14,7 +14,7 @@ import type { ModelSpec } from "../spec/types.ts";
 import { type Executable, lowerGraph } from "../ops/lower.ts";
 import { type Pass, runPasses } from "./passes.ts";
 import type { CompileError } from "./program.ts";
-import { type StepKey, traceSegment, traceStreamStep } from "./trace.ts";
+import { type QuantizedParams, type StepKey, traceSegment, traceStreamStep } from "./trace.ts";
 import { verifyGraph } from "./verify.ts";
 
 /** What one compiled segment graph is specialised to. */
@@ -67,10 +67,11 @@ export const buildSegment = (
   spec: ModelSpec,
   key: GraphKey,
   passes: readonly Pass[],
+  quantized: QuantizedParams = {},
 ): Either<CompileError, { traced: Graph; optimized: Graph }> => {
   let traced: Graph;
   try {
-    traced = traceSegment(spec, key).graph;
+    traced = traceSegment(spec, { ...key, quantized }).graph;
   } catch (e) {
     return compileError("trace", e instanceof Error ? e.message : String(e));
   }
@@ -96,7 +97,11 @@ export interface Executables {
  * whose kernels the compiler's probe already checked at full size, so a
  * stage failing here is a bug and throws.
  */
-export const executables = (spec: ModelSpec, passes: readonly Pass[]): Executables => {
+export const executables = (
+  spec: ModelSpec,
+  passes: readonly Pass[],
+  quantized: QuantizedParams = {},
+): Executables => {
   const segments = new Map<string, Lowered>();
   // Feeds of every size could make S(S + 1) step graphs: the least recently
   // used go beyond STEP_GRAPHS, so a long stream's memory stays bounded
@@ -111,7 +116,7 @@ export const executables = (spec: ModelSpec, passes: readonly Pass[]): Executabl
       const k = JSON.stringify(key);
       const hit = segments.get(k);
       if (hit !== undefined) return hit;
-      const l = lower(buildSegment(spec, key, passes), "segment");
+      const l = lower(buildSegment(spec, key, passes, quantized), "segment");
       segments.set(k, l);
       return l;
     },
@@ -123,7 +128,10 @@ export const executables = (spec: ModelSpec, passes: readonly Pass[]): Executabl
         steps.set(k, hit);
         return hit;
       }
-      const l = lower(optimize(traceStreamStep(spec, key), passes), "streaming step");
+      const l = lower(
+        optimize(traceStreamStep(spec, { ...key, quantized }), passes),
+        "streaming step",
+      );
       steps.set(k, l);
       if (steps.size > STEP_GRAPHS) steps.delete(steps.keys().next().value!);
       return l;

@@ -5,7 +5,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { KERNELS } from "../ops/lower.ts";
+import { kernelUse } from "../ops/lower.ts";
 import type { ModelSpec } from "../spec/codecs.ts";
 import { type Graph, printGraph } from "../spec/graph.ts";
 import { defaultPasses, type Pass } from "./passes.ts";
@@ -28,9 +28,10 @@ import { verifyGraph } from "./verify.ts";
 export const printKernelPlan = (g: Graph): string => {
   const counts = new Map<string, number>();
   const lines = g.nodes.filter((n) => n.op._tag !== "input").map((n) => {
-    const k = KERNELS[n.op._tag];
+    const k = kernelUse(n.op);
     for (const name of [...k.forward, ...k.backward]) counts.set(name, (counts.get(name) ?? 0) + 1);
-    return `%${n.id} ${n.op._tag}: forward [${k.forward.join(", ")}] backward [${
+    const name = n.op._tag === "fused" ? `fused ${n.op.kind}` : n.op._tag;
+    return `%${n.id} ${name}: forward [${k.forward.join(", ")}] backward [${
       k.backward.join(", ")
     }]  @${n.path}`;
   });

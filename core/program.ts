@@ -19,6 +19,7 @@ import type { ParamSpec } from "../spec/params.ts";
 import type { Graph } from "../spec/graph.ts";
 import type { Tensor as TfTensor } from "../ops/tf.ts";
 import type { Pass } from "./passes.ts";
+import type { QuantizedParams } from "./trace.ts";
 
 /**
  * A tfjs tensor: parameters, state, tokens and logits are all tensors of the
@@ -205,6 +206,13 @@ export interface CompileOptions {
   readonly batchSize?: number;
   /** Graph passes in order (default {@linkcode defaultPasses}). */
   readonly passes?: readonly Pass[];
+  /**
+   * Parameter leaves given as q8 weights (int8 values with per-channel
+   * scales, in an int32 tensor laid out by ops/quant.ts), by path, with the
+   * axis of their scales: the program reads them as int8 at run time
+   * (inference only; `init` still draws float32 values). Default: none.
+   */
+  readonly quantized?: QuantizedParams;
 }
 
 /**

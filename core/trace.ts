@@ -52,6 +52,8 @@ export interface TraceOptions {
    * every cluster, the largest graph (the compiler's probe).
    */
   readonly clusterCapacity?: readonly number[];
+  /** q8 parameter leaves (default none): see {@linkcode QuantizedParams}. */
+  readonly quantized?: QuantizedParams;
 }
 
 /**
@@ -76,6 +78,37 @@ export interface TracedSegment {
 }
 
 /**
+ * Which parameter leaves are q8 weights, by path, with the axis of their
+ * scales (1: per column of a matrix used as x · W; 0: per row of a lookup
+ * table). Such a leaf is a graph input of dtype `q8` that the model reads
+ * through `dequantize`; every other leaf is float32.
+ *
+ * @example
+ * ```ts
+ * import type { QuantizedParams } from "./trace.ts";
+ * const int8: QuantizedParams = { "blocks[0].ffn.w1": 1, embed: 0 };
+ * console.log(Object.keys(int8).length);
+ * ```
+ */
+export type QuantizedParams = Readonly<Record<string, 0 | 1>>;
+
+/** The parameter tree as graph inputs (graph-role leaves only; q8 leaves dequantised). */
+const paramInputs = (
+  tracer: Tracer,
+  spec: ModelSpec,
+  quantized: QuantizedParams,
+  paths?: string[],
+): ModelParams<Sym> =>
+  mapTree<ParamSpec, Sym | undefined>(paramLayout(spec), isParamSpec, (leaf, path) => {
+    // Aux leaves (NC-GRU generators) are not read by the graph.
+    if (leaf.role !== "graph") return undefined;
+    paths?.push(path);
+    const axis = quantized[path];
+    if (axis === undefined) return tracer.input(path, "param", leaf.shape);
+    return tracer.ops(path).dequantize(tracer.input(path, "param", leaf.shape, "q8"), axis);
+  }) as ModelParams<Sym>;
+
+/**
  * Trace one segment of `spec` into a graph (no backend needed). Shape errors
  * throw a `TraceError` naming the spec path of the op; `compile` turns them
  * into a `CompileError`.
@@ -95,14 +128,8 @@ export interface TracedSegment {
  */
 export const traceSegment = (spec: ModelSpec, opts: TraceOptions): TracedSegment => {
   const tracer = new Tracer();
-  const layout = paramLayout(spec);
   const paramPaths: string[] = [];
-  // Graph-role leaves become inputs; aux leaves (NC-GRU generators) are not read by the graph.
-  const params = mapTree<ParamSpec, Sym | undefined>(layout, isParamSpec, (leaf, path) => {
-    if (leaf.role !== "graph") return undefined;
-    paramPaths.push(path);
-    return tracer.input(path, "param", leaf.shape);
-  }) as ModelParams<Sym>;
+  const params = paramInputs(tracer, spec, opts.quantized ?? {}, paramPaths);
   const b = opts.batchSize, s = opts.segmentLen;
   const tokens = spec.input?._tag === "features"
     ? tracer.input(dataInputName(spec), "data", [b, s, spec.input.dim], "float32")
@@ -199,6 +226,8 @@ export interface StepKey {
   readonly cacheLen: number;
   /** Which rows are read out. */
   readonly readout: StepReadout;
+  /** q8 parameter leaves (default none): see {@linkcode QuantizedParams}. */
+  readonly quantized?: QuantizedParams;
 }
 
 /**
@@ -224,11 +253,7 @@ export interface StepKey {
  */
 export const traceStreamStep = (spec: ModelSpec, key: StepKey): Graph => {
   const tracer = new Tracer();
-  const params = mapTree<ParamSpec, Sym | undefined>(
-    paramLayout(spec),
-    isParamSpec,
-    (leaf, path) => (leaf.role === "graph" ? tracer.input(path, "param", leaf.shape) : undefined),
-  ) as ModelParams<Sym>;
+  const params = paramInputs(tracer, spec, key.quantized ?? {});
   const b = key.batchSize;
   const tokens = tracer.input("tokens", "data", [b, key.count], "int32");
   const state: Record<string, Sym> = {};

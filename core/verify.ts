@@ -6,7 +6,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
-import { inferShape, ShapeError } from "../spec/ops.ts";
+import { inferShape, regionOutput, ShapeError } from "../spec/ops.ts";
 import type { Graph } from "../spec/graph.ts";
 
 /**
@@ -69,6 +69,29 @@ export const verifyGraph = (g: Graph): Either<VerifyError, Graph> => {
     if (n.op._tag === "input") {
       if (names.has(n.op.name)) return fail(id, n.path, `input "${n.op.name}" appears twice`);
       names.add(n.op.name);
+    }
+    if (n.op._tag === "fused") {
+      const body = verifyGraph(n.op.body);
+      if (E.isLeft(body)) {
+        return fail(id, n.path, `fused ${n.op.kind}: its body: ${body.left.message}`);
+      }
+    }
+    if (n.op._tag === "part") {
+      const src = g.nodes[n.inputs[0]];
+      const index = n.op.index;
+      const out = src?.op._tag === "fused"
+        ? src.op.body.nodes[src.op.body.outputs[regionOutput(index)]]
+        : undefined;
+      if (out === undefined) {
+        return fail(id, n.path, `part reads output ${index} of %${n.inputs[0]}, which has none`);
+      }
+      if (out.dtype !== n.dtype || out.shape.join() !== n.shape.join()) {
+        return fail(
+          id,
+          n.path,
+          `part records [${n.shape}] ${n.dtype} but output ${index} is [${out.shape}] ${out.dtype}`,
+        );
+      }
     }
     try {
       const out = inferShape(n.op, n.inputs.map((i) => g.nodes[i]));

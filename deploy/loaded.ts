@@ -14,6 +14,7 @@ import type { Params, Program, Stream } from "../core/program.ts";
 import { compile } from "../core/compile.ts";
 import { unflattenParams } from "../core/params.ts";
 import { tf } from "../ops/tf.ts";
+import { encodeQ8, packable } from "../ops/quant.ts";
 import { canStream } from "../spec/stream.ts";
 import { decodeModelFile, type ModelFile, ModelFileError } from "./model_file.ts";
 import { Vocab } from "./vocab.ts";
@@ -248,7 +249,14 @@ class Streamer implements TokenStream {
  */
 export async function loadModel(bytes: Uint8Array | ModelFile): Promise<LoadedModel> {
   const file = bytes instanceof Uint8Array ? await decodeModelFile(bytes) : bytes;
-  const compiled = compile(file.spec);
+  // Int8 weights stay int8: each is one q8 tensor (ops/quant.ts) the program reads as such.
+  const quantized: Record<string, 0 | 1> = {};
+  for (const [path, p] of Object.entries(file.params)) {
+    if (p.q8 !== undefined && (p.q8.axis === 0 || packable(p.shape[0], p.shape[1]))) {
+      quantized[path] = p.q8.axis;
+    }
+  }
+  const compiled = compile(file.spec, { quantized });
   if (compiled._tag === "Left") {
     throw new ModelFileError(
       "spec",
@@ -259,7 +267,10 @@ export async function loadModel(bytes: Uint8Array | ModelFile): Promise<LoadedMo
   const leaves: Record<string, tf.Tensor> = {};
   try {
     for (const [path, p] of Object.entries(file.params)) {
-      leaves[path] = tf.tensor(p.data, p.shape, "float32");
+      const axis = quantized[path];
+      leaves[path] = axis === undefined || p.q8 === undefined
+        ? tf.tensor(p.data, p.shape, "float32")
+        : tf.tensor(encodeQ8(p.q8, p.shape[0], p.shape[1], axis), undefined, "int32");
     }
   } catch (e) {
     for (const t of Object.values(leaves)) t.dispose();

@@ -38,7 +38,7 @@ import type { ModelSpec } from "../spec/types.ts";
 import { paramLayout } from "../spec/stages.ts";
 import { isParamSpec, numel, type ParamSpec } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
-import { dequantize, quantize } from "./quantize.ts";
+import { dequantize, type Int8Matrix, quantize } from "./quantize.ts";
 
 /**
  * The format version this module writes and the only one it reads. Bumped
@@ -53,8 +53,8 @@ import { dequantize, quantize } from "./quantize.ts";
 export const MODEL_FILE_VERSION = 1;
 
 /**
- * A model as stored in a model file, weights already float32 (int8 weights
- * are dequantised when the file is read).
+ * A model as stored in a model file: float32 weights, and int8 weights as
+ * int8 (each dequantised only if its `data` is read).
  *
  * @example
  * ```ts
@@ -72,11 +72,47 @@ export interface ModelFile {
   readonly vocab: readonly string[];
   /** How the weight matrices are stored in the file. */
   readonly quantization: "f32" | "int8";
-  /** Every parameter leaf by path, row-major float32. */
-  readonly params: Record<string, { shape: number[]; data: Float32Array }>;
+  /**
+   * Every parameter leaf by path. `data` is row-major float32; a leaf stored
+   * int8 also has `q8`, its int8 values and scales as the file holds them,
+   * and computes `data` from them only when `data` is first read.
+   */
+  readonly params: Record<string, ModelTensor>;
   /** Free-form provenance: source run, checkpoint, valid_ppl, created, … (JSON values). */
   readonly meta: Record<string, unknown>;
 }
+
+/**
+ * One parameter of a model file: its shape and float32 values, and for an
+ * int8 tensor its int8 form (`q8`; `data` is then dequantised on first
+ * read, so a loader that runs int8 never makes the float32 copy).
+ *
+ * @example
+ * ```ts
+ * import type { ModelTensor } from "./model_file.ts";
+ * const bytesOf = (t: ModelTensor) => (t.q8 === undefined ? 4 * t.data.length : t.q8.values.length);
+ * ```
+ */
+export interface ModelTensor {
+  /** Its shape. */
+  readonly shape: number[];
+  /** Its values, row-major float32 (for an int8 tensor computed from `q8` when first read). */
+  readonly data: Float32Array;
+  /** An int8 tensor's values and scales, as the file stores them. */
+  readonly q8?: Int8Matrix;
+}
+
+/** A tensor stored int8: `data` dequantises `q8` when first read. */
+const int8Tensor = (q8: Int8Matrix): ModelTensor => {
+  let data: Float32Array | undefined;
+  return {
+    shape: [...q8.shape],
+    q8,
+    get data() {
+      return data ??= dequantize(q8);
+    },
+  };
+};
 
 /**
  * Which check a model file failed.
@@ -314,8 +350,8 @@ export async function encodeModelFile(
 
 /**
  * Read model-file bytes: verify them (see the module doc for the order of
- * checks) and return the model with float32 weights (int8 weights
- * dequantised). Float32 tensors are views into `bytes` when aligned.
+ * checks) and return the model: float32 tensors (views into `bytes` when
+ * aligned) and int8 ones as int8 (their `data` dequantised on first read).
  * Throws {@linkcode ModelFileError}.
  *
  * @example A corrupted byte is caught by the checksum
@@ -420,7 +456,7 @@ export async function decodeModelFile(bytes: Uint8Array): Promise<ModelFile> {
     }
     spans.push({ from: offset, to: offset + len, what });
   };
-  const params: Record<string, { shape: number[]; data: Float32Array }> = {};
+  const params: Record<string, ModelTensor> = {};
   const seen = new Set<string>();
   let int8Count = 0;
   header.tensors.forEach((row, i) => {
@@ -455,10 +491,7 @@ export async function decodeModelFile(bytes: Uint8Array): Promise<ModelFile> {
     const qStart = payload + row.offset, sStart = payload + scale.offset;
     const values = new Int8Array(bytes.buffer, bytes.byteOffset + qStart, count);
     const scales = new Float32Array(bytes.slice(sStart, sStart + 4 * channels).buffer);
-    params[row.name] = {
-      shape: [r, c],
-      data: dequantize({ shape: [r, c], axis: scale.axis, values, scales }),
-    };
+    params[row.name] = int8Tensor({ shape: [r, c], axis: scale.axis, values, scales });
   });
   for (const name of leaves.keys()) {
     if (!seen.has(name)) throw bad("tensors", `header.tensors: parameter ${name} is missing`);

@@ -15,6 +15,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { registerFusedKernels } from "./fused.ts";
+import { registerFusionKernels } from "./fusion/mod.ts";
+import { chooseKernelBuild, type KernelBuildChoice, type KernelBuildName } from "./heap.ts";
 import { registerGradients } from "./lower.ts";
 import { compileGemm } from "./gemm_pool.ts";
 import { installMatmul, matmulThreads, type MatmulTier } from "./matmul.ts";
@@ -79,6 +81,11 @@ export interface BackendOptions {
    * binaries once loaded.
    */
   readonly wasmPaths?: string;
+  /**
+   * The build of our own wasm kernels (default "auto": relaxed SIMD where
+   * the engine validates it). One build per process: the first start fixes it.
+   */
+  readonly kernels?: KernelBuildChoice;
 }
 
 /**
@@ -102,6 +109,11 @@ export interface BackendInfo {
   readonly simd: boolean;
   /** The matmul kernel in use: a replacement on wasm, the backend's own ("stock") on cpu. */
   readonly matmul: MatmulTier | "stock";
+  /**
+   * Which build of our own wasm kernels runs (wasm only): `relaxed` (relaxed
+   * SIMD, fused multiply-add) where the engine has it, else `simd128`.
+   */
+  readonly kernels?: KernelBuildName;
   /**
    * Why the native matmul is not in use, when it was wanted ("auto") but
    * could not load — in a browser, because there is no Deno FFI — and why
@@ -299,7 +311,9 @@ export const startBackend = async (
     if (name === "cpu") silenceCpuGreeting();
     // tfjs-core alone registers no gradients; the lowering's are installed here, at start-up, not on import.
     registerGradients();
+    const build = name === "wasm" ? chooseKernelBuild(opts.kernels ?? "auto") : undefined;
     registerFusedKernels();
+    await registerFusionKernels();
     if (name === "cpu") return right({ name, simd: false, matmul: "stock" });
     const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT") === true;
     // The portable matmul's kernels, compiled here because a browser's main thread
@@ -307,7 +321,7 @@ export const startBackend = async (
     if (choice !== "native") await compileGemm().catch(() => undefined);
     const mm = chooseMatmul(choice, opts.blasThreads);
     if (mm._tag === "Left") return left(new BackendError(name, mm.left));
-    return right({ name, simd, ...mm.right });
+    return right({ name, simd, ...mm.right, kernels: build! });
   } catch (e) {
     return left(new BackendError(name, describe(e), { cause: e }));
   }

@@ -77,6 +77,17 @@ export interface Blas {
    * native code would otherwise read or write past it.
    */
   sgemm(a: Float32Array, b: Float32Array, c: Float32Array, shape: GemmShape): void;
+  /**
+   * `y = x · op(W) (+ y with accumulate)` for one row x [K], W [K, N] (or
+   * [N, K] with `transposeW`) row-major: a matrix-vector product, on one
+   * BLAS thread (`cblas_sgemv`).
+   */
+  sgemv(
+    x: Float32Array,
+    w: Float32Array,
+    y: Float32Array,
+    shape: { k: number; n: number; transposeW: boolean; accumulate: boolean },
+  ): void;
   /** Close the library; the handle must not be used afterwards. */
   close(): void;
 }
@@ -94,6 +105,24 @@ const SYMBOLS = {
     parameters: [
       "i32",
       "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+    ],
+    result: "void",
+  },
+  // order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY
+  cblas_sgemv: {
+    parameters: [
       "i32",
       "i32",
       "i32",
@@ -211,6 +240,30 @@ export const loadBlas = (
           s.beta ?? 0,
           c,
           Math.max(1, n),
+        );
+      },
+      sgemv: (x, w, y, { k, n, transposeW, accumulate }) => {
+        if (x.length < k || w.length < k * n || y.length < n) {
+          throw new RangeError(
+            `sgemv: [${k}] · ${k}×${n} needs ${k}, ${k * n}, ${n} floats; ` +
+              `got ${x.length}, ${w.length}, ${y.length}`,
+          );
+        }
+        useThreads(1);
+        // y = op(W)ᵀ-style: with W stored [K, N] row-major, y = Wᵀ x.
+        lib.symbols.cblas_sgemv(
+          CBLAS_ROW_MAJOR,
+          transposeW ? CBLAS_NO_TRANS : CBLAS_TRANS,
+          transposeW ? n : k,
+          transposeW ? k : n,
+          1,
+          w,
+          transposeW ? k : n,
+          x,
+          1,
+          accumulate ? 1 : 0,
+          y,
+          1,
         );
       },
       close: () => lib.close(),

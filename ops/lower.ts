@@ -24,30 +24,17 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { left, right } from "fp-ts/lib/Either.js";
-import type { Graph } from "../spec/graph.ts";
+import { bodyFeeds, bodyOutputs, type Graph, type Node, walkGraph } from "../spec/graph.ts";
 import type { Either } from "../spec/either.ts";
 import { inferShape, type Op, type OpBackend, type OpTag, type Shape } from "../spec/ops.ts";
 import { MASKED, type RefTensor } from "./reference.ts";
 import { GATHER_ROWS, gatherRows, softmaxXent, softmaxXentGrad, XENT, XENT_GRAD } from "./fused.ts";
+import { fusedKernel, type KernelUse, type LowerCtx } from "./fusion.ts";
+import { LAYER_NORM, LAYER_NORM_GRAD, layerNormKernel } from "./fusion/norm.ts";
+import { DEQUANTIZE, dequantizeTensor } from "./fusion/q8.ts";
+import { q8Layout } from "./quant.ts";
 
-/** How lowered ops run: train/eval mode and where dropout seeds come from. */
-export interface LowerCtx {
-  /** Dropout is active only when training. */
-  readonly training: boolean;
-  /** Called once per active dropout op for its mask seed; make it deterministic for reproducible runs. */
-  readonly seed: () => number;
-}
-
-/** Which tfjs kernels one op's lowering runs, by registered kernel name. */
-export interface KernelUse {
-  /**
-   * Kernels run forward. Includes `Identity`, which tfjs runs to save a
-   * tensor for the backward pass whenever a gradient tape is recording.
-   */
-  readonly forward: readonly string[];
-  /** Kernels run by the op's gradient. */
-  readonly backward: readonly string[];
-}
+export type { KernelUse, LowerCtx } from "./fusion.ts";
 
 /**
  * Every tfjs kernel each lowering can call, forward and in its gradient, over
@@ -94,6 +81,31 @@ export const KERNELS: Readonly<Record<OpTag, KernelUse>> = {
   crossEntropy: { forward: [XENT, "Identity"], backward: [XENT_GRAD] },
   dropout: { forward: ["Multiply", "Reshape"], backward: ["Multiply", "Reshape"] },
   stopGradient: { forward: ["Reshape"], backward: [] },
+  dequantize: { forward: [DEQUANTIZE], backward: [] },
+  // A fused node's kernels depend on its kind: see kernelUse.
+  fused: { forward: [], backward: [] },
+  part: { forward: [], backward: [] },
+};
+
+/**
+ * The tfjs kernels one node's lowering runs: {@linkcode KERNELS} by op, and
+ * for a fused node its own kernel's (ops/fusion.ts), or the union over its
+ * body when the active backend has no kernel for it.
+ */
+export const kernelUse = (op: Op, backendName: string = tf.getBackend()): KernelUse => {
+  if (op._tag === "layerNorm" && tf.getKernel(LAYER_NORM, backendName) !== undefined) {
+    return { forward: [LAYER_NORM, "Identity"], backward: [LAYER_NORM_GRAD] };
+  }
+  if (op._tag !== "fused") return KERNELS[op._tag];
+  const k = fusedKernel(op.kind, backendName);
+  if (k !== undefined) return k.kernels;
+  const forward = new Set<string>(), backward = new Set<string>();
+  for (const n of op.body.nodes) {
+    const u = kernelUse(n.op, backendName);
+    u.forward.forEach((x) => forward.add(x));
+    u.backward.forEach((x) => backward.add(x));
+  }
+  return { forward: [...forward], backward: [...backward] };
 };
 
 /**
@@ -470,6 +482,11 @@ const logSoftmax = (x: tf.Tensor): tf.Tensor =>
  * intermediate and run twice the kernels.
  */
 const layerNorm = (x: tf.Tensor, gain: tf.Tensor, bias: tf.Tensor, eps: number): tf.Tensor =>
+  tf.getKernel(LAYER_NORM, tf.getBackend()) !== undefined
+    ? layerNormKernel(x, gain, bias, eps) // one kernel each way (ops/fusion/norm.ts)
+    : layerNormOps(x, gain, bias, eps);
+
+const layerNormOps = (x: tf.Tensor, gain: tf.Tensor, bias: tf.Tensor, eps: number): tf.Tensor =>
   tf.customGrad((...args: Args) => {
     const [xi, gi, bi, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
     const mu = tf.mean(xi, -1, true); // [..., 1]
@@ -694,8 +711,65 @@ export const evalTf = (op: Op, inputs: readonly tf.Tensor[], ctx: LowerCtx): tf.
       return ctx.training && op.rate > 0 ? dropout(x, op.rate, ctx.seed()) : identity(x);
     case "stopGradient":
       return stopGradient(x);
+    case "dequantize":
+      throw new Error("dequantize: a q8 weight's shape is its node's: evaluate it within a graph");
+    case "fused":
+      return runFused(op, inputs, ctx)[0];
+    case "part":
+      throw new Error("part: reads a fused node's outputs; evaluate it within its graph");
   }
 };
+
+/**
+ * Every output of a fused node: its kernel's (ops/fusion.ts) when the active
+ * backend has one, else its body lowered op by op — the same values, by
+ * definition, up to float rounding.
+ */
+const runFused = (
+  op: Extract<Op, { _tag: "fused" }>,
+  inputs: readonly tf.Tensor[],
+  ctx: LowerCtx,
+): tf.Tensor[] => {
+  const kernel = fusedKernel(op.kind, tf.getBackend());
+  if (kernel !== undefined) return kernel.run(op, inputs, ctx);
+  return bodyOutputs(op.body, walkGraph(op.body, bodyFeeds(inputs), tfEvaluator(ctx)));
+};
+
+/** The lowering as a graph evaluator: feeds are checked against their input node. */
+const tfEvaluator = (ctx: LowerCtx) => ({
+  feed: (node: Node, fed: tf.Tensor | undefined): tf.Tensor => {
+    if (node.op._tag !== "input") throw new Error("internal: feed of a non-input node");
+    if (fed === undefined) throw new Error(`lowered graph: no feed for input '${node.op.name}'`);
+    if (node.dtype === "q8") {
+      // A q8 weight lies in an int32 tensor of its layout's words (ops/quant.ts).
+      const [r, c] = node.shape;
+      const words = [q8Layout(r, c, 0).words, q8Layout(r, c, 1).words];
+      if (fed.dtype !== "int32" || fed.rank !== 1 || !words.includes(fed.size)) {
+        throw new Error(
+          `lowered graph: feed '${node.op.name}' is [${fed.shape.join(", ")}] ${fed.dtype}, ` +
+            `the graph wants a q8 weight [${r}, ${c}] (int32, ${words.join(" or ")} words)`,
+        );
+      }
+      return fed;
+    }
+    if (
+      fed.dtype !== node.dtype || fed.rank !== node.shape.length ||
+      fed.shape.some((d, i) => d !== node.shape[i])
+    ) {
+      throw new Error(
+        `lowered graph: feed '${node.op.name}' is [${fed.shape.join(", ")}] ${fed.dtype}, ` +
+          `the graph wants [${node.shape.join(", ")}] ${node.dtype}`,
+      );
+    }
+    return fed;
+  },
+  apply: (node: Node, inputs: readonly tf.Tensor[]): tf.Tensor | tf.Tensor[] =>
+    node.op._tag === "fused"
+      ? runFused(node.op, inputs, ctx)
+      : node.op._tag === "dequantize"
+      ? dequantizeTensor(inputs[0], node.shape, node.op.axis)
+      : evalTf(node.op, inputs, ctx),
+});
 
 // --- graphs ----------------------------------------------------------------
 
@@ -728,35 +802,8 @@ export type Executable = (
  * const y = tf.tidy(() => run({ x: tf.ones([2, 3]) }, { training: false, seed: () => 0 }).y);
  * ```
  */
-export const lowerGraph = (graph: Graph): Executable => (feeds, ctx) => {
-  const values: tf.Tensor[] = [];
-  for (const node of graph.nodes) {
-    if (node.op._tag === "input") {
-      const fed = feeds[node.op.name];
-      if (fed === undefined) throw new Error(`lowered graph: no feed for input '${node.op.name}'`);
-      if (
-        fed.dtype !== node.dtype || fed.rank !== node.shape.length ||
-        fed.shape.some((d, i) => d !== node.shape[i])
-      ) {
-        throw new Error(
-          `lowered graph: feed '${node.op.name}' is [${fed.shape.join(", ")}] ${fed.dtype}, ` +
-            `the graph wants [${node.shape.join(", ")}] ${node.dtype}`,
-        );
-      }
-      values.push(fed);
-      continue;
-    }
-    try {
-      values.push(evalTf(node.op, node.inputs.map((i) => values[i]), ctx));
-    } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
-      throw new Error(`${node.path}: ${node.op._tag} (node %${node.id}): ${why}`, { cause: e });
-    }
-  }
-  const out: Record<string, tf.Tensor> = {};
-  for (const [name, id] of Object.entries(graph.outputs)) out[name] = values[id];
-  return out;
-};
+export const lowerGraph = (graph: Graph): Executable => (feeds, ctx) =>
+  walkGraph(graph, feeds, tfEvaluator(ctx));
 
 // --- kernel check ----------------------------------------------------------
 
@@ -808,7 +855,7 @@ export const checkKernels = (
   const has = (k: string) => tf.getKernel(k, backendName) !== undefined;
   const missing: MissingKernel[] = [];
   for (const node of graph.nodes) {
-    const use = KERNELS[node.op._tag];
+    const use = kernelUse(node.op, backendName);
     for (const k of use.forward) {
       if (!has(k)) missing.push({ path: node.path, op: node.op._tag, kernel: k, phase: "forward" });
     }

@@ -662,3 +662,73 @@ export const startMatmulWorkers = async (): Promise<boolean> => {
  */
 export const matmulStats = (): GemmPoolStats | null =>
   installed?.portable?.pool?.pool.stats() ?? null;
+
+// --- products for kernels of our own ----------------------------------------------
+
+/**
+ * One row-major product on the wasm heap, for the kernels of fused regions
+ * (ops/fusion/): `C = op(A)·op(B)`, or `C += op(A)·op(B)` with
+ * `accumulate`; A, B, C are byte offsets of tight row-major matrices
+ * (A [M, K], or [K, M] when `transposeA`; B [K, N], or [N, K] when
+ * `transposeB`).
+ */
+export interface HeapProduct {
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly a: number;
+  readonly transposeA: boolean;
+  readonly b: number;
+  readonly transposeB: boolean;
+  readonly c: number;
+  readonly accumulate: boolean;
+}
+
+/**
+ * Compute `p` on `backend`'s heap with the installed tier: native BLAS, or
+ * the portable tier's two-thread GEMM. False (nothing done) when no
+ * replacement is installed or the portable pool cannot run on this heap;
+ * the caller then falls back to its own path.
+ */
+export const heapGemm = (backend: unknown, p: HeapProduct): boolean => {
+  if (installed === null) return false;
+  const b = backend as WasmBackend;
+  if (installed.blas !== null) {
+    const heap = b.wasm.HEAPF32;
+    const a0 = p.a >>> 2, b0 = p.b >>> 2, c0 = p.c >>> 2;
+    installed.blas.sgemm(
+      heap.subarray(a0, a0 + p.m * p.k),
+      heap.subarray(b0, b0 + p.k * p.n),
+      heap.subarray(c0, c0 + p.m * p.n),
+      {
+        m: p.m,
+        n: p.n,
+        k: p.k,
+        transposeA: p.transposeA,
+        transposeB: p.transposeB,
+        beta: p.accumulate ? 1 : 0,
+      },
+    );
+    return true;
+  }
+  const pool = poolOf(installed.portable!, b);
+  if (pool === null) return false;
+  pool.gemm({
+    batch: 1,
+    m: p.m,
+    n: p.n,
+    k: p.k,
+    a: p.a,
+    transposeA: p.transposeA,
+    batchA: 1,
+    b: p.b,
+    transposeB: p.transposeB,
+    batchB: 1,
+    c: p.c,
+    accumulate: p.accumulate,
+  });
+  return true;
+};
+
+/** The native tier's BLAS, or null on the portable tier (matrix-vector products then run in wasm). */
+export const installedBlas = (): Blas | null => installed?.blas ?? null;

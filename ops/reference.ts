@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Graph } from "../spec/graph.ts";
+import { bodyFeeds, bodyOutputs, type Graph, type Node, walkGraph } from "../spec/graph.ts";
 import { type DType, inferShape, type Op, type OpBackend, type Shape } from "../spec/ops.ts";
 
 /** Arithmetic precision of the interpreter's float tensors. */
@@ -21,8 +21,10 @@ export interface RefTensor {
   readonly shape: Shape;
   /** Element type; float data may be stored at float64 precision. */
   readonly dtype: DType;
-  /** Int32Array for int32; Float32Array or Float64Array for float32. */
-  readonly data: Float32Array | Float64Array | Int32Array;
+  /** Int32Array for int32; Float32Array or Float64Array for float32; Int8Array for q8. */
+  readonly data: Float32Array | Float64Array | Int32Array | Int8Array;
+  /** q8 only: the float32 scale of each channel (row or column, as its `dequantize` reads it). */
+  readonly scales?: Float32Array;
 }
 
 /** How the interpreter evaluates: float precision and train/eval mode. */
@@ -453,8 +455,59 @@ export const evalRef = (op: Op, inputs: readonly RefTensor[], ctx: RefCtx): RefT
       return copyAs(x, shape, p);
     case "stopGradient":
       return copyAs(x, shape, p);
+    case "dequantize": {
+      const [r, c] = x.shape;
+      const sc = x.scales;
+      if (
+        !(x.data instanceof Int8Array) || sc === undefined || sc.length !== (op.axis === 1 ? c : r)
+      ) {
+        throw new Error(
+          `dequantize: a q8 tensor [${r}, ${c}] needs int8 data and ${
+            op.axis === 1 ? c : r
+          } scales`,
+        );
+      }
+      const out = floatArray(r * c, p);
+      for (let i = 0; i < r; i++) {
+        for (let j = 0; j < c; j++) out[i * c + j] = x.data[i * c + j] * sc[op.axis === 1 ? j : i];
+      }
+      return { shape: x.shape, dtype: "float32", data: out };
+    }
+    case "fused":
+      // A fused node means its body (its further outputs are read by `part` within a graph).
+      return runBody(op, inputs, ctx)[0];
+    case "part":
+      throw new Error("part: reads a fused node's outputs; evaluate it within its graph");
   }
 };
+
+/** Every output of a fused node, by interpreting its body. */
+const runBody = (
+  op: Extract<Op, { _tag: "fused" }>,
+  inputs: readonly RefTensor[],
+  ctx: RefCtx,
+): RefTensor[] => bodyOutputs(op.body, walkGraph(op.body, bodyFeeds(inputs), evaluator(ctx)));
+
+/** The interpreter as a graph evaluator: feeds are checked against their input node and copied. */
+const evaluator = (ctx: RefCtx) => ({
+  feed: (node: Node, fed: RefTensor | undefined): RefTensor => {
+    if (node.op._tag !== "input") throw new Error("internal: feed of a non-input node");
+    if (fed === undefined) throw new Error(`interpret: no feed for input '${node.op.name}'`);
+    if (
+      fed.dtype !== node.dtype || fed.shape.length !== node.shape.length ||
+      fed.shape.some((d, i) => d !== node.shape[i])
+    ) {
+      throw new Error(
+        `interpret: feed '${node.op.name}' is [${fed.shape.join(", ")}] ${fed.dtype}, ` +
+          `the graph wants [${node.shape.join(", ")}] ${node.dtype}`,
+      );
+    }
+    // A q8 weight is read, never written: it keeps its int8 values and scales.
+    return fed.dtype === "q8" ? fed : copyAs(fed, fed.shape, ctx.precision);
+  },
+  apply: (node: Node, inputs: readonly RefTensor[]): RefTensor | RefTensor[] =>
+    node.op._tag === "fused" ? runBody(node.op, inputs, ctx) : evalRef(node.op, inputs, ctx),
+});
 
 /**
  * Run a traced graph on the interpreter. `feeds` holds a value for every
@@ -475,36 +528,8 @@ export const interpret = (
   graph: Graph,
   feeds: Readonly<Record<string, RefTensor>>,
   opts: { precision?: Precision } = {},
-): Record<string, RefTensor> => {
-  const ctx: RefCtx = { precision: opts.precision ?? "float32", training: false };
-  const values: RefTensor[] = [];
-  for (const node of graph.nodes) {
-    if (node.op._tag === "input") {
-      const fed = feeds[node.op.name];
-      if (fed === undefined) throw new Error(`interpret: no feed for input '${node.op.name}'`);
-      if (
-        fed.dtype !== node.dtype || fed.shape.length !== node.shape.length ||
-        fed.shape.some((d, i) => d !== node.shape[i])
-      ) {
-        throw new Error(
-          `interpret: feed '${node.op.name}' is [${fed.shape.join(", ")}] ${fed.dtype}, ` +
-            `the graph wants [${node.shape.join(", ")}] ${node.dtype}`,
-        );
-      }
-      values.push(copyAs(fed, fed.shape, ctx.precision));
-      continue;
-    }
-    try {
-      values.push(evalRef(node.op, node.inputs.map((i) => values[i]), ctx));
-    } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
-      throw new Error(`${node.path}: ${node.op._tag} (node %${node.id}): ${why}`, { cause: e });
-    }
-  }
-  const out: Record<string, RefTensor> = {};
-  for (const [name, id] of Object.entries(graph.outputs)) out[name] = values[id];
-  return out;
-};
+): Record<string, RefTensor> =>
+  walkGraph(graph, feeds, evaluator({ precision: opts.precision ?? "float32", training: false }));
 
 /**
  * The interpreter as an {@linkcode OpBackend}, so model stages written

@@ -1,77 +1,28 @@
 /**
- * The graph IR: one node type, traced from the model stages, and its printer.
- *
- * A node is an op from the abstract op set, the ids of its inputs, its static
- * shape and dtype, and the spec path it came from. Nodes are stored in
- * topological order; a node's id is its index.
+ * The graph IR's tracer, printer and walker. The IR itself — ops, nodes,
+ * graphs and regions — is declared in `ops.ts`; this module builds graphs
+ * from model code ({@linkcode Tracer}), prints them and runs them with any
+ * op evaluator ({@linkcode walkGraph}).
  *
  * @module
  */
 import {
   type DType,
+  type FusedAttrs,
+  type Graph,
   inferShape,
+  type Node,
   type Op,
   type OpBackend,
   Ops,
+  type Region,
+  regionInput,
+  regionOutput,
   type Shape,
   ShapeError,
 } from "./ops.ts";
 
-/**
- * One IR node: an op of the abstract op set applied to earlier nodes.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { type Node, Tracer } from "./graph.ts";
- *
- * const t = new Tracer();
- * const x = t.input("x", "data", [2, 3]);
- * const g = t.finish({ y: t.ops("model.act").relu(x) });
- * const relu: Node = g.nodes[g.outputs.y];
- * assert.deepEqual([relu.op._tag, relu.inputs, relu.shape, relu.path], ["relu", [0], [2, 3], "model.act"]);
- * ```
- */
-export interface Node {
-  /** Its index in the graph's node list. */
-  readonly id: number;
-  /** What it computes. */
-  readonly op: Op;
-  /** Ids of its inputs, all smaller than `id`. */
-  readonly inputs: readonly number[];
-  /** Its static output shape. */
-  readonly shape: Shape;
-  /** Its output element type. */
-  readonly dtype: DType;
-  /** The spec path of what emitted this node, e.g. `model.blocks[1].attn.wq`. */
-  readonly path: string;
-}
-
-/**
- * A traced graph: nodes in topological order and named outputs. Graph
- * inputs are the `input` nodes, named by parameter path, `tokens`, `targets`
- * or `state:<name>`.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { type Graph, Tracer } from "./graph.ts";
- *
- * const t = new Tracer();
- * const o = t.ops("model.head");
- * const h = t.input("h", "data", [2, 8]);
- * const w = t.input("head.w", "param", [8, 5]);
- * const graph: Graph = t.finish({ logits: o.matmul(h, w), "state:h": h });
- * assert.deepEqual(graph.nodes.map((n) => n.op._tag), ["input", "input", "matmul"]);
- * assert.deepEqual(graph.outputs, { logits: 2, "state:h": 0 });
- * ```
- */
-export interface Graph {
-  /** Every node, in topological order; a node's id is its index. */
-  readonly nodes: readonly Node[];
-  /** Named outputs, by node id. */
-  readonly outputs: Readonly<Record<string, number>>;
-}
+export type { Graph, Node, Region } from "./ops.ts";
 
 /** A handle on a node while tracing. */
 export interface Sym {
@@ -88,9 +39,10 @@ export class TraceError extends Error {
   }
 }
 
-/** Records ops into a node list. Create one per trace. */
+/** Records ops into a node list, and the regions the model code marks. Create one per trace. */
 export class Tracer implements OpBackend<Sym> {
   readonly nodes: Node[] = [];
+  readonly regions: Region[] = [];
 
   apply(op: Op, inputs: readonly Sym[], path: string): Sym {
     let out: { shape: Shape; dtype: DType };
@@ -116,6 +68,51 @@ export class Tracer implements OpBackend<Sym> {
     return t.shape;
   }
 
+  /**
+   * Trace `body` inline and record it as a region. The body may read only
+   * `inputs` and nodes it emits itself: reading any other earlier node is a
+   * {@linkcode TraceError} (a region's kernel sees nothing but its inputs).
+   */
+  region(
+    kind: string,
+    attrs: FusedAttrs,
+    inputs: readonly Sym[],
+    body: (inputs: readonly Sym[]) => readonly Sym[],
+    path: string,
+  ): Sym[] {
+    const first = this.nodes.length;
+    const outputs = [...body(inputs)];
+    const declared = new Set(inputs.map((i) => i.id));
+    for (let i = first; i < this.nodes.length; i++) {
+      const n = this.nodes[i];
+      const outside = n.inputs.find((j) => j < first && !declared.has(j));
+      if (outside !== undefined) {
+        throw new TraceError(
+          n.path,
+          n.op._tag,
+          `region ${kind} reads %${outside} (${
+            this.nodes[outside].path
+          }), which is not one of its inputs`,
+        );
+      }
+    }
+    if (outputs.length === 0 || outputs.some((o) => o.id < first && !declared.has(o.id))) {
+      throw new TraceError(path, kind, `region ${kind} must return values it computes or reads`);
+    }
+    if (this.nodes.length > first) {
+      this.regions.push({
+        kind,
+        attrs,
+        inputs: inputs.map((i) => i.id),
+        outputs: outputs.map((o) => o.id),
+        first,
+        end: this.nodes.length,
+        path,
+      });
+    }
+    return outputs;
+  }
+
   /** A graph input node. */
   input(
     name: string,
@@ -135,11 +132,14 @@ export class Tracer implements OpBackend<Sym> {
   finish(outputs: Record<string, Sym>): Graph {
     const out: Record<string, number> = {};
     for (const [k, v] of Object.entries(outputs)) out[k] = v.id;
-    return { nodes: [...this.nodes], outputs: out };
+    return this.regions.length === 0
+      ? { nodes: [...this.nodes], outputs: out }
+      : { nodes: [...this.nodes], outputs: out, regions: [...this.regions] };
   }
 }
 
 const attrs = (op: Op): string => {
+  if (op._tag === "fused") return attrs({ _tag: "input", ...op.attrs } as unknown as Op);
   const { _tag: _, ...rest } = op as Op & Record<string, unknown>;
   const parts = Object.entries(rest).map(([k, v]) => {
     if (v instanceof Float32Array) return `${k}=<${v.length} floats>`;
@@ -171,16 +171,108 @@ const attrs = (op: Op): string => {
  */
 export const printGraph = (g: Graph): string => {
   const names = new Map(Object.entries(g.outputs).map(([k, v]) => [v, k]));
-  const lines = g.nodes.map((n) => {
+  const lines = g.nodes.flatMap((n) => {
     const ins = n.inputs.map((i) => `%${i}`).join(", ");
     const out = names.has(n.id) ? `  -> ${names.get(n.id)}` : "";
     const dt = n.dtype === "float32" ? "f32" : "i32";
-    return `%${n.id} = ${n.op._tag}(${ins})${attrs(n.op)} : [${
+    const name = n.op._tag === "fused" ? `fused ${n.op.kind}` : n.op._tag;
+    const line = `%${n.id} = ${name}(${ins})${attrs(n.op)} : [${
       n.shape.join(",")
     }] ${dt}  @${n.path}${out}`;
+    // A fused node's body follows it, indented: what the node means.
+    return n.op._tag === "fused"
+      ? [line, ...printGraph(n.op.body).split("\n").map((l) => `    | ${l}`)]
+      : [line];
   });
   return lines.join("\n");
 };
+
+/**
+ * How {@linkcode walkGraph} evaluates nodes: the reference interpreter and
+ * the tfjs lowering each supply one.
+ */
+export interface GraphEvaluator<T> {
+  /** The value for input node `node` from its feed (undefined when none was given): check it. */
+  feed(node: Node, fed: T | undefined): T;
+  /**
+   * The value of an op node; for a `fused` node every output, in order
+   * (its `part` nodes read them).
+   */
+  apply(node: Node, inputs: readonly T[]): T | readonly T[];
+}
+
+/**
+ * Run `graph` node by node with `ev`: feeds by input name in, the named
+ * outputs out. A failing node is reported with its spec path and id (the
+ * original error is the cause).
+ *
+ * @example Evaluate a graph on plain numbers
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Tracer, walkGraph } from "./graph.ts";
+ *
+ * const t = new Tracer();
+ * const x = t.input("x", "data", []);
+ * const g = t.finish({ y: t.ops().scale(t.ops().relu(x), 3) });
+ * const out = walkGraph<number>(g, { x: 2 }, {
+ *   feed: (_n, v) => v ?? 0,
+ *   apply: (n, [a]) => n.op._tag === "scale" ? a * n.op.factor : Math.max(a, 0),
+ * });
+ * assert.equal(out.y, 6);
+ * ```
+ */
+export const walkGraph = <T>(
+  graph: Graph,
+  feeds: Readonly<Record<string, T>>,
+  ev: GraphEvaluator<T>,
+): Record<string, T> => {
+  const values: T[] = [];
+  const parts = new Map<number, readonly T[]>();
+  for (const node of graph.nodes) {
+    const op = node.op;
+    if (op._tag === "input") {
+      values.push(ev.feed(node, feeds[op.name]));
+      continue;
+    }
+    if (op._tag === "part") {
+      const all = parts.get(node.inputs[0]);
+      if (all === undefined || all[op.index] === undefined) {
+        throw new Error(
+          `${node.path}: part (node %${node.id}) reads output ${op.index} of %${
+            node.inputs[0]
+          }, which has none`,
+        );
+      }
+      values.push(all[op.index]);
+      continue;
+    }
+    try {
+      const v = ev.apply(node, node.inputs.map((i) => values[i]));
+      if (op._tag === "fused") {
+        const all = v as readonly T[];
+        parts.set(node.id, all);
+        values.push(all[0]);
+      } else values.push(v as T);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      const name = op._tag === "fused" ? `fused ${op.kind}` : op._tag;
+      throw new Error(`${node.path}: ${name} (node %${node.id}): ${why}`, { cause: e });
+    }
+  }
+  const out: Record<string, T> = {};
+  for (const [name, id] of Object.entries(graph.outputs)) out[name] = values[id];
+  return out;
+};
+
+/** The output values of a fused body, in order (`out:0`, `out:1`, …), from a walk's result. */
+export const bodyOutputs = <T>(body: Graph, out: Readonly<Record<string, T>>): T[] => {
+  const n = Object.keys(body.outputs).length;
+  return Array.from({ length: n }, (_, i) => out[regionOutput(i)]);
+};
+
+/** Feeds of a fused body (`in:0`, `in:1`, …) from the fused node's input values. */
+export const bodyFeeds = <T>(inputs: readonly T[]): Record<string, T> =>
+  Object.fromEntries(inputs.map((v, i) => [regionInput(i), v]));
 
 /** Input nodes of a graph by name. */
 export const graphInputs = (g: Graph): Node[] => g.nodes.filter((n) => n.op._tag === "input");

@@ -14,7 +14,9 @@
  */
 
 /**
- * Element type of a tensor. Token ids are int32, everything else float32.
+ * Element type of a tensor. Token ids are int32, activations float32; `q8`
+ * is a quantised weight: int8 values with one float32 scale per channel of
+ * the axis its `dequantize` names (the only op that reads one).
  *
  * @example
  * ```ts
@@ -29,7 +31,7 @@
  * assert.equal(out.dtype, "float32");
  * ```
  */
-export type DType = "float32" | "int32";
+export type DType = "float32" | "int32" | "q8";
 
 /**
  * A static tensor shape. Every dimension is known when a graph is traced.
@@ -120,7 +122,152 @@ export type Op =
   /** Inverted dropout with keep-probability 1 − rate; identity when not training. */
   | { readonly _tag: "dropout"; readonly rate: number }
   /** Identity forward, zero gradient. Used to carry state without gradient. */
-  | { readonly _tag: "stopGradient" };
+  | { readonly _tag: "stopGradient" }
+  /**
+   * A q8 weight [R, C] as float32: value · scale, one scale per column
+   * (`axis` 1: a matrix used as x · W, scaled per output column) or per row
+   * (`axis` 0: a lookup table, scaled per entry).
+   */
+  | { readonly _tag: "dequantize"; readonly axis: 0 | 1 }
+  /**
+   * A fused region: the ops of `body` computed by one kernel of the lowering
+   * (see core/fuse.ts). Its meaning is its body's: the body's inputs
+   * `in:0`, `in:1`, … take this node's inputs in order, and its outputs
+   * `out:0`, `out:1`, … are this node's outputs. The node's own value is
+   * `out:0`; a {@linkcode Op} `part` reads each further one.
+   */
+  | {
+    readonly _tag: "fused";
+    /** What the region computes (`linear`, `attention`, `decodeBlock`, …): names its kernel. */
+    readonly kind: string;
+    /** What the kernel needs to know without reading the body (e.g. `relu: true`). */
+    readonly attrs: FusedAttrs;
+    /** The region itself: the definition of what the node computes. */
+    readonly body: Graph;
+  }
+  /** Output `index` (≥ 1) of the fused node it reads; its shape and dtype are recorded. */
+  | { readonly _tag: "part"; readonly index: number; readonly shape: Shape; readonly dtype: DType };
+
+/**
+ * Attributes of a fused region: what its kernel needs beyond the input
+ * shapes. Plain data, so a graph prints and compares as text.
+ *
+ * @example
+ * ```ts
+ * import type { FusedAttrs } from "./ops.ts";
+ * const attrs: FusedAttrs = { bias: true, relu: true, residual: false };
+ * console.log(attrs.relu);
+ * ```
+ */
+export type FusedAttrs = Readonly<Record<string, number | boolean | string>>;
+
+/**
+ * One IR node: an op of the op set applied to earlier nodes.
+ *
+ * A node is an op, the ids of its inputs, its static shape and dtype, and
+ * the spec path it came from. Graphs store nodes in topological order; a
+ * node's id is its index. (The tracer that builds them is in `graph.ts`.)
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Node } from "./ops.ts";
+ * import { Tracer } from "./graph.ts";
+ *
+ * const t = new Tracer();
+ * const x = t.input("x", "data", [2, 3]);
+ * const g = t.finish({ y: t.ops("model.act").relu(x) });
+ * const relu: Node = g.nodes[g.outputs.y];
+ * assert.deepEqual([relu.op._tag, relu.inputs, relu.shape, relu.path], ["relu", [0], [2, 3], "model.act"]);
+ * ```
+ */
+export interface Node {
+  /** Its index in the graph's node list. */
+  readonly id: number;
+  /** What it computes. */
+  readonly op: Op;
+  /** Ids of its inputs, all smaller than `id`. */
+  readonly inputs: readonly number[];
+  /** Its static output shape. */
+  readonly shape: Shape;
+  /** Its output element type. */
+  readonly dtype: DType;
+  /** The spec path of what emitted this node, e.g. `model.blocks[1].attn.wq`. */
+  readonly path: string;
+}
+
+/**
+ * A region of a traced graph that the model code marked as one unit
+ * (`Ops.region`): the nodes it emitted, from `first` on, computing
+ * `outputs` from `inputs`. The fusion stage (core/fuse.ts) turns a region
+ * into a `fused` node when the lowering has a kernel for its `kind`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Tracer } from "./graph.ts";
+ *
+ * const t = new Tracer();
+ * const o = t.ops("model.ffn");
+ * const [x, w] = [t.input("x", "data", [4, 8]), t.input("w", "param", [8, 8])];
+ * o.region("linear", { relu: true }, [x, w], ([a, b]) => [o.relu(o.matmul(a, b))]);
+ * const g = t.finish({});
+ * assert.deepEqual(g.regions?.[0], {
+ *   kind: "linear", attrs: { relu: true }, inputs: [0, 1], outputs: [3], first: 2, end: 4,
+ *   path: "model.ffn",
+ * });
+ * ```
+ */
+export interface Region {
+  /** What the region computes; the lowering's kernel of this name runs it. */
+  readonly kind: string;
+  /** What that kernel needs to know beyond the shapes. */
+  readonly attrs: FusedAttrs;
+  /** Ids of the values the region reads, in the order its kernel takes them. */
+  readonly inputs: readonly number[];
+  /** Ids of the values it gives, in order. */
+  readonly outputs: readonly number[];
+  /** Id of the first node the region emitted. */
+  readonly first: number;
+  /** One past the id of the last node it emitted: its nodes are `first … end − 1`. */
+  readonly end: number;
+  /** The spec path of the code that marked it. */
+  readonly path: string;
+}
+
+/**
+ * A traced graph: nodes in topological order, named outputs and the regions
+ * the model code marked. Graph inputs are the `input` nodes, named by
+ * parameter path, `tokens`, `targets` or `state:<name>`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { Graph } from "./ops.ts";
+ * import { Tracer } from "./graph.ts";
+ *
+ * const t = new Tracer();
+ * const o = t.ops("model.head");
+ * const h = t.input("h", "data", [2, 8]);
+ * const w = t.input("head.w", "param", [8, 5]);
+ * const graph: Graph = t.finish({ logits: o.matmul(h, w), "state:h": h });
+ * assert.deepEqual(graph.nodes.map((n) => n.op._tag), ["input", "input", "matmul"]);
+ * assert.deepEqual(graph.outputs, { logits: 2, "state:h": 0 });
+ * ```
+ */
+export interface Graph {
+  /** Every node, in topological order; a node's id is its index. */
+  readonly nodes: readonly Node[];
+  /** Named outputs, by node id. */
+  readonly outputs: Readonly<Record<string, number>>;
+  /** Regions the model code marked, for the fusion stage (absent: none, or already fused). */
+  readonly regions?: readonly Region[];
+}
+
+/** Name of the i-th input of a fused region's body. */
+export const regionInput = (i: number): string => `in:${i}`;
+/** Name of the i-th output of a fused region's body. */
+export const regionOutput = (i: number): string => `out:${i}`;
 
 /**
  * The tag of an op: `"matmul"`, `"softmax"`, ...
@@ -178,7 +325,8 @@ export const arity = (op: Op): number => {
     case "layerNorm":
       return 3;
     case "concat":
-      return -1; // any number ≥ 1
+    case "fused":
+      return -1; // any number ≥ 1 (fused: as many as its body has inputs)
     default:
       return 1;
   }
@@ -276,6 +424,90 @@ export const inferShape = (
       if (inputs[1].dtype !== "int32") throw new ShapeError(`embedding ids must be int32`);
       return f32([...inputs[1].shape, x[1]]);
     }
+    case "mean":
+      needF32(0);
+      if (op.axis < 0 || op.axis >= x.length) {
+        throw new ShapeError(`mean axis ${op.axis} out of range for ${fmt(x)}`);
+      }
+      return f32(x.filter((_, i) => i !== op.axis));
+    case "causalMask":
+    case "relShift":
+      needF32(0);
+      if (x.length < 2) throw new ShapeError(`${op._tag} needs rank ≥ 2, got ${fmt(x)}`);
+      if (x[x.length - 1] < x[x.length - 2]) {
+        throw new ShapeError(`${op._tag} needs keys ≥ queries, got ${fmt(x)}`);
+      }
+      return f32(x);
+    case "fused": {
+      const body = op.body;
+      const ins = body.nodes.filter((n) => n.op._tag === "input");
+      if (ins.length !== inputs.length) {
+        throw new ShapeError(
+          `fused ${op.kind} takes ${ins.length} inputs, got ${inputs.length}`,
+        );
+      }
+      ins.forEach((n, i) => {
+        if (n.op._tag !== "input" || n.op.name !== regionInput(i)) {
+          throw new ShapeError(`fused ${op.kind}: body input ${i} is not named ${regionInput(i)}`);
+        }
+        if (!same(n.shape, inputs[i].shape) || n.dtype !== inputs[i].dtype) {
+          throw new ShapeError(
+            `fused ${op.kind}: input ${i} is ${fmt(inputs[i].shape)} ${inputs[i].dtype}, ` +
+              `its body reads ${fmt(n.shape)} ${n.dtype}`,
+          );
+        }
+      });
+      const first = body.outputs[regionOutput(0)];
+      if (first === undefined) {
+        throw new ShapeError(`fused ${op.kind}: body has no ${regionOutput(0)}`);
+      }
+      const out = body.nodes[first];
+      return { shape: out.shape, dtype: out.dtype };
+    }
+    case "part":
+      if (!(Number.isInteger(op.index) && op.index >= 1)) {
+        throw new ShapeError(`part index ${op.index} must be an integer ≥ 1`);
+      }
+      return { shape: op.shape, dtype: op.dtype };
+    case "dequantize":
+      if (inputs[0].dtype !== "q8" || x.length !== 2 || (op.axis !== 0 && op.axis !== 1)) {
+        throw new ShapeError(
+          `dequantize needs a q8 matrix and axis 0 or 1, got ${fmt(x)} ${
+            inputs[0].dtype
+          }, axis ${op.axis}`,
+        );
+      }
+      return f32(x);
+    case "crossEntropy": {
+      needF32(0);
+      const t = inputs[1];
+      if (x.length !== 2 || t.shape.length !== 1 || t.shape[0] !== x[0] || t.dtype !== "int32") {
+        throw new ShapeError(
+          `crossEntropy needs logits [N, V] and int32 targets [N], got ${fmt(x)} and ${
+            fmt(t.shape)
+          }`,
+        );
+      }
+      return f32([x[0]]);
+    }
+    case "reshape":
+    case "transpose":
+    case "concat":
+    case "slice":
+      if (inputs.some((i) => i.dtype === "q8")) {
+        throw new ShapeError(`${op._tag} cannot read a q8 weight: dequantize it first`);
+      }
+      return layoutShape(op, inputs);
+  }
+};
+
+/** Output shape of the layout ops (reshape, transpose, concat, slice). */
+const layoutShape = (
+  op: Op,
+  inputs: readonly { readonly shape: Shape; readonly dtype: DType }[],
+): { shape: Shape; dtype: DType } => {
+  const x = inputs[0]?.shape ?? [];
+  switch (op._tag) {
     case "reshape": {
       if (size(op.shape) !== size(x)) {
         throw new ShapeError(`cannot reshape ${fmt(x)} (${size(x)} elements) to ${fmt(op.shape)}`);
@@ -319,32 +551,8 @@ export const inferShape = (
       });
       return { shape: op.size, dtype: inputs[0].dtype };
     }
-    case "mean":
-      needF32(0);
-      if (op.axis < 0 || op.axis >= x.length) {
-        throw new ShapeError(`mean axis ${op.axis} out of range for ${fmt(x)}`);
-      }
-      return f32(x.filter((_, i) => i !== op.axis));
-    case "causalMask":
-    case "relShift":
-      needF32(0);
-      if (x.length < 2) throw new ShapeError(`${op._tag} needs rank ≥ 2, got ${fmt(x)}`);
-      if (x[x.length - 1] < x[x.length - 2]) {
-        throw new ShapeError(`${op._tag} needs keys ≥ queries, got ${fmt(x)}`);
-      }
-      return f32(x);
-    case "crossEntropy": {
-      needF32(0);
-      const t = inputs[1];
-      if (x.length !== 2 || t.shape.length !== 1 || t.shape[0] !== x[0] || t.dtype !== "int32") {
-        throw new ShapeError(
-          `crossEntropy needs logits [N, V] and int32 targets [N], got ${fmt(x)} and ${
-            fmt(t.shape)
-          }`,
-        );
-      }
-      return f32([x[0]]);
-    }
+    default:
+      throw new ShapeError(`${op._tag} is not a layout op`);
   }
 };
 
@@ -374,6 +582,41 @@ export interface OpBackend<T> {
   apply(op: Op, inputs: readonly T[], path: string): T;
   /** The static shape of a handle. */
   shape(t: T): Shape;
+  /**
+   * Run `body` on `inputs` as one marked region (see {@linkcode Region}).
+   * Optional: a backend without it (eager tfjs, the reference interpreter)
+   * just runs the body; the tracer records the region for the fusion stage.
+   */
+  region?(
+    kind: string,
+    attrs: FusedAttrs,
+    inputs: readonly T[],
+    body: (inputs: readonly T[]) => readonly T[],
+    path: string,
+  ): T[];
+}
+
+/**
+ * Options of {@linkcode Ops}'s `linear`: what follows the product, in order
+ * `relu`, `dropout`, `residual` (added last).
+ *
+ * @example
+ * ```ts
+ * import type { LinearOptions } from "./ops.ts";
+ * // The second layer of a pre-LN feed-forward block: x1 + dropout(h W2 + b2).
+ * const opts = <T>(x1: T): LinearOptions<T> => ({ dropout: 0.1, residual: x1 });
+ * console.log(opts(0).dropout);
+ * ```
+ */
+export interface LinearOptions<T> {
+  /** max(·, 0) after the bias. */
+  readonly relu?: boolean;
+  /** Inverted dropout rate after the activation (0: none). */
+  readonly dropout?: number;
+  /** Added last, of the output's shape: the block's residual stream. */
+  readonly residual?: T;
+  /** W is stored [N, K] and used transposed (a readout tied to the embedding). */
+  readonly transposeW?: boolean;
 }
 
 /**
@@ -491,9 +734,21 @@ export class Ops<T> {
   layerNorm(x: T, gain: T, bias: T, eps = 1e-5): T {
     return this.op({ _tag: "layerNorm", eps }, x, gain, bias);
   }
-  /** Rows of `table` at `ids`. */
+  /**
+   * Rows of `table` at `ids`: one region of kind `gather`, so a table that
+   * is a dequantised q8 weight can be read as int8, row by row.
+   */
   embedding(table: T, ids: T): T {
-    return this.op({ _tag: "embedding" }, table, ids);
+    return this.region(
+      "gather",
+      {},
+      [table, ids],
+      ([t, i]) => [this.op({ _tag: "embedding" }, t, i)],
+    )[0];
+  }
+  /** A q8 weight as float32 (see the `dequantize` op). */
+  dequantize(q: T, axis: 0 | 1): T {
+    return this.op({ _tag: "dequantize", axis }, q);
   }
   /** Same data, new shape. */
   reshape(x: T, shape: Shape): T {
@@ -535,14 +790,54 @@ export class Ops<T> {
   stopGradient(x: T): T {
     return this.op({ _tag: "stopGradient" }, x);
   }
-  /** `x · W + b` on the last axis for any rank, through a 2-D matmul. */
-  linear(x: T, w: T, b?: T): T {
+  /**
+   * Mark `body` applied to `inputs` as one region of kind `kind` — one unit
+   * the compiler may run as a single kernel (core/fuse.ts). The body must
+   * read only `inputs` (and constants it makes); what it computes is the
+   * region's meaning, whether or not it is fused.
+   */
+  region(
+    kind: string,
+    attrs: FusedAttrs,
+    inputs: readonly T[],
+    body: (inputs: readonly T[]) => readonly T[],
+  ): T[] {
+    return this.backend.region !== undefined
+      ? this.backend.region(kind, attrs, inputs, body, this.path)
+      : [...body(inputs)];
+  }
+  /**
+   * A linear layer on the last axis of `x`, for any rank, through one 2-D
+   * matmul: `residual + dropout(relu(x · W + b))`, each part optional
+   * (`opts`), W [K, N] — or [N, K] with `transposeW` (a tied readout). It is
+   * one region of kind `linear` (attributes `bias`, `relu`, `dropout`,
+   * `residual`, `transposeW`), which the compiler may run as one kernel.
+   */
+  linear(x: T, w: T, b?: T, opts: LinearOptions<T> = {}): T {
     const s = this.shape(x);
-    const d = s[s.length - 1];
-    const wOut = this.shape(w)[1];
-    const x2 = s.length === 2 ? x : this.reshape(x, [s.slice(0, -1).reduce((a, c) => a * c, 1), d]);
-    let y = this.matmul(x2, w);
-    if (b !== undefined) y = this.add(y, b);
-    return s.length === 2 ? y : this.reshape(y, [...s.slice(0, -1), wOut]);
+    const k = s[s.length - 1];
+    const transposeW = opts.transposeW ?? false;
+    const ws = this.shape(w);
+    const n = transposeW ? ws[0] : ws[1];
+    const rows = s.slice(0, -1).reduce((a, c) => a * c, 1);
+    const flat = (t: T, cols: number) => (s.length === 2 ? t : this.reshape(t, [rows, cols]));
+    const relu = opts.relu ?? false, rate = opts.dropout ?? 0, r = opts.residual;
+    const inputs = [flat(x, k), w, ...(b === undefined ? [] : [b])];
+    if (r !== undefined) inputs.push(flat(r, n));
+    const attrs = {
+      bias: b !== undefined,
+      relu,
+      dropout: rate,
+      residual: r !== undefined,
+      transposeW,
+    };
+    const [y] = this.region("linear", attrs, inputs, (ins) => {
+      let y = this.matmul(ins[0], ins[1], { transposeB: transposeW }); // [rows, N]
+      if (b !== undefined) y = this.add(y, ins[2]);
+      if (relu) y = this.relu(y);
+      y = this.dropout(y, rate);
+      return [r === undefined ? y : this.add(ins[ins.length - 1], y)];
+    });
+    return s.length === 2 ? y : this.reshape(y, [...s.slice(0, -1), n]);
   }
 }

@@ -420,7 +420,37 @@ export const mergeHeads = <T>(o: Ops<T>, x: T): T => {
   return o.reshape(o.transpose(x, [0, 2, 1, 3]), [b, s, h * e]); // [B, S, D]
 };
 
-/** Multi-head causal self-attention over `[cache; x]`, pre-normalised inputs. */
+/**
+ * The attention core, one region of kind `attention`: per head,
+ * softmax(q kᵀ / √E, causal) v with the heads merged again.
+ * q [B, S, D]; kv [B, T, 2D] holds the keys then the values (T ≥ S, the last
+ * S key rows belong to the queries); returns [B, S, D].
+ */
+export const attentionCore = <T>(
+  o: Ops<T>,
+  q: T,
+  kv: T,
+  opts: { readonly heads: number; readonly dropout: number },
+): T => {
+  const [b, t, d2] = o.shape(kv);
+  const d = d2 / 2, h = opts.heads, e = d / h;
+  return o.region("attention", { heads: h, dropout: opts.dropout }, [q, kv], ([qi, kvi]) => {
+    const qh = splitHeads(o, qi, h); // [B, H, S, E]
+    const k = splitHeads(o, o.slice(kvi, [0, 0, 0], [b, t, d]), h); // [B, H, T, E]
+    const v = splitHeads(o, o.slice(kvi, [0, 0, d], [b, t, d]), h); // [B, H, T, E]
+    const scores = o.matmul(qh, k, { transposeB: true }); // [B, H, S, T]
+    const probs = o.dropout(
+      o.softmax(o.causalMask(o.scale(scores, 1 / Math.sqrt(e)))),
+      opts.dropout,
+    );
+    return [mergeHeads(o, o.matmul(probs, v))]; // [B, S, D]
+  })[0];
+};
+
+/**
+ * Multi-head causal self-attention over `[cache; x]`, pre-normalised inputs:
+ * the heads' outputs merged, [B, S, D], before the output projection.
+ */
 const attend = <T>(
   o: Ops<T>,
   p: AttentionParams<T>,
@@ -430,30 +460,28 @@ const attend = <T>(
 ): T => {
   const [b, t, d] = o.shape(akv);
   const h = ctx.nHeads, e = d / h;
-  const q = splitHeads(o, o.linear(aq, p.wq, p.bq), h); // [B, H, S, E]
+  const q2 = o.linear(aq, p.wq, p.bq); // [B, S, D]
   const kv = o.linear(akv, p.wkv, p.bkv); // [B, T, 2D]
+  if (p.u === undefined || p.v === undefined || p.wr === undefined || ctx.relPos === undefined) {
+    return attentionCore(o, q2, kv, { heads: h, dropout: ctx.dropout });
+  }
+  const q = splitHeads(o, q2, h); // [B, H, S, E]
   const k = splitHeads(o, o.slice(kv, [0, 0, 0], [b, t, d]), h); // [B, H, T, E]
   const v = splitHeads(o, o.slice(kv, [0, 0, d], [b, t, d]), h); // [B, H, T, E]
-  let scores: T;
-  if (p.u !== undefined && p.v !== undefined && p.wr !== undefined && ctx.relPos !== undefined) {
-    // Paper (Transformer-XL): content term (q + u)·kᵀ plus shifted position term (q + v)·rᵀ.
-    const s = o.shape(aq)[1];
-    const content = o.matmul(o.add(q, p.u), k, { transposeB: true }); // [B, H, S, T]
-    const r = o.transpose(o.reshape(o.matmul(ctx.relPos, p.wr), [t, h, e]), [1, 0, 2]); // [H, T, E]
-    const qv = o.reshape(o.transpose(o.add(q, p.v), [1, 0, 2, 3]), [h, b * s, e]); // [H, B·S, E]
-    const raw = o.transpose(o.reshape(o.matmul(qv, r, { transposeB: true }), [h, b, s, t]), [
-      1,
-      0,
-      2,
-      3,
-    ]); // [B, H, S, T]
-    scores = o.add(content, o.relShift(raw));
-  } else {
-    scores = o.matmul(q, k, { transposeB: true }); // [B, H, S, T]
-  }
+  // Paper (Transformer-XL): content term (q + u)·kᵀ plus shifted position term (q + v)·rᵀ.
+  const s = o.shape(aq)[1];
+  const content = o.matmul(o.add(q, p.u), k, { transposeB: true }); // [B, H, S, T]
+  const r = o.transpose(o.reshape(o.matmul(ctx.relPos, p.wr), [t, h, e]), [1, 0, 2]); // [H, T, E]
+  const qv = o.reshape(o.transpose(o.add(q, p.v), [1, 0, 2, 3]), [h, b * s, e]); // [H, B·S, E]
+  const raw = o.transpose(o.reshape(o.matmul(qv, r, { transposeB: true }), [h, b, s, t]), [
+    1,
+    0,
+    2,
+    3,
+  ]); // [B, H, S, T]
+  const scores = o.add(content, o.relShift(raw));
   const probs = o.dropout(o.softmax(o.causalMask(o.scale(scores, 1 / Math.sqrt(e)))), ctx.dropout);
-  const out = mergeHeads(o, o.matmul(probs, v)); // [B, S, D]
-  return o.linear(out, p.wo, p.bo); // [B, S, D]
+  return mergeHeads(o, o.matmul(probs, v)); // [B, S, D]
 };
 
 /** One pre-LN block: x + Attn(LN(x)), then + FFN(LN(·)). */
@@ -463,13 +491,13 @@ const block = <T>(o: Ops<T>, p: BlockParams<T>, x: T, ctx: BlockContext<T>): T =
   const akv = o.at("ln1").layerNorm(full, p.ln1.gain, p.ln1.bias); // [B, T, D]
   const t = o.shape(akv)[1];
   const aq = t === s ? akv : o.slice(akv, [0, t - s, 0], [b, s, d]); // [B, S, D]
-  const a = attend(o.at("attn"), p.attn, aq, akv, ctx);
-  const x1 = o.add(x, o.dropout(a, ctx.dropout)); // [B, S, D]
+  const oa = o.at("attn");
+  const a = attend(oa, p.attn, aq, akv, ctx); // [B, S, D]
+  const x1 = oa.linear(a, p.attn.wo, p.attn.bo, { dropout: ctx.dropout, residual: x }); // [B, S, D]
   const f = o.at("ffn");
-  const hid = f.relu(
-    f.linear(o.at("ln2").layerNorm(x1, p.ln2.gain, p.ln2.bias), p.ffn.w1, p.ffn.b1),
-  );
-  return o.add(x1, o.dropout(f.linear(hid, p.ffn.w2, p.ffn.b2), ctx.dropout)); // [B, S, D]
+  const ln2 = o.at("ln2").layerNorm(x1, p.ln2.gain, p.ln2.bias);
+  const hid = f.linear(ln2, p.ffn.w1, p.ffn.b1, { relu: true }); // [B, S, F]
+  return f.linear(hid, p.ffn.w2, p.ffn.b2, { dropout: ctx.dropout, residual: x1 }); // [B, S, D]
 };
 
 /**
@@ -483,15 +511,21 @@ export const recurrentStep = <T>(
   h: T, // [B, M]
 ): T => {
   const [b, m] = o.shape(h);
-  const gx = o.add(o.matmul(x, p.wx), p.bx); // [B, 3M]
-  const xr = o.slice(gx, [0, 0], [b, m]);
-  const xz = o.slice(gx, [0, m], [b, m]);
-  const xc = o.slice(gx, [0, 2 * m], [b, m]);
-  const r = o.sigmoid(o.add(xr, o.matmul(h, p.ur))); // [B, M]
-  const z = o.sigmoid(o.add(xz, o.matmul(h, p.uz))); // [B, M]
-  const pre = o.add(xc, o.mul(r, o.matmul(h, p.uc))); // [B, M]
-  const c = p.modBias === undefined ? o.tanh(pre) : o.modrelu(pre, p.modBias);
-  return o.add(c, o.mul(z, o.sub(h, c))); // z ⊙ h + (1 − z) ⊙ c, [B, M]
+  const mod = p.modBias;
+  const inputs = [x, h, p.wx, p.bx, p.ur, p.uz, p.uc, ...(mod === undefined ? [] : [mod])];
+  // One region of kind `recurrent`: the cell's three products and its gates.
+  return o.region("recurrent", { modrelu: mod !== undefined }, inputs, (ins) => {
+    const [xi, hi, wx, bx, ur, uz, uc, mb] = ins;
+    const gx = o.add(o.matmul(xi, wx), bx); // [B, 3M]
+    const xr = o.slice(gx, [0, 0], [b, m]);
+    const xz = o.slice(gx, [0, m], [b, m]);
+    const xc = o.slice(gx, [0, 2 * m], [b, m]);
+    const r = o.sigmoid(o.add(xr, o.matmul(hi, ur))); // [B, M]
+    const z = o.sigmoid(o.add(xz, o.matmul(hi, uz))); // [B, M]
+    const pre = o.add(xc, o.mul(r, o.matmul(hi, uc))); // [B, M]
+    const c = mb === undefined ? o.tanh(pre) : o.modrelu(pre, mb);
+    return [o.add(c, o.mul(z, o.sub(hi, c)))]; // z ⊙ h + (1 − z) ⊙ c, [B, M]
+  })[0];
 };
 
 /**
@@ -556,9 +590,8 @@ export const lmLogits = <T>(o: Ops<T>, p: ModelParams<T>, hf: T): T => {
   const [b, s, d] = o.shape(hf);
   const h2 = o.reshape(hf, [b * s, d]);
   const w = p.head.w;
-  const logits = w === undefined ? o.matmul(h2, p.embed, { transposeB: true }) : o.matmul(h2, w);
-  const v = o.shape(logits)[1];
-  return o.reshape(o.add(logits, p.head.b), [b, s, v]); // [B, S, V]
+  const logits = o.linear(h2, w ?? p.embed, p.head.b, { transposeW: w === undefined }); // [B·S, V]
+  return o.reshape(logits, [b, s, o.shape(logits)[1]]); // [B, S, V]
 };
 
 const lmLoss = <T>(o: Ops<T>, logits: T, targets: T): T => {

@@ -25,6 +25,8 @@
  */
 import type { ModelSpec } from "./types.ts";
 import {
+  type AttentionParams,
+  type BlockParams,
   lmLogits,
   mergeHeads,
   type ModelParams,
@@ -175,7 +177,7 @@ export const streamStep = <T>(
     );
   }
   const [b] = o.shape(input.tokens);
-  const d = spec.dModel, h = spec.nHeads, e = d / h;
+  const d = spec.dModel, h = spec.nHeads;
   const closes = start + n === sLen;
 
   // Embeddings at positions start … start+n−1 (positions restart every segment).
@@ -221,58 +223,38 @@ export const streamStep = <T>(
   const layerInputs: T[] = [];
   p.blocks.forEach((bp, l) => {
     const ob = o.at(`blocks[${l}]`);
-    const oa = ob.at("attn");
-    const ap = bp.attn;
     if (spec._tag === "xl") {
       layerInputs.push(start === 0 ? x : o.concat([input.open[`x[${l}]`], x], 1)); // [B, t0 + n, D]
+      const [y, k, v] = xlBlockStep(ob, bp, x, {
+        heads: h,
+        cached: start > 0 ? [input.open[`k[${l}]`], input.open[`v[${l}]`]] : undefined,
+        cache: cacheOf(l),
+        relPos: relPos!,
+      });
+      x = y;
+      if (!closes) {
+        open[`k[${l}]`] = k;
+        open[`v[${l}]`] = v;
+        open[`x[${l}]`] = layerInputs[l];
+      }
+      return;
     }
-    const a = ob.at("ln1").layerNorm(x, bp.ln1.gain, bp.ln1.bias); // [B, r, D]
-    const q = splitHeads(oa, oa.linear(a, ap.wq, ap.bq), h); // [B, H, r, E]
-    const kvOf = (src: T): [T, T] => {
-      const t = o.shape(src)[1];
-      const kv = oa.linear(src, ap.wkv, ap.bkv); // [B, t, 2D]
-      return [
-        splitHeads(oa, oa.slice(kv, [0, 0, 0], [b, t, d]), h), // [B, H, t, E]
-        splitHeads(oa, oa.slice(kv, [0, 0, d], [b, t, d]), h), // [B, H, t, E]
-      ];
-    };
-    let [k, v] = kvOf(a);
-    if (start > 0) {
-      k = oa.concat([input.open[`k[${l}]`], k], 2); // [B, H, T, E]
-      v = oa.concat([input.open[`v[${l}]`], v], 2);
-    } else if (cacheOf(l) !== undefined) {
-      // XL at a segment start: the cached states' keys and values, computed once per segment.
-      const [kc, vc] = kvOf(ob.at("ln1").layerNorm(cacheOf(l)!, bp.ln1.gain, bp.ln1.bias));
-      k = oa.concat([kc, k], 2);
-      v = oa.concat([vc, v], 2);
-    }
-    let scores: T;
-    if (ap.u !== undefined && ap.v !== undefined && ap.wr !== undefined && relPos !== undefined) {
-      // Paper (Transformer-XL): content term (q + u)·kᵀ plus shifted position term (q + v)·rᵀ.
-      const content = oa.matmul(oa.add(q, ap.u), k, { transposeB: true }); // [B, H, r, T]
-      const r = oa.transpose(oa.reshape(oa.matmul(relPos, ap.wr), [keys, h, e]), [1, 0, 2]); // [H, T, E]
-      const qv = oa.reshape(oa.transpose(oa.add(q, ap.v), [1, 0, 2, 3]), [h, b * rows, e]); // [H, B·r, E]
-      const raw = oa.transpose(
-        oa.reshape(oa.matmul(qv, r, { transposeB: true }), [h, b, rows, keys]),
-        [1, 0, 2, 3],
-      ); // [B, H, r, T]
-      scores = oa.add(content, oa.relShift(raw));
-    } else {
-      scores = oa.matmul(q, k, { transposeB: true }); // [B, H, r, T]
-    }
-    // causalMask lets query i see key j ≤ i + (T − r): the whole prefix and itself.
-    const probs = oa.softmax(oa.causalMask(oa.scale(scores, 1 / Math.sqrt(e)))); // [B, H, r, T]
-    const att = oa.linear(mergeHeads(oa, oa.matmul(probs, v)), ap.wo, ap.bo); // [B, r, D]
-    const x1 = o.add(x, att); // [B, r, D]
-    const f = ob.at("ffn");
-    const hid = f.relu(
-      f.linear(ob.at("ln2").layerNorm(x1, bp.ln2.gain, bp.ln2.bias), bp.ffn.w1, bp.ffn.b1),
-    ); // [B, r, F]
-    x = o.add(x1, f.linear(hid, bp.ffn.w2, bp.ffn.b2)); // [B, r, D]
+    const cached = start > 0 ? [input.open[`k[${l}]`], input.open[`v[${l}]`]] : [];
+    const inputs = [x, ...cached, ...blockInputs(bp)];
+    // One region of kind `decodeBlock`: the whole block for the fed rows, its caches extended.
+    const outs = ob.region("decodeBlock", { heads: h, cached: start > 0 }, inputs, (ins) => {
+      const [xi, kc, vc] = start > 0 ? ins : [ins[0]];
+      const w = blockParams(ins.slice(start > 0 ? 3 : 1));
+      const [y, k, v] = blockStep(ob, w, xi, {
+        heads: h,
+        cached: kc === undefined ? undefined : [kc, vc],
+      });
+      return closes ? [y] : [y, k, v];
+    });
+    x = outs[0];
     if (!closes) {
-      open[`k[${l}]`] = k;
-      open[`v[${l}]`] = v;
-      if (spec._tag === "xl") open[`x[${l}]`] = layerInputs[l];
+      open[`k[${l}]`] = outs[1];
+      open[`v[${l}]`] = outs[2];
     }
   });
   const hf = o.at("lnF").layerNorm(x, p.lnF.gain, p.lnF.bias); // [B, r, D]
@@ -313,4 +295,132 @@ export const streamStep = <T>(
     open,
     ...(closes ? { state } : {}),
   };
+};
+
+/** The block parameters a `decodeBlock` region reads, in the order it takes them. */
+const blockInputs = <T>(p: BlockParams<T>): T[] => [
+  p.ln1.gain,
+  p.ln1.bias,
+  p.attn.wq,
+  p.attn.bq,
+  p.attn.wkv,
+  p.attn.bkv,
+  p.attn.wo,
+  p.attn.bo,
+  p.ln2.gain,
+  p.ln2.bias,
+  p.ffn.w1,
+  p.ffn.b1,
+  p.ffn.w2,
+  p.ffn.b2,
+];
+
+/** The inverse of {@linkcode blockInputs}: the parameters of a plain (non-XL) block. */
+const blockParams = <T>(xs: readonly T[]): BlockParams<T> => {
+  const [g1, b1, wq, bq, wkv, bkv, wo, bo, g2, b2, w1, f1, w2, f2] = xs;
+  return {
+    ln1: { gain: g1, bias: b1 },
+    attn: { wq, bq, wkv, bkv, wo, bo },
+    ln2: { gain: g2, bias: b2 },
+    ffn: { w1, b1: f1, w2, b2: f2 },
+  };
+};
+
+/** Keys and values [B, H, t, E] of normalised rows `a` [B, t, D]. */
+const keysValues = <T>(o: Ops<T>, ap: AttentionParams<T>, a: T, h: number): [T, T] => {
+  const [b, t, d] = o.shape(a);
+  const kv = o.linear(a, ap.wkv, ap.bkv); // [B, t, 2D]
+  return [
+    splitHeads(o, o.slice(kv, [0, 0, 0], [b, t, d]), h), // [B, H, t, E]
+    splitHeads(o, o.slice(kv, [0, 0, d], [b, t, d]), h), // [B, H, t, E]
+  ];
+};
+
+/**
+ * One block of CRT or the full-length Transformer over the fed rows x
+ * [B, r, D], attending to the cached keys and values [B, H, P, E] (when
+ * given) and its own: the new rows, and the keys and values extended by r
+ * rows.
+ */
+const blockStep = <T>(
+  ob: Ops<T>,
+  bp: BlockParams<T>,
+  x: T,
+  opts: { readonly heads: number; readonly cached: readonly [T, T] | undefined },
+): [T, T, T] => {
+  const oa = ob.at("attn");
+  const ap = bp.attn;
+  const h = opts.heads;
+  const e = ob.shape(x)[2] / h;
+  const a = ob.at("ln1").layerNorm(x, bp.ln1.gain, bp.ln1.bias); // [B, r, D]
+  const q = splitHeads(oa, oa.linear(a, ap.wq, ap.bq), h); // [B, H, r, E]
+  let [k, v] = keysValues(oa, ap, a, h);
+  if (opts.cached !== undefined) {
+    k = oa.concat([opts.cached[0], k], 2); // [B, H, T, E]
+    v = oa.concat([opts.cached[1], v], 2);
+  }
+  const scores = oa.matmul(q, k, { transposeB: true }); // [B, H, r, T]
+  // causalMask lets query i see key j ≤ i + (T − r): the whole prefix and itself.
+  const probs = oa.softmax(oa.causalMask(oa.scale(scores, 1 / Math.sqrt(e)))); // [B, H, r, T]
+  const x1 = oa.linear(mergeHeads(oa, oa.matmul(probs, v)), ap.wo, ap.bo, { residual: x }); // [B, r, D]
+  const f = ob.at("ffn");
+  const ln2 = ob.at("ln2").layerNorm(x1, bp.ln2.gain, bp.ln2.bias);
+  const hid = f.linear(ln2, bp.ffn.w1, bp.ffn.b1, { relu: true }); // [B, r, F]
+  return [f.linear(hid, bp.ffn.w2, bp.ffn.b2, { residual: x1 }), k, v]; // [B, r, D]
+};
+
+/**
+ * One Transformer-XL block over the fed rows: relative-position attention
+ * to the carried cache's keys (at a segment's start), the open segment's
+ * cached keys and its own.
+ */
+const xlBlockStep = <T>(
+  ob: Ops<T>,
+  bp: BlockParams<T>,
+  x: T,
+  opts: {
+    readonly heads: number;
+    readonly cached: readonly [T, T] | undefined;
+    readonly cache: T | undefined;
+    readonly relPos: T;
+  },
+): [T, T, T] => {
+  const oa = ob.at("attn");
+  const ap = bp.attn;
+  const h = opts.heads;
+  const [b, rows, d] = ob.shape(x);
+  const e = d / h;
+  const a = ob.at("ln1").layerNorm(x, bp.ln1.gain, bp.ln1.bias); // [B, r, D]
+  const q = splitHeads(oa, oa.linear(a, ap.wq, ap.bq), h); // [B, H, r, E]
+  let [k, v] = keysValues(oa, ap, a, h);
+  if (opts.cached !== undefined) {
+    k = oa.concat([opts.cached[0], k], 2); // [B, H, T, E]
+    v = oa.concat([opts.cached[1], v], 2);
+  } else if (opts.cache !== undefined) {
+    // At a segment start: the cached states' keys and values, computed once per segment.
+    const [kc, vc] = keysValues(
+      oa,
+      ap,
+      ob.at("ln1").layerNorm(opts.cache, bp.ln1.gain, bp.ln1.bias),
+      h,
+    );
+    k = oa.concat([kc, k], 2);
+    v = oa.concat([vc, v], 2);
+  }
+  const keys = oa.shape(k)[2];
+  // Paper (Transformer-XL): content term (q + u)·kᵀ plus shifted position term (q + v)·rᵀ.
+  const content = oa.matmul(oa.add(q, ap.u!), k, { transposeB: true }); // [B, H, r, T]
+  const r = oa.transpose(oa.reshape(oa.matmul(opts.relPos, ap.wr!), [keys, h, e]), [1, 0, 2]); // [H, T, E]
+  const qv = oa.reshape(oa.transpose(oa.add(q, ap.v!), [1, 0, 2, 3]), [h, b * rows, e]); // [H, B·r, E]
+  const raw = oa.transpose(
+    oa.reshape(oa.matmul(qv, r, { transposeB: true }), [h, b, rows, keys]),
+    [1, 0, 2, 3],
+  ); // [B, H, r, T]
+  const scores = oa.add(content, oa.relShift(raw));
+  const probs = oa.softmax(oa.causalMask(oa.scale(scores, 1 / Math.sqrt(e)))); // [B, H, r, T]
+  const x1 = oa.linear(mergeHeads(oa, oa.matmul(probs, v)), ap.wo, ap.bo, { residual: x }); // [B, r, D]
+  const f = ob.at("ffn");
+  const ln2 = ob.at("ln2").layerNorm(x1, bp.ln2.gain, bp.ln2.bias);
+  const hid = f.linear(ln2, bp.ffn.w1, bp.ffn.b1, { relu: true }); // [B, r, F]
+  return [f.linear(hid, bp.ffn.w2, bp.ffn.b2, { residual: x1 }), k, v]; // [B, r, D]
 };

@@ -1,0 +1,129 @@
+/**
+ * The registry of kernels for fused regions: which region kinds the active
+ * backend runs as one kernel of our own, and how.
+ *
+ * A fused region (an IR `fused` node, made by core/fuse.ts from a region the
+ * model code marked) means its body; a {@linkcode FusedKernel} computes the
+ * same values in one tfjs kernel dispatch instead of one per op. The fusion
+ * stage asks {@linkcode canFuse} whether a region should become a fused node
+ * at all (its kind has a kernel on this backend and the kernel takes these
+ * shapes, with a gradient when the graph will be differentiated); the
+ * lowering runs {@linkcode fusedKernel}'s `run`, or the body op by op where
+ * no kernel is registered.
+ *
+ * The kernels themselves live in `ops/fusion/` and register here when the
+ * backend starts (`registerFusionKernels`, ops/fusion/mod.ts).
+ *
+ * @module
+ */
+import type * as tf from "@tensorflow/tfjs-core";
+import type { DType, FusedAttrs, Op, Shape } from "../spec/ops.ts";
+
+/** Which tfjs kernels one op's lowering runs, by registered kernel name. */
+export interface KernelUse {
+  /**
+   * Kernels run forward. Includes `Identity`, which tfjs runs to save a
+   * tensor for the backward pass whenever a gradient tape is recording.
+   */
+  readonly forward: readonly string[];
+  /** Kernels run by the op's gradient. */
+  readonly backward: readonly string[];
+}
+
+/** How lowered ops run: train/eval mode and where dropout seeds come from. */
+export interface LowerCtx {
+  /** Dropout is active only when training. */
+  readonly training: boolean;
+  /** Called once per active dropout op for its mask seed; make it deterministic for reproducible runs. */
+  readonly seed: () => number;
+}
+
+/** A region as the fusion stage sees it: its kind, attributes and the shapes it reads and gives. */
+export interface FusedRegion {
+  /** The region's kind (`linear`, `attention`, …). */
+  readonly kind: string;
+  /** Its attributes (see `Op` `fused`). */
+  readonly attrs: FusedAttrs;
+  /** Shapes and dtypes of its inputs, in order. */
+  readonly inputs: readonly { readonly shape: Shape; readonly dtype: DType }[];
+  /** Shapes and dtypes of its outputs, in order. */
+  readonly outputs: readonly { readonly shape: Shape; readonly dtype: DType }[];
+}
+
+/** A kernel of our own for one kind of fused region. */
+export interface FusedKernel {
+  /** The region kind it computes. */
+  readonly kind: string;
+  /** The tfjs backends it runs on (`wasm`, `cpu`). */
+  readonly backends: readonly string[];
+  /**
+   * Whether it takes this region: its shapes and attributes, and a gradient
+   * when `gradients` (the graph has a loss and may be differentiated).
+   */
+  readonly supports: (region: FusedRegion, opts: { readonly gradients: boolean }) => boolean;
+  /**
+   * Every output of the region (differentiable with respect to the inputs
+   * when the region was fused for a graph with gradients).
+   */
+  readonly run: (
+    op: Extract<Op, { _tag: "fused" }>,
+    inputs: readonly tf.Tensor[],
+    ctx: LowerCtx,
+  ) => tf.Tensor[];
+  /** The tfjs kernels `run` dispatches, forward and in its gradient. */
+  readonly kernels: KernelUse;
+}
+
+const registry = new Map<string, FusedKernel>();
+
+/**
+ * Register the kernel of a region kind (replacing an earlier one of the
+ * same kind). Idempotent; `startBackend` registers the project's kernels.
+ *
+ * @example
+ * ```ts
+ * import { fusedKernel, registerFusedKernel } from "./fusion.ts";
+ * registerFusedKernel({
+ *   kind: "example",
+ *   backends: ["cpu"],
+ *   supports: () => true,
+ *   run: () => [],
+ *   kernels: { forward: [], backward: [] },
+ * });
+ * console.log(fusedKernel("example", "cpu")?.kind); // "example"
+ * ```
+ */
+export const registerFusedKernel = (k: FusedKernel): void => {
+  registry.set(k.kind, k);
+};
+
+/**
+ * The kernel that runs regions of `kind` on `backend`, if one is registered.
+ *
+ * @example
+ * ```ts
+ * import { fusedKernel } from "./fusion.ts";
+ * console.log(fusedKernel("no-such-kind", "wasm")); // undefined
+ * ```
+ */
+export const fusedKernel = (kind: string, backend: string): FusedKernel | undefined => {
+  const k = registry.get(kind);
+  return k !== undefined && k.backends.includes(backend) ? k : undefined;
+};
+
+/**
+ * Whether `backend` runs `region` as one kernel: what the fusion stage asks
+ * before it makes a fused node. `gradients`: the graph will be
+ * differentiated, so the kernel needs a gradient.
+ *
+ * @example
+ * ```ts
+ * import { canFuse } from "./fusion.ts";
+ * const region = { kind: "no-such-kind", attrs: {}, inputs: [], outputs: [] };
+ * console.log(canFuse(region, { backend: "wasm", gradients: false })); // false
+ * ```
+ */
+export const canFuse = (
+  region: FusedRegion,
+  opts: { readonly backend: string; readonly gradients: boolean },
+): boolean => fusedKernel(region.kind, opts.backend)?.supports(region, opts) ?? false;

@@ -1,0 +1,161 @@
+/**
+ * The `linear` region in one kernel: `y = residual + relu(x·W + b)` (each
+ * part optional; `Ops.linear` in spec/ops.ts marks it). The bias and the
+ * residual are written into the output first and the product adds onto
+ * them (BLAS with β = 1, or our GEMM accumulating), the ReLU runs in place
+ * after: one pass over the output instead of an Add kernel per addend and a
+ * ReLU kernel, each reading and writing it whole. A few rows (batch-1
+ * decoding) take the matrix-vector path of products.ts.
+ *
+ * Backwards: dz = dy (masked by y > 0 after a ReLU, with the bias gradient
+ * summed in the same pass), dx = dz·Wᵀ, dW = xᵀ·dz, db = Σ dz, dresidual = dz.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { FusedKernel, FusedRegion } from "../fusion.ts";
+import { installedMatmul } from "../matmul.ts";
+import { offsetOf, type WasmBackend } from "../heap.ts";
+import { blocks } from "./blocks.ts";
+import { gemmOnHeap, matvec } from "./products.ts";
+import { heapWeight } from "./weights.ts";
+
+/** Kernel name of the forward pass. */
+export const LINEAR = "CrtLinear";
+/** Kernel name of the ReLU's backward pass (masked gradient and bias gradient). */
+export const RELU_GRAD = "CrtReluGrad";
+
+/** Rows up to which a product goes row by row through matrix-vector products. */
+const MATVEC_ROWS = 2;
+
+interface Args {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}
+
+const linearWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+  const b = backend as WasmBackend;
+  const { x, w, bias, residual } = inputs as Record<string, tf.TensorInfo | undefined>;
+  const transposeW = attrs?.transposeW === true, relu = attrs?.relu === true;
+  const [m, k] = x!.shape;
+  const n = attrs!.n as number;
+  const out = b.makeOutput([m, n], "float32");
+  const kx = blocks.on(b);
+  const at = (t: tf.TensorInfo | undefined) => (t === undefined ? 0 : offsetOf(b, t));
+  const prefilled = bias !== undefined || residual !== undefined;
+  if (prefilled) kx.bias_rows(at(out), at(bias), at(residual), m, n);
+  const q8 = w!.dtype === "int32"; // a q8 weight: every row through the int8 matrix-vector kernel
+  if (q8 || (m <= MATVEC_ROWS && !transposeW && n % 4 === 0)) {
+    matvec(b, heapWeight(b, w!, k, n), {
+      x: at(x),
+      y: at(out),
+      rows: m,
+      accumulate: prefilled,
+    });
+  } else {
+    gemmOnHeap(b, {
+      m,
+      n,
+      k,
+      a: at(x),
+      transposeA: false,
+      b: at(w),
+      transposeB: transposeW,
+      c: at(out),
+      accumulate: prefilled,
+    });
+  }
+  if (relu) kx.relu_inplace(at(out), m * n);
+  return out;
+};
+
+const reluGradWasm = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+  const b = backend as WasmBackend;
+  const { dy, y } = inputs as Record<string, tf.TensorInfo>;
+  const [m, n] = y.shape;
+  const dz = b.makeOutput([m, n], "float32"), db = b.makeOutput([n], "float32");
+  blocks.on(b).relu_grad(offsetOf(b, dy), offsetOf(b, y), m, n, offsetOf(b, dz), offsetOf(b, db));
+  return [dz, db];
+};
+
+/** Σ over rows of dz [M, N] → [N], through a ones-row product (the fast matmul path). */
+const columnSums = (dz: tf.Tensor): tf.Tensor => {
+  const [m, n] = dz.shape;
+  return tf.reshape(tf.matMul(tf.ones([1, m]), dz), [n]);
+};
+
+type GradArgs = (tf.Tensor | tf.GradSaveFunc)[];
+
+/** Run a linear region (inputs x, W, then b and the residual when its attributes say so). */
+const run: FusedKernel["run"] = (op, inputs) => {
+  const hasBias = op.attrs.bias === true, hasResidual = op.attrs.residual === true;
+  const relu = op.attrs.relu === true, transposeW = op.attrs.transposeW === true;
+  const w = op.body.nodes[1];
+  const n = transposeW ? w.shape[0] : w.shape[1];
+  if (w.dtype === "q8") {
+    // A q8 weight has no gradient: a model file's, run for inference.
+    const named: Record<string, tf.Tensor> = { x: inputs[0], w: inputs[1] };
+    if (hasBias) named.bias = inputs[2];
+    if (hasResidual) named.residual = inputs[hasBias ? 3 : 2];
+    return [tf.engine().runKernel(LINEAR, named, { relu, transposeW, n }) as tf.Tensor];
+  }
+  const f = tf.customGrad((...args: GradArgs) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const ts = args.slice(0, -1) as tf.Tensor[];
+    const [x, w] = ts;
+    const named: Record<string, tf.Tensor> = { x, w };
+    if (hasBias) named.bias = ts[2];
+    if (hasResidual) named.residual = ts[hasBias ? 3 : 2];
+    const value = tf.engine().runKernel(LINEAR, named, { relu, transposeW, n }) as tf.Tensor;
+    save(relu ? [x, w, value] : [x, w]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ws] = saved;
+        let dz = dy, db: tf.Tensor | undefined;
+        if (relu) {
+          [dz, db] = tf.engine().runKernel(RELU_GRAD, { dy, y: saved[2] }) as tf.Tensor[];
+        }
+        const dx = tf.matMul(dz, ws, false, !transposeW);
+        const dw = transposeW ? tf.matMul(dz, xs, true, false) : tf.matMul(xs, dz, true, false);
+        const grads = [dx, dw];
+        if (hasBias) grads.push(db ?? columnSums(dz));
+        if (hasResidual) grads.push(tf.reshape(dz, dz.shape));
+        return grads;
+      },
+    };
+  });
+  return [f(...inputs)];
+};
+
+/** Whether one kernel takes this linear region. */
+const supports = (r: FusedRegion, opts: { readonly gradients: boolean }): boolean => {
+  if (installedMatmul() === "stock") return false;
+  if ((r.attrs.dropout ?? 0) !== 0) return false; // dropout's mask: the op-by-op path
+  const [x, w, ...rest] = r.inputs;
+  if (x.dtype !== "float32" || rest.some((i) => i.dtype !== "float32")) return false;
+  if (w.dtype === "q8") {
+    // int8: inference only, x · W with W [K, N] in the packed layout (N a multiple of 4).
+    return !opts.gradients && r.attrs.transposeW !== true && w.shape[1] % 4 === 0;
+  }
+  return w.dtype === "float32" && x.shape.length === 2 && w.shape.length === 2;
+};
+
+/** The kernel of `linear` regions, for ops/fusion.ts. */
+export const linearKernel: FusedKernel = {
+  kind: "linear",
+  backends: ["wasm"],
+  supports,
+  run,
+  kernels: {
+    forward: [LINEAR, "Identity"],
+    backward: [RELU_GRAD, "BatchMatMul", "Reshape"],
+  },
+};
+
+/** The tfjs kernels this module registers. */
+export const linearKernels: readonly tf.KernelConfig[] = [
+  { kernelName: LINEAR, backendName: "wasm", kernelFunc: linearWasm as tf.KernelFunc },
+  { kernelName: RELU_GRAD, backendName: "wasm", kernelFunc: reluGradWasm as tf.KernelFunc },
+];

@@ -1,0 +1,147 @@
+/**
+ * The `recurrent` region — one GRU or NC-GRU step, h' from x and h — in one
+ * kernel: its four products through the matmul tier (gx = x·Wx + bx onto
+ * the bias, h·Ur, h·Uz, h·Uc) and every gate in one pass of
+ * kernels/recurrent.c, where the op-by-op path ran three slices, two
+ * sigmoids, tanh or modReLU's five kernels and seven elementwise ops. The
+ * backward pass is one kernel for the gates and the products' gradients.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { FusedKernel, FusedRegion } from "../fusion.ts";
+import { installedMatmul } from "../matmul.ts";
+import { offsetOf, type WasmBackend } from "../heap.ts";
+import { blocks } from "./blocks.ts";
+import { gemmOnHeap } from "./products.ts";
+
+/** Kernel name of the forward pass: h', h·Uc, the saved gates. */
+export const RECURRENT = "CrtRecurrent";
+/** Kernel name of the gates' backward pass: dgx, dhc, z ⊙ dh', dmodBias. */
+export const RECURRENT_GRAD = "CrtRecurrentGrad";
+
+interface Args {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}
+
+const forwardWasm = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+  const b = backend as WasmBackend;
+  const { x, h, wx, bx, ur, uz, uc, mb } = inputs as Record<string, tf.TensorInfo | undefined>;
+  const [nb, din] = x!.shape;
+  const m = h!.shape[1];
+  const gx = b.makeOutput([nb, 3 * m], "float32");
+  const hr = b.makeOutput([nb, m], "float32"), hz = b.makeOutput([nb, m], "float32");
+  const hc = b.makeOutput([nb, m], "float32");
+  const out = b.makeOutput([nb, m], "float32");
+  const saved = b.makeOutput([3, nb, m], "float32");
+  const at = (t: tf.TensorInfo | undefined) => (t === undefined ? 0 : offsetOf(b, t));
+  const k = blocks.on(b);
+  k.bias_rows(at(gx), at(bx), 0, nb, 3 * m);
+  const product = (a: number, w: number, c: number, kk: number, n: number, accumulate: boolean) =>
+    gemmOnHeap(b, {
+      m: nb,
+      n,
+      k: kk,
+      a,
+      transposeA: false,
+      b: w,
+      transposeB: false,
+      c,
+      accumulate,
+    });
+  product(at(x), at(wx), at(gx), din, 3 * m, true);
+  product(at(h), at(ur), at(hr), m, m, false);
+  product(at(h), at(uz), at(hz), m, m, false);
+  product(at(h), at(uc), at(hc), m, m, false);
+  k.gru_gates(at(gx), at(hr), at(hz), at(hc), at(h), at(mb), nb, m, at(out), at(saved));
+  for (const t of [gx, hr, hz]) b.disposeData(t.dataId);
+  return [out, hc, saved];
+};
+
+const backwardWasm = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+  const b = backend as WasmBackend;
+  const { dy, saved, hc, h, mb } = inputs as Record<string, tf.TensorInfo | undefined>;
+  const [nb, m] = h!.shape;
+  const dgx = b.makeOutput([nb, 3 * m], "float32");
+  const dhc = b.makeOutput([nb, m], "float32"), dh = b.makeOutput([nb, m], "float32");
+  const dmb = b.makeOutput([m], "float32");
+  const at = (t: tf.TensorInfo | undefined) => (t === undefined ? 0 : offsetOf(b, t));
+  blocks.on(b).gru_gates_grad(
+    at(dy),
+    at(saved),
+    at(hc),
+    at(h),
+    at(mb),
+    nb,
+    m,
+    at(dgx),
+    at(dhc),
+    at(dh),
+    mb === undefined ? 0 : at(dmb),
+  );
+  return [dgx, dhc, dh, dmb];
+};
+
+type GradArgs = (tf.Tensor | tf.GradSaveFunc)[];
+
+const run: FusedKernel["run"] = (op, inputs) => {
+  const modrelu = op.attrs.modrelu === true;
+  const f = tf.customGrad((...args: GradArgs) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const [x, h, wx, bx, ur, uz, uc, mb] = args.slice(0, -1) as tf.Tensor[];
+    const named: Record<string, tf.Tensor> = { x, h, wx, bx, ur, uz, uc };
+    if (modrelu) named.mb = mb;
+    const [out, hc, saved] = tf.engine().runKernel(RECURRENT, named) as tf.Tensor[];
+    save([x, h, wx, ur, uz, uc, hc, saved, ...(modrelu ? [mb] : [])]);
+    return {
+      value: out,
+      gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) => {
+        const [xs, hs, wxs, urs, uzs, ucs, hcs, gates, mbs] = s;
+        const g: Record<string, tf.Tensor> = { dy, saved: gates, hc: hcs, h: hs };
+        if (modrelu) g.mb = mbs;
+        const [dgx, dhc, dhz0, dmb] = tf.engine().runKernel(RECURRENT_GRAD, g) as tf.Tensor[];
+        const [nb, m] = hs.shape;
+        const dhr = tf.slice(dgx, [0, 0], [nb, m]), dhz = tf.slice(dgx, [0, m], [nb, m]);
+        const dx = tf.matMul(dgx, wxs, false, true);
+        const dwx = tf.matMul(xs, dgx, true, false);
+        const dbx = tf.reshape(tf.matMul(tf.ones([1, nb]), dgx), [3 * m]);
+        const dur = tf.matMul(hs, dhr, true, false);
+        const duz = tf.matMul(hs, dhz, true, false);
+        const duc = tf.matMul(hs, dhc, true, false);
+        const dh = tf.addN([
+          dhz0,
+          tf.matMul(dhr, urs, false, true),
+          tf.matMul(dhz, uzs, false, true),
+          tf.matMul(dhc, ucs, false, true),
+        ]);
+        return [dx, dh, dwx, dbx, dur, duz, duc, ...(modrelu ? [dmb] : [])];
+      },
+    };
+  });
+  return [f(...inputs)];
+};
+
+/** One kernel takes the step: float32 x [B, Din], h [B, M] and the cell's weights. */
+const supports = (r: FusedRegion): boolean =>
+  installedMatmul() !== "stock" && r.inputs.every((i) => i.dtype === "float32") &&
+  r.inputs[0].shape.length === 2 && r.inputs[1].shape.length === 2;
+
+/** The kernel of `recurrent` regions, for ops/fusion.ts. */
+export const recurrentKernel: FusedKernel = {
+  kind: "recurrent",
+  backends: ["wasm"],
+  supports,
+  run,
+  kernels: {
+    forward: [RECURRENT, "Identity"],
+    backward: [RECURRENT_GRAD, "Slice", "BatchMatMul", "Reshape", "AddN"],
+  },
+};
+
+/** The tfjs kernels this module registers. */
+export const recurrentKernels: readonly tf.KernelConfig[] = [
+  { kernelName: RECURRENT, backendName: "wasm", kernelFunc: forwardWasm as tf.KernelFunc },
+  { kernelName: RECURRENT_GRAD, backendName: "wasm", kernelFunc: backwardWasm as tf.KernelFunc },
+];

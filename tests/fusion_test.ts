@@ -1,0 +1,346 @@
+/**
+ * Every kernel of a fused region against its definition: the region's body
+ * run by the reference interpreter (float64), forward, and — for the
+ * regions training fuses — the gradient against the same region lowered op
+ * by op (whose gradients tests/ops_grad_test.ts checks against finite
+ * differences). On both matmul tiers, in the kernel build this process runs
+ * (the other build: tests/fusion_build_test.ts). Int8 (q8) weights against
+ * the interpreter's dequantised ones, and whole streaming steps at batch 1
+ * against the unfused program.
+ */
+import assert from "node:assert/strict";
+import * as E from "fp-ts/lib/Either.js";
+import * as tf from "@tensorflow/tfjs-core";
+import { ensureBackend } from "../ops/backend.ts";
+import { canFuse } from "../ops/fusion.ts";
+import { lowerGraph } from "../ops/lower.ts";
+import { installedMatmul, installMatmul } from "../ops/matmul.ts";
+import { loadBlas } from "../ops/blas.ts";
+import { encodeQ8 } from "../ops/quant.ts";
+import { interpret, type RefTensor } from "../ops/reference.ts";
+import { type Graph, type Sym, Tracer } from "../spec/graph.ts";
+import type { Ops } from "../spec/ops.ts";
+import { attentionCore, recurrentStep } from "../spec/stages.ts";
+import type { RecurrentParams } from "../spec/stages.ts";
+import { compile } from "../core/compile.ts";
+import { fuse, fuseGraph } from "../core/fuse.ts";
+import { flattenParams } from "../core/params.ts";
+import { traceStreamStep } from "../core/trace.ts";
+import { encodeModelFile } from "../deploy/model_file.ts";
+import { loadModel } from "../deploy/loaded.ts";
+import { commonSubexpressions, deadCode, foldReshapes } from "../core/passes.ts";
+import { quantize } from "../deploy/quantize.ts";
+import { mixedError, normError, sampler } from "./_ops_cases.ts";
+import { randomTokens, tinyCrtGru, tinyTransformer } from "./_tiny.ts";
+
+// tests/fusion_build_test.ts runs this file again with the other kernel build.
+const build = Deno.env.get("CRT_TEST_KERNELS") === "simd128" ? "simd128" : "auto";
+const info = await ensureBackend({ kernels: build });
+if (build === "simd128") assert.equal(info.kernels, "simd128");
+const canNative = loadBlas()._tag === "Right";
+const tiers = (canNative ? ["native", "portable"] : ["portable"]) as ("native" | "portable")[];
+
+const wasmRule = (r: Parameters<typeof canFuse>[0], o: { gradients: boolean }) =>
+  canFuse(r, { backend: "wasm", ...o });
+
+/** One region case: a graph built by `build` over its inputs, with the kind that must fuse. */
+interface Case {
+  readonly name: string;
+  readonly kind: string;
+  readonly inputs: Record<string, RefTensor>;
+  readonly build: (o: Ops<Sym>, x: Record<string, Sym>) => Sym;
+  /** Inputs the gradient is checked for (empty: an inference-only region). */
+  readonly wrt: readonly string[];
+}
+
+const s = sampler(7);
+const q8 = (w: RefTensor, axis: 0 | 1): RefTensor => {
+  const [r, c] = w.shape;
+  const m = quantize(Float32Array.from(w.data), [r, c], axis);
+  return { shape: w.shape, dtype: "q8", data: m.values, scales: m.scales };
+};
+const axisOf = new Map<RefTensor, 0 | 1>();
+const quantized = (w: RefTensor, axis: 0 | 1): RefTensor => {
+  const t = q8(w, axis);
+  axisOf.set(t, axis);
+  return t;
+};
+
+const cases = (): Case[] => [
+  {
+    name: "linear: bias and ReLU, 6 rows",
+    kind: "linear",
+    inputs: { x: s.normal([6, 8]), w: s.normal([8, 12]), b: s.normal([12]) },
+    build: (o, i) => o.linear(i.x, i.w, i.b, { relu: true }),
+    wrt: ["x", "w", "b"],
+  },
+  {
+    name: "linear: bias and residual, a rank-3 input",
+    kind: "linear",
+    inputs: {
+      x: s.normal([2, 3, 8]),
+      w: s.normal([8, 8]),
+      b: s.normal([8]),
+      r: s.normal([2, 3, 8]),
+    },
+    build: (o, i) => o.linear(i.x, i.w, i.b, { residual: i.r }),
+    wrt: ["x", "w", "b", "r"],
+  },
+  {
+    name: "linear: one row (the matrix-vector path), no bias",
+    kind: "linear",
+    inputs: { x: s.normal([1, 16]), w: s.normal([16, 20]) },
+    build: (o, i) => o.linear(i.x, i.w),
+    wrt: ["x", "w"],
+  },
+  {
+    name: "linear: a tied readout (W transposed), two rows",
+    kind: "linear",
+    inputs: { x: s.normal([2, 8]), w: s.normal([10, 8]), b: s.normal([10]) },
+    build: (o, i) => o.linear(i.x, i.w, i.b, { transposeW: true }),
+    wrt: ["x", "w", "b"],
+  },
+  {
+    name: "linear: q8 weight, 3 rows, bias and ReLU",
+    kind: "linear",
+    inputs: { x: s.normal([3, 16]), w: quantized(s.normal([16, 20]), 1), b: s.normal([20]) },
+    build: (o, i) => o.linear(i.x, o.dequantize(i.w, 1), i.b, { relu: true }),
+    wrt: [],
+  },
+  {
+    name: "attention: S = T (a segment)",
+    kind: "attention",
+    inputs: { q: s.normal([2, 5, 8]), kv: s.normal([2, 5, 16]) },
+    build: (o, i) => attentionCore(o, i.q, i.kv, { heads: 2, dropout: 0 }),
+    wrt: ["q", "kv"],
+  },
+  {
+    name: "attention: T > S (a memory token or cache before the queries)",
+    kind: "attention",
+    inputs: { q: s.normal([2, 3, 8]), kv: s.normal([2, 6, 16]) },
+    build: (o, i) => attentionCore(o, i.q, i.kv, { heads: 2, dropout: 0 }),
+    wrt: ["q", "kv"],
+  },
+  ...(["gru", "ncgru"] as const).map((cell): Case => ({
+    name: `recurrent: ${cell} step`,
+    kind: "recurrent",
+    inputs: {
+      x: s.normal([3, 5]),
+      h: s.normal([3, 4]),
+      wx: s.normal([5, 12], 0.5),
+      bx: s.normal([12]),
+      ur: s.normal([4, 4], 0.5),
+      uz: s.normal([4, 4], 0.5),
+      uc: s.normal([4, 4], 0.5),
+      ...(cell === "ncgru" ? { mb: s.normal([4], 0.3) } : {}),
+    },
+    build: (o, i) => {
+      const p: RecurrentParams<Sym> = {
+        wx: i.wx,
+        bx: i.bx,
+        ur: i.ur,
+        uz: i.uz,
+        uc: i.uc,
+        ...(i.mb === undefined ? {} : { modBias: i.mb }),
+      } as RecurrentParams<Sym>;
+      return recurrentStep(o, p, i.x, i.h);
+    },
+    wrt: cell === "gru" ? ["x", "h", "wx", "bx", "ur", "uz", "uc"] : ["x", "h", "wx", "uc", "mb"],
+  })),
+  {
+    name: "gather: rows of a q8 table",
+    kind: "gather",
+    inputs: { t: quantized(s.normal([9, 8]), 0), ids: s.ids([2, 3], 9) },
+    build: (o, i) => o.embedding(o.dequantize(i.t, 0), i.ids),
+    wrt: [],
+  },
+];
+
+/** The tfjs value of a case input (q8 weights as their int32 layout). */
+const toTf = (t: RefTensor): tf.Tensor => {
+  if (t.dtype === "q8") {
+    const [r, c] = t.shape;
+    const words = encodeQ8(
+      { values: t.data as Int8Array, scales: t.scales! },
+      r,
+      c,
+      axisOf.get(t)!,
+    );
+    return tf.tensor(words, undefined, "int32");
+  }
+  return t.dtype === "int32"
+    ? tf.tensor(Int32Array.from(t.data), [...t.shape], "int32")
+    : tf.tensor(Float32Array.from(t.data), [...t.shape], "float32");
+};
+
+const traceCase = (c: Case): { graph: Graph; names: string[] } => {
+  const tr = new Tracer();
+  const names = Object.keys(c.inputs);
+  const syms = Object.fromEntries(
+    names.map((n) => [n, tr.input(n, "data", c.inputs[n].shape, c.inputs[n].dtype)]),
+  );
+  const y = c.build(tr.ops("model"), syms);
+  return { graph: tr.finish({ y }), names };
+};
+
+for (const tier of tiers) {
+  Deno.test(`fused kernels (${tier} matmul) equal their bodies on the reference interpreter`, async (t) => {
+    assert.equal(installMatmul(tier)._tag, "Right");
+    for (const c of cases()) {
+      await t.step(c.name, () => {
+        const { graph } = traceCase(c);
+        const fused = fuseGraph(
+          graph,
+          (r, o) => wasmRule(r, { ...o, gradients: c.wrt.length > 0 }),
+        );
+        const kinds = fused.nodes.flatMap((n) => (n.op._tag === "fused" ? [n.op.kind] : []));
+        assert.ok(kinds.includes(c.kind), `no fused ${c.kind} in ${kinds.join(",")}`);
+        const want = interpret(fused, c.inputs, { precision: "float64" }).y;
+        const got = tf.tidy(() => {
+          const feeds = Object.fromEntries(Object.entries(c.inputs).map(([k, v]) => [k, toTf(v)]));
+          return lowerGraph(fused)(feeds, { training: false, seed: () => 0 }).y.dataSync();
+        });
+        if (Object.values(c.inputs).some((v) => v.dtype === "q8")) {
+          // The int8 products quantise their activations to 14 bits (kernels/gemv.c): a relative
+          // error of ~1/8191 of the row's largest entry per term, not float32 rounding.
+          const err = normError(got, want.data);
+          assert.ok(err < 1e-3, `error ${err.toExponential(2)}`);
+        } else {
+          const err = mixedError(got, want.data, 1e-2);
+          assert.ok(err < 1e-4, `error ${err.toExponential(2)}`);
+        }
+      });
+    }
+  });
+
+  Deno.test(`fused kernels (${tier} matmul): gradients equal the op-by-op lowering's`, async (t) => {
+    assert.equal(installMatmul(tier)._tag, "Right");
+    for (const c of cases().filter((c) => c.wrt.length > 0)) {
+      await t.step(c.name, () => {
+        const { graph } = traceCase(c);
+        const fused = fuseGraph(graph, (r, o) => wasmRule(r, { ...o, gradients: true }));
+        assert.ok(fused.nodes.some((n) => n.op._tag === "fused"));
+        const plain = fuseGraph(graph, () => false);
+        const dyShape = graph.nodes[graph.outputs.y].shape;
+        const dy = sampler(11).normal(dyShape);
+        const gradsOf = (g: Graph) =>
+          tf.tidy(() => {
+            const feeds = Object.fromEntries(
+              Object.entries(c.inputs).map(([k, v]) => [k, toTf(v)]),
+            );
+            const run = lowerGraph(g);
+            const f = (...xs: tf.Tensor[]) => {
+              const all = { ...feeds };
+              c.wrt.forEach((k, i) => (all[k] = xs[i]));
+              return run(all, { training: true, seed: () => 0 }).y;
+            };
+            return tf.grads(f)(c.wrt.map((k) => feeds[k]), toTf(dy)).map((x) => x.dataSync());
+          });
+        const a = gradsOf(fused), b = gradsOf(plain);
+        c.wrt.forEach((k, i) => {
+          const err = normError(a[i], b[i]);
+          assert.ok(err < 1e-4, `d${k}: error ${err.toExponential(2)}`);
+        });
+      });
+    }
+  });
+
+  Deno.test(`decodeBlock (${tier} matmul): a batch-1 stream equals the unfused program`, () => {
+    assert.equal(installMatmul(tier)._tag, "Right");
+    for (const spec of [tinyCrtGru, tinyTransformer]) {
+      const unfused = compile(spec, { passes: [commonSubexpressions, foldReshapes, deadCode] });
+      const fused = compile(spec);
+      if (E.isLeft(fused) || E.isLeft(unfused)) throw new Error("compile failed");
+      const p = fused.right, u = unfused.right;
+      const params = p.init(3);
+      const ids = randomTokens(2 * spec.segmentLen + 2, spec.vocabSize, 5);
+      const run = (prog: typeof p) => {
+        let st = prog.openStream(1);
+        const out: number[] = [];
+        for (const id of ids) {
+          const r = prog.inferStep(params, st, Int32Array.of(id), { readout: "last" });
+          out.push(...r.logits.dataSync());
+          r.logits.dispose();
+          prog.disposeState(st.state);
+          st = r.stream;
+        }
+        prog.disposeState(st.state);
+        return out;
+      };
+      const before = tf.memory().numTensors;
+      const a = run(p), b = run(u);
+      assert.equal(tf.memory().numTensors, before, "tensors leaked");
+      const err = mixedError(a, b, 1e-2);
+      assert.ok(err < 1e-4, `${spec._tag}: error ${err.toExponential(2)}`);
+      for (const t of Object.values(params)) if (t instanceof tf.Tensor) t.dispose();
+    }
+  });
+}
+
+Deno.test("dequantize: a q8 weight of either axis equals the interpreter's values", () => {
+  for (const axis of [0, 1] as const) {
+    const w = quantized(s.normal([6, 8]), axis);
+    const tr = new Tracer();
+    const g = tr.finish({ y: tr.ops().dequantize(tr.input("w", "param", [6, 8], "q8"), axis) });
+    const want = interpret(g, { w }).y.data;
+    const got = tf.tidy(() =>
+      lowerGraph(g)({ w: toTf(w) }, { training: false, seed: () => 0 }).y.dataSync()
+    );
+    assert.deepEqual(Array.from(got), Array.from(want, (v) => Math.fround(v)));
+  }
+});
+
+Deno.test("fuse: a segment fuses its linear, attention and recurrent regions; a batch-1 step its blocks", () => {
+  assert.notEqual(installedMatmul(), "stock");
+  const g = compile(tinyCrtGru);
+  if (E.isLeft(g)) throw new Error(g.left.message);
+  const kindsOf = (graph: Graph) =>
+    graph.nodes.flatMap((n) => (n.op._tag === "fused" ? [n.op.kind] : []));
+  const kinds = kindsOf(g.right.stages({ batchSize: 1 }).optimized);
+  for (const k of ["linear", "attention", "recurrent"]) assert.ok(kinds.includes(k), k);
+  for (const [batchSize, fusedBlocks] of [[1, 1], [2, 0]]) {
+    const step = traceStreamStep(tinyCrtGru, {
+      batchSize,
+      start: 1,
+      count: 1,
+      cacheLen: 0,
+      readout: "last",
+    });
+    const blocks = kindsOf(fuse.run(step)).filter((k) => k === "decodeBlock").length;
+    assert.equal(blocks, fusedBlocks * tinyCrtGru.nLayers, `batch ${batchSize}`);
+  }
+});
+
+Deno.test("decodeBlock on q8 weights: an int8 model file streams as its float32 weights do", async () => {
+  const p = compile(tinyTransformer);
+  if (E.isLeft(p)) throw new Error(p.left.message);
+  const params = p.right.init(4);
+  const flat = flattenParams(params);
+  const leaves = Object.fromEntries(
+    Object.entries(flat).map((
+      [k, t],
+    ) => [k, { shape: [...t.shape], data: t.dataSync() as Float32Array }]),
+  );
+  const vocab = Array.from({ length: tinyTransformer.vocabSize }, (_, i) => `w${i}`);
+  const f32 = await loadModel(
+    await encodeModelFile({ spec: tinyTransformer, vocab, params: leaves, meta: {} }),
+  );
+  const q8 = await loadModel(
+    await encodeModelFile({ spec: tinyTransformer, vocab, params: leaves, meta: {} }, {
+      int8: true,
+    }),
+  );
+  // The int8 model keeps its matrices int8 on the heap, and its step graph fuses each block.
+  assert.equal(q8.params.blocks[0].ffn.w1.dtype, "int32");
+  const ids = randomTokens(8, tinyTransformer.vocabSize, 9);
+  const a = f32.openStream(), b = q8.openStream();
+  for (const id of ids) {
+    const pa = a.feed([id]), pb = b.feed([id]);
+    assert.ok(normError(pb, pa) < 0.05, `probabilities differ by ${normError(pb, pa)}`);
+  }
+  a.dispose();
+  b.dispose();
+  f32.dispose();
+  q8.dispose();
+  for (const t of Object.values(flat)) t.dispose();
+});
