@@ -25,7 +25,7 @@ import { tf } from "../ops/tf.ts";
 import type { Program } from "../core/program.ts";
 import { compile } from "../core/compile.ts";
 import { startTraining, trainOn, type TrainState } from "../core/train.ts";
-import { type ModelSpec } from "../spec/codecs.ts";
+import type { ModelSpec } from "../spec/codecs.ts";
 import { referenceCrt, referenceTransformer, referenceXl } from "../spec/reference_specs.ts";
 import { CpuMeter, type Load } from "./_load.ts";
 import { median } from "./peers/_protocol.ts";

@@ -34,7 +34,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { type ModelSpec } from "../spec/codecs.ts";
+import type { ModelSpec } from "../spec/codecs.ts";
 import { referenceCrt, referenceTransformer, referenceXl } from "../spec/reference_specs.ts";
 import { override } from "./args.ts";
 import type { Experiment, Sweep, SweepMember, TrainingSettings } from "./experiment.ts";
