@@ -936,7 +936,8 @@ const printReport = (
 
   console.log(
     "\n## Ratio (ours / peer throughput; above 1 we are faster; kernels: ours per step, " +
-      "stream per token)\n",
+      "stream per token; other: cores the rest of the machine used in the cell, busy above " +
+      `${o.busyCores})\n`,
   );
   const ms = (x: number | undefined) => (x === undefined ? "" : x.toFixed(2));
   console.log(table(
@@ -970,7 +971,9 @@ const printReport = (
       ms(r.peer_ms_per_token),
       r.ratio.toFixed(2),
       r.ours_kernel_calls === undefined ? "-" : fmt(r.ours_kernel_calls, 1),
-      r.other_cores === null ? "n/a" : r.other_cores.toFixed(2),
+      r.other_cores === null
+        ? "n/a"
+        : `${r.other_cores.toFixed(2)}${r.other_cores > o.busyCores ? " busy" : ""}`,
     ]),
     [false, true, false, false, false, true, false, true, true, true, true, true, true, true],
   ));
