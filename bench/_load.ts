@@ -104,3 +104,39 @@ export class CpuMeter {
  */
 export const describeLoad = (l: Load | null): string =>
   l === null ? "n/a" : `${l.otherCores.toFixed(2)} other, ${l.stealCores.toFixed(2)} steal`;
+
+/**
+ * The CPU's model name as the kernel reports it (`model name` in
+ * /proc/cpuinfo, what `lscpu` prints), or `"unknown CPU"` off Linux.
+ *
+ * @example
+ * ```ts
+ * import { cpuModel } from "./_load.ts";
+ * console.log(`${cpuModel()}, ${navigator.hardwareConcurrency} logical cores`);
+ * ```
+ */
+export const cpuModel = (): string => {
+  try {
+    const m = Deno.readTextFileSync("/proc/cpuinfo").match(/^model name\s*:\s*(.*)$/m);
+    return m?.[1].trim() ?? "unknown CPU";
+  } catch {
+    return "unknown CPU";
+  }
+};
+
+/**
+ * What the rest of the machine uses while this process waits `ms`
+ * milliseconds: a look before a benchmark starts (null where
+ * {@linkcode CpuMeter} cannot read /proc).
+ *
+ * @example
+ * ```ts
+ * import { describeLoad, sampleLoad } from "./_load.ts";
+ * console.log(`before the run: ${describeLoad(await sampleLoad(200))} cores`);
+ * ```
+ */
+export const sampleLoad = async (ms: number): Promise<Load | null> => {
+  const meter = new CpuMeter();
+  await new Promise((r) => setTimeout(r, ms));
+  return meter.read();
+};

@@ -1,11 +1,12 @@
 /**
  * The line protocol between `bench/peers.ts` and its peers (`ours.ts`,
- * `torch_ref.py`), and small helpers both sides of it use.
+ * `torch_ref.py`, `ort.mjs`), and small helpers both sides of it use.
  *
- * A peer started with `--mode serve` prints one `ready` line, then reads one
- * {@linkcode Command} per stdin line and answers each with JSON lines on
- * stdout: a `model` line the first time a (phase, segmentLen) pair is asked
- * for, then `steps` (or, for `profile`, some `profile` lines and `done`).
+ * A peer started with `--mode serve` (`ort.mjs` always serves) prints one
+ * `ready` line, then reads one {@linkcode Command} per stdin line and answers
+ * each with JSON lines on stdout: a `model` line the first time a (phase,
+ * segmentLen, variant) runner is asked for, then `steps` (for `profile`,
+ * some `profile` lines and `done`; with `count`, a `kernels` line).
  * Keeping each peer alive across commands lets the driver alternate single
  * steps between peers without paying start-up and warm-up again.
  *
@@ -16,14 +17,27 @@
 export type Phase = "train" | "infer" | "stream";
 
 /**
+ * How a stream runs, for the peers that have more than one way:
+ * - `kvcache`: one token per call through a per-layer key/value cache (ours:
+ *   `Program.inferStep` on a model file's program, see `weights`; PyTorch:
+ *   its hand-written cache);
+ * - `kvcache-matvec` (PyTorch only): the same cache with every product of
+ *   a decode step as matrix-vector products (`torch.addmv`), a tuned
+ *   decoder;
+ * - `recompute`: every token reruns the open prefix of the segment.
+ */
+export type StreamVariant = "kvcache" | "kvcache-matvec" | "recompute";
+
+/**
  * One request to a serving peer: run `steps` steps of `phase` at segment
  * length `segmentLen` (building that runner on first use), or profile one
- * training step (`phase: "profile"`).
+ * training step (`phase: "profile"`). With `count`, run one step with the
+ * kernel dispatches counted instead (ours only) and answer `kernels`.
  *
  * @example
  * ```ts
  * import type { Command } from "./_protocol.ts";
- * const cmd: Command = { phase: "train", segmentLen: 35, steps: 1 };
+ * const cmd: Command = { phase: "stream", segmentLen: 35, steps: 1, variant: "kvcache" };
  * console.log(JSON.stringify(cmd));
  * ```
  */
@@ -32,9 +46,18 @@ export interface Command {
   readonly phase: Phase | "profile";
   /** Tokens per segment, S. */
   readonly segmentLen: number;
-  /** How many steps (ignored by `profile`). */
+  /** How many steps (ignored by `profile` and `count`). */
   readonly steps?: number;
+  /** How a `stream` step runs (default `kvcache`); ignored by the other phases. */
+  readonly variant?: StreamVariant;
+  /** Model weights of an ours `stream` step: a float32 or an int8 model file (default f32). */
+  readonly weights?: Weights;
+  /** Count the kernel dispatches of one (untimed) step instead of timing steps. */
+  readonly count?: boolean;
 }
+
+/** Model weights: float32, or an int8 model file (one scale per output column). */
+export type Weights = "f32" | "int8";
 
 /**
  * A line a peer prints: its readiness, a model description (parameters and
@@ -53,8 +76,9 @@ export type Reply =
     readonly event: "model";
     readonly engine: string;
     readonly segmentLen: number;
-    readonly params: number;
-    readonly forward_flops_per_token: number;
+    /** Parameters and matmul FLOPs (ours and PyTorch; an ONNX graph reports neither). */
+    readonly params?: number;
+    readonly forward_flops_per_token?: number;
     readonly [k: string]: unknown;
   }
   | {
@@ -74,6 +98,14 @@ export type Reply =
     readonly share: number;
     readonly calls: number;
     readonly [k: string]: unknown;
+  }
+  | {
+    readonly event: "kernels";
+    /** Kernel dispatches of one step (see bench/_kernels.ts). */
+    readonly calls: number;
+    readonly tokens_per_step: number;
+    /** The same calls by kernel name, most first. */
+    readonly by_name: Readonly<Record<string, number>>;
   }
   | { readonly event: "done"; readonly [k: string]: unknown };
 

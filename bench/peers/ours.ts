@@ -8,15 +8,24 @@
  *   memory carried from step to step;
  * - `infer`: `Program.forward` on one segment, B = 20, logits for every
  *   position, no gradient tape;
- * - `stream`: batch 1, one token per `Program.inferStep` with `recompute`,
- *   which reruns the open prefix of the segment for each token (no
- *   key/value cache, as the PyTorch peer does) and
- *   carries the memory when the segment fills; one step is one segment.
+ * - `stream`: batch 1, one token per `Program.inferStep` call, its logits
+ *   ([1, 1, V], `readout: "last"`) read back to the host; one step is one
+ *   segment of S tokens (the memory update runs when it fills). Variant
+ *   `kvcache` (default) runs through a model file, the deploy path: the
+ *   parameters encoded by `encodeModelFile` (float32, or int8 with
+ *   `--weights int8`), loaded by `loadModel`, and its program's `inferStep`
+ *   with the key/value cache — whatever `loadModel` makes of int8 weights is
+ *   what is measured. Variant `recompute` reruns the open prefix of the
+ *   segment for each token (no key/value cache), on `Program.init`'s
+ *   parameters.
  * - `profile`: one training step under `tf.profile`: top kernels by time,
  *   the heaviest matmul shapes, peak tensor bytes.
+ * - `count` (a serve command flag): one untimed step with its kernel
+ *   dispatches counted (`bench/_kernels.ts`).
  *
  * Standalone: `deno run -A bench/peers/ours.ts --tier native --mode train
- * --segment-len 35` prints a model line and a result line (JSON). With
+ * --segment-len 35` prints a model line and a result line (JSON); add
+ * `--variant recompute` or `--weights int8` for `--mode stream`. With
  * `--mode serve` it speaks the line protocol of `_protocol.ts`.
  *
  * @module
@@ -24,24 +33,31 @@
 import * as E from "fp-ts/lib/Either.js";
 import { startBackend } from "../../ops/backend.ts";
 import { tf } from "../../ops/tf.ts";
-import type { Program, Stream } from "../../core/program.ts";
+import type { Params, Program, Stream } from "../../core/program.ts";
 import { compile } from "../../core/compile.ts";
 import { flattenParams } from "../../core/params.ts";
 import { disposeTraining, startTraining, trainOn, type TrainState } from "../../core/train.ts";
+import { loadModel } from "../../deploy/loaded.ts";
+import { encodeModelFile } from "../../deploy/model_file.ts";
 import { referenceCrt } from "../../spec/reference_specs.ts";
+import { countKernels } from "../_kernels.ts";
 import {
   type Command,
   median,
   type Phase,
   readLines,
   type Reply,
+  type StreamVariant,
   tokenSource,
+  type Weights,
 } from "./_protocol.ts";
 
 /** Options of one runner; the defaults are the reference setup of SUBSTRATE.md. */
 export interface RunnerOptions {
   /** B for train and infer (stream always uses 1). */
   readonly batchSize: number;
+  /** How `stream` runs on `Program.init`'s parameters (default `recompute`). */
+  readonly stream?: StreamVariant;
   /** K: segments per training window, all in one BPTT span. */
   readonly bpttSegments: number;
   /** Seed of parameters and token ids. */
@@ -155,16 +171,34 @@ export const makeRunner = (phase: Phase, program: Program, opts: RunnerOptions):
       },
     };
   }
+  return streamRunner(program, params, {
+    recompute: (opts.stream ?? "recompute") === "recompute",
+    ids,
+    dispose: disposeParams,
+  });
+};
+
+/**
+ * A batch-1 stream over `program` and `params`: one step feeds one segment,
+ * a token per `inferStep`, and reads each token's logits back.
+ */
+const streamRunner = (
+  program: Program,
+  params: Params,
+  opts: { recompute: boolean; ids: (n: number) => Int32Array; dispose: () => void },
+): Runner => {
+  const s = program.spec.segmentLen;
+  const stepOpts = { recompute: opts.recompute, readout: "last" } as const;
   let stream: Stream = program.openStream(1);
   return {
     tokensPerStep: s,
     step: () => {
-      const segment = ids(s);
+      const segment = opts.ids(s);
       const t0 = performance.now();
       for (const id of segment) {
-        // recompute: no key/value cache, the same work per token as the PyTorch peer.
-        const r = program.inferStep(params, stream, Int32Array.of(id), { recompute: true });
-        r.logits.dispose(); // [1, 1, V]
+        const r = program.inferStep(params, stream, Int32Array.of(id), stepOpts);
+        r.logits.dataSync(); // [1, 1, V]: the next-token logits a sampler reads
+        r.logits.dispose();
         program.disposeState(stream.state);
         stream = r.stream;
       }
@@ -172,9 +206,59 @@ export const makeRunner = (phase: Phase, program: Program, opts: RunnerOptions):
     },
     dispose: () => {
       program.disposeState(stream.state);
-      disposeParams();
+      opts.dispose();
     },
   };
+};
+
+/** What {@linkcode makeFileStreamRunner} built: the runner and the model file's size. */
+export interface FileStreamRunner extends Runner {
+  /** Bytes of the encoded model file. */
+  readonly fileBytes: number;
+}
+
+/**
+ * The key/value-cached stream through a model file, the deploy path:
+ * `program.init(seed)`'s parameters encoded with `encodeModelFile` (int8
+ * when `weights` is `int8`), loaded back by `loadModel`, streamed by the
+ * loaded program's `inferStep` without `recompute`. The backend must be
+ * started.
+ *
+ * @example
+ * ```ts
+ * import { startBackend } from "../../ops/backend.ts";
+ * import { compileReference, makeFileStreamRunner } from "./ours.ts";
+ * await startBackend({ backend: "cpu" });
+ * const r = await makeFileStreamRunner(compileReference(4), { weights: "int8", seed: 0 });
+ * console.log(r.fileBytes, r.tokensPerStep / r.step()); // bytes, tokens/s
+ * r.dispose();
+ * ```
+ */
+export const makeFileStreamRunner = async (
+  program: Program,
+  opts: { weights: Weights; seed: number },
+): Promise<FileStreamRunner> => {
+  const spec = program.spec;
+  const params = program.init(opts.seed);
+  const leaves = flattenParams(params);
+  const host = Object.fromEntries(
+    Object.entries(leaves).map(([k, t]) => [k, {
+      shape: [...t.shape],
+      data: t.dataSync() as Float32Array,
+    }]),
+  );
+  tf.dispose(Object.values(leaves));
+  const vocab = Array.from({ length: spec.vocabSize }, (_, i) => (i === 0 ? "<eos>" : `w${i}`));
+  const bytes = await encodeModelFile({ spec, vocab, params: host, meta: {} }, {
+    int8: opts.weights === "int8",
+  });
+  const model = await loadModel(bytes);
+  const runner = streamRunner(model.program, model.params, {
+    recompute: false,
+    ids: tokenSource(opts.seed + 1, spec.vocabSize),
+    dispose: () => model.dispose(),
+  });
+  return { ...runner, fileBytes: bytes.length };
 };
 
 /** What {@linkcode profileStep} found. */
@@ -291,6 +375,9 @@ interface Cli {
   readonly warmup: number;
   readonly steps: number;
   readonly threads: number;
+  /** How `--mode stream` runs, and through which weights. */
+  readonly variant: StreamVariant;
+  readonly weights: Weights;
   readonly runner: RunnerOptions;
 }
 
@@ -304,22 +391,23 @@ const parseCli = (args: readonly string[]): Cli => {
     if (!Number.isInteger(x) || x < 0) throw new RangeError(`--${name} wants an integer ≥ 0`);
     return x;
   };
-  const tier = get("tier", "native");
-  if (tier !== "native" && tier !== "portable") throw new RangeError(`--tier ${tier}`);
-  const mode = get("mode", "train");
-  if (!["train", "infer", "stream", "profile", "serve"].includes(mode)) {
-    throw new RangeError(`--mode ${mode}`);
-  }
-  const profiled = get("profile", "train");
-  if (profiled !== "train" && profiled !== "infer") throw new RangeError(`--profile ${profiled}`);
+  const oneOf = <T extends string>(name: string, choices: readonly T[], fallback: T): T => {
+    const v = get(name, fallback);
+    if (!(choices as readonly string[]).includes(v)) {
+      throw new RangeError(`--${name} ${v}: wants one of ${choices.join(", ")}`);
+    }
+    return v as T;
+  };
   return {
-    tier,
-    mode: mode as Cli["mode"],
-    profiled,
+    tier: oneOf("tier", ["native", "portable"], "native"),
+    mode: oneOf("mode", ["train", "infer", "stream", "profile", "serve"], "train"),
+    profiled: oneOf("profile", ["train", "infer"], "train"),
     segmentLen: int("segment-len", 35),
     warmup: int("warmup", 2),
     steps: Math.max(1, int("steps", 5)),
     threads: int("threads", 2),
+    variant: oneOf("variant", ["kvcache", "recompute"] as const, "kvcache"),
+    weights: oneOf("weights", ["f32", "int8"], "f32"),
     runner: {
       batchSize: int("batch-size", 20),
       bpttSegments: int("bptt", 2),
@@ -329,6 +417,14 @@ const parseCli = (args: readonly string[]): Cli => {
 };
 
 const emit = (x: unknown): void => console.log(JSON.stringify(x));
+
+/** Which runner a command wants: its phase and, for `stream`, variant and weights. */
+interface RunnerKey {
+  readonly phase: Phase;
+  readonly segmentLen: number;
+  readonly variant: StreamVariant;
+  readonly weights: Weights;
+}
 
 if (import.meta.main) {
   const cli = parseCli(Deno.args);
@@ -343,31 +439,52 @@ if (import.meta.main) {
     programs.set(s, p);
     return p;
   };
-  const describe = (phase: string, s: number): Reply => {
-    const p = programFor(s);
-    return {
+  const runners = new Map<string, Runner>();
+  const runnerFor = async (k: RunnerKey): Promise<Runner> => {
+    const stream = k.phase === "stream";
+    const name = stream
+      ? `stream:${k.variant}:${k.weights}:${k.segmentLen}`
+      : `${k.phase}:${k.segmentLen}`;
+    const hit = runners.get(name);
+    if (hit !== undefined) return hit;
+    const p = programFor(k.segmentLen);
+    if (stream && k.variant === "kvcache-matvec") {
+      throw new RangeError("stream variant kvcache-matvec is PyTorch's; ours streams kvcache");
+    }
+    if (stream && k.variant === "recompute" && k.weights !== "f32") {
+      throw new RangeError("stream --variant recompute runs on float32 parameters only");
+    }
+    const r = stream && k.variant === "kvcache"
+      ? await makeFileStreamRunner(p, { weights: k.weights, seed: cli.runner.seed })
+      : makeRunner(k.phase, p, { ...cli.runner, stream: k.variant });
+    emit({
       event: "model",
       engine: `ours-${backend.matmul}`,
-      phase,
-      segmentLen: s,
+      phase: k.phase,
+      segmentLen: k.segmentLen,
+      ...(stream ? { variant: k.variant, weights: k.weights } : {}),
+      ...("fileBytes" in r ? { file_bytes: r.fileBytes } : {}),
       params: p.paramCount,
       forward_flops_per_token: p.flops.forwardPerToken,
       train_flops_per_token: p.flops.trainPerToken,
       backend,
-    };
-  };
-  const runners = new Map<string, Runner>();
-  const runnerFor = (phase: Phase, s: number): Runner => {
-    const key = `${phase}:${s}`;
-    const hit = runners.get(key);
-    if (hit !== undefined) return hit;
-    emit(describe(phase, s));
-    const r = makeRunner(phase, programFor(s), cli.runner);
-    runners.set(key, r);
+    });
+    runners.set(name, r);
     return r;
   };
+  const keyOf = (cmd: {
+    phase: Phase;
+    segmentLen: number;
+    variant?: StreamVariant;
+    weights?: Weights;
+  }): RunnerKey => ({
+    phase: cmd.phase,
+    segmentLen: cmd.segmentLen,
+    variant: cmd.variant ?? "kvcache",
+    weights: cmd.weights ?? "f32",
+  });
   const profile = async (s: number, phase: "train" | "infer" = cli.profiled) => {
-    const r = runnerFor(phase, s);
+    const r = await runnerFor(keyOf({ phase, segmentLen: s }));
     r.step(); // a first step compiles and tiers up; profile the second
     const f = programFor(s).flops;
     const flops = (phase === "train" ? f.trainPerToken : f.forwardPerToken) * r.tokensPerStep;
@@ -394,14 +511,29 @@ if (import.meta.main) {
         await profile(cmd.segmentLen, "train");
         continue;
       }
-      const r = runnerFor(cmd.phase, cmd.segmentLen);
+      const r = await runnerFor(keyOf({ ...cmd, phase: cmd.phase }));
+      if (cmd.count === true) {
+        const c = countKernels(() => r.step());
+        emit({
+          event: "kernels",
+          calls: c.calls,
+          tokens_per_step: r.tokensPerStep,
+          by_name: Object.fromEntries([...c.byName].sort((a, b) => b[1] - a[1])),
+        });
+        continue;
+      }
       const seconds = Array.from({ length: cmd.steps ?? 1 }, () => r.step());
       emit({ event: "steps", seconds, tokens_per_step: r.tokensPerStep });
     }
   } else if (cli.mode === "profile") {
     await profile(cli.segmentLen);
   } else {
-    const r = runnerFor(cli.mode, cli.segmentLen);
+    const r = await runnerFor({
+      phase: cli.mode,
+      segmentLen: cli.segmentLen,
+      variant: cli.variant,
+      weights: cli.weights,
+    });
     for (let i = 0; i < cli.warmup; i++) r.step();
     const seconds = Array.from({ length: cli.steps }, () => r.step());
     const med = median(seconds);

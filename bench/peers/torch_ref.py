@@ -13,11 +13,24 @@ Modes (each prints JSON lines on stdout):
   train   full optimizer steps (forward, backward, clip 0.25, AdamW) on
           random windows of K = bptt segments per stream, B = 20
   infer   B = 20, one segment, logits for every position, no autograd
-  stream  batch 1, one token at a time. Like ours (Program.inferStep) it runs
-          the whole open prefix of the segment again for every new token and
-          carries the memory when a segment fills up; no key/value cache, so
-          both sides do the same work per token.
+  stream  batch 1, one token at a time, one step = one segment of S tokens.
+          --variant kvcache (default): the way generation is written in
+          practice: a per-layer key/value cache, one token per call (queries
+          of the new token against the cached keys of the memory token and of
+          the segment so far), logits of that token only; when the segment
+          fills, the GRU memory update runs on the mean of the segment's final
+          LayerNorm outputs and the cache resets (Program.inferStep without
+          recompute does the same). --variant recompute: the whole open prefix
+          of the segment runs again for every new token (no cache), like
+          ours with `recompute: true`. --variant kvcache-matvec: the key/value
+          cache with every product as matrix-vector products (torch.addmv),
+          a tuned decoder: Debian's OpenBLAS is several times slower on a
+          one-row GEMM than on the same GEMV.
   profile one training step under torch.autograd.profiler, top operators
+  export  write the inference segment graph (tokens [B, S] int64, memory
+          [B, M] -> logits [B, S, V], new memory [B, M]) with torch.onnx.export
+          (opset 13) into --out, and a check case beside it: random tokens and
+          memory and PyTorch's outputs for them, as raw little-endian arrays
   serve   read commands as JSON lines on stdin, answer each with one JSON
           line: how bench/peers.ts runs this peer and ours alternately.
 
@@ -35,11 +48,14 @@ import os
 import statistics
 import sys
 import time
+import warnings
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=["train", "infer", "stream", "profile", "serve"], default="train")
+    p.add_argument("--mode", choices=["train", "infer", "stream", "profile", "export", "serve"], default="train")
+    p.add_argument("--variant", choices=["kvcache", "kvcache-matvec", "recompute"], default="kvcache", help="how stream runs")
+    p.add_argument("--out", help="export: the folder to write into")
     p.add_argument("--segment-len", type=int, default=35, help="S, tokens per segment")
     p.add_argument("--batch-size", type=int, default=20, help="B for train and infer (stream uses 1)")
     p.add_argument("--bptt", type=int, default=2, help="K: segments per training window, all in one BPTT span")
@@ -89,6 +105,19 @@ def linear(x, w, b):
     return torch.addmm(b, x2, w).view(*x.shape[:-1], w.shape[1])
 
 
+def linear_rows(x, w, b):
+    """linear, one matrix-vector product (addmv) per row: for the one or two rows of a decode step.
+
+    Debian's OpenBLAS runs a GEMM with one row several times slower than the
+    GEMV of the same product (1.2 ms against 0.2 ms for the [256] x [256,
+    10000] output layer here), so a tuned decoder takes rows one at a time.
+    """
+    x2 = x.reshape(-1, x.shape[-1])
+    FLOPS.add(x2.shape[0], w.shape[1], w.shape[0])
+    rows = [torch.addmv(b, w.t(), r) for r in x2]
+    return (rows[0][None] if len(rows) == 1 else torch.stack(rows)).view(*x.shape[:-1], w.shape[1])
+
+
 def matmul(a, b):
     """Plain (batched) product: [.., m, k] @ [.., k, n], counted like linear."""
     batch = math.prod(a.shape[:-2]) if a.dim() > 2 else 1
@@ -126,20 +155,31 @@ class Block(torch.nn.Module):
         self.w1, self.b1 = normal(gen, d, f), zeros(f)
         self.w2, self.b2 = normal(gen, f, d), zeros(d)
 
-    def forward(self, x, mask, training):  # x [B, T, D], mask [T, T]
-        b, t, d = x.shape
+    def forward(self, x, mask, training, cache=None, lin=linear):
+        """x [B, r, D] -> new x [B, r, D] and this layer's keys and values (k, v), each [B, H, T, E].
+
+        A segment: mask [r, r], no cache. A decode step: cache (k, v) [B, H, P, E]
+        of the earlier rows (None at a segment start); mask the [r, r] causal
+        mask when r > 1 (the memory token and the first token), else None (one
+        query sees every cached key and itself); lin linear or linear_rows.
+        """
+        b, r, d = x.shape
         h, e = N_HEADS, d // N_HEADS
         a = F.layer_norm(x, (d,), self.ln1_gain, self.ln1_bias, LN_EPS)
-        q = linear(a, self.wq, self.bq).view(b, t, h, e).transpose(1, 2)  # [B, H, T, E]
-        kv = linear(a, self.wkv, self.bkv)  # [B, T, 2D]
-        k = kv[..., :d].reshape(b, t, h, e).transpose(1, 2)  # [B, H, T, E]
-        v = kv[..., d:].reshape(b, t, h, e).transpose(1, 2)  # [B, H, T, E]
-        scores = matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(e)) + mask  # [B, H, T, T]
+        q = lin(a, self.wq, self.bq).view(b, r, h, e).transpose(1, 2)  # [B, H, r, E]
+        kv = lin(a, self.wkv, self.bkv)  # [B, r, 2D]
+        k = kv[..., :d].reshape(b, r, h, e).transpose(1, 2)  # [B, H, r, E]
+        v = kv[..., d:].reshape(b, r, h, e).transpose(1, 2)  # [B, H, r, E]
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)  # [B, H, T = P + r, E]
+        scores = matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(e))  # [B, H, r, T]
+        if mask is not None:
+            scores = scores + mask
         probs = F.dropout(torch.softmax(scores, -1), DROPOUT, training)
-        out = matmul(probs, v).transpose(1, 2).reshape(b, t, d)  # [B, T, D]
-        x1 = x + F.dropout(linear(out, self.wo, self.bo), DROPOUT, training)
-        hid = torch.relu(linear(F.layer_norm(x1, (d,), self.ln2_gain, self.ln2_bias, LN_EPS), self.w1, self.b1))
-        return x1 + F.dropout(linear(hid, self.w2, self.b2), DROPOUT, training)  # [B, T, D]
+        out = matmul(probs, v).transpose(1, 2).reshape(b, r, d)  # [B, r, D]
+        x1 = x + F.dropout(lin(out, self.wo, self.bo), DROPOUT, training)
+        hid = torch.relu(lin(F.layer_norm(x1, (d,), self.ln2_gain, self.ln2_bias, LN_EPS), self.w1, self.b1))
+        return x1 + F.dropout(lin(hid, self.w2, self.b2), DROPOUT, training), (k, v)  # [B, r, D]
 
 
 class Crt(torch.nn.Module):
@@ -165,6 +205,7 @@ class Crt(torch.nn.Module):
 
     def mask(self, t):
         """Causal [T, T] additive mask over [memory token; tokens]: everyone sees the memory token."""
+        t = int(t)  # under torch.onnx.export's tracer a size is a tensor: keep the mask a constant
         if t not in self._masks:
             self._masks[t] = torch.triu(torch.full((t, t), MASKED), diagonal=1)
         return self._masks[t]
@@ -185,12 +226,39 @@ class Crt(torch.nn.Module):
         x = F.dropout(torch.cat([tok[:, None], x], 1), DROPOUT, training)  # [B, 1 + S, D]
         mask = self.mask(s + 1)
         for blk in self.blocks:
-            x = blk(x, mask, training)
+            x, _ = blk(x, mask, training)
         hf = F.layer_norm(x, (D_MODEL,), self.lnf_gain, self.lnf_bias, LN_EPS)
         h = hf[:, 1:]  # [B, S, D] token outputs (the memory slot is not read out)
         new_memory = self.gru(h.mean(1), memory)  # GRU fed the mean of the segment's outputs
         logits = linear(h, self.head_w, self.head_b)  # [B, S, V]
         return logits, new_memory
+
+    def decode(self, token, stream, matvec=False):
+        """One token through a key/value-cached stream (batch 1, inference): its logits [1, V].
+
+        stream is a KvStream; it advances in place. At a segment start the
+        memory token is fed with the token (two rows); when the segment
+        fills, the memory update runs and the caches reset. matvec: every
+        product of a decode step as matrix-vector products (linear_rows).
+        """
+        lin = linear_rows if matvec else linear
+        t = stream.t
+        x = (self.embed[token] + self.pos[t]).view(1, 1, D_MODEL)  # [1, 1, D]
+        mask = None
+        if t == 0:
+            tok = lin(stream.memory, self.mem_win, self.mem_bin)  # [1, D]
+            x = torch.cat([tok[:, None], x], 1)  # [1, 2, D]
+            mask = self.mask(2)
+        for l, blk in enumerate(self.blocks):
+            x, stream.cache[l] = blk(x, mask, False, stream.cache[l], lin)
+        h = F.layer_norm(x[:, -1], (D_MODEL,), self.lnf_gain, self.lnf_bias, LN_EPS)  # [1, D]
+        stream.h_sum = h if t == 0 else stream.h_sum + h  # the memory update reads the mean
+        logits = lin(h, self.head_w, self.head_b)  # [1, V]
+        stream.t = t + 1
+        if stream.t == self.segment_len:
+            stream.memory = self.gru(stream.h_sum / self.segment_len, stream.memory)
+            stream.reset()
+        return logits
 
     def window_loss(self, tokens, targets, memory, bptt, training):
         """Mean NLL over a window of K segments, weighted by segment length like core/program.ts."""
@@ -204,6 +272,31 @@ class Crt(torch.nn.Module):
             nll = F.cross_entropy(logits.reshape(-1, VOCAB), tgt.reshape(-1))
             loss = loss + nll * (tok.shape[1] / total_len)
         return loss, memory
+
+
+class KvStream:
+    """A batch-1 stream's state: memory [1, M], per-layer (k, v) of the open segment, sum of its outputs."""
+
+    def __init__(self):
+        self.memory = torch.zeros(1, D_MEMORY)
+        self.reset()
+
+    def reset(self):
+        self.t, self.cache, self.h_sum = 0, [None] * N_LAYERS, None
+
+
+def kv_check(model, matvec):
+    """Max |difference| of logits and new memory, key/value stream against the segment graph."""
+    gen = torch.Generator().manual_seed(7)
+    s = model.segment_len
+    tokens = torch.randint(0, VOCAB, (1, s), generator=gen)
+    memory = torch.randn(1, D_MEMORY, generator=gen)
+    with torch.inference_mode():
+        ref_logits, ref_memory = model.segment(tokens, memory, False)
+        stream = KvStream()
+        stream.memory = memory
+        logits = torch.cat([model.decode(int(t), stream, matvec) for t in tokens[0]], 0)  # [S, V]
+    return max(float((logits - ref_logits[0]).abs().max()), float((stream.memory - ref_memory).abs().max()))
 
 
 def param_count(model):
@@ -231,8 +324,9 @@ def adamw(model):
 class Runner:
     """One phase at one segment length: built once, then `step()` as often as asked."""
 
-    def __init__(self, phase, segment_len, args):
+    def __init__(self, phase, segment_len, args, variant=None):
         self.phase, self.s, self.args = phase, segment_len, args
+        self.variant = variant or args.variant
         self.gen = torch.Generator().manual_seed(args.seed + 1)
         self.model = Crt(segment_len, args.seed)
         self.b = 1 if phase == "stream" else args.batch_size
@@ -245,6 +339,7 @@ class Runner:
             self.model.eval()
             self.tokens_per_step = self.b * segment_len
             self.open = []
+            self.kv = KvStream()
 
     def random_tokens(self, length):
         return torch.randint(0, VOCAB, (self.b, length), generator=self.gen)
@@ -269,8 +364,16 @@ class Runner:
             with torch.inference_mode():
                 logits, _ = self.model.segment(tokens, self.memory, False)
             return time.perf_counter() - t0
-        # stream: one full segment, fed token by token; each token reruns the open prefix.
         ids = self.random_tokens(self.s)[0].tolist()
+        if self.variant.startswith("kvcache"):
+            # stream: one full segment, fed token by token through the key/value cache.
+            matvec = self.variant == "kvcache-matvec"
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                for tok in ids:
+                    _last = self.model.decode(tok, self.kv, matvec)  # [1, V]
+            return time.perf_counter() - t0
+        # stream, recompute: each token reruns the open prefix of the segment.
         t0 = time.perf_counter()
         with torch.inference_mode():
             for tok in ids:
@@ -284,6 +387,7 @@ class Runner:
 
 
 def describe(runner):
+    stream = runner.phase == "stream"
     return {
         "event": "model",
         "engine": "pytorch",
@@ -294,7 +398,54 @@ def describe(runner):
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "openblas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
+        **({"variant": runner.variant} if stream else {}),
+        **(
+            {"kv_check_max_abs": kv_check(runner.model, runner.variant == "kvcache-matvec")}
+            if stream and runner.variant.startswith("kvcache")
+            else {}
+        ),
     }
+
+
+class Segment(torch.nn.Module):
+    """The inference segment graph as a module with tensor inputs only, for torch.onnx.export."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, memory):  # [B, S] int64, [B, M]
+        return self.model.segment(tokens, memory, False)
+
+
+def export(args):
+    """Write crt_b{B}_s{S}.onnx and its check case (check_b{B}_s{S}.*.bin) into args.out."""
+    b, s = args.batch_size, args.segment_len
+    model = Crt(s, args.seed).eval()
+    os.makedirs(args.out, exist_ok=True)
+    name = f"crt_b{b}_s{s}"
+    gen = torch.Generator().manual_seed(args.seed + 2)
+    tokens = torch.randint(0, VOCAB, (b, s), generator=gen)
+    memory = torch.randn(b, D_MEMORY, generator=gen)
+    # The tracer warns where a size becomes a constant: intended, the graph is for one B and S.
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    with torch.no_grad():
+        logits, new_memory = model.segment(tokens, memory, False)
+        torch.onnx.export(
+            Segment(model),
+            (tokens, memory),
+            os.path.join(args.out, name + ".onnx.tmp"),
+            input_names=["tokens", "memory"],
+            output_names=["logits", "new_memory"],
+            opset_version=13,
+            do_constant_folding=True,
+        )
+    check = f"check_b{b}_s{s}"
+    for part, t in (("tokens", tokens), ("memory", memory), ("logits", logits), ("new_memory", new_memory)):
+        t.contiguous().numpy().tofile(os.path.join(args.out, f"{check}.{part}.bin"))
+    # The model last: its presence says the folder is complete.
+    os.replace(os.path.join(args.out, name + ".onnx.tmp"), os.path.join(args.out, name + ".onnx"))
+    emit({"event": "done", "onnx": os.path.join(args.out, name + ".onnx"), "torch": torch.__version__})
 
 
 def emit(obj):
@@ -327,16 +478,17 @@ def profile(runner, top=12):
 
 
 def serve(args):
-    """Line protocol: {"phase", "segmentLen", "steps"} in, {"seconds": [...], ...} out; EOF ends."""
+    """Line protocol: {"phase", "segmentLen", "steps", "variant"?} in, {"seconds": [...], ...} out; EOF ends."""
     runners = {}
     emit({"event": "ready", "engine": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads()})
     for line in sys.stdin:
         if not line.strip():
             continue
         cmd = json.loads(line)
-        key = (cmd["phase"], cmd["segmentLen"])
+        variant = cmd.get("variant") or args.variant
+        key = (cmd["phase"], cmd["segmentLen"], variant if cmd["phase"] == "stream" else None)
         if key not in runners:
-            runners[key] = Runner(cmd["phase"], cmd["segmentLen"], args)
+            runners[key] = Runner(cmd["phase"], cmd["segmentLen"], args, variant)
             emit(describe(runners[key]))
         r = runners[key]
         if cmd["phase"] == "profile":
@@ -349,6 +501,11 @@ def serve(args):
 def main(args):
     if args.mode == "serve":
         serve(args)
+        return
+    if args.mode == "export":
+        if not args.out:
+            sys.exit("--mode export needs --out FOLDER")
+        export(args)
         return
     r = Runner(args.mode, args.segment_len, args)
     emit(describe(r))
