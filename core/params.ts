@@ -14,9 +14,17 @@ import { mixSeed, seeded } from "./random.ts";
 
 const isTensor = (x: unknown): x is Tensor => x instanceof tf.Tensor;
 
-/** Parameter leaves of a tensor tree, by path. */
-export const flattenParams = (params: Params): Record<string, Tensor> =>
-  Object.fromEntries(flatten(params, isTensor));
+/** Flattened trees, by tree: a parameter tree is immutable, and streams flatten theirs every step. */
+const flattened = new WeakMap<object, Readonly<Record<string, Tensor>>>();
+
+/** Parameter leaves of a tensor tree, by path (the same record for the same tree). */
+export const flattenParams = (params: Params): Readonly<Record<string, Tensor>> => {
+  const have = flattened.get(params);
+  if (have !== undefined) return have;
+  const flat = Object.freeze(Object.fromEntries(flatten(params, isTensor)));
+  flattened.set(params, flat);
+  return flat;
+};
 
 /** Build a parameter tree of the layout's structure from leaves by path. */
 export const unflattenParams = (

@@ -82,7 +82,16 @@ export const KERNELS: readonly KernelBuild[] = [
   },
   {
     name: "blocks",
-    sources: ["linear.c", "norm.c", "attention.c", "recurrent.c", "gemv.c", "decode.c", "gemm.c"],
+    sources: [
+      "linear.c",
+      "norm.c",
+      "attention.c",
+      "recurrent.c",
+      "gemv.c",
+      "decode.c",
+      "sample.c",
+      "gemm.c",
+    ],
     flags: [...NO_AUTOVEC, "-mbulk-memory"],
     about:
       "kernels of fused regions (ops/fusion/): linear ends, LayerNorm, attention, GRU gates, " +

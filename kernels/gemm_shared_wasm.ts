@@ -2,7 +2,7 @@
 // SIMD GEMM (ops/gemm_pool.ts) on a shared memory, for the pool's worker.
 // clang-19 --target=wasm32 -msimd128 -O3 -nostdlib -ffreestanding -Wall -Werror -Wl,--no-entry -Wl,--import-memory -fno-vectorize -fno-slp-vectorize -matomics -mbulk-memory -Wl,--shared-memory -Wl,--max-memory=2147483648 [-mrelaxed-simd]
 // gemm.c sha256 9c9d276456ef38428ddf8d363bb9470a79ae27a68cd70c69743eb3d2e909eec9
-// simd.h sha256 aa5dd85e6447e0a9620c4dd2a627d6808e2c0d497fde1f9e8c2cb5bc79212031
+// simd.h sha256 f9488a21507412abdb6d122f0a65d3f7ac25daf09cdc9f0f19ee4b04fa754b95
 
 /** The compiled module with SIMD128, base64 (17466 bytes). */
 export const wasmBase64: string =

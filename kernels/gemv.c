@@ -153,3 +153,50 @@ void unpack_rows_q8(const signed char* table, const float* scales, int r, int d,
     for (int j = 0; j < d; j++) out[(long)i * d + j] = table[(long)i * d + j] * scales[i];
   }
 }
+
+// One row of a lookup table as float32 into out [d]: a float32 table, or an
+// int8 one (scales not 0) with a scale per row.
+static inline void table_row(const void* table, const float* scales, int row, int d, float* out,
+                             int accumulate) {
+  if (scales == 0) {
+    const float* r = (const float*)table + (long)row * d;
+    if (!accumulate) {
+      __builtin_memcpy(out, r, (unsigned long)d * sizeof(float));
+      return;
+    }
+    int j = 0;
+    for (; j + 4 <= d; j += 4) wasm_v128_store(out + j, wasm_f32x4_add(wasm_v128_load(out + j), wasm_v128_load(r + j)));
+    for (; j < d; j++) out[j] += r[j];
+    return;
+  }
+  const signed char* r = (const signed char*)table + (long)row * d;
+  const v128_t s = wasm_f32x4_splat(scales[row]);
+  int j = 0;
+  for (; j + 8 <= d; j += 8) {
+    const v128_t w = wasm_i16x8_extend_low_i8x16(wasm_v128_load64_zero(r + j));
+    v128_t a = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(w)), s);
+    v128_t c = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(w)), s);
+    if (accumulate) {
+      a = wasm_f32x4_add(wasm_v128_load(out + j), a);
+      c = wasm_f32x4_add(wasm_v128_load(out + j + 4), c);
+    }
+    wasm_v128_store(out + j, a);
+    wasm_v128_store(out + j + 4, c);
+  }
+  for (; j < d; j++) out[j] = (accumulate ? out[j] : 0.0f) + r[j] * scales[row];
+}
+
+// Token embeddings plus positions for b rows of n tokens: out[(r·n + i), :] =
+// table[ids[r·n + i]] + pos[start + i] (either table float32, or int8 with
+// scales per row). The caller checked the ids.
+EXPORT(embed_rows)
+void embed_rows(const void* table, const float* tscales, const int* ids, int b, int n, int d,
+                const void* pos, const float* pscales, int start, float* out) {
+  for (int r = 0; r < b; r++) {
+    for (int i = 0; i < n; i++) {
+      float* o = out + ((long)r * n + i) * d;
+      table_row(table, tscales, ids[r * n + i], d, o, 0);
+      table_row(pos, pscales, start + i, d, o, 1);
+    }
+  }
+}

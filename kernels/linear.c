@@ -32,7 +32,7 @@ EXPORT(relu_inplace)
 void relu_inplace(float* x, int n) {
   const v128_t z = wasm_f32x4_splat(0.0f);
   int i = 0;
-  for (; i + 4 <= n; i += 4) wasm_v128_store(x + i, wasm_f32x4_max(wasm_v128_load(x + i), z));
+  for (; i + 4 <= n; i += 4) wasm_v128_store(x + i, wasm_f32x4_pmax(z, wasm_v128_load(x + i)));
   for (; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 

@@ -25,21 +25,22 @@
 // exponent field they give 2^n with no float-to-int conversion.
 static inline v128_t exp4(v128_t x) {
   const v128_t magic = wasm_f32x4_splat(12582912.0f);  // 1.5 · 2^23
-  x = wasm_f32x4_max(x, wasm_f32x4_splat(-87.33654f));
-  x = wasm_f32x4_min(x, wasm_f32x4_splat(88.72283f));
+  // pmax/pmin: one instruction each on x86 (min/max spend several on NaN and −0 rules).
+  x = wasm_f32x4_pmax(x, wasm_f32x4_splat(-87.33654f));
+  x = wasm_f32x4_pmin(x, wasm_f32x4_splat(88.72283f));
   const v128_t r = wasm_f32x4_add(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)), magic);
   const v128_t n = wasm_f32x4_sub(r, magic);
   // g = x − n·ln 2, with ln 2 split in two for an exact product (Cody–Waite).
   v128_t g = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
   g = wasm_f32x4_sub(g, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
   v128_t p = wasm_f32x4_splat(1.0f / 5040.0f);
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, g), wasm_f32x4_splat(1.0f / 720.0f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, g), wasm_f32x4_splat(1.0f / 120.0f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, g), wasm_f32x4_splat(1.0f / 24.0f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, g), wasm_f32x4_splat(1.0f / 6.0f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, g), wasm_f32x4_splat(0.5f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, g), wasm_f32x4_splat(1.0f));
-  p = wasm_f32x4_add(wasm_f32x4_mul(p, g), wasm_f32x4_splat(1.0f));
+  p = MADD(p, g, wasm_f32x4_splat(1.0f / 720.0f));
+  p = MADD(p, g, wasm_f32x4_splat(1.0f / 120.0f));
+  p = MADD(p, g, wasm_f32x4_splat(1.0f / 24.0f));
+  p = MADD(p, g, wasm_f32x4_splat(1.0f / 6.0f));
+  p = MADD(p, g, wasm_f32x4_splat(0.5f));
+  p = MADD(p, g, wasm_f32x4_splat(1.0f));
+  p = MADD(p, g, wasm_f32x4_splat(1.0f));
   // 2^n: n + 127 in the exponent field (n ≥ −126 after the clamp).
   const v128_t e = wasm_i32x4_add(wasm_i32x4_shl(r, 23), wasm_i32x4_splat(127 << 23));
   return wasm_f32x4_mul(p, e);

@@ -17,7 +17,7 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs-core";
-import type { DType, FusedAttrs, Op, Shape } from "../spec/ops.ts";
+import type { DType, FusedAttrs, Node, Op, Shape } from "../spec/ops.ts";
 
 /** Which tfjs kernels one op's lowering runs, by registered kernel name. */
 export interface KernelUse {
@@ -127,3 +127,23 @@ export const canFuse = (
   region: FusedRegion,
   opts: { readonly backend: string; readonly gradients: boolean },
 ): boolean => fusedKernel(region.kind, opts.backend)?.supports(region, opts) ?? false;
+
+/**
+ * The input nodes of a fused region's body, in order (`in:0`, `in:1`, …):
+ * their shapes and dtypes are the region's own (a q8 weight absorbed from
+ * a `dequantize` is an input of dtype q8, dequantised inside the body).
+ */
+export const bodyInputs = (op: Extract<Op, { _tag: "fused" }>): Node[] =>
+  op.body.nodes.filter((n) => n.op._tag === "input");
+
+const epsOf = new WeakMap<object, number>();
+
+/** The eps of the LayerNorms in a fused region's body (the model's; 1e-5 when it has none). */
+export const layerNormEps = (op: Extract<Op, { _tag: "fused" }>): number => {
+  const have = epsOf.get(op);
+  if (have !== undefined) return have;
+  let eps = 1e-5;
+  for (const n of op.body.nodes) if (n.op._tag === "layerNorm") eps = n.op.eps;
+  epsOf.set(op, eps);
+  return eps;
+};

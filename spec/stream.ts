@@ -181,15 +181,22 @@ export const streamStep = <T>(
   const closes = start + n === sLen;
 
   // Embeddings at positions start … start+n−1 (positions restart every segment).
-  let x = o.at("embed").embedding(p.embed, input.tokens); // [B, n, D]
-  if (spec._tag !== "xl") {
-    const pos = p.pos !== undefined
-      ? o.at("pos").slice(p.pos, [start, 0], [n, d])
-      : o.at("pos").constant(
+  let x: T;
+  if (spec._tag !== "xl" && p.pos !== undefined) {
+    // One region of kind `embed`: the rows of the token and position tables, added.
+    const oe = o.at("embed");
+    x = oe.region("embed", { start }, [p.embed, input.tokens, p.pos], ([table, ids, pos]) => [
+      o.add(oe.embedding(table, ids), o.at("pos").slice(pos, [start, 0], [n, d])),
+    ])[0]; // [B, n, D]
+  } else {
+    x = o.at("embed").embedding(p.embed, input.tokens); // [B, n, D]
+    if (spec._tag !== "xl") {
+      const pos = o.at("pos").constant(
         [n, d],
         sinusoid(Array.from({ length: n }, (_, i) => start + i), d),
       );
-    x = o.add(x, pos); // [B, n, D]
+      x = o.add(x, pos); // [B, n, D]
+    }
   }
   let slotRow = false;
   if (spec._tag === "crt") {
@@ -257,21 +264,57 @@ export const streamStep = <T>(
       open[`v[${l}]`] = outs[2];
     }
   });
-  const hf = o.at("lnF").layerNorm(x, p.lnF.gain, p.lnF.bias); // [B, r, D]
-  const hTok = slotRow ? o.slice(hf, [0, 1, 0], [b, n, d]) : hf; // [B, n, D]
-
   const head = o.at("head");
-  const logits = plan.readout === "none"
-    ? undefined
-    : lmLogits(head, p, plan.readout === "all" ? hTok : o.slice(hTok, [0, n - 1, 0], [b, 1, d]));
+  /** The final LayerNorm's rows of the fed tokens (not the slot's), and the readout of `plan`. */
+  const readout = (xi: T, g: T, bias: T, w: T, hb: T): [T, T | undefined] => {
+    const hf = o.at("lnF").layerNorm(xi, g, bias); // [B, r, D]
+    const hTok = slotRow ? o.slice(hf, [0, 1, 0], [b, n, d]) : hf; // [B, n, D]
+    if (plan.readout === "none") return [hTok, undefined];
+    const rows = plan.readout === "all" ? hTok : o.slice(hTok, [0, n - 1, 0], [b, 1, d]);
+    const [, k, dd] = o.shape(rows);
+    const y = head.linear(o.reshape(rows, [b * k, dd]), w, hb); // [B·k, V]
+    return [hTok, o.reshape(y, [b, k, o.shape(y)[1]])]; // [B, k, V]
+  };
+  let hTok: T, logits: T | undefined, hAll: T | undefined, hf: T | undefined;
+  const keepsRows = spec._tag === "crt";
+  if (
+    p.head.w !== undefined && spec.readout._tag === "lm" &&
+    (!keepsRows || spec.memory.rnnInput !== "slot")
+  ) {
+    // One region of kind `lmHead`: the final LayerNorm, the readout of the asked rows and, for
+    // CRT, the segment's normalised rows so far (the memory update reads them).
+    const prev = keepsRows && start > 0 ? [input.open.h] : [];
+    const attrs = { rows: plan.readout, slot: slotRow, keep: keepsRows };
+    const outs = head.region("lmHead", attrs, [
+      x,
+      p.lnF.gain,
+      p.lnF.bias,
+      p.head.w,
+      p.head.b,
+      ...prev,
+    ], (ins) => {
+      const [rows, y] = readout(ins[0], ins[1], ins[2], ins[3], ins[4]);
+      const kept = keepsRows ? [prev.length > 0 ? o.concat([ins[5], rows], 1) : rows] : [];
+      return [...(y === undefined ? [] : [y]), ...kept];
+    });
+    logits = plan.readout === "none" ? undefined : outs[0];
+    hAll = keepsRows ? outs[outs.length - 1] : undefined;
+    hTok = hAll!; // only read through hAll below
+  } else {
+    hf = o.at("lnF").layerNorm(x, p.lnF.gain, p.lnF.bias); // [B, r, D]
+    hTok = slotRow ? o.slice(hf, [0, 1, 0], [b, n, d]) : hf; // [B, n, D]
+    logits = plan.readout === "none"
+      ? undefined
+      : lmLogits(head, p, plan.readout === "all" ? hTok : o.slice(hTok, [0, n - 1, 0], [b, 1, d]));
+  }
 
   const state: Record<string, T> = {};
   if (spec._tag === "crt") {
-    const hAll = start === 0 ? hTok : o.concat([input.open.h, hTok], 1); // [B, t0 + n, D]
+    hAll ??= start === 0 ? hTok : o.concat([input.open.h, hTok], 1); // [B, t0 + n, D]
     const slot = spec.memory.rnnInput !== "slot"
       ? undefined
       : slotRow
-      ? o.reshape(o.slice(hf, [0, 0, 0], [b, 1, d]), [b, d]) // [B, D]
+      ? o.reshape(o.slice(hf!, [0, 0, 0], [b, 1, d]), [b, d]) // [B, D]
       : input.open.slot;
     if (closes) {
       state.memory = updateMemory(

@@ -130,6 +130,18 @@ export interface BlocksExports {
     scores: number,
   ): void;
   add_inplace(x: number, y: number, n: number): void;
+  embed_rows(
+    table: number,
+    tscales: number,
+    ids: number,
+    b: number,
+    n: number,
+    d: number,
+    pos: number,
+    pscales: number,
+    start: number,
+    out: number,
+  ): void;
   gemm_work_floats(): number;
   gemm(
     m: number,

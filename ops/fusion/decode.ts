@@ -13,8 +13,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { Graph } from "../../spec/graph.ts";
-import type { FusedKernel, FusedRegion } from "../fusion.ts";
+import { type FusedKernel, type FusedRegion, layerNormEps } from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
 import { offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
@@ -116,7 +115,7 @@ const run: FusedKernel["run"] = (op, inputs) => {
     named.vc = inputs[i++];
   }
   for (const name of PARAMS) named[name] = inputs[i++];
-  const eps = layerNormEps(op.body);
+  const eps = layerNormEps(op);
   const [xo, ko, vo] = tf.engine().runKernel(DECODE_BLOCK, named, {
     heads: op.attrs.heads as number,
     eps,
@@ -128,12 +127,6 @@ const run: FusedKernel["run"] = (op, inputs) => {
     return [xo];
   }
   return [xo, ko, vo];
-};
-
-/** The eps of the body's LayerNorms (the model's; 1e-5 by default). */
-const layerNormEps = (body: Graph): number => {
-  for (const n of body.nodes) if (n.op._tag === "layerNorm") return n.op.eps;
-  return 1e-5;
 };
 
 /**

@@ -13,7 +13,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { FusedKernel, FusedRegion } from "../fusion.ts";
+import { bodyInputs, type FusedKernel, type FusedRegion } from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
 import { offsetOf, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
@@ -91,7 +91,7 @@ type GradArgs = (tf.Tensor | tf.GradSaveFunc)[];
 const run: FusedKernel["run"] = (op, inputs) => {
   const hasBias = op.attrs.bias === true, hasResidual = op.attrs.residual === true;
   const relu = op.attrs.relu === true, transposeW = op.attrs.transposeW === true;
-  const w = op.body.nodes[1];
+  const w = bodyInputs(op)[1];
   const n = transposeW ? w.shape[0] : w.shape[1];
   if (w.dtype === "q8") {
     // A q8 weight has no gradient: a model file's, run for inference.

@@ -14,6 +14,7 @@ import { layerNormKernels } from "./norm.ts";
 import { recurrentKernel, recurrentKernels } from "./recurrent.ts";
 import { decodeBlockKernel, decodeKernels } from "./decode.ts";
 import { q8FusedKernels, q8Kernels } from "./q8.ts";
+import { streamFusedKernels, streamKernels } from "./stream.ts";
 
 const TFJS_KERNELS: readonly tf.KernelConfig[] = [
   ...linearKernels,
@@ -22,6 +23,7 @@ const TFJS_KERNELS: readonly tf.KernelConfig[] = [
   ...recurrentKernels,
   ...decodeKernels,
   ...q8Kernels,
+  ...streamKernels,
 ];
 
 /**
@@ -47,6 +49,7 @@ export const registerFusionKernels = async (): Promise<void> => {
       recurrentKernel,
       decodeBlockKernel,
       ...q8FusedKernels,
+      ...streamFusedKernels,
     ]
   ) {
     registerFusedKernel(k);

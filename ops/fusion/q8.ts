@@ -9,7 +9,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { FusedKernel, FusedRegion } from "../fusion.ts";
+import { bodyInputs, type FusedKernel, type FusedRegion } from "../fusion.ts";
 import { offsetOf, type WasmBackend } from "../heap.ts";
 import { decodeQ8, paddedColumns, q8Layout } from "../quant.ts";
 import { blocks } from "./blocks.ts";
@@ -96,7 +96,7 @@ const gatherKernel: FusedKernel = {
   backends: ["wasm"],
   supports: (r: FusedRegion, opts) => !opts.gradients && r.inputs[0].dtype === "q8",
   run: (op, inputs) => {
-    const table = op.body.nodes[0];
+    const table = bodyInputs(op)[0];
     return [
       tf.engine().runKernel(GATHER_Q8, { table: inputs[0], ids: inputs[1] }, {
         rows: table.shape[0],

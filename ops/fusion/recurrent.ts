@@ -9,11 +9,12 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { FusedKernel, FusedRegion } from "../fusion.ts";
+import { bodyInputs, type FusedKernel, type FusedRegion } from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
 import { offsetOf, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
-import { gemmOnHeap } from "./products.ts";
+import { gemmOnHeap, matvec } from "./products.ts";
+import { heapWeight } from "./weights.ts";
 
 /** Kernel name of the forward pass: h', h·Uc, the saved gates. */
 export const RECURRENT = "CrtRecurrent";
@@ -39,22 +40,24 @@ const forwardWasm = ({ inputs, backend }: Args): tf.TensorInfo[] => {
   const at = (t: tf.TensorInfo | undefined) => (t === undefined ? 0 : offsetOf(b, t));
   const k = blocks.on(b);
   k.bias_rows(at(gx), at(bx), 0, nb, 3 * m);
-  const product = (a: number, w: number, c: number, kk: number, n: number, accumulate: boolean) =>
-    gemmOnHeap(b, {
-      m: nb,
-      n,
-      k: kk,
-      a,
-      transposeA: false,
-      b: w,
-      transposeB: false,
-      c,
-      accumulate,
-    });
-  product(at(x), at(wx), at(gx), din, 3 * m, true);
-  product(at(h), at(ur), at(hr), m, m, false);
-  product(at(h), at(uz), at(hz), m, m, false);
-  product(at(h), at(uc), at(hc), m, m, false);
+  const product = (a: number, w: tf.TensorInfo, c: number, kk: number, n: number, acc: boolean) =>
+    w.dtype === "int32" // a q8 weight (inference): a matrix-vector product per row
+      ? matvec(b, heapWeight(b, w, kk, n), { x: a, y: c, rows: nb, accumulate: acc })
+      : gemmOnHeap(b, {
+        m: nb,
+        n,
+        k: kk,
+        a,
+        transposeA: false,
+        b: at(w),
+        transposeB: false,
+        c,
+        accumulate: acc,
+      });
+  product(at(x), wx!, at(gx), din, 3 * m, true);
+  product(at(h), ur!, at(hr), m, m, false);
+  product(at(h), uz!, at(hz), m, m, false);
+  product(at(h), uc!, at(hc), m, m, false);
   k.gru_gates(at(gx), at(hr), at(hz), at(hc), at(h), at(mb), nb, m, at(out), at(saved));
   for (const t of [gx, hr, hz]) b.disposeData(t.dataId);
   return [out, hc, saved];
@@ -88,6 +91,16 @@ type GradArgs = (tf.Tensor | tf.GradSaveFunc)[];
 
 const run: FusedKernel["run"] = (op, inputs) => {
   const modrelu = op.attrs.modrelu === true;
+  if (bodyInputs(op).some((n) => n.dtype === "q8")) {
+    // q8 weights have no gradient: a model file's, run for inference.
+    const [x, h, wx, bx, ur, uz, uc, mb] = inputs;
+    const named: Record<string, tf.Tensor> = { x, h, wx, bx, ur, uz, uc };
+    if (modrelu) named.mb = mb;
+    const [out, hc, saved] = tf.engine().runKernel(RECURRENT, named) as tf.Tensor[];
+    hc.dispose();
+    saved.dispose();
+    return [out];
+  }
   const f = tf.customGrad((...args: GradArgs) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const [x, h, wx, bx, ur, uz, uc, mb] = args.slice(0, -1) as tf.Tensor[];
@@ -124,9 +137,16 @@ const run: FusedKernel["run"] = (op, inputs) => {
 };
 
 /** One kernel takes the step: float32 x [B, Din], h [B, M] and the cell's weights. */
-const supports = (r: FusedRegion): boolean =>
-  installedMatmul() !== "stock" && r.inputs.every((i) => i.dtype === "float32") &&
-  r.inputs[0].shape.length === 2 && r.inputs[1].shape.length === 2;
+const supports = (r: FusedRegion, opts: { readonly gradients: boolean }): boolean => {
+  if (installedMatmul() === "stock") return false;
+  const [x, h, wx, , ur, uz, uc] = r.inputs;
+  if (x.shape.length !== 2 || h.shape.length !== 2) return false;
+  const weights = [wx, ur, uz, uc];
+  // q8 weights (N a multiple of 4) for inference only; everything else float32.
+  const q8 = weights.some((w) => w.dtype === "q8");
+  if (q8 && (opts.gradients || weights.some((w) => w.shape[1] % 4 !== 0))) return false;
+  return r.inputs.every((i, k) => i.dtype === "float32" || (q8 && [2, 4, 5, 6].includes(k)));
+};
 
 /** The kernel of `recurrent` regions, for ops/fusion.ts. */
 export const recurrentKernel: FusedKernel = {
