@@ -152,6 +152,7 @@ export { tokenBatch } from "./core/segments.ts";
 export type {
   CompileError,
   CompileOptions,
+  DrawOptions,
   Grads,
   InferOptions,
   LossOptions,

@@ -126,6 +126,7 @@ export const compile = (
     trainStep: segments.trainStep,
     openStream: streams.openStream,
     inferStep: streams.inferStep,
+    drawStep: streams.drawStep,
     disposeState,
   });
 };

@@ -489,6 +489,38 @@ export interface Program {
     tokens: Int32Array,
     opts?: InferOptions,
   ): { logits: Tensor; stream: Stream };
+  /**
+   * Feed tokens [B, n] like `inferStep` and draw each stream's next token
+   * from its last logits in the same step (the `sample` op; see
+   * {@linkcode DrawOptions}): only B ids come back, not B·V logits.
+   */
+  drawStep(
+    params: Params,
+    stream: Stream,
+    tokens: Int32Array,
+    draw: DrawOptions,
+  ): { tokens: Int32Array; stream: Stream };
   /** Dispose a state or stream's tensors. */
   disposeState(state: ModelState): void;
+}
+
+/**
+ * How {@linkcode Program}'s `drawStep` draws: softmax temperature (0:
+ * the most likely token), the k most likely candidates only (0: all), and
+ * one uniform in [0, 1) per stream, which makes the draw reproducible.
+ *
+ * @example
+ * ```ts
+ * import type { DrawOptions } from "./program.ts";
+ * const draw: DrawOptions = { temperature: 0.8, topK: 40, uniforms: Float32Array.of(0.25) };
+ * console.log(draw.topK);
+ * ```
+ */
+export interface DrawOptions {
+  /** Softmax temperature ≥ 0; 0 picks the largest logit. */
+  readonly temperature: number;
+  /** Candidates: the k largest logits (0: every token). */
+  readonly topK: number;
+  /** One uniform in [0, 1) per stream. */
+  readonly uniforms: Float32Array;
 }

@@ -13,7 +13,16 @@ import { canStream, type StepReadout } from "../spec/stream.ts";
 import { tf } from "../ops/tf.ts";
 import { flattenParams } from "./params.ts";
 import type { Executables } from "./pipeline.ts";
-import type { ModelState, Params, Program, Stream, Tensor } from "./program.ts";
+import type {
+  DrawOptions,
+  InferOptions,
+  ModelState,
+  Params,
+  Program,
+  Stream,
+  Tensor,
+} from "./program.ts";
+import { drawToken } from "../ops/reference.ts";
 import { cacheLenOf, evalCtx, type SegmentRunner, stateOf } from "./segments.ts";
 
 /** Prefix of a stream state's open-segment caches. */
@@ -63,7 +72,7 @@ export const streamRunner = (
   spec: ModelSpec,
   exes: Executables,
   segments: SegmentRunner,
-): Pick<Program, "openStream" | "inferStep"> => {
+): Pick<Program, "openStream" | "inferStep" | "drawStep"> => {
   const featureDim = spec.input?._tag === "features" ? spec.input.dim : null;
 
   const openStream: Program["openStream"] = (batchSize) => ({
@@ -73,6 +82,45 @@ export const streamRunner = (
   });
 
   const inferStep: Program["inferStep"] = (params, stream, tokens, opts = {}) => {
+    const r = advance(params, stream, tokens, opts);
+    return { logits: r.out, stream: r.stream };
+  };
+
+  const drawStep: Program["drawStep"] = (params, stream, tokens, draw) => {
+    const b = stream.batchSize;
+    if (draw.uniforms.length !== b || !Array.from(draw.uniforms).every((u) => u >= 0 && u < 1)) {
+      throw new RangeError(`drawStep: ${b} uniforms in [0, 1) are needed, one per stream`);
+    }
+    if (!(draw.temperature >= 0) || !(Number.isInteger(draw.topK) && draw.topK >= 0)) {
+      throw new RangeError(
+        `drawStep: temperature ${draw.temperature} must be ≥ 0 and topK ${draw.topK} an integer ≥ 0`,
+      );
+    }
+    if (!canStream(spec)) {
+      // No step graph for this model: logits, then the same draw as the sample op's.
+      const r = advance(params, stream, tokens, { readout: "last" });
+      const v = spec.vocabSize, x = r.out.dataSync();
+      r.out.dispose();
+      const ids = Int32Array.from(
+        { length: b },
+        (_, i) => drawToken(x.subarray(i * v, (i + 1) * v), draw, draw.uniforms[i]),
+      );
+      return { tokens: ids, stream: r.stream };
+    }
+    const r = advance(params, stream, tokens, { readout: "last" }, draw);
+    const ids = r.out.dataSync() as Int32Array;
+    r.out.dispose();
+    return { tokens: Int32Array.from(ids), stream: r.stream };
+  };
+
+  /** Feed `tokens`; the last piece read out as `opts` (or drawn, with `draw`) and the new stream. */
+  const advance = (
+    params: Params,
+    stream: Stream,
+    tokens: Int32Array,
+    opts: InferOptions,
+    draw?: DrawOptions,
+  ): { out: Tensor; stream: Stream } => {
     if (featureDim !== null) {
       throw new TypeError(
         "inferStep streams token ids; this model reads frames (model.input is features): " +
@@ -97,7 +145,8 @@ export const streamRunner = (
     const readout = opts.readout ?? "all";
     const { carried, open } = splitStream(stream.state);
     if (opts.recompute === true || !canStream(spec)) {
-      return recomputeStep(params, { ...stream, state: carried }, tokens, n, readout);
+      const r = recomputeStep(params, { ...stream, state: carried }, tokens, n, readout);
+      return { out: r.logits, stream: r.stream };
     }
     const flat = flattenParams(params);
     const sLen = spec.segmentLen;
@@ -125,9 +174,19 @@ export const streamRunner = (
       for (let r = 0; r < b; r++) {
         ids.set(tokens.subarray(r * n + fed, r * n + fed + take), r * take);
       }
-      const rows = readout === "all" ? "all" : fed + take === n ? "last" : "none";
-      const out = cachedStep(flat, state, caches, ids, { start: t0, count: take }, rows);
+      const last = fed + take === n;
+      const rows = readout === "all" ? "all" : last ? "last" : "none";
+      const out = cachedStep(
+        flat,
+        state,
+        caches,
+        ids,
+        { start: t0, count: take },
+        rows,
+        last ? draw : undefined,
+      );
       if (out.logits !== undefined) pieces.push(out.logits);
+      if (out.tokens !== undefined) pieces.push(out.tokens);
       release(caches);
       const t1 = t0 + take;
       if (t1 === sLen) {
@@ -156,7 +215,7 @@ export const streamRunner = (
     const next: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(state)) next[k] = fresh(t);
     for (const [k, t] of Object.entries(caches)) next[`${OPEN}${k}`] = fresh(t);
-    return { logits, stream: { state: next, open: openIds, batchSize: b } };
+    return { out: logits, stream: { state: next, open: openIds, batchSize: b } };
   };
 
   /**
@@ -171,14 +230,22 @@ export const streamRunner = (
     ids: Int32Array,
     at: { start: number; count: number },
     readout: StepReadout,
+    draw?: DrawOptions,
   ): Record<string, Tensor> =>
     tf.tidy(() => {
       const b = ids.length / at.count;
-      const exe = exes.step({ batchSize: b, ...at, cacheLen: cacheLenOf(spec, state), readout });
+      const exe = exes.step({
+        batchSize: b,
+        ...at,
+        cacheLen: cacheLenOf(spec, state),
+        readout,
+        ...(draw === undefined ? {} : { draw: { temperature: draw.temperature, topK: draw.topK } }),
+      });
       const feeds: Record<string, Tensor> = {
         ...flat,
         tokens: tf.tensor2d(ids, [b, at.count], "int32"),
       };
+      if (draw !== undefined) feeds.uniforms = tf.tensor1d(draw.uniforms, "float32");
       for (const [name, t] of Object.entries(state)) feeds[`state:${name}`] = t;
       for (const [name, t] of Object.entries(open)) feeds[`open:${name}`] = t;
       const fed = new Set(Object.values(feeds));
@@ -254,5 +321,5 @@ export const streamRunner = (
     };
   };
 
-  return { openStream, inferStep };
+  return { openStream, inferStep, drawStep };
 };

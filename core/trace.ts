@@ -226,6 +226,8 @@ export interface StepKey {
   readonly cacheLen: number;
   /** Which rows are read out. */
   readonly readout: StepReadout;
+  /** Draw the next token in the graph (input `uniforms` [B], output `tokens` [B]); readout last. */
+  readonly draw?: { readonly temperature: number; readonly topK: number };
   /** q8 parameter leaves (default none): see {@linkcode QuantizedParams}. */
   readonly quantized?: QuantizedParams;
 }
@@ -265,9 +267,16 @@ export const traceStreamStep = (spec: ModelSpec, key: StepKey): Graph => {
   for (const [name, shape] of Object.entries(shapes)) {
     open[name] = tracer.input(`open:${name}`, "state", shape);
   }
-  const out = streamStep(tracer.ops("model"), params, spec, { tokens, state, open }, key);
+  const uniforms = key.draw === undefined ? undefined : tracer.input("uniforms", "data", [b]);
+  const out = streamStep(tracer.ops("model"), params, spec, {
+    tokens,
+    state,
+    open,
+    ...(uniforms === undefined ? {} : { uniforms }),
+  }, key);
   const outputs: Record<string, Sym> = {};
   if (out.logits !== undefined) outputs.logits = out.logits;
+  if (out.tokens !== undefined) outputs.tokens = out.tokens;
   for (const [name, t] of Object.entries(out.open)) outputs[`open:${name}`] = t;
   for (const [name, t] of Object.entries(out.state ?? {})) outputs[`state:${name}`] = t;
   return tracer.finish(outputs);

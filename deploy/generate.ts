@@ -5,6 +5,7 @@
  * @module
  */
 import { seeded } from "../core/random.ts";
+import { drawToken } from "../ops/reference.ts";
 import type { LoadedModel } from "./loaded.ts";
 
 /**
@@ -50,51 +51,9 @@ export const sampleToken = (
   opts: { readonly temperature?: number; readonly topK?: number },
   uniform: () => number,
 ): number => {
-  const v = probs.length;
-  const temperature = opts.temperature ?? 1;
-  const k = opts.topK ?? 0;
-  if (temperature === 0 || k === 1) {
-    let best = 0;
-    for (let i = 1; i < v; i++) if (probs[i] > probs[best]) best = i;
-    return best;
-  }
-  // Candidates: all ids, or the k most likely (ties broken by the lower id).
-  let ids: Int32Array;
-  if (k > 0 && k < v) {
-    const sorted = Float32Array.from(probs).sort();
-    const threshold = sorted[v - k];
-    let above = 0;
-    for (let i = 0; i < v; i++) if (probs[i] > threshold) above++;
-    ids = new Int32Array(k);
-    let n = 0, ties = k - above;
-    for (let i = 0; i < v && n < k; i++) {
-      if (probs[i] > threshold) ids[n++] = i;
-      else if (probs[i] === threshold && ties > 0) {
-        ids[n++] = i;
-        ties--;
-      }
-    }
-  } else {
-    ids = Int32Array.from({ length: v }, (_, i) => i);
-  }
-  // p^(1/T) = softmax(logits / T) up to normalisation; in the log domain for small T.
-  const w = new Float64Array(ids.length);
-  let max = -Infinity;
-  for (let j = 0; j < ids.length; j++) {
-    w[j] = Math.log(probs[ids[j]]) / temperature;
-    if (w[j] > max) max = w[j];
-  }
-  if (max === -Infinity) return ids[0]; // every candidate underflowed to 0
-  let sum = 0;
-  for (let j = 0; j < w.length; j++) sum += w[j] = Math.exp(w[j] - max);
-  let u = uniform() * sum;
-  for (let j = 0; j < w.length; j++) {
-    u -= w[j];
-    if (u < 0) return ids[j];
-  }
-  // Rounding left u ≥ 0 after the last weight: the last candidate with weight.
-  for (let j = w.length - 1; j >= 0; j--) if (w[j] > 0) return ids[j];
-  return ids[0];
+  // The `sample` op's draw (ops/reference.ts) on log-probabilities: softmax(log p / T) ∝ p^(1/T).
+  const logits = Float64Array.from(probs, (p) => Math.log(p));
+  return drawToken(logits, { temperature: opts.temperature ?? 1, topK: opts.topK ?? 0 }, uniform());
 };
 
 const checkOptions = (opts: GenerateOptions, vocabSize: number): void => {
@@ -155,13 +114,15 @@ export function generate(
   const rng = seeded(seed);
   const out = new Int32Array(opts.maxTokens);
   const stream = model.openStream();
+  const draw = { temperature: opts.temperature ?? 1, topK: opts.topK ?? 0 };
   try {
-    let probs = opts.maxTokens > 0 ? stream.feed(context) : new Float32Array(0);
+    // Each step feeds the last token and draws the next in the kernel: one id comes back.
+    let feed: ArrayLike<number> = context;
     for (let i = 0; i < opts.maxTokens; i++) {
-      const id = sampleToken(probs, opts, rng.uniform);
+      const id = stream.draw(feed, draw, rng.uniform());
       out[i] = id;
       opts.onToken?.(id, model.decode([id]));
-      if (i + 1 < opts.maxTokens) probs = stream.feed([id]);
+      feed = [id];
     }
   } finally {
     stream.dispose();

@@ -52,6 +52,17 @@ export interface TokenStream {
    * length is fine.
    */
   logProbs(tokens: ArrayLike<number>, targets: ArrayLike<number>): Float64Array;
+  /**
+   * Feed tokens and draw the next one in the same step, inside the kernel:
+   * softmax(logits / temperature) over the `topK` most likely (0: all),
+   * with `uniform` in [0, 1) — the same uniform, tokens and options give the
+   * same id. Only the id comes back to the host.
+   */
+  draw(
+    tokens: ArrayLike<number>,
+    opts: { readonly temperature: number; readonly topK: number },
+    uniform: number,
+  ): number;
   /** Tokens fed so far. */
   readonly fed: number;
   /** Release the stream's tensors; it cannot be fed afterwards. */
@@ -163,6 +174,24 @@ class Streamer implements TokenStream {
   feed(tokens: ArrayLike<number>): Float32Array {
     const ids = this.#ids(tokens, "feed");
     return softmax(this.#step(ids, "last"), 0, this.program.spec.vocabSize);
+  }
+
+  draw(
+    tokens: ArrayLike<number>,
+    opts: { readonly temperature: number; readonly topK: number },
+    uniform: number,
+  ): number {
+    const ids = this.#ids(tokens, "draw");
+    const before = this.#stream!;
+    const out = this.program.drawStep(this.params, before, ids, {
+      temperature: opts.temperature,
+      topK: opts.topK,
+      uniforms: Float32Array.of(uniform),
+    });
+    this.program.disposeState(before.state);
+    this.#stream = out.stream;
+    this.#fed += ids.length;
+    return out.tokens[0];
   }
 
   feedAll(tokens: ArrayLike<number>): Float32Array[] {

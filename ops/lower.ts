@@ -32,6 +32,7 @@ import { GATHER_ROWS, gatherRows, softmaxXent, softmaxXentGrad, XENT, XENT_GRAD 
 import { fusedKernel, type KernelUse, type LowerCtx } from "./fusion.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD, layerNormKernel } from "./fusion/norm.ts";
 import { DEQUANTIZE, dequantizeTensor } from "./fusion/q8.ts";
+import { SAMPLE, sampleTokens } from "./fusion/sample.ts";
 import { q8Layout } from "./quant.ts";
 
 export type { KernelUse, LowerCtx } from "./fusion.ts";
@@ -82,6 +83,7 @@ export const KERNELS: Readonly<Record<OpTag, KernelUse>> = {
   dropout: { forward: ["Multiply", "Reshape"], backward: ["Multiply", "Reshape"] },
   stopGradient: { forward: ["Reshape"], backward: [] },
   dequantize: { forward: [DEQUANTIZE], backward: [] },
+  sample: { forward: [SAMPLE], backward: [] },
   // A fused node's kernels depend on its kind: see kernelUse.
   fused: { forward: [], backward: [] },
   part: { forward: [], backward: [] },
@@ -711,6 +713,14 @@ export const evalTf = (op: Op, inputs: readonly tf.Tensor[], ctx: LowerCtx): tf.
       return ctx.training && op.rate > 0 ? dropout(x, op.rate, ctx.seed()) : identity(x);
     case "stopGradient":
       return stopGradient(x);
+    case "sample": {
+      // Drawn ids carry no gradient: zeros for the logits and the uniforms.
+      const xs = x.shape, ys = y.shape;
+      return tf.customGrad((...args: Args) => ({
+        value: sampleTokens(args[0] as tf.Tensor, args[1] as tf.Tensor, op),
+        gradFunc: () => [tf.zeros(xs), tf.zeros(ys)],
+      }))(x, y);
+    }
     case "dequantize":
       throw new Error("dequantize: a q8 weight's shape is its node's: evaluate it within a graph");
     case "fused":

@@ -455,6 +455,14 @@ export const evalRef = (op: Op, inputs: readonly RefTensor[], ctx: RefCtx): RefT
       return copyAs(x, shape, p);
     case "stopGradient":
       return copyAs(x, shape, p);
+    case "sample": {
+      const [n, v] = x.shape;
+      const out = new Int32Array(n);
+      for (let r = 0; r < n; r++) {
+        out[r] = drawToken(x.data.subarray(r * v, (r + 1) * v), op, y.data[r]);
+      }
+      return { shape: [n], dtype: "int32", data: out };
+    }
     case "dequantize": {
       const [r, c] = x.shape;
       const sc = x.scales;
@@ -479,6 +487,48 @@ export const evalRef = (op: Op, inputs: readonly RefTensor[], ctx: RefCtx): RefT
     case "part":
       throw new Error("part: reads a fused node's outputs; evaluate it within its graph");
   }
+};
+
+/** The `sample` op for one row of logits (see spec/ops.ts), in float64. */
+export const drawToken = (
+  x: ArrayLike<number>,
+  opts: { readonly temperature: number; readonly topK: number },
+  u: number,
+): number => {
+  const v = x.length, k = opts.topK;
+  if (opts.temperature <= 0 || k === 1) {
+    let best = 0;
+    for (let i = 1; i < v; i++) if (x[i] > x[best]) best = i;
+    return best;
+  }
+  let threshold = -Infinity, ties = v;
+  if (k > 0 && k < v) {
+    threshold = Float64Array.from(x).sort()[v - k];
+    let above = 0;
+    for (let i = 0; i < v; i++) if (x[i] > threshold) above++;
+    ties = k - above;
+  }
+  let m = -Infinity;
+  for (let i = 0; i < v; i++) m = Math.max(m, x[i]);
+  const w = new Float64Array(v);
+  let sum = 0;
+  for (let i = 0; i < v; i++) {
+    let take = x[i] > threshold;
+    if (!take && x[i] === threshold && ties > 0) {
+      take = true;
+      ties--;
+    }
+    if (take) sum += w[i] = Math.exp((x[i] - m) / opts.temperature);
+  }
+  let target = u * sum, last = 0;
+  for (let i = 0; i < v; i++) {
+    if (w[i] > 0) {
+      last = i;
+      target -= w[i];
+      if (target < 0) return i;
+    }
+  }
+  return last;
 };
 
 /** Every output of a fused node, by interpreting its body. */

@@ -130,6 +130,15 @@ export type Op =
    */
   | { readonly _tag: "dequantize"; readonly axis: 0 | 1 }
   /**
+   * Draw a token per row of logits [N, V] with uniforms u [N] in [0, 1) →
+   * int32 ids [N]. Candidates: the `topK` largest logits (ties: the lower
+   * ids), or all when topK is 0 or ≥ V; weights e^{(x − max)/temperature};
+   * the id is the first candidate, by increasing id, at which the running
+   * sum of weights exceeds u · Σ weights. Temperature 0 or topK 1: the
+   * largest logit (the lowest id on ties).
+   */
+  | { readonly _tag: "sample"; readonly temperature: number; readonly topK: number }
+  /**
    * A fused region: the ops of `body` computed by one kernel of the lowering
    * (see core/fuse.ts). Its meaning is its body's: the body's inputs
    * `in:0`, `in:1`, … take this node's inputs in order, and its outputs
@@ -321,6 +330,7 @@ export const arity = (op: Op): number => {
     case "modrelu":
     case "embedding":
     case "crossEntropy":
+    case "sample":
       return 2;
     case "layerNorm":
       return 3;
@@ -469,6 +479,23 @@ export const inferShape = (
         throw new ShapeError(`part index ${op.index} must be an integer ≥ 1`);
       }
       return { shape: op.shape, dtype: op.dtype };
+    case "sample": {
+      const u = inputs[1];
+      if (
+        x.length !== 2 || inputs[0].dtype !== "float32" || u.dtype !== "float32" ||
+        u.shape.length !== 1 || u.shape[0] !== x[0]
+      ) {
+        throw new ShapeError(
+          `sample needs float32 logits [N, V] and uniforms [N], got ${fmt(x)} and ${fmt(u.shape)}`,
+        );
+      }
+      if (!(op.temperature >= 0) || !(Number.isInteger(op.topK) && op.topK >= 0)) {
+        throw new ShapeError(
+          `sample: temperature ${op.temperature} and topK ${op.topK} out of range`,
+        );
+      }
+      return { shape: [x[0]], dtype: "int32" };
+    }
     case "dequantize":
       if (inputs[0].dtype !== "q8" || x.length !== 2 || (op.axis !== 0 && op.axis !== 1)) {
         throw new ShapeError(
@@ -745,6 +772,14 @@ export class Ops<T> {
       [table, ids],
       ([t, i]) => [this.op({ _tag: "embedding" }, t, i)],
     )[0];
+  }
+  /** A token per row of `logits` [N, V], drawn with `uniforms` [N] (see the `sample` op). */
+  sample(logits: T, uniforms: T, opts: { temperature: number; topK: number }): T {
+    return this.op(
+      { _tag: "sample", temperature: opts.temperature, topK: opts.topK },
+      logits,
+      uniforms,
+    );
   }
   /** A q8 weight as float32 (see the `dequantize` op). */
   dequantize(q: T, axis: 0 | 1): T {

@@ -49,6 +49,11 @@ export interface StepPlan {
   readonly count: number;
   /** `all`: logits for every fed token; `last`: only for the last; `none`: no readout. */
   readonly readout: StepReadout;
+  /**
+   * Draw the next token from the last row's logits (the `sample` op) instead
+   * of giving the logits back: readout `last` only, with `StepInput.uniforms`.
+   */
+  readonly draw?: { readonly temperature: number; readonly topK: number };
 }
 
 /** What a streaming step takes. */
@@ -59,12 +64,16 @@ export interface StepInput<T> {
   readonly state: State<T>;
   /** The open segment's caches from the previous step; empty when start = 0. */
   readonly open: State<T>;
+  /** With `StepPlan.draw`: one uniform in [0, 1) per row, [B]. */
+  readonly uniforms?: T;
 }
 
 /** What a streaming step gives back. */
 export interface StepOutput<T> {
-  /** [B, n, V] (`all`), [B, 1, V] (`last`), absent (`none`). */
+  /** [B, n, V] (`all`), [B, 1, V] (`last`), absent (`none` and with `draw`). */
   readonly logits?: T;
+  /** With `StepPlan.draw`: the drawn ids [B] (int32). */
+  readonly tokens?: T;
   /** The open segment's caches after this step; empty when the step closed the segment. */
   readonly open: State<T>;
   /** The new carried state, present only when the step closed the segment. */
@@ -176,6 +185,9 @@ export const streamStep = <T>(
       `streamStep: tokens ${start} … ${start + n - 1} do not fit a segment of ${sLen}`,
     );
   }
+  if (plan.draw !== undefined && (plan.readout !== "last" || input.uniforms === undefined)) {
+    throw new RangeError("streamStep: drawing a token needs readout last and uniforms");
+  }
   const [b] = o.shape(input.tokens);
   const d = spec.dModel, h = spec.nHeads;
   const closes = start + n === sLen;
@@ -273,8 +285,10 @@ export const streamStep = <T>(
     const rows = plan.readout === "all" ? hTok : o.slice(hTok, [0, n - 1, 0], [b, 1, d]);
     const [, k, dd] = o.shape(rows);
     const y = head.linear(o.reshape(rows, [b * k, dd]), w, hb); // [B·k, V]
+    if (plan.draw !== undefined) return [hTok, head.sample(y, u!, plan.draw)]; // [B]
     return [hTok, o.reshape(y, [b, k, o.shape(y)[1]])]; // [B, k, V]
   };
+  let u: T | undefined = input.uniforms;
   let hTok: T, logits: T | undefined, hAll: T | undefined, hf: T | undefined;
   const keepsRows = spec._tag === "crt";
   if (
@@ -284,15 +298,18 @@ export const streamStep = <T>(
     // One region of kind `lmHead`: the final LayerNorm, the readout of the asked rows and, for
     // CRT, the segment's normalised rows so far (the memory update reads them).
     const prev = keepsRows && start > 0 ? [input.open.h] : [];
-    const attrs = { rows: plan.readout, slot: slotRow, keep: keepsRows };
-    const outs = head.region("lmHead", attrs, [
-      x,
-      p.lnF.gain,
-      p.lnF.bias,
-      p.head.w,
-      p.head.b,
-      ...prev,
-    ], (ins) => {
+    const drawn = plan.draw === undefined ? [] : [input.uniforms!];
+    const attrs = {
+      rows: plan.readout,
+      slot: slotRow,
+      keep: keepsRows,
+      draw: plan.draw !== undefined,
+      temperature: plan.draw?.temperature ?? 0,
+      topK: plan.draw?.topK ?? 0,
+    };
+    const ins0 = [x, p.lnF.gain, p.lnF.bias, p.head.w, p.head.b, ...prev, ...drawn];
+    const outs = head.region("lmHead", attrs, ins0, (ins) => {
+      if (plan.draw !== undefined) u = ins[ins.length - 1];
       const [rows, y] = readout(ins[0], ins[1], ins[2], ins[3], ins[4]);
       const kept = keepsRows ? [prev.length > 0 ? o.concat([ins[5], rows], 1) : rows] : [];
       return [...(y === undefined ? [] : [y]), ...kept];
@@ -306,6 +323,9 @@ export const streamStep = <T>(
     logits = plan.readout === "none"
       ? undefined
       : lmLogits(head, p, plan.readout === "all" ? hTok : o.slice(hTok, [0, n - 1, 0], [b, 1, d]));
+    if (plan.draw !== undefined) {
+      logits = head.sample(o.reshape(logits!, [b, spec.vocabSize]), input.uniforms!, plan.draw); // [B]
+    }
   }
 
   const state: Record<string, T> = {};
@@ -334,7 +354,7 @@ export const streamStep = <T>(
     layerInputs.forEach((xs, l) => (state[`cache[${l}]`] = newCache(o, spec, cacheOf(l), xs)));
   }
   return {
-    ...(logits === undefined ? {} : { logits }),
+    ...(logits === undefined ? {} : plan.draw !== undefined ? { tokens: logits } : { logits }),
     open,
     ...(closes ? { state } : {}),
   };

@@ -230,6 +230,13 @@ export const opCases = (): OpCase[] => {
 
   add("dropout (not training)", { _tag: "dropout", rate: 0.3 }, [r.normal([3, 4])], [0]);
   add("stopGradient", { _tag: "stopGradient" }, [r.normal([3, 4])], []);
+  // Drawn ids (no gradient): greedy, and top-3 at a temperature, over rows of well-apart logits.
+  for (const [temperature, topK] of [[0, 0], [0.8, 3]]) {
+    add(`sample T ${temperature} top-${topK}`, { _tag: "sample", temperature, topK }, [
+      r.normal([4, 9], 3),
+      refTensor([4], [0.05, 0.4, 0.7, 0.99]),
+    ], []);
+  }
   return cases;
 };
 

@@ -17,7 +17,7 @@ import { lowerGraph } from "../ops/lower.ts";
 import { installedMatmul, installMatmul } from "../ops/matmul.ts";
 import { loadBlas } from "../ops/blas.ts";
 import { encodeQ8 } from "../ops/quant.ts";
-import { interpret, type RefTensor } from "../ops/reference.ts";
+import { interpret, type RefTensor, refTensor } from "../ops/reference.ts";
 import { type Graph, type Sym, Tracer } from "../spec/graph.ts";
 import type { Ops } from "../spec/ops.ts";
 import { attentionCore, recurrentStep } from "../spec/stages.ts";
@@ -345,3 +345,52 @@ Deno.test("q8 weights at run time: an int8 model file streams as its dequantised
   q8.dispose();
   for (const t of Object.values(flat)) t.dispose();
 });
+
+Deno.test("sample: the kernel draws what the interpreter draws, every temperature and top-k", () => {
+  const n = 6, v = 50;
+  const x = sampler(21).normal([n, v], 2);
+  const u = refTensor([n], [0, 0.13, 0.5, 0.77, 0.91, 0.999]);
+  for (const [temperature, topK] of [[0, 0], [1, 0], [0.7, 5], [1.3, 1], [2, 49], [1, 50]]) {
+    const tr = new Tracer();
+    const g = tr.finish({
+      y: tr.ops().sample(tr.input("x", "data", [n, v]), tr.input("u", "data", [n]), {
+        temperature,
+        topK,
+      }),
+    });
+    const want = interpret(g, { x, u }).y.data;
+    const got = tf.tidy(() =>
+      lowerGraph(g)({ x: toTf(x), u: toTf(u) }, { training: false, seed: () => 0 }).y.dataSync()
+    );
+    assert.deepEqual(Array.from(got), Array.from(want), `T ${temperature}, top-${topK}`);
+  }
+});
+
+for (const tier of tiers) {
+  Deno.test(`drawStep (${tier} matmul): the fused step draws what the unfused one does`, () => {
+    assert.equal(installMatmul(tier)._tag, "Right");
+    const unfused = compile(tinyCrtGru, { passes: [commonSubexpressions, foldReshapes, deadCode] });
+    const fused = compile(tinyCrtGru);
+    if (E.isLeft(fused) || E.isLeft(unfused)) throw new Error("compile failed");
+    const params = fused.right.init(8);
+    const run = (prog: typeof fused.right) => {
+      let st = prog.openStream(1);
+      const ids: number[] = [];
+      let next = Int32Array.of(1, 2);
+      for (let i = 0; i < 2 * tinyCrtGru.segmentLen + 1; i++) {
+        const draw = { temperature: 0.9, topK: 4, uniforms: Float32Array.of((i * 0.37) % 1) };
+        const r = prog.drawStep(params, st, next, draw);
+        prog.disposeState(st.state);
+        st = r.stream;
+        ids.push(r.tokens[0]);
+        next = Int32Array.of(r.tokens[0]);
+      }
+      prog.disposeState(st.state);
+      return ids;
+    };
+    const before = tf.memory().numTensors;
+    assert.deepEqual(run(fused.right), run(unfused.right));
+    assert.equal(tf.memory().numTensors, before, "tensors leaked");
+    for (const t of Object.values(flattenParams(params))) t.dispose();
+  });
+}

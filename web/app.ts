@@ -44,6 +44,7 @@ const ui = {
   speed: $<HTMLParagraphElement>("speed"),
   backendName: $<HTMLElement>("backend-name"),
   backendSimd: $<HTMLElement>("backend-simd"),
+  backendKernels: $<HTMLElement>("backend-kernels"),
   backendMatmul: $<HTMLElement>("backend-matmul"),
   backendReason: $<HTMLElement>("backend-reason"),
   status: $<HTMLParagraphElement>("status"),
@@ -213,6 +214,8 @@ const start = async (): Promise<void> => {
   const info = started.right;
   ui.backendName.textContent = info.name;
   ui.backendSimd.textContent = info.simd ? "yes" : "no";
+  // Which build of our kernels runs: relaxed SIMD where the browser has it, else SIMD128.
+  ui.backendKernels.textContent = info.kernels ?? "–";
   ui.backendMatmul.textContent = info.matmul;
   ui.backendReason.textContent = info.reason ?? "–";
   show("idle", "Backend ready. Load a model file.");

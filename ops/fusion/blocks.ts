@@ -130,6 +130,14 @@ export interface BlocksExports {
     scores: number,
   ): void;
   add_inplace(x: number, y: number, n: number): void;
+  sample_token(
+    x: number,
+    v: number,
+    k: number,
+    temperature: number,
+    u: number,
+    scratch: number,
+  ): number;
   embed_rows(
     table: number,
     tscales: number,

@@ -15,6 +15,7 @@ import { recurrentKernel, recurrentKernels } from "./recurrent.ts";
 import { decodeBlockKernel, decodeKernels } from "./decode.ts";
 import { q8FusedKernels, q8Kernels } from "./q8.ts";
 import { streamFusedKernels, streamKernels } from "./stream.ts";
+import { sampleKernels } from "./sample.ts";
 
 const TFJS_KERNELS: readonly tf.KernelConfig[] = [
   ...linearKernels,
@@ -24,6 +25,7 @@ const TFJS_KERNELS: readonly tf.KernelConfig[] = [
   ...decodeKernels,
   ...q8Kernels,
   ...streamKernels,
+  ...sampleKernels,
 ];
 
 /**

@@ -16,6 +16,7 @@ import { offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { q8Layout } from "../quant.ts";
 import { blocks } from "./blocks.ts";
 import { gemmOnHeap, matvec } from "./products.ts";
+import { drawOnHeap } from "./sample.ts";
 import { heapWeight } from "./weights.ts";
 
 /** Kernel name of the embedding step. */
@@ -89,13 +90,18 @@ const headWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const n = r - (slot ? 1 : 0), t0 = prev === undefined ? 0 : prev.shape[1];
   const k = rowsOut === "all" ? n : 1;
   const at = (u: tf.TensorInfo | undefined) => (u === undefined ? 0 : offsetOf(b, u));
+  const draw = attrs!.draw === true;
   const outs: tf.TensorInfo[] = [];
-  const logits = rowsOut === "none" ? undefined : b.makeOutput([nb, k, v], "float32");
-  if (logits !== undefined) outs.push(logits);
+  // Drawing a token: the logits stay in scratch and only the ids [B] go out.
+  const tokens = draw ? b.makeOutput([nb], "int32") : undefined;
+  const logitsOut = rowsOut === "none" || draw ? undefined : b.makeOutput([nb, k, v], "float32");
+  if (tokens !== undefined) outs.push(tokens);
+  if (logitsOut !== undefined) outs.push(logitsOut);
   const kept = keep ? b.makeOutput([nb, t0 + n, d], "float32") : undefined;
   if (kept !== undefined) outs.push(kept);
-  const hf = scratch(b, 4 * nb * r * d + 4 * nb * k * d, SCRATCH.kernel);
+  const hf = scratch(b, 4 * (nb * r * d + nb * k * d + (draw ? nb * k * v : 0)), SCRATCH.kernel);
   const sel = hf + 4 * nb * r * d;
+  const logits = draw ? sel + 4 * nb * k * d : logitsOut === undefined ? 0 : at(logitsOut);
   const kx = blocks.on(b);
   kx.layernorm(at(x), at(t.g), at(t.b), nb * r, d, eps, hf, 0, 0);
   const heap = () => b.wasm.HEAPF32;
@@ -109,7 +115,7 @@ const headWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
       }
     }
   }
-  if (logits !== undefined) {
+  if (rowsOut !== "none") {
     const h = heap(), s0 = sel >>> 2;
     for (let bi = 0; bi < nb; bi++) {
       for (let j = 0; j < k; j++) {
@@ -118,10 +124,10 @@ const headWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
       }
     }
     const m = nb * k;
-    kx.bias_rows(at(logits), at(t.hb), 0, m, v);
+    kx.bias_rows(logits, at(t.hb), 0, m, v);
     const w = heapWeight(b, t.w!, d, v);
     if (w.kind === "q8" || m <= 2) {
-      matvec(b, w, { x: sel, y: at(logits), rows: m, accumulate: true });
+      matvec(b, w, { x: sel, y: logits, rows: m, accumulate: true });
     } else {
       gemmOnHeap(b, {
         m,
@@ -131,9 +137,21 @@ const headWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
         transposeA: false,
         b: w.at,
         transposeB: false,
-        c: at(logits),
+        c: logits,
         accumulate: true,
       });
+    }
+    if (tokens !== undefined) {
+      const uAt = at(t.u) >>> 2;
+      const ids = drawOnHeap(b, {
+        x: logits,
+        n: nb,
+        v,
+        uniforms: heap().slice(uAt, uAt + nb),
+        temperature: attrs!.temperature as number,
+        topK: attrs!.topK as number,
+      });
+      b.wasm.HEAP32.set(ids, at(tokens) >>> 2);
     }
   }
   return outs;
@@ -146,6 +164,7 @@ const headKernel: FusedKernel = {
     if (opts.gradients || installedMatmul() === "stock") return false;
     const [x, , , w] = r.inputs;
     if (x.shape.length !== 3 || w.shape.length !== 2 || x.shape[2] % 4 !== 0) return false;
+    if (r.attrs.draw === true && r.attrs.rows !== "last") return false;
     return w.dtype === "q8" ? w.shape[1] % 4 === 0 : w.dtype === "float32" && w.shape[1] % 4 === 0;
   },
   run: (op, inputs) => {
@@ -157,12 +176,18 @@ const headKernel: FusedKernel = {
       w: inputs[3],
       hb: inputs[4],
     };
-    if (inputs.length > 5) named.prev = inputs[5];
+    const draw = op.attrs.draw === true;
+    const prevCount = inputs.length - 5 - (draw ? 1 : 0);
+    if (prevCount > 0) named.prev = inputs[5];
+    if (draw) named.u = inputs[inputs.length - 1];
     const eps = layerNormEps(op);
     const outs = tf.engine().runKernel(LM_HEAD, named, {
       rows: op.attrs.rows as string,
       slot: op.attrs.slot === true,
       keep,
+      draw,
+      temperature: op.attrs.temperature as number,
+      topK: op.attrs.topK as number,
       vocab: bodyInputs(op)[3].shape[1],
       eps,
     }) as tf.Tensor | tf.Tensor[];
