@@ -43,10 +43,11 @@ EXPORT(attention_work_floats)
 int attention_work_floats(int s, int t) { return gemm_work_floats() + ((s * t + 3) & ~3); }
 
 // out = attention(q, kv); probs (B·H·S·T floats) receives P for the backward
-// pass, or is 0 (then P lives in work).
+// pass, or is 0 (then P lives in work). With a dropout mask [B, H, S, T]
+// (not 0), the values are read with P ⊙ mask, which `dropped` receives.
 EXPORT(attention_fwd)
 void attention_fwd(const float* q, const float* kv, int nb, int s, int t, int nh, int e, float scale,
-                   float* out, float* probs, float* work) {
+                   float* out, float* probs, float* dropped, const float* mask, float* work) {
   const int d = nh * e, d2 = 2 * d;
   float* gw = work;
   float* scratch = work + gemm_work_floats();
@@ -58,7 +59,14 @@ void attention_fwd(const float* q, const float* kv, int nb, int s, int t, int nh
       float* p = probs ? probs + ((long)b * nh + h) * s * t : scratch;
       gemm(s, t, e, qb, d, 1, kb, 1, d2, p, t, 0, gw);  // Q Kᵀ, [S, T]
       for (int i = 0; i < s; i++) softmax_row(p + (long)i * t, t, i + t - s, scale);
-      gemm(s, e, t, p, t, 1, vb, d2, 1, out + (long)b * s * d + h * e, d, 0, gw);  // P V, [S, E]
+      const float* pv = p;
+      if (mask) {
+        const long at = ((long)b * nh + h) * s * t;
+        float* pd = dropped + at;
+        for (long i = 0; i < (long)s * t; i++) pd[i] = p[i] * mask[at + i];
+        pv = pd;
+      }
+      gemm(s, e, t, pv, t, 1, vb, d2, 1, out + (long)b * s * d + h * e, d, 0, gw);  // P V, [S, E]
     }
   }
 }
@@ -66,8 +74,9 @@ void attention_fwd(const float* q, const float* kv, int nb, int s, int t, int nh
 // The backward pass from P (probs) and dout [B, S, D]: dq [B, S, D] and
 // dkv [B, T, 2D] (both overwritten).
 EXPORT(attention_bwd)
-void attention_bwd(const float* q, const float* kv, const float* probs, const float* dout, int nb,
-                   int s, int t, int nh, int e, float scale, float* dq, float* dkv, float* work) {
+void attention_bwd(const float* q, const float* kv, const float* probs, const float* dropped,
+                   const float* mask, const float* dout, int nb, int s, int t, int nh, int e,
+                   float scale, float* dq, float* dkv, float* work) {
   const int d = nh * e, d2 = 2 * d;
   float* gw = work;
   float* dp = work + gemm_work_floats();
@@ -79,6 +88,10 @@ void attention_bwd(const float* q, const float* kv, const float* probs, const fl
       const float* p = probs + ((long)b * nh + h) * s * t;
       const float* go = dout + (long)b * s * d + h * e;
       gemm(s, t, e, go, d, 1, vb, 1, d2, dp, t, 0, gw);  // dP = dO Vᵀ
+      const long at = ((long)b * nh + h) * s * t;
+      if (mask) {
+        for (long i = 0; i < (long)s * t; i++) dp[i] *= mask[at + i];  // through the dropout
+      }
       for (int i = 0; i < s; i++) {
         const float* pi = p + (long)i * t;
         float* gi = dp + (long)i * t;
@@ -97,7 +110,39 @@ void attention_bwd(const float* q, const float* kv, const float* probs, const fl
       // dQ = dS K; dK = dSᵀ Q; dV = Pᵀ dO.
       gemm(s, e, t, dp, t, 1, kb, d2, 1, dq + (long)b * s * d + h * e, d, 0, gw);
       gemm(t, e, s, dp, 1, t, qb, d, 1, dkv + (long)b * t * d2 + h * e, d2, 0, gw);
-      gemm(t, e, s, p, 1, t, go, d, 1, dkv + (long)b * t * d2 + d + h * e, d2, 0, gw);
+      const float* pv = mask ? dropped + at : p;
+      gemm(t, e, s, pv, 1, t, go, d, 1, dkv + (long)b * t * d2 + d + h * e, d2, 0, gw);
     }
+  }
+}
+
+// The softmax step alone, for products computed elsewhere (native BLAS): each of
+// the nbh [S, T] blocks of p (scores Q Kᵀ) becomes P in place.
+EXPORT(attention_softmax)
+void attention_softmax(float* p, int nbh, int s, int t, float scale) {
+  for (int g = 0; g < nbh; g++) {
+    float* pg = p + (long)g * s * t;
+    for (int i = 0; i < s; i++) softmax_row(pg + (long)i * t, t, i + t - s, scale);
+  }
+}
+
+// Its backward step, in place: dp (dO Vᵀ per block) becomes dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale.
+EXPORT(attention_softmax_grad)
+void attention_softmax_grad(const float* p, float* dp, int nbh, int s, int t, float scale) {
+  const long n = (long)nbh * s;
+  for (long i = 0; i < n; i++) {
+    const float* pi = p + i * t;
+    float* gi = dp + i * t;
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    int j = 0;
+    for (; j + 4 <= t; j += 4) acc = MADD(wasm_v128_load(gi + j), wasm_v128_load(pi + j), acc);
+    float dot = hsum(acc);
+    for (; j < t; j++) dot += gi[j] * pi[j];
+    const v128_t d4 = wasm_f32x4_splat(dot), s4 = wasm_f32x4_splat(scale);
+    for (j = 0; j + 4 <= t; j += 4) {
+      const v128_t g = wasm_f32x4_sub(wasm_v128_load(gi + j), d4);
+      wasm_v128_store(gi + j, wasm_f32x4_mul(wasm_f32x4_mul(g, wasm_v128_load(pi + j)), s4));
+    }
+    for (; j < t; j++) gi[j] = (gi[j] - dot) * pi[j] * scale;
   }
 }

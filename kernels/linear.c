@@ -76,3 +76,26 @@ void col_sums(const float* dy, int m, int n, float* db) {
     for (; j < n; j++) db[j] += r[j];
   }
 }
+
+// out = a ⊙ b, elementwise (a dropout mask applied; out may be a).
+EXPORT(mul_into)
+void mul_into(float* out, const float* a, const float* b, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) wasm_v128_store(out + i, wasm_f32x4_mul(wasm_v128_load(a + i), wasm_v128_load(b + i)));
+  for (; i < n; i++) out[i] = a[i] * b[i];
+}
+
+// out = out ⊙ mask + (r ? r : 0): inverted dropout of a product, then the residual.
+EXPORT(mask_add)
+void mask_add(float* out, const float* mask, const float* r, int n) {
+  int i = 0;
+  if (r) {
+    for (; i + 4 <= n; i += 4) {
+      const v128_t v = wasm_f32x4_mul(wasm_v128_load(out + i), wasm_v128_load(mask + i));
+      wasm_v128_store(out + i, wasm_f32x4_add(v, wasm_v128_load(r + i)));
+    }
+    for (; i < n; i++) out[i] = out[i] * mask[i] + r[i];
+  } else {
+    mul_into(out, out, mask, n);
+  }
+}

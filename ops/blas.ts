@@ -59,6 +59,10 @@ export interface GemmShape {
   readonly alpha?: number;
   /** Scale of C's old value (default 0: C is overwritten). */
   readonly beta?: number;
+  /** Leading dimensions of A, B, C as stored (default tight: a row of each). */
+  readonly lda?: number;
+  readonly ldb?: number;
+  readonly ldc?: number;
 }
 
 /** An opened CBLAS. */
@@ -224,9 +228,16 @@ export const loadBlas = (
       threads: setThreads !== null ? threads : null,
       sgemm: (a, b, c, s) => {
         const { m, n, k } = s;
-        if (a.length < m * k || b.length < k * n || c.length < m * n) {
+        const lda = s.lda ?? Math.max(1, s.transposeA ? m : k);
+        const ldb = s.ldb ?? Math.max(1, s.transposeB ? k : n);
+        const ldc = s.ldc ?? Math.max(1, n);
+        // The last element each operand reaches, with its leading dimension.
+        const spanA = s.transposeA ? (k - 1) * lda + m : (m - 1) * lda + k;
+        const spanB = s.transposeB ? (n - 1) * ldb + k : (k - 1) * ldb + n;
+        const spanC = (m - 1) * ldc + n;
+        if (a.length < spanA || b.length < spanB || c.length < spanC) {
           throw new RangeError(
-            `sgemm: ${m}×${k} · ${k}×${n} needs ${m * k}, ${k * n}, ${m * n} floats; ` +
+            `sgemm: ${m}×${k} · ${k}×${n} needs ${spanA}, ${spanB}, ${spanC} floats; ` +
               `got ${a.length}, ${b.length}, ${c.length}`,
           );
         }
@@ -241,12 +252,12 @@ export const loadBlas = (
           s.alpha ?? 1,
           a,
           // Leading dimensions of the stored (not the used) row-major matrices.
-          Math.max(1, s.transposeA ? m : k),
+          lda,
           b,
-          Math.max(1, s.transposeB ? k : n),
+          ldb,
           s.beta ?? 0,
           c,
-          Math.max(1, n),
+          ldc,
         );
       },
       sgemv: (x, w, y, { k, n, transposeW, accumulate }) => {

@@ -29,6 +29,7 @@ import type { Either } from "../spec/either.ts";
 import { inferShape, type Op, type OpBackend, type OpTag, type Shape } from "../spec/ops.ts";
 import { MASKED, type RefTensor } from "./reference.ts";
 import { GATHER_ROWS, gatherRows, softmaxXent, softmaxXentGrad, XENT, XENT_GRAD } from "./fused.ts";
+import { dropoutMask } from "./dropout.ts";
 import { fusedKernel, type KernelUse, type LowerCtx } from "./fusion.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD, layerNormKernel } from "./fusion/norm.ts";
 import { DEQUANTIZE, dequantizeTensor } from "./fusion/q8.ts";
@@ -606,31 +607,13 @@ const relShift = (x: tf.Tensor): tf.Tensor => {
   return reshape(slice(rows, [0, 0, 0], [b, s, t]), x.shape);
 };
 
-/** Uniforms in [0, 1) from xorshift32, seeded through an integer hash so nearby seeds diverge. */
-const uniforms = (seed: number, n: number): Float32Array => {
-  let h = Math.imul((seed | 0) ^ 0x5bd1e995, 0x27d4eb2d);
-  h = Math.imul(h ^ (h >>> 15), 0x165667b1);
-  let st = (h ^ (h >>> 13)) >>> 0 || 0x9e3779b9;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    st ^= st << 13;
-    st ^= st >>> 17;
-    st ^= st << 5;
-    out[i] = (st >>> 0) / 4294967296;
-  }
-  return out;
-};
-
 /**
  * Inverted dropout with the mask drawn in JS (as tf.randomUniform also
  * does): one Multiply kernel instead of tf.dropout's four, and the gradient
  * reuses the JS mask rather than a saved copy of it.
  */
 const dropout = (x: tf.Tensor, rate: number, seed: number): tf.Tensor => {
-  if (!(rate >= 0 && rate < 1)) throw new RangeError(`dropout rate ${rate} is outside [0, 1)`);
-  const keep = 1 - rate;
-  const mask = uniforms(seed, x.size);
-  for (let i = 0; i < mask.length; i++) mask[i] = mask[i] < keep ? 1 / keep : 0;
+  const mask = dropoutMask(seed, rate, x.size);
   const shape = x.shape;
   return linear(
     x,

@@ -87,6 +87,13 @@ const cases = (): Case[] => [
     wrt: ["x", "w", "b", "r"],
   },
   {
+    name: "linear: dropout, then the residual",
+    kind: "linear",
+    inputs: { x: s.normal([6, 8]), w: s.normal([8, 8]), b: s.normal([8]), r: s.normal([6, 8]) },
+    build: (o, i) => o.linear(i.x, i.w, i.b, { dropout: 0.3, residual: i.r }),
+    wrt: ["x", "w", "b", "r"],
+  },
+  {
     name: "linear: one row (the matrix-vector path), no bias",
     kind: "linear",
     inputs: { x: s.normal([1, 16]), w: s.normal([16, 20]) },
@@ -119,6 +126,13 @@ const cases = (): Case[] => [
     kind: "attention",
     inputs: { q: s.normal([2, 3, 8]), kv: s.normal([2, 6, 16]) },
     build: (o, i) => attentionCore(o, i.q, i.kv, { heads: 2, dropout: 0 }),
+    wrt: ["q", "kv"],
+  },
+  {
+    name: "attention: dropout on the probabilities",
+    kind: "attention",
+    inputs: { q: s.normal([2, 4, 8]), kv: s.normal([2, 5, 16]) },
+    build: (o, i) => attentionCore(o, i.q, i.kv, { heads: 2, dropout: 0.25 }),
     wrt: ["q", "kv"],
   },
   ...(["gru", "ncgru"] as const).map((cell): Case => ({
@@ -232,7 +246,8 @@ for (const tier of tiers) {
             const f = (...xs: tf.Tensor[]) => {
               const all = { ...feeds };
               c.wrt.forEach((k, i) => (all[k] = xs[i]));
-              return run(all, { training: true, seed: () => 0 }).y;
+              let seed = 0;
+              return run(all, { training: true, seed: () => seed++ }).y;
             };
             return tf.grads(f)(c.wrt.map((k) => feeds[k]), toTf(dy)).map((x) => x.dataSync());
           });

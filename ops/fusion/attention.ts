@@ -11,6 +11,9 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { FusedKernel, FusedRegion } from "../fusion.ts";
+import type { Blas } from "../blas.ts";
+import { dropoutMask } from "../dropout.ts";
+import { installedBlas } from "../matmul.ts";
 import { offsetOf, scratch, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
 
@@ -31,32 +34,184 @@ const geometry = (q: tf.TensorInfo, kv: tf.TensorInfo, heads: number) => {
   return { nb, s, t, d, nh: heads, e: d / heads, scale: 1 / Math.sqrt(d / heads) };
 };
 
+/**
+ * One strided product per (batch row, head) through native BLAS: C = op(A)·op(B)
+ * with the operands at byte offsets `a(i)`, `b(i)`, `c(i)` and the given
+ * leading dimensions (in floats).
+ */
+const perHead = (
+  blas: Blas,
+  w: WasmBackend,
+  count: number,
+  p: {
+    m: number;
+    n: number;
+    k: number;
+    a: (i: number) => number;
+    lda: number;
+    transposeA: boolean;
+    b: (i: number) => number;
+    ldb: number;
+    transposeB: boolean;
+    c: (i: number) => number;
+    ldc: number;
+  },
+): void => {
+  const heap = w.wasm.HEAPF32;
+  const shape = {
+    m: p.m,
+    n: p.n,
+    k: p.k,
+    transposeA: p.transposeA,
+    transposeB: p.transposeB,
+    lda: p.lda,
+    ldb: p.ldb,
+    ldc: p.ldc,
+  };
+  for (let i = 0; i < count; i++) {
+    blas.sgemm(
+      heap.subarray(p.a(i) >>> 2),
+      heap.subarray(p.b(i) >>> 2),
+      heap.subarray(p.c(i) >>> 2),
+      shape,
+    );
+  }
+};
+
+/** The byte offset of head h of batch row r in a [B, rows, stride] matrix at `base`. */
+const headAt = (base: number, rows: number, stride: number, e: number) => (i: number, nh: number) =>
+  base + 4 * (Math.floor(i / nh) * rows * stride + (i % nh) * e);
+
 const forwardWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
-  const { q, kv } = inputs as Record<string, tf.TensorInfo>;
-  const g = geometry(q, kv, attrs!.heads as number);
+  const { q, kv, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
+  const g = geometry(q!, kv!, attrs!.heads as number);
   const out = b.makeOutput([g.nb, g.s, g.d], "float32");
   const probs = b.makeOutput([g.nb, g.nh, g.s, g.t], "float32");
+  // With dropout, the values are read with P ⊙ mask: kept for the backward pass too.
+  const dropped = mask === undefined ? undefined : b.makeOutput([g.nb, g.nh, g.s, g.t], "float32");
+  const outs = dropped === undefined ? [out, probs] : [out, probs, dropped];
   const k = blocks.on(b);
+  const blas = installedBlas();
+  if (blas !== null) {
+    // Native BLAS for the per-head products, one wasm pass for every softmax.
+    const at = (x: tf.TensorInfo) => offsetOf(b, x);
+    const qh = headAt(at(q!), g.s, g.d, g.e), kh = headAt(at(kv!), g.t, 2 * g.d, g.e);
+    const n = g.nb * g.nh, st = 4 * g.s * g.t;
+    perHead(blas, b, n, {
+      m: g.s,
+      n: g.t,
+      k: g.e,
+      a: (i) => qh(i, g.nh),
+      lda: g.d,
+      transposeA: false,
+      b: (i) => kh(i, g.nh),
+      ldb: 2 * g.d,
+      transposeB: true,
+      c: (i) => at(probs) + i * st,
+      ldc: g.t,
+    });
+    k.attention_softmax(at(probs), n, g.s, g.t, g.scale);
+    const pv = dropped === undefined ? at(probs) : at(dropped);
+    if (dropped !== undefined) k.mul_into(pv, at(probs), at(mask!), n * g.s * g.t);
+    const oh = headAt(at(out), g.s, g.d, g.e);
+    perHead(blas, b, n, {
+      m: g.s,
+      n: g.e,
+      k: g.t,
+      a: (i) => pv + i * st,
+      lda: g.t,
+      transposeA: false,
+      b: (i) => kh(i, g.nh) + 4 * g.d,
+      ldb: 2 * g.d,
+      transposeB: false,
+      c: (i) => oh(i, g.nh),
+      ldc: g.d,
+    });
+    return outs;
+  }
   const work = scratch(b, 4 * k.attention_work_floats(g.s, g.t));
-  const at = (x: tf.TensorInfo) => offsetOf(b, x);
-  k.attention_fwd(at(q), at(kv), g.nb, g.s, g.t, g.nh, g.e, g.scale, at(out), at(probs), work);
-  return [out, probs];
+  const at = (x: tf.TensorInfo | undefined) => (x === undefined ? 0 : offsetOf(b, x));
+  k.attention_fwd(
+    at(q),
+    at(kv),
+    g.nb,
+    g.s,
+    g.t,
+    g.nh,
+    g.e,
+    g.scale,
+    at(out),
+    at(probs),
+    at(dropped),
+    at(mask),
+    work,
+  );
+  return outs;
 };
 
 const backwardWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
-  const { q, kv, probs, dy } = inputs as Record<string, tf.TensorInfo>;
+  const { q, kv, probs, dy, dropped, mask } = inputs as Record<string, tf.TensorInfo>;
   const g = geometry(q, kv, attrs!.heads as number);
   const dq = b.makeOutput([...q.shape], "float32");
   const dkv = b.makeOutput([...kv.shape], "float32");
   const k = blocks.on(b);
+  const blas = installedBlas();
+  if (blas !== null) {
+    const at = (x: tf.TensorInfo) => offsetOf(b, x);
+    const n = g.nb * g.nh, st = 4 * g.s * g.t;
+    const dp = b.makeOutput([n, g.s, g.t], "float32");
+    const qh = headAt(at(q), g.s, g.d, g.e), kh = headAt(at(kv), g.t, 2 * g.d, g.e);
+    const oh = headAt(at(dy), g.s, g.d, g.e);
+    const dqh = headAt(at(dq), g.s, g.d, g.e), dkh = headAt(at(dkv), g.t, 2 * g.d, g.e);
+    const pAt = (i: number) => at(probs) + i * st, dpAt = (i: number) => at(dp) + i * st;
+    const product = (
+      m: number,
+      nn: number,
+      kk: number,
+      a: (i: number) => number,
+      lda: number,
+      ta: boolean,
+      bb: (i: number) => number,
+      ldb: number,
+      tb: boolean,
+      c: (i: number) => number,
+      ldc: number,
+    ) =>
+      perHead(blas, b, n, {
+        m,
+        n: nn,
+        k: kk,
+        a,
+        lda,
+        transposeA: ta,
+        b: bb,
+        ldb,
+        transposeB: tb,
+        c,
+        ldc,
+      });
+    const hq = (i: number) => qh(i, g.nh), hk = (i: number) => kh(i, g.nh);
+    const hv = (i: number) => kh(i, g.nh) + 4 * g.d, ho = (i: number) => oh(i, g.nh);
+    product(g.s, g.t, g.e, ho, g.d, false, hv, 2 * g.d, true, dpAt, g.t); // dP = dO Vᵀ
+    if (mask !== undefined) k.mul_into(at(dp), at(dp), at(mask), n * g.s * g.t); // the dropout
+    k.attention_softmax_grad(at(probs), at(dp), n, g.s, g.t, g.scale); // dS
+    product(g.s, g.e, g.t, dpAt, g.t, false, hk, 2 * g.d, false, (i) => dqh(i, g.nh), g.d); // dQ = dS K
+    product(g.t, g.e, g.s, dpAt, g.t, true, hq, g.d, false, (i) => dkh(i, g.nh), 2 * g.d); // dK = dSᵀ Q
+    const vAt = mask === undefined ? pAt : (i: number) => at(dropped) + i * st;
+    product(g.t, g.e, g.s, vAt, g.t, true, ho, g.d, false, (i) => dkh(i, g.nh) + 4 * g.d, 2 * g.d); // dV
+    b.disposeData(dp.dataId);
+    return [dq, dkv];
+  }
   const work = scratch(b, 4 * k.attention_work_floats(g.s, g.t));
-  const at = (x: tf.TensorInfo) => offsetOf(b, x);
+  const at = (x: tf.TensorInfo | undefined) => (x === undefined ? 0 : offsetOf(b, x));
   k.attention_bwd(
     at(q),
     at(kv),
     at(probs),
+    at(dropped),
+    at(mask),
     at(dy),
     g.nb,
     g.s,
@@ -73,18 +228,31 @@ const backwardWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
 
 type GradArgs = (tf.Tensor | tf.GradSaveFunc)[];
 
-const run: FusedKernel["run"] = (op, inputs) => {
+const run: FusedKernel["run"] = (op, inputs, ctx) => {
   const heads = op.attrs.heads as number;
+  const rate = (op.attrs.dropout as number | undefined) ?? 0;
   const f = tf.customGrad((...args: GradArgs) => {
     const [q, kv, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
-    const [out, probs] = tf.engine().runKernel(ATTENTION, { q, kv }, { heads }) as tf.Tensor[];
-    save([q, kv, probs]);
+    const named: Record<string, tf.Tensor> = { q, kv };
+    if (ctx.training && rate > 0) {
+      // The body's dropout draws its seed here, where the op-by-op path would.
+      const [nb, s] = q.shape, t = kv.shape[1]!;
+      const mask = dropoutMask(ctx.seed(), rate, nb * heads * s * t);
+      named.mask = tf.tensor(mask, [nb, heads, s, t], "float32");
+    }
+    const outs = tf.engine().runKernel(ATTENTION, named, { heads }) as tf.Tensor[];
+    save([q, kv, ...outs.slice(1), ...(named.mask === undefined ? [] : [named.mask])]);
     return {
-      value: out,
-      gradFunc: (dy: tf.Tensor, [qs, kvs, ps]: tf.Tensor[]) =>
-        tf.engine().runKernel(ATTENTION_GRAD, { q: qs, kv: kvs, probs: ps, dy }, {
-          heads,
-        }) as tf.Tensor[],
+      value: outs[0],
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [qs, kvs, ps, dropped, mask] = saved;
+        const g: Record<string, tf.Tensor> = { q: qs, kv: kvs, probs: ps, dy };
+        if (mask !== undefined) {
+          g.dropped = dropped;
+          g.mask = mask;
+        }
+        return tf.engine().runKernel(ATTENTION_GRAD, g, { heads }) as tf.Tensor[];
+      },
     };
   });
   return [f(...inputs)];
@@ -92,7 +260,6 @@ const run: FusedKernel["run"] = (op, inputs) => {
 
 /** One kernel takes the region: float32 q [B, S, D], kv [B, T, 2D], T ≥ S, no dropout on P. */
 const supports = (r: FusedRegion): boolean => {
-  if ((r.attrs.dropout ?? 0) !== 0) return false; // dropout's mask: the op-by-op path
   const [q, kv] = r.inputs;
   if (q.shape.length !== 3 || kv.shape.length !== 3) return false;
   const [nb, s, d] = q.shape;

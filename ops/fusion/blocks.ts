@@ -15,6 +15,8 @@ export interface BlocksExports {
   relu_inplace(x: number, n: number): void;
   relu_grad(dy: number, y: number, m: number, n: number, dz: number, db: number): void;
   col_sums(dy: number, m: number, n: number, db: number): void;
+  mul_into(out: number, a: number, b: number, n: number): void;
+  mask_add(out: number, mask: number, r: number, n: number): void;
   layernorm(
     x: number,
     g: number,
@@ -49,12 +51,16 @@ export interface BlocksExports {
     scale: number,
     out: number,
     probs: number,
+    dropped: number,
+    mask: number,
     work: number,
   ): void;
   attention_bwd(
     q: number,
     kv: number,
     probs: number,
+    dropped: number,
+    mask: number,
     dout: number,
     nb: number,
     s: number,
@@ -65,6 +71,15 @@ export interface BlocksExports {
     dq: number,
     dkv: number,
     work: number,
+  ): void;
+  attention_softmax(p: number, nbh: number, s: number, t: number, scale: number): void;
+  attention_softmax_grad(
+    p: number,
+    dp: number,
+    nbh: number,
+    s: number,
+    t: number,
+    scale: number,
   ): void;
   gru_gates(
     gx: number,

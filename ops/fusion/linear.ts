@@ -14,6 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { bodyInputs, type FusedKernel, type FusedRegion } from "../fusion.ts";
+import { dropoutMask } from "../dropout.ts";
 import { installedMatmul } from "../matmul.ts";
 import { offsetOf, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
@@ -36,15 +37,17 @@ interface Args {
 
 const linearWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
   const b = backend as WasmBackend;
-  const { x, w, bias, residual } = inputs as Record<string, tf.TensorInfo | undefined>;
+  const { x, w, bias, residual, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
   const transposeW = attrs?.transposeW === true, relu = attrs?.relu === true;
   const [m, k] = x!.shape;
   const n = attrs!.n as number;
   const out = b.makeOutput([m, n], "float32");
   const kx = blocks.on(b);
   const at = (t: tf.TensorInfo | undefined) => (t === undefined ? 0 : offsetOf(b, t));
-  const prefilled = bias !== undefined || residual !== undefined;
-  if (prefilled) kx.bias_rows(at(out), at(bias), at(residual), m, n);
+  // With dropout the residual comes after the mask: only the bias is prefilled then.
+  const early = mask === undefined ? residual : undefined;
+  const prefilled = bias !== undefined || early !== undefined;
+  if (prefilled) kx.bias_rows(at(out), at(bias), at(early), m, n);
   const q8 = w!.dtype === "int32"; // a q8 weight: every row through the int8 matrix-vector kernel
   if (q8 || (m <= MATVEC_ROWS && !transposeW && n % 4 === 0)) {
     matvec(b, heapWeight(b, w!, k, n), {
@@ -67,6 +70,7 @@ const linearWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
     });
   }
   if (relu) kx.relu_inplace(at(out), m * n);
+  if (mask !== undefined) kx.mask_add(at(out), at(mask), at(residual), m * n);
   return out;
 };
 
@@ -88,8 +92,9 @@ const columnSums = (dz: tf.Tensor): tf.Tensor => {
 type GradArgs = (tf.Tensor | tf.GradSaveFunc)[];
 
 /** Run a linear region (inputs x, W, then b and the residual when its attributes say so). */
-const run: FusedKernel["run"] = (op, inputs) => {
+const run: FusedKernel["run"] = (op, inputs, ctx) => {
   const hasBias = op.attrs.bias === true, hasResidual = op.attrs.residual === true;
+  const rate = (op.attrs.dropout as number | undefined) ?? 0;
   const relu = op.attrs.relu === true, transposeW = op.attrs.transposeW === true;
   const w = bodyInputs(op)[1];
   const n = transposeW ? w.shape[0] : w.shape[1];
@@ -107,8 +112,12 @@ const run: FusedKernel["run"] = (op, inputs) => {
     const named: Record<string, tf.Tensor> = { x, w };
     if (hasBias) named.bias = ts[2];
     if (hasResidual) named.residual = ts[hasBias ? 3 : 2];
+    if (ctx.training && rate > 0) {
+      // The body's dropout draws its seed here, where the op-by-op path would.
+      named.mask = tf.tensor(dropoutMask(ctx.seed(), rate, x.shape[0] * n), [x.shape[0], n]);
+    }
     const value = tf.engine().runKernel(LINEAR, named, { relu, transposeW, n }) as tf.Tensor;
-    save(relu ? [x, w, value] : [x, w]);
+    save(relu ? [x, w, value] : named.mask !== undefined ? [x, w, named.mask] : [x, w]);
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
@@ -116,12 +125,14 @@ const run: FusedKernel["run"] = (op, inputs) => {
         let dz = dy, db: tf.Tensor | undefined;
         if (relu) {
           [dz, db] = tf.engine().runKernel(RELU_GRAD, { dy, y: saved[2] }) as tf.Tensor[];
+        } else if (named.mask !== undefined) {
+          dz = tf.mul(dy, saved[2]); // through the dropout
         }
         const dx = tf.matMul(dz, ws, false, !transposeW);
         const dw = transposeW ? tf.matMul(dz, xs, true, false) : tf.matMul(xs, dz, true, false);
         const grads = [dx, dw];
         if (hasBias) grads.push(db ?? columnSums(dz));
-        if (hasResidual) grads.push(tf.reshape(dz, dz.shape));
+        if (hasResidual) grads.push(tf.reshape(dy, dy.shape)); // the residual skips the dropout
         return grads;
       },
     };
@@ -132,7 +143,8 @@ const run: FusedKernel["run"] = (op, inputs) => {
 /** Whether one kernel takes this linear region. */
 const supports = (r: FusedRegion, opts: { readonly gradients: boolean }): boolean => {
   if (installedMatmul() === "stock") return false;
-  if ((r.attrs.dropout ?? 0) !== 0) return false; // dropout's mask: the op-by-op path
+  // Dropout after a ReLU would need the pre-dropout output: the op-by-op path (no model has it).
+  if ((r.attrs.dropout ?? 0) !== 0 && r.attrs.relu === true) return false;
   const [x, w, ...rest] = r.inputs;
   if (x.dtype !== "float32" || rest.some((i) => i.dtype !== "float32")) return false;
   if (w.dtype === "q8") {
@@ -150,7 +162,7 @@ export const linearKernel: FusedKernel = {
   run,
   kernels: {
     forward: [LINEAR, "Identity"],
-    backward: [RELU_GRAD, "BatchMatMul", "Reshape"],
+    backward: [RELU_GRAD, "BatchMatMul", "Reshape", "Multiply"],
   },
 };
 
