@@ -38,6 +38,25 @@ static void softmax_row(float* p, int t, int lim, float scale) {
   for (j = lim + 1; j < t; j++) p[j] = 0.0f;
 }
 
+// Softmax backwards over `rows` rows of t, in place: g = P ⊙ (g − rowsum(g ⊙ P))·scale.
+static void softmax_grad_rows(const float* p, float* g, long rows, int t, float scale) {
+  for (long i = 0; i < rows; i++) {
+    const float* pi = p + i * t;
+    float* gi = g + i * t;
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    int j = 0;
+    for (; j + 4 <= t; j += 4) acc = MADD(wasm_v128_load(gi + j), wasm_v128_load(pi + j), acc);
+    float dot = hsum(acc);
+    for (; j < t; j++) dot += gi[j] * pi[j];
+    const v128_t d4 = wasm_f32x4_splat(dot), s4 = wasm_f32x4_splat(scale);
+    for (j = 0; j + 4 <= t; j += 4) {
+      const v128_t d = wasm_f32x4_sub(wasm_v128_load(gi + j), d4);
+      wasm_v128_store(gi + j, wasm_f32x4_mul(wasm_f32x4_mul(d, wasm_v128_load(pi + j)), s4));
+    }
+    for (; j < t; j++) gi[j] = (gi[j] - dot) * pi[j] * scale;
+  }
+}
+
 // Scratch floats the attention kernels need in `work` (16-byte aligned).
 EXPORT(attention_work_floats)
 int attention_work_floats(int s, int t) { return gemm_work_floats() + ((s * t + 3) & ~3); }
@@ -92,21 +111,7 @@ void attention_bwd(const float* q, const float* kv, const float* probs, const fl
       if (mask) {
         for (long i = 0; i < (long)s * t; i++) dp[i] *= mask[at + i];  // through the dropout
       }
-      for (int i = 0; i < s; i++) {
-        const float* pi = p + (long)i * t;
-        float* gi = dp + (long)i * t;
-        v128_t acc = wasm_f32x4_splat(0.0f);
-        int j = 0;
-        for (; j + 4 <= t; j += 4) acc = MADD(wasm_v128_load(gi + j), wasm_v128_load(pi + j), acc);
-        float dot = hsum(acc);
-        for (; j < t; j++) dot += gi[j] * pi[j];
-        const v128_t d4 = wasm_f32x4_splat(dot), s4 = wasm_f32x4_splat(scale);
-        for (j = 0; j + 4 <= t; j += 4) {
-          const v128_t g = wasm_f32x4_sub(wasm_v128_load(gi + j), d4);
-          wasm_v128_store(gi + j, wasm_f32x4_mul(wasm_f32x4_mul(g, wasm_v128_load(pi + j)), s4));
-        }
-        for (; j < t; j++) gi[j] = (gi[j] - dot) * pi[j] * scale;
-      }
+      softmax_grad_rows(p, dp, s, t, scale);
       // dQ = dS K; dK = dSᵀ Q; dV = Pᵀ dO.
       gemm(s, e, t, dp, t, 1, kb, d2, 1, dq + (long)b * s * d + h * e, d, 0, gw);
       gemm(t, e, s, dp, 1, t, qb, d, 1, dkv + (long)b * t * d2 + h * e, d2, 0, gw);
@@ -129,20 +134,5 @@ void attention_softmax(float* p, int nbh, int s, int t, float scale) {
 // Its backward step, in place: dp (dO Vᵀ per block) becomes dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale.
 EXPORT(attention_softmax_grad)
 void attention_softmax_grad(const float* p, float* dp, int nbh, int s, int t, float scale) {
-  const long n = (long)nbh * s;
-  for (long i = 0; i < n; i++) {
-    const float* pi = p + i * t;
-    float* gi = dp + i * t;
-    v128_t acc = wasm_f32x4_splat(0.0f);
-    int j = 0;
-    for (; j + 4 <= t; j += 4) acc = MADD(wasm_v128_load(gi + j), wasm_v128_load(pi + j), acc);
-    float dot = hsum(acc);
-    for (; j < t; j++) dot += gi[j] * pi[j];
-    const v128_t d4 = wasm_f32x4_splat(dot), s4 = wasm_f32x4_splat(scale);
-    for (j = 0; j + 4 <= t; j += 4) {
-      const v128_t g = wasm_f32x4_sub(wasm_v128_load(gi + j), d4);
-      wasm_v128_store(gi + j, wasm_f32x4_mul(wasm_f32x4_mul(g, wasm_v128_load(pi + j)), s4));
-    }
-    for (; j < t; j++) gi[j] = (gi[j] - dot) * pi[j] * scale;
-  }
+  softmax_grad_rows(p, dp, nbh * s, t, scale);
 }

@@ -180,3 +180,20 @@ export const scratch = (
   slots.set(slot, { raw, at, bytes: size });
   return at;
 };
+
+/** What tfjs hands a kernel function: its named inputs, the backend and the attributes. */
+export interface KernelArgs {
+  readonly inputs: tf.NamedTensorInfoMap;
+  readonly backend: unknown;
+  readonly attrs?: tf.NamedAttrMap;
+}
+
+/** The parts of tfjs-backend-cpu's `MathBackendCPU` our cpu kernels use. */
+export interface CpuBackend {
+  readonly data: { get(dataId: unknown): { values: unknown } };
+  makeTensorInfo(
+    shape: number[],
+    dtype: tf.DataType,
+    values: Float32Array | Int32Array,
+  ): tf.TensorInfo;
+}

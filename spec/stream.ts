@@ -412,24 +412,12 @@ const blockStep = <T>(
   opts: { readonly heads: number; readonly cached: readonly [T, T] | undefined },
 ): [T, T, T] => {
   const oa = ob.at("attn");
-  const ap = bp.attn;
-  const h = opts.heads;
-  const e = ob.shape(x)[2] / h;
-  const a = ob.at("ln1").layerNorm(x, bp.ln1.gain, bp.ln1.bias); // [B, r, D]
-  const q = splitHeads(oa, oa.linear(a, ap.wq, ap.bq), h); // [B, H, r, E]
-  let [k, v] = keysValues(oa, ap, a, h);
-  if (opts.cached !== undefined) {
-    k = oa.concat([opts.cached[0], k], 2); // [B, H, T, E]
-    v = oa.concat([opts.cached[1], v], 2);
-  }
+  const e = ob.shape(x)[2] / opts.heads;
+  const { q, k, v } = blockStart(ob, bp, x, opts);
   const scores = oa.matmul(q, k, { transposeB: true }); // [B, H, r, T]
   // causalMask lets query i see key j ≤ i + (T − r): the whole prefix and itself.
   const probs = oa.softmax(oa.causalMask(oa.scale(scores, 1 / Math.sqrt(e)))); // [B, H, r, T]
-  const x1 = oa.linear(mergeHeads(oa, oa.matmul(probs, v)), ap.wo, ap.bo, { residual: x }); // [B, r, D]
-  const f = ob.at("ffn");
-  const ln2 = ob.at("ln2").layerNorm(x1, bp.ln2.gain, bp.ln2.bias);
-  const hid = f.linear(ln2, bp.ffn.w1, bp.ffn.b1, { relu: true }); // [B, r, F]
-  return [f.linear(hid, bp.ffn.w2, bp.ffn.b2, { residual: x1 }), k, v]; // [B, r, D]
+  return [blockEnd(ob, bp, oa.matmul(probs, v), x), k, v];
 };
 
 /**
@@ -453,13 +441,8 @@ const xlBlockStep = <T>(
   const h = opts.heads;
   const [b, rows, d] = ob.shape(x);
   const e = d / h;
-  const a = ob.at("ln1").layerNorm(x, bp.ln1.gain, bp.ln1.bias); // [B, r, D]
-  const q = splitHeads(oa, oa.linear(a, ap.wq, ap.bq), h); // [B, H, r, E]
-  let [k, v] = keysValues(oa, ap, a, h);
-  if (opts.cached !== undefined) {
-    k = oa.concat([opts.cached[0], k], 2); // [B, H, T, E]
-    v = oa.concat([opts.cached[1], v], 2);
-  } else if (opts.cache !== undefined) {
+  let { q, k, v } = blockStart(ob, bp, x, opts);
+  if (opts.cached === undefined && opts.cache !== undefined) {
     // At a segment start: the cached states' keys and values, computed once per segment.
     const [kc, vc] = keysValues(
       oa,
@@ -481,9 +464,40 @@ const xlBlockStep = <T>(
   ); // [B, H, r, T]
   const scores = oa.add(content, oa.relShift(raw));
   const probs = oa.softmax(oa.causalMask(oa.scale(scores, 1 / Math.sqrt(e)))); // [B, H, r, T]
-  const x1 = oa.linear(mergeHeads(oa, oa.matmul(probs, v)), ap.wo, ap.bo, { residual: x }); // [B, r, D]
+  return [blockEnd(ob, bp, oa.matmul(probs, v), x), k, v];
+};
+
+/**
+ * The start of a block's step: LayerNorm, the fed rows' queries [B, H, r, E]
+ * and their keys and values after the cached ones (when given).
+ */
+const blockStart = <T>(
+  ob: Ops<T>,
+  bp: BlockParams<T>,
+  x: T,
+  opts: { readonly heads: number; readonly cached: readonly [T, T] | undefined },
+): { q: T; k: T; v: T } => {
+  const oa = ob.at("attn");
+  const a = ob.at("ln1").layerNorm(x, bp.ln1.gain, bp.ln1.bias); // [B, r, D]
+  const q = splitHeads(oa, oa.linear(a, bp.attn.wq, bp.attn.bq), opts.heads); // [B, H, r, E]
+  const [k, v] = keysValues(oa, bp.attn, a, opts.heads);
+  if (opts.cached === undefined) return { q, k, v };
+  return {
+    q,
+    k: oa.concat([opts.cached[0], k], 2), // [B, H, T, E]
+    v: oa.concat([opts.cached[1], v], 2),
+  };
+};
+
+/**
+ * The rest of a block after its attention weights: the heads' values [B, H, r, E]
+ * merged and projected onto the residual x, then the feed-forward sublayer.
+ */
+const blockEnd = <T>(ob: Ops<T>, bp: BlockParams<T>, values: T, x: T): T => {
+  const oa = ob.at("attn");
+  const x1 = oa.linear(mergeHeads(oa, values), bp.attn.wo, bp.attn.bo, { residual: x }); // [B, r, D]
   const f = ob.at("ffn");
   const ln2 = ob.at("ln2").layerNorm(x1, bp.ln2.gain, bp.ln2.bias);
   const hid = f.linear(ln2, bp.ffn.w1, bp.ffn.b1, { relu: true }); // [B, r, F]
-  return [f.linear(hid, bp.ffn.w2, bp.ffn.b2, { residual: x1 }), k, v]; // [B, r, D]
+  return f.linear(hid, bp.ffn.w2, bp.ffn.b2, { residual: x1 }); // [B, r, D]
 };

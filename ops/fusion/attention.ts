@@ -14,19 +14,13 @@ import type { FusedKernel, FusedRegion } from "../fusion.ts";
 import type { Blas } from "../blas.ts";
 import { dropoutMask } from "../dropout.ts";
 import { installedBlas } from "../matmul.ts";
-import { offsetOf, scratch, type WasmBackend } from "../heap.ts";
+import { type KernelArgs, offsetOf, scratch, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
 
 /** Kernel name of the forward pass: out, P. */
 export const ATTENTION = "CrtAttention";
 /** Kernel name of the backward pass: dq, dkv. */
 export const ATTENTION_GRAD = "CrtAttentionGrad";
-
-interface Args {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}
 
 const geometry = (q: tf.TensorInfo, kv: tf.TensorInfo, heads: number) => {
   const [nb, s, d] = q.shape;
@@ -82,7 +76,7 @@ const perHead = (
 const headAt = (base: number, rows: number, stride: number, e: number) => (i: number, nh: number) =>
   base + 4 * (Math.floor(i / nh) * rows * stride + (i % nh) * e);
 
-const forwardWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+const forwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const { q, kv, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
   const g = geometry(q!, kv!, attrs!.heads as number);
@@ -150,7 +144,7 @@ const forwardWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   return outs;
 };
 
-const backwardWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+const backwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const { q, kv, probs, dy, dropped, mask } = inputs as Record<string, tf.TensorInfo>;
   const g = geometry(q, kv, attrs!.heads as number);

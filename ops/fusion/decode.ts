@@ -15,7 +15,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type FusedKernel, type FusedRegion, layerNormEps } from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
-import { offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
+import { type KernelArgs, offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
 import { type HeapWeight, matvec } from "./products.ts";
 import { heapWeight, quantizedWeight } from "./weights.ts";
@@ -41,13 +41,7 @@ const PARAMS = [
   "f2",
 ] as const;
 
-interface Args {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}
-
-const forwardWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+const forwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const t = inputs as Record<string, tf.TensorInfo>;
   const heads = attrs!.heads as number, eps = attrs!.eps as number;

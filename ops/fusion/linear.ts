@@ -16,7 +16,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { bodyInputs, type FusedKernel, type FusedRegion } from "../fusion.ts";
 import { dropoutMask } from "../dropout.ts";
 import { installedMatmul } from "../matmul.ts";
-import { offsetOf, type WasmBackend } from "../heap.ts";
+import { type KernelArgs, offsetOf, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
 import { gemmOnHeap, matvec } from "./products.ts";
 import { heapWeight } from "./weights.ts";
@@ -29,13 +29,7 @@ export const RELU_GRAD = "CrtReluGrad";
 /** Rows up to which a product goes row by row through matrix-vector products. */
 const MATVEC_ROWS = 2;
 
-interface Args {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}
-
-const linearWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+const linearWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const b = backend as WasmBackend;
   const { x, w, bias, residual, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
   const transposeW = attrs?.transposeW === true, relu = attrs?.relu === true;
@@ -74,7 +68,7 @@ const linearWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
   return out;
 };
 
-const reluGradWasm = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+const reluGradWasm = ({ inputs, backend }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const { dy, y } = inputs as Record<string, tf.TensorInfo>;
   const [m, n] = y.shape;

@@ -8,7 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { offsetOf, type WasmBackend } from "../heap.ts";
+import { type KernelArgs, offsetOf, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
 
 /** Kernel name of the forward pass: y, x̂, inv. */
@@ -16,18 +16,12 @@ export const LAYER_NORM = "CrtLayerNorm";
 /** Kernel name of the backward pass: dx, dgain, dbias. */
 export const LAYER_NORM_GRAD = "CrtLayerNormGrad";
 
-interface Args {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}
-
 const rowsOf = (x: tf.TensorInfo): [number, number] => {
   const d = x.shape[x.shape.length - 1];
   return [tf.util.sizeFromShape(x.shape) / d, d];
 };
 
-const forwardWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+const forwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const { x, gain, bias } = inputs as Record<string, tf.TensorInfo>;
   const [n, d] = rowsOf(x);
@@ -49,7 +43,7 @@ const forwardWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
   return [y, xhat, inv];
 };
 
-const backwardWasm = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+const backwardWasm = ({ inputs, backend }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const { dy, xhat, inv, gain } = inputs as Record<string, tf.TensorInfo>;
   const [n, d] = rowsOf(xhat);

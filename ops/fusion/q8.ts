@@ -10,7 +10,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { bodyInputs, type FusedKernel, type FusedRegion } from "../fusion.ts";
-import { offsetOf, type WasmBackend } from "../heap.ts";
+import { type CpuBackend, type KernelArgs, offsetOf, type WasmBackend } from "../heap.ts";
 import { decodeQ8, paddedColumns, q8Layout } from "../quant.ts";
 import { blocks } from "./blocks.ts";
 
@@ -19,24 +19,13 @@ export const DEQUANTIZE = "CrtDequantize";
 /** Kernel name of the q8 table lookup: rows of a q8 table [R, D] at int32 ids. */
 export const GATHER_Q8 = "CrtGatherQ8";
 
-interface Args {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}
-
-interface CpuBackend {
-  readonly data: { get(dataId: unknown): { values: unknown } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array): tf.TensorInfo;
-}
-
 const shapeOf = (attrs: tf.NamedAttrMap | undefined) => ({
   r: attrs!.rows as number,
   c: attrs!.cols as number,
   axis: attrs!.axis as 0 | 1,
 });
 
-const dequantizeWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+const dequantizeWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const b = backend as WasmBackend;
   const { x } = inputs as { x: tf.TensorInfo };
   const { r, c, axis } = shapeOf(attrs);
@@ -48,7 +37,7 @@ const dequantizeWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
   return out;
 };
 
-const dequantizeCpu = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+const dequantizeCpu = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const b = backend as CpuBackend;
   const { x } = inputs as { x: tf.TensorInfo };
   const { r, c, axis } = shapeOf(attrs);
@@ -64,7 +53,7 @@ const dequantizeCpu = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
 export const dequantizeTensor = (x: tf.Tensor, shape: readonly number[], axis: 0 | 1): tf.Tensor =>
   tf.engine().runKernel(DEQUANTIZE, { x }, { rows: shape[0], cols: shape[1], axis }) as tf.Tensor;
 
-const gatherWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+const gatherWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const b = backend as WasmBackend;
   const { table, ids } = inputs as Record<string, tf.TensorInfo>;
   const { r, c } = shapeOf(attrs);

@@ -11,7 +11,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { bodyInputs, type FusedKernel, type FusedRegion } from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
-import { offsetOf, type WasmBackend } from "../heap.ts";
+import { type KernelArgs, offsetOf, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
 import { gemmOnHeap, matvec } from "./products.ts";
 import { heapWeight } from "./weights.ts";
@@ -21,13 +21,7 @@ export const RECURRENT = "CrtRecurrent";
 /** Kernel name of the gates' backward pass: dgx, dhc, z ⊙ dh', dmodBias. */
 export const RECURRENT_GRAD = "CrtRecurrentGrad";
 
-interface Args {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}
-
-const forwardWasm = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+const forwardWasm = ({ inputs, backend }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const { x, h, wx, bx, ur, uz, uc, mb } = inputs as Record<string, tf.TensorInfo | undefined>;
   const [nb, din] = x!.shape;
@@ -63,7 +57,7 @@ const forwardWasm = ({ inputs, backend }: Args): tf.TensorInfo[] => {
   return [out, hc, saved];
 };
 
-const backwardWasm = ({ inputs, backend }: Args): tf.TensorInfo[] => {
+const backwardWasm = ({ inputs, backend }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const { dy, saved, hc, h, mb } = inputs as Record<string, tf.TensorInfo | undefined>;
   const [nb, m] = h!.shape;

@@ -7,23 +7,19 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
+import {
+  type CpuBackend,
+  type KernelArgs,
+  offsetOf,
+  SCRATCH,
+  scratch,
+  type WasmBackend,
+} from "../heap.ts";
 import { drawToken } from "../reference.ts";
 import { blocks } from "./blocks.ts";
 
 /** Kernel name of `sample`: logits [N, V], uniforms [N] (attrs temperature, topK) → ids [N]. */
 export const SAMPLE = "CrtSample";
-
-interface Args {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}
-
-interface CpuBackend {
-  readonly data: { get(dataId: unknown): { values: unknown } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values: Int32Array): tf.TensorInfo;
-}
 
 /** Draw one id per row of logits at `x` [n, v] on the heap into out[0 … n) (int32 heap view). */
 export const drawOnHeap = (
@@ -46,7 +42,7 @@ export const drawOnHeap = (
   return out;
 };
 
-const sampleWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+const sampleWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const b = backend as WasmBackend;
   const { logits, uniforms } = inputs as Record<string, tf.TensorInfo>;
   const [n, v] = logits.shape;
@@ -65,7 +61,7 @@ const sampleWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
   return out;
 };
 
-const sampleCpu = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+const sampleCpu = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const b = backend as CpuBackend;
   const { logits, uniforms } = inputs as Record<string, tf.TensorInfo>;
   const [n, v] = logits.shape;

@@ -12,7 +12,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { bodyInputs, type FusedKernel, type FusedRegion, layerNormEps } from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
-import { offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
+import { type KernelArgs, offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { q8Layout } from "../quant.ts";
 import { blocks } from "./blocks.ts";
 import { gemmOnHeap, matvec } from "./products.ts";
@@ -24,19 +24,13 @@ export const EMBED = "CrtEmbed";
 /** Kernel name of the readout step. */
 export const LM_HEAD = "CrtLmHead";
 
-interface Args {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}
-
 /** A table [R, D] on the heap: its data and, for a q8 one, its row scales (else 0). */
 const table = (b: WasmBackend, t: tf.TensorInfo, rows: number, d: number): [number, number] => {
   const at = offsetOf(b, t);
   return t.dtype === "float32" ? [at, 0] : [at, at + q8Layout(rows, d, 0).valueBytes];
 };
 
-const embedWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo => {
+const embedWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const b = backend as WasmBackend;
   const { table: tt, ids, pos } = inputs as Record<string, tf.TensorInfo>;
   const v = attrs!.vocab as number, d = attrs!.width as number, s = attrs!.positions as number;
@@ -79,7 +73,7 @@ const embedKernel: FusedKernel = {
   kernels: { forward: [EMBED], backward: [] },
 };
 
-const headWasm = ({ inputs, backend, attrs }: Args): tf.TensorInfo[] => {
+const headWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const t = inputs as Record<string, tf.TensorInfo | undefined>;
   const x = t.x!, prev = t.prev;
