@@ -33,14 +33,8 @@ import {
 } from "./args.ts";
 import { decodeExperiment, decodeSweep, type Experiment, type Sweep } from "./experiment.ts";
 import { describePresets, type Plan, resolvePreset } from "./presets.ts";
-import {
-  modelCosts,
-  newRunDir,
-  type RunError,
-  runExperiment,
-  type RunOptions,
-  runSweep,
-} from "./run.ts";
+import { modelCosts, newRunDir, type RunError, runExperiment, type RunOptions } from "./run.ts";
+import { runSweep } from "./sweep.ts";
 import { decodeSmarthomeExperiment, isSmarthomeConfig } from "./smarthome_experiment.ts";
 import { runSmarthome, smarthomeCosts } from "./smarthome_run.ts";
 

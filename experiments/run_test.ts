@@ -6,15 +6,8 @@ import { liveTensors } from "../core/train.ts";
 import { tinyCorpusCrt, tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
 import { checkpointFileName } from "./checkpoint.ts";
 import type { Experiment, Sweep } from "./experiment.ts";
-import {
-  memberGuard,
-  type Results,
-  runExperiment,
-  type RunOptions,
-  type RunOutcome,
-  runSweep,
-  sweepTable,
-} from "./run.ts";
+import { type Results, runExperiment, type RunOptions, type RunOutcome } from "./run.ts";
+import { memberGuard, runSweep, sweepTable } from "./sweep.ts";
 
 await ensureBackend();
 
