@@ -1117,4 +1117,25 @@ const main = async (o: Options): Promise<void> => {
   }
 };
 
-if (import.meta.main) await main(parseOptions(Deno.args));
+const USAGE = `usage: deno task bench:peers [--steps N] [--warmup N] [--json] [--profile] [--setup]
+  [--no-count] [--phases train,infer,stream] [--segment-lens 35,70]
+  [--peers ${PEER_NAMES.join(",")}] [--tiers native,portable] [--weights f32,int8]
+  [--threads N] [--kv-threads 1,2] [--kv-variants kvcache,kvcache-matvec]
+  [--ort-web-host node|deno] [--cache DIR] [--gap-ms MS] [--busy-cores X] [--extra-rounds N]
+(what each option does: the comment at the top of bench/peers.ts)`;
+
+/** Options from the command line, or exit: 0 after `--help`, 2 with the usage on bad input. */
+const optionsOrExit = (args: string[]): Options => {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  try {
+    return parseOptions(args);
+  } catch (e) {
+    console.error(`bench:peers: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+    Deno.exit(2);
+  }
+};
+
+if (import.meta.main) await main(optionsOrExit(Deno.args));

@@ -12,8 +12,8 @@
  *   adds the softmax to probabilities on the host.
  * - `prompt`: a 35-token prompt fed in one call (next-token probabilities
  *   after its last token), from a fresh stream.
- * - `load`: a model file's bytes to a runnable model (verify, dequantise,
- *   compile, upload), float32 against int8 weights.
+ * - `load`: a model file's bytes to a runnable model (verify, compile,
+ *   upload; int8 weights stay int8), float32 against int8 weights.
  *
  * After Deno's table, a table of medians: ms per token (per call for
  * `load`), tokens/s, and for the token group the forward FLOPs per token.
@@ -171,7 +171,7 @@ globalThis.addEventListener("unload", () => {
     `Rest of the machine meanwhile: ${describeLoad(meter.read())} cores. ` +
       `Batch 1; medians over every call Deno made (warm-up excluded). token: one token into a ` +
       `running stream, its logits (probabilities for TokenStream) read back; prompt: ${S} ` +
-      `tokens in one call, per token; load: decode, verify, dequantise, compile and upload. ` +
+      `tokens in one call, per token; load: decode, verify, compile and upload (int8 stays int8). ` +
       `On 2 shared cores a busy neighbour slows every row.`,
   );
 });
