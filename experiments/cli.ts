@@ -9,7 +9,8 @@
  *
  * Exit status: 0 success (and `--help`), 2 bad input (the message on stderr
  * names the field or file), 1 a failure during the run, 130 interrupted by
- * Ctrl-C after saving a checkpoint (`--resume RUN_DIR` continues it).
+ * Ctrl-C and 143 by SIGTERM, each after saving a checkpoint (`--resume
+ * RUN_DIR` continues it).
  *
  * @example Run the entry point from code
  * ```ts
@@ -33,8 +34,11 @@ import {
 } from "./args.ts";
 import { decodeExperiment, decodeSweep, type Experiment, type Sweep } from "./experiment.ts";
 import { describePresets, type Plan, resolvePreset } from "./presets.ts";
-import { modelCosts, newRunDir, type RunError, runExperiment, type RunOptions } from "./run.ts";
+import { modelCosts, runExperiment, type RunOptions } from "./run.ts";
+import { newRunDir, type RunError } from "./run_folder.ts";
 import { runSweep } from "./sweep.ts";
+import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./memory.ts";
+import type { ModelSpec } from "../spec/types.ts";
 import { decodeSmarthomeExperiment, isSmarthomeConfig } from "./smarthome_experiment.ts";
 import { runSmarthome, smarthomeCosts } from "./smarthome_run.ts";
 
@@ -53,8 +57,11 @@ export interface CliIo {
   readonly stdout: (text: string) => void;
   /** Messages, errors and progress. */
   readonly stderr: (text: string) => void;
-  /** Installs a Ctrl-C handler and returns its remover. Default: `Deno.addSignalListener("SIGINT")`. */
-  readonly onInterrupt?: (handler: () => void) => () => void;
+  /**
+   * Installs a handler for Ctrl-C and SIGTERM (called with the signal's name)
+   * and returns its remover. Default: `Deno.addSignalListener` for both.
+   */
+  readonly onInterrupt?: (handler: (signal?: string) => void) => () => void;
 }
 
 const writeSync = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
@@ -68,7 +75,7 @@ const defaultIo: CliIo = {
 };
 
 /** Exit statuses. */
-const EXIT = { ok: 0, failed: 1, badInput: 2, interrupted: 130 } as const;
+const EXIT = { ok: 0, failed: 1, badInput: 2, interrupted: 130, terminated: 143 } as const;
 
 /** A bad-input error message, or the value. */
 type Checked<A> = E.Either<string, A>;
@@ -215,9 +222,37 @@ async function dryRun(cli: Cli, plan: Plan, io: CliIo): Promise<number> {
     io.stderr(`${started.left.message}\n`);
     return EXIT.failed;
   }
+  const limit = memoryLimit(cli.backend);
+  const problems: string[] = [];
+  // The training memory estimate the run checks before it allocates anything.
+  const memoryOf = (
+    label: string,
+    model: ModelSpec,
+    params: number,
+    batch: { rows: number; positions: number },
+    fields: string,
+  ) => {
+    const m = estimateTrainingMemory(model, params, batch);
+    const problem = memoryProblem(model, m, limit, fields);
+    if (problem !== null) problems.push(`${label}: ${problem}`);
+    return {
+      parameter_bytes: m.parameterBytes,
+      activation_bytes: m.activationBytes,
+      total_bytes: m.totalBytes,
+      limit_bytes: limit,
+      fits: problem === null,
+    };
+  };
   const describe = (experiment: Experiment) => {
     const costs = modelCosts(experiment);
-    return E.map((c: object) => ({ experiment, ...c }))(costs);
+    return E.map((c: { params: number }) => ({
+      experiment,
+      ...c,
+      memory: memoryOf(experiment.name, experiment.model, c.params, {
+        rows: experiment.training.batchSize,
+        positions: experiment.training.bpttSegments * experiment.model.segmentLen,
+      }, "training.batchSize, training.bpttSegments"),
+    }))(costs);
   };
   let out: unknown;
   if (plan._tag === "smarthome") {
@@ -227,7 +262,15 @@ async function dryRun(cli: Cli, plan: Plan, io: CliIo): Promise<number> {
       io.stderr(`${c.left}\n`);
       return EXIT.badInput;
     }
-    out = { experiment: plan.experiment, ...c.right };
+    const x = plan.experiment;
+    out = {
+      experiment: x,
+      ...c.right,
+      memory: memoryOf(x.name, x.model, c.right.params, {
+        rows: x.training.batchSize,
+        positions: x.data.clipFrames,
+      }, "training.batchSize, data.clipFrames"),
+    };
   } else if (plan._tag === "single") {
     const d = describe(plan.experiment);
     if (E.isLeft(d)) {
@@ -253,7 +296,8 @@ async function dryRun(cli: Cli, plan: Plan, io: CliIo): Promise<number> {
     };
   }
   io.stdout(JSON.stringify(out, null, 2) + "\n");
-  return EXIT.ok;
+  for (const p of problems) io.stderr(`${p}\n`);
+  return problems.length === 0 ? EXIT.ok : EXIT.badInput;
 }
 
 const exitFor = (e: RunError): number => (e._tag === "BadInput" ? EXIT.badInput : EXIT.failed);
@@ -291,21 +335,28 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
 
   const controller = new AbortController();
   let interrupts = 0;
-  const onInterrupt = io.onInterrupt ?? ((handler: () => void) => {
-    Deno.addSignalListener("SIGINT", handler);
-    return () => Deno.removeSignalListener("SIGINT", handler);
+  // Ctrl-C and SIGTERM (kill, a scheduler's cancel or preemption) both save a checkpoint.
+  const onInterrupt = io.onInterrupt ?? ((handler: (signal: string) => void) => {
+    const listeners = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+      const l = () => handler(sig);
+      Deno.addSignalListener(sig, l);
+      return [sig, l] as const;
+    });
+    return () => listeners.forEach(([sig, l]) => Deno.removeSignalListener(sig, l));
   });
-  const removeHandler = onInterrupt(() => {
+  let stopStatus: number = EXIT.interrupted;
+  const removeHandler = onInterrupt((signal = "SIGINT") => {
     interrupts++;
     if (interrupts === 1) {
+      stopStatus = signal === "SIGTERM" ? EXIT.terminated : EXIT.interrupted;
       io.stderr(
-        "\ninterrupt: finishing the current step and saving a checkpoint " +
-          "(Ctrl-C again to stop without saving)\n",
+        `\n${signal === "SIGTERM" ? "SIGTERM" : "interrupt"}: finishing the current step and ` +
+          "saving a checkpoint (Ctrl-C again to stop without saving)\n",
       );
       controller.abort();
     } else {
       io.stderr("\nstopped without saving\n");
-      Deno.exit(EXIT.interrupted);
+      Deno.exit(stopStatus);
     }
   });
   const log = (m: string) => io.stderr(`${m}\n`);
@@ -328,12 +379,14 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
         ? await runSmarthome(p.experiment, runOpts)
         : await runExperiment(p.experiment, runOpts);
       if (E.isLeft(r)) {
+        // A fresh run refused before it wrote anything leaves no folder behind.
+        if (cli.resume === null) await Deno.remove(runDir).catch(() => {});
         io.stderr(`${exp.name}: ${r.left.message}\n`);
         return exitFor(r.left);
       }
       if (r.right._tag === "Interrupted") {
         io.stderr(`${r.right.message}\n`);
-        return EXIT.interrupted;
+        return stopStatus;
       }
       io.stdout(JSON.stringify(r.right.results, null, 2) + "\n");
       log(`results: ${join(runDir, "results.json")}`);
@@ -350,7 +403,7 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
     }
     if (r.right._tag === "Interrupted") {
       io.stderr(`${r.right.message}\n`);
-      return EXIT.interrupted;
+      return stopStatus;
     }
     io.stdout(`\n${sweep.name}: ${sweep.description}\n\n${r.right.table}`);
     log(`table: ${join(sweepDir, "sweep.md")}`);

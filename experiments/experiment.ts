@@ -228,8 +228,91 @@ export const DataSettingsCodec: StrictCodec<FieldCodecs<DataSettings>> = strict<
 }, "DataSettings");
 
 /**
- * The training recipe: batching, budget, AdamW with warm-up and decay,
- * clipping, and the validation, checkpoint and logging cadence.
+ * The training fields every task shares: batch size, the wall-clock guard,
+ * AdamW with warm-up and decay, clipping, NC-GRU's refresh, and the
+ * validation, checkpoint and logging cadence. Each task's training settings
+ * extend it ({@linkcode TrainingSettings}, the clip classifier's
+ * `ClassifierTraining`) and its codec spreads {@linkcode sharedTrainingFields}.
+ *
+ * @example
+ * ```ts
+ * import type { SharedTraining } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ *
+ * const tr: SharedTraining = presetExperiment("ptb").training;
+ * console.log(tr.lr, tr.clipNorm); // 0.001 0.25
+ * ```
+ */
+export interface SharedTraining {
+  /** B: the batch — parallel ordered streams (language models), clips (classifiers). */
+  readonly batchSize: number;
+  /**
+   * Wall-clock safety stop: training ends once this many seconds have passed
+   * since the run started (periodic validation included, the final
+   * evaluation not), even if the budget is not spent. `null`: no limit. The
+   * schedule is not rescaled: size the budget to finish first and keep this
+   * as a guard.
+   */
+  readonly maxSeconds: number | null;
+  /** Peak AdamW learning rate, reached at the end of warm-up (reference CRT: 1e-3). */
+  readonly lr: number;
+  /** Linear warm-up from lr/warmupSteps to lr over this many steps. */
+  readonly warmupSteps: number;
+  /** Decay after warm-up, down to `finalLrRatio`·lr at the last step. */
+  readonly decay: "cosine" | "linear" | "constant";
+  /** The learning rate at the last step as a fraction of `lr`, in [0, 1]. */
+  readonly finalLrRatio: number;
+  /** AdamW decoupled weight decay on matrices (not biases or gains). Default 0.01. */
+  readonly weightDecay: number;
+  /** Adam β1, in [0, 1). Default 0.9. */
+  readonly beta1: number;
+  /** Adam β2, in [0, 1). Default 0.999. */
+  readonly beta2: number;
+  /** Adam ε. Default 1e-8. */
+  readonly eps: number;
+  /** Clip gradients to this global L2 norm; 0 turns clipping off. */
+  readonly clipNorm: number;
+  /** NC-GRU only: recompute (I + A)⁻¹ exactly every this many steps. Default 100. */
+  readonly cayleyRefresh: number;
+  /** Validate every this many steps (0: only the final evaluation). */
+  readonly validEvery: number;
+  /** Write a checkpoint every this many steps (0: only at the end of training and on Ctrl-C). */
+  readonly checkpointEvery: number;
+  /** Append a `train` record (mean loss since the last one) to `metrics.jsonl` every this many steps. */
+  readonly logEvery: number;
+}
+
+/**
+ * The codecs of {@linkcode SharedTraining}'s fields, spread into each task's
+ * training codec.
+ *
+ * @example
+ * ```ts
+ * import { sharedTrainingFields } from "./experiment.ts";
+ * console.log(sharedTrainingFields.clipNorm.is(-1)); // false
+ * ```
+ */
+export const sharedTrainingFields: FieldCodecs<SharedTraining> = {
+  batchSize: PositiveInt,
+  maxSeconds: nullable(PositiveNumber),
+  lr: PositiveNumber,
+  warmupSteps: NonNegativeInt,
+  decay: oneOf(["cosine", "linear", "constant"], "decay"),
+  finalLrRatio: UnitInterval,
+  weightDecay: NonNegativeNumber,
+  beta1: Probability,
+  beta2: Probability,
+  eps: PositiveNumber,
+  clipNorm: NonNegativeNumber,
+  cayleyRefresh: PositiveInt,
+  validEvery: NonNegativeInt,
+  checkpointEvery: NonNegativeInt,
+  logEvery: PositiveInt,
+};
+
+/**
+ * A language model's training recipe: the shared fields, plus BPTT windows,
+ * the token budget, the periodic validation's length and the output bias.
  *
  * @example
  * ```ts
@@ -240,9 +323,7 @@ export const DataSettingsCodec: StrictCodec<FieldCodecs<DataSettings>> = strict<
  * console.log(tr.batchSize * tr.bpttSegments); // 40
  * ```
  */
-export interface TrainingSettings {
-  /** B: parallel ordered streams of the training split (Transformer-XL batching). Reference 20. */
-  readonly batchSize: number;
+export interface TrainingSettings extends SharedTraining {
   /**
    * K: segments per training window; gradients flow back through the carried
    * state across them and are cut at the window's start. A step reads
@@ -257,45 +338,11 @@ export interface TrainingSettings {
    */
   readonly tokens: number;
   /**
-   * Wall-clock safety stop: training ends once this many seconds have passed
-   * since the run started (periodic validation included, the final
-   * evaluation not), even if the token budget is not spent. `null`: no
-   * limit. The schedule is not rescaled: size the budget to finish first and
-   * keep this as a guard.
-   */
-  readonly maxSeconds: number | null;
-  /** Peak AdamW learning rate, reached at the end of warm-up. Reference 1e-3. */
-  readonly lr: number;
-  /** Linear warm-up from lr/warmupSteps to lr over this many steps. Reference 200. */
-  readonly warmupSteps: number;
-  /** Decay after warm-up, down to `finalLrRatio`·lr at the last step. Reference `cosine`. */
-  readonly decay: "cosine" | "linear" | "constant";
-  /** The learning rate at the last step as a fraction of `lr`, in [0, 1]. Default 0. */
-  readonly finalLrRatio: number;
-  /** AdamW decoupled weight decay on matrices (not biases or gains). Default 0.01. */
-  readonly weightDecay: number;
-  /** Adam β1, in [0, 1). Default 0.9. */
-  readonly beta1: number;
-  /** Adam β2, in [0, 1). Default 0.999. */
-  readonly beta2: number;
-  /** Adam ε. Default 1e-8. */
-  readonly eps: number;
-  /** Clip gradients to this global L2 norm; 0 turns clipping off. Reference 0.25. */
-  readonly clipNorm: number;
-  /** NC-GRU only: recompute (I + A)⁻¹ exactly every this many steps. Default 100. */
-  readonly cayleyRefresh: number;
-  /** Validate every this many steps (0: only the final evaluation). */
-  readonly validEvery: number;
-  /**
    * Periodic validation reads only the first this many tokens of the valid
    * split (as a stream, memory carried), to stay cheap. `null`: the whole
    * split. The final evaluation always reads the whole split.
    */
   readonly validTokens: number | null;
-  /** Write a checkpoint every this many steps (0: only at the end of training and on Ctrl-C). */
-  readonly checkpointEvery: number;
-  /** Append a `train` record (mean loss since the last one) to `metrics.jsonl` every this many steps. */
-  readonly logEvery: number;
   /**
    * How a fresh run sets the output bias: `unigram`, the log-frequencies of
    * the training split's words (add-one smoothed), so training starts at the
@@ -319,24 +366,10 @@ export interface TrainingSettings {
 export const TrainingSettingsCodec: StrictCodec<FieldCodecs<TrainingSettings>> = strict<
   FieldCodecs<TrainingSettings>
 >({
-  batchSize: PositiveInt,
+  ...sharedTrainingFields,
   bpttSegments: PositiveInt,
   tokens: PositiveInt,
-  maxSeconds: nullable(PositiveNumber),
-  lr: PositiveNumber,
-  warmupSteps: NonNegativeInt,
-  decay: oneOf(["cosine", "linear", "constant"], "decay"),
-  finalLrRatio: UnitInterval,
-  weightDecay: NonNegativeNumber,
-  beta1: Probability,
-  beta2: Probability,
-  eps: PositiveNumber,
-  clipNorm: NonNegativeNumber,
-  cayleyRefresh: PositiveInt,
-  validEvery: NonNegativeInt,
   validTokens: nullable(PositiveInt),
-  checkpointEvery: NonNegativeInt,
-  logEvery: PositiveInt,
   readoutBias: oneOf(["unigram", "zeros"], "readout bias"),
 }, "TrainingSettings");
 

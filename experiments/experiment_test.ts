@@ -33,9 +33,9 @@ Deno.test("decodeExperiment: accepts the presets and returns an equal value", ()
 Deno.test("decodeExperiment: paths read like --set paths, for experiment and model fields alike", () => {
   assert.deepEqual(issues({ ...base, training: { ...base.training, lr: "fast", lrr: 1 } }), [
     `training.lr: expected a positive number, got "fast" (string)`,
-    `training.lrr: unknown field (expected one of batchSize, bpttSegments, tokens, maxSeconds, ` +
-    `lr, warmupSteps, decay, finalLrRatio, weightDecay, beta1, beta2, eps, clipNorm, ` +
-    `cayleyRefresh, validEvery, validTokens, checkpointEvery, logEvery, readoutBias)`,
+    `training.lrr: unknown field (expected one of batchSize, maxSeconds, lr, warmupSteps, ` +
+    `decay, finalLrRatio, weightDecay, beta1, beta2, eps, clipNorm, cayleyRefresh, ` +
+    `validEvery, checkpointEvery, logEvery, bpttSegments, tokens, validTokens, readoutBias)`,
   ]);
   assert.deepEqual(issues({ ...base, model: { ...base.model, nHeads: 3 } }), [
     "model.nHeads: 3 does not divide model.dModel (256)",

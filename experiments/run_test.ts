@@ -7,6 +7,7 @@ import { tinyCorpusCrt, tinyExperiment, writeCorpus } from "../tests/_corpus.ts"
 import { checkpointFileName } from "./checkpoint.ts";
 import type { Experiment, Sweep } from "./experiment.ts";
 import { type Results, runExperiment, type RunOptions, type RunOutcome } from "./run.ts";
+import { lockRunFolder } from "./run_folder.ts";
 import { memberGuard, runSweep, sweepTable } from "./sweep.ts";
 
 await ensureBackend();
@@ -315,6 +316,67 @@ Deno.test("runSweep: the sweep's budget overrides a member's guard without chang
     if (E.isLeft(alone)) assert.fail(alone.left.message);
     if (alone.right._tag !== "Completed") return assert.fail(alone.right._tag);
     assert.equal(alone.right.results.stopped_by, "maxSeconds");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runExperiment: --resume refuses a data file that changed since the run started", async () => {
+  const dir = await writeCorpus();
+  try {
+    const exp = tinyExperiment(dir, { steps: 10 });
+    const runDir = join(dir, "run");
+    const first = await run(exp, runDir, { stopAfter: 3 });
+    assert.equal(first.outcome._tag, "Interrupted");
+    const train = join(dir, "ptb.train.txt");
+    const before = await Deno.readTextFile(train);
+    await Deno.writeTextFile(train, " w1 w2 w3 \n", { append: true });
+    const r = await runExperiment(exp, { ...quiet, runDir, resume: true });
+    assert.ok(E.isLeft(r) && r.left._tag === "BadInput", JSON.stringify(r));
+    assert.match(
+      r.left.message,
+      /ptb\.train\.txt changed since the run started \(SHA-256 was [0-9a-f]{64}, now [0-9a-f]{64}\)/,
+    );
+    // Restored, the same folder resumes and completes.
+    await Deno.writeTextFile(train, before);
+    const again = await run(exp, runDir, { resume: true });
+    assert.equal(again.outcome._tag, "Completed");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runExperiment: a run folder another run holds is refused, naming the holder", async () => {
+  const dir = await writeCorpus();
+  try {
+    const exp = tinyExperiment(dir, { steps: 4 });
+    const runDir = join(dir, "run");
+    const lock = await lockRunFolder(runDir);
+    assert.ok(E.isRight(lock));
+    const r = await runExperiment(exp, { ...quiet, runDir });
+    assert.ok(E.isLeft(r) && r.left._tag === "BadInput");
+    assert.match(r.left.message, new RegExp(`in use by process ${Deno.pid} on `));
+    assert.ok(!(await Deno.stat(join(runDir, "config.json")).then(() => true, () => false)));
+    await lock.right.release();
+    // Released, the folder is free again.
+    const done = await run(exp, runDir);
+    assert.equal(done.outcome._tag, "Completed");
+    assert.equal(await Deno.readTextFile(join(runDir, "run.lock")), "", "the lock names no holder");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runExperiment: a model that cannot fit is refused before anything is written", async () => {
+  const dir = await writeCorpus();
+  try {
+    const exp = tinyExperiment(dir, { steps: 4 });
+    const runDir = join(dir, "run");
+    const huge = { ...exp, model: { ...exp.model, dModel: 100_000_000, nHeads: 2 } };
+    const r = await runExperiment(huge, { ...quiet, runDir });
+    assert.ok(E.isLeft(r) && r.left._tag === "BadInput", JSON.stringify(r));
+    assert.match(r.left.message, /^model\.dModel = 100000000: .*nothing was allocated or written/);
+    assert.ok(!(await Deno.stat(runDir).then(() => true, () => false)), "no run folder");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -28,12 +28,10 @@ import {
   decodeWith,
   type FieldCodecs,
   NonNegativeInt,
-  NonNegativeNumber,
   numberWhere,
   oneOf,
   PositiveInt,
   PositiveNumber,
-  Probability,
   SpecError,
   type SpecIssue,
   strict,
@@ -50,7 +48,8 @@ import {
   nullable,
   type OutputSettings,
   OutputSettingsCodec,
-  UnitInterval,
+  type SharedTraining,
+  sharedTrainingFields,
 } from "./experiment.ts";
 import {
   type Balance,
@@ -107,48 +106,20 @@ export interface SmarthomeData {
  * console.log(smarthomePreset("smarthome").training.balance); // classBalanced
  * ```
  */
-export interface ClassifierTraining {
-  /** B: clips per step, each from a fresh memory. Default 16. */
-  readonly batchSize: number;
+export interface ClassifierTraining extends SharedTraining {
   /**
    * Budget: the run takes ⌈epochs · N_train / B⌉ steps (N_train: training
-   * clips after validation is carved out); fractions are fine.
+   * clips after validation is carved out); fractions are fine. Each clip
+   * starts from a fresh memory; periodic validation reads the whole
+   * validation set.
    */
   readonly epochs: number;
-  /** Wall-clock guard in seconds (validation included, final evaluation not); `null`: none. */
-  readonly maxSeconds: number | null;
   /**
    * How batches are drawn: `classBalanced` (a class uniformly, then one of
    * its clips; the default, for Smarthome's imbalance) or `uniform` (a clip
    * uniformly). The loss is unweighted either way.
    */
   readonly balance: Balance;
-  /** Peak AdamW learning rate. Default 5e-4. */
-  readonly lr: number;
-  /** Linear warm-up steps. Default 100. */
-  readonly warmupSteps: number;
-  /** Decay after warm-up. Default `cosine`. */
-  readonly decay: "cosine" | "linear" | "constant";
-  /** The last step's learning rate as a fraction of `lr`. Default 0. */
-  readonly finalLrRatio: number;
-  /** AdamW decoupled weight decay on matrices. Default 0.01. */
-  readonly weightDecay: number;
-  /** Adam β1. Default 0.9. */
-  readonly beta1: number;
-  /** Adam β2. Default 0.999. */
-  readonly beta2: number;
-  /** Adam ε. Default 1e-8. */
-  readonly eps: number;
-  /** Global gradient-norm clip; 0 turns it off. Default 1. */
-  readonly clipNorm: number;
-  /** NC-GRU only: exact (I + A)⁻¹ every this many steps. Default 100. */
-  readonly cayleyRefresh: number;
-  /** Validate on the whole validation set every this many steps (0: only at the end). */
-  readonly validEvery: number;
-  /** Checkpoint every this many steps (0: only at the end of training and on Ctrl-C). */
-  readonly checkpointEvery: number;
-  /** A `train` record in `metrics.jsonl` every this many steps. */
-  readonly logEvery: number;
 }
 
 /**
@@ -297,23 +268,9 @@ export const SmarthomeDataCodec: StrictCodec<FieldCodecs<SmarthomeData>> = stric
 export const ClassifierTrainingCodec: StrictCodec<FieldCodecs<ClassifierTraining>> = strict<
   FieldCodecs<ClassifierTraining>
 >({
-  batchSize: PositiveInt,
+  ...sharedTrainingFields,
   epochs: PositiveNumber,
-  maxSeconds: nullable(PositiveNumber),
   balance: oneOf(["classBalanced", "uniform"], "balance"),
-  lr: PositiveNumber,
-  warmupSteps: NonNegativeInt,
-  decay: oneOf(["cosine", "linear", "constant"], "decay"),
-  finalLrRatio: UnitInterval,
-  weightDecay: NonNegativeNumber,
-  beta1: Probability,
-  beta2: Probability,
-  eps: PositiveNumber,
-  clipNorm: NonNegativeNumber,
-  cayleyRefresh: PositiveInt,
-  validEvery: NonNegativeInt,
-  checkpointEvery: NonNegativeInt,
-  logEvery: PositiveInt,
 }, "ClassifierTraining");
 
 /**

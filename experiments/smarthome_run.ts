@@ -50,18 +50,11 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import type { Program } from "../core/program.ts";
+import type { Params, Program } from "../core/program.ts";
 import { compile } from "../core/compile.ts";
-import {
-  disposeTraining,
-  NonFiniteLoss,
-  startTraining,
-  trainOn,
-  type TrainState,
-} from "../core/train.ts";
+import { startTraining } from "../core/train.ts";
 import { tf } from "../ops/tf.ts";
 import type { Either } from "../spec/either.ts";
-import { writeCheckpoint } from "./checkpoint.ts";
 import {
   type ClassificationScore,
   type ClipPredictions,
@@ -70,22 +63,23 @@ import {
   predictClips,
   scoreConfusion,
 } from "./classification.ts";
-import { learningRate } from "./experiment.ts";
-import { createProgress, type Progress } from "./progress.ts";
+import { sha256Hex } from "./data.ts";
+import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./memory.ts";
+import { openRun, type Outcome, type RunContext, type Task, testNote } from "./loop.ts";
+import type { Progress } from "./progress.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "./rng.ts";
 import {
   badInput,
   checkRunFolder,
   describe,
   failed,
+  lockRunFolder,
   prepareRunFolder,
-  readMetrics,
-  resumeTraining,
   type RunError,
-  type RunOptions,
+  type SessionOptions,
   startProgram,
   writeAtomic,
-} from "./run.ts";
+} from "./run_folder.ts";
 import {
   classCounts,
   type ClipRecord,
@@ -103,7 +97,6 @@ import {
   segmentsPerClip,
   type SmarthomeExperiment,
 } from "./smarthome_experiment.ts";
-import { snapshotTraining } from "./snapshot.ts";
 import { confusionMatrixSvg, type CurvePoint, learningCurveSvg } from "./svg.ts";
 
 /** The environment variable naming the dataset directory when `data.dir` is null. */
@@ -231,20 +224,11 @@ export interface SmarthomeResults {
  * const say = (o: SmarthomeOutcome) => o._tag === "Completed" ? o.results.test_accuracy : o.message;
  * ```
  */
-export type SmarthomeOutcome =
-  | { readonly _tag: "Completed"; readonly runDir: string; readonly results: SmarthomeResults }
-  | {
-    readonly _tag: "Interrupted";
-    readonly runDir: string;
-    /** Steps done (and saved). */
-    readonly step: number;
-    /** `interrupted; resume with --resume RUN_DIR`. */
-    readonly message: string;
-  };
+export type SmarthomeOutcome = Outcome<SmarthomeResults>;
 
 /**
- * Options of {@linkcode runSmarthome}: those of the language-model runner,
- * with an already read dataset in place of a corpus.
+ * Options of {@linkcode runSmarthome}: a training session's, plus an
+ * already read dataset.
  *
  * @example
  * ```ts
@@ -252,7 +236,7 @@ export type SmarthomeOutcome =
  * const opts: SmarthomeRunOptions = { runDir: "runs/smarthome-test", progress: false };
  * ```
  */
-export type SmarthomeRunOptions = Omit<RunOptions, "corpus"> & {
+export type SmarthomeRunOptions = SessionOptions & {
   /** An already read dataset; else read from `data.dir`. */
   readonly table?: ClipTable;
 };
@@ -356,8 +340,8 @@ export function smarthomeCosts(exp: SmarthomeExperiment): Either<
   });
 }
 
-/** A metrics.jsonl record. */
-type MetricsRecord =
+/** A metrics.jsonl record of a classifier's run. */
+type ClipRunRecord =
   | {
     readonly kind: "train";
     readonly step: number;
@@ -378,38 +362,7 @@ type MetricsRecord =
     readonly mean_class_accuracy: number;
     readonly clips: number;
     readonly elapsed: number;
-  }
-  | { readonly kind: "error"; readonly step: number; readonly message: string };
-
-/** Checkpoint metadata. */
-interface RunMeta {
-  readonly experiment: string;
-  readonly elapsedSeconds: number;
-  readonly trainSeconds: number;
-  readonly trainDraws: number;
-  readonly trainingDone: boolean;
-  readonly stoppedBy: "epochs" | "maxSeconds" | null;
-  readonly lastTrainLoss: number | null;
-  /** The open logging interval, so that records resume exactly. */
-  readonly interval?: LogInterval;
-}
-
-/** Sums over the steps since the last `train` record. */
-interface LogInterval {
-  loss: number;
-  count: number;
-  clips: number;
-  seconds: number;
-  gradNorm: number;
-}
-
-const isRunMeta = (u: unknown): u is RunMeta => {
-  if (typeof u !== "object" || u === null) return false;
-  const m = u as Record<string, unknown>;
-  return typeof m.experiment === "string" && typeof m.elapsedSeconds === "number" &&
-    typeof m.trainSeconds === "number" && typeof m.trainDraws === "number" &&
-    typeof m.trainingDone === "boolean";
-};
+  };
 
 const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
 
@@ -438,26 +391,20 @@ export async function runSmarthome(
   experiment: SmarthomeExperiment,
   opts: SmarthomeRunOptions,
 ): Promise<Either<RunError, SmarthomeOutcome>> {
-  const sessionStart = performance.now();
   const log = opts.log ?? ((m: string) => console.error(m));
   const decoded = decodeSmarthomeExperiment(experiment);
   if (E.isLeft(decoded)) return badInput(decoded.left.message);
   const exp = decoded.right;
   const runDir = opts.runDir;
-  const ckptDir = join(runDir, "checkpoints");
-  const metricsFile = join(runDir, "metrics.jsonl");
 
   const folder = await checkRunFolder(runDir, exp, opts.resume === true, decodeSmarthomeExperiment);
   if (E.isLeft(folder)) return folder;
 
-  // Data first: its problems are the user's to fix, and cheap to find.
   const loaded = await loadSmarthomeData(exp, opts.table);
   if (E.isLeft(loaded)) return badInput(loaded.left);
   const { table, split } = loaded.right;
-  const classes = split.classes;
-  const nClasses = classes.length;
-  const trainCounts = classCounts(split.train, nClasses);
-  const present = trainCounts.filter((n) => n > 0);
+  const nClasses = split.classes.length;
+  const present = classCounts(split.train, nClasses).filter((n) => n > 0);
   log(
     `${exp.name}: ${table.dir}: ${table.clips.length} clips, F = ${table.featureDim}; ` +
       `protocol ${split.protocol}: ${nClasses} classes, ${split.train.length} train / ` +
@@ -468,16 +415,8 @@ export async function runSmarthome(
 
   const started = await startProgram(opts, exp.model);
   if (E.isLeft(started)) return started;
-  const { backend } = started.right;
-  const program: Program = started.right.program;
-  const B = exp.training.batchSize;
-  const L = exp.data.clipFrames;
-  const S = exp.model.segmentLen;
-  const K = segmentsPerClip(exp);
-  const F = table.featureDim;
-  const steps = classifierSteps(exp, split.train.length);
-
-  const store = new ClipStore(table, { clipFrames: L });
+  const { backend, program } = started.right;
+  const store = new ClipStore(table, { clipFrames: exp.data.clipFrames });
   try {
     if (exp.data.standardize) {
       const stats = await featureStats(store, split.train, { maxClips: 512, seed: exp.seed });
@@ -487,181 +426,163 @@ export async function runSmarthome(
     return badInput(describe(e));
   }
 
-  const prepared = await prepareRunFolder(
-    runDir,
-    { ...exp, data: { ...exp.data, dir: table.dir } },
-    opts.resume === true,
+  const memory = memoryProblem(
+    exp.model,
+    estimateTrainingMemory(exp.model, program.paramCount, {
+      rows: exp.training.batchSize,
+      positions: exp.data.clipFrames,
+    }),
+    memoryLimit(opts.backend ?? "wasm"),
+    "training.batchSize, data.clipFrames",
   );
-  if (E.isLeft(prepared)) return prepared;
+  if (memory !== null) return badInput(memory);
+  // The files that say which clips there are and what they are (the feature
+  // files are too many to hash at every start; clips.csv holds their lengths).
+  const dataSha256: Record<string, string> = {};
+  for (const name of ["classes.txt", "clips.csv"]) {
+    try {
+      dataSha256[name] = await sha256Hex(await Deno.readFile(join(table.dir, name)));
+    } catch {
+      // A table given in memory has no files to hash.
+    }
+  }
 
-  // Training state: fresh or restored.
-  let ts: TrainState;
+  const lock = await lockRunFolder(runDir);
+  if (E.isLeft(lock)) return lock;
+  try {
+    const again = await checkRunFolder(
+      runDir,
+      exp,
+      opts.resume === true,
+      decodeSmarthomeExperiment,
+    );
+    if (E.isLeft(again)) return again;
+    const prepared = await prepareRunFolder(
+      runDir,
+      { ...exp, data: { ...exp.data, dir: table.dir } },
+      opts.resume === true,
+    );
+    if (E.isLeft(prepared)) return prepared;
+    return await runLocked(
+      { exp, program, backend, store, split, table, signal: opts.signal },
+      opts,
+      dataSha256,
+      log,
+    );
+  } finally {
+    await lock.right.release();
+  }
+}
+
+/** {@linkcode runSmarthome} once the run folder is locked and prepared. */
+async function runLocked(
+  c: Omit<ClipContext, "run">,
+  opts: SmarthomeRunOptions,
+  dataSha256: Readonly<Record<string, string>>,
+  log: (message: string) => void,
+): Promise<Either<RunError, SmarthomeOutcome>> {
+  const { exp, program, backend } = c;
+  const opened = await openRun<ClipRunRecord>({
+    dataDir: c.table.dir,
+    dataSha256,
+    runDir: opts.runDir,
+    experiment: exp.name,
+    program,
+    options: opts,
+    keepCheckpoints: exp.output.keepCheckpoints,
+    backend,
+    fresh: () => startTraining(program, { seed: exp.seed, batchSize: exp.training.batchSize }),
+  });
+  if (E.isLeft(opened)) return opened;
+  const run = opened.right;
+  const ctx: ClipContext = { ...c, run };
+  try {
+    const task = clipTask(ctx);
+    if (E.isLeft(task)) return task;
+    const trained = await run.train(task.right);
+    if (E.isLeft(trained)) return trained;
+    if (trained.right === "interrupted") return run.interrupted();
+    return await evaluateAndReport(ctx, task.right, log);
+  } finally {
+    run.close();
+  }
+}
+
+/** What the clip task and its final evaluation share. */
+interface ClipContext {
+  readonly exp: SmarthomeExperiment;
+  readonly program: Program;
+  readonly backend: string;
+  readonly store: ClipStore;
+  readonly split: ClipSplit;
+  readonly table: ClipTable;
+  readonly run: RunContext<ClipRunRecord>;
+  readonly signal: AbortSignal | undefined;
+}
+
+/** A set's predictions and scores, or `null` when the abort signal cut it short. */
+async function evaluateClips(
+  c: ClipContext,
+  params: Params,
+  clips: readonly ClipRecord[],
+  label: string | null,
+): Promise<{ p: ClipPredictions; score: ClassificationScore } | null> {
+  let bar: Progress | null = null;
+  let before = 0;
+  const p = await predictClips(c.program, params, c.store, clips, {
+    batchSize: c.exp.evaluation.batchSize,
+    ...(label === null ? {} : {
+      onBatch: (done: number, total: number) => {
+        bar ??= c.run.progress(total, `eval ${label} [${c.backend}]`, "clips");
+        bar.update({ step: done, tokens: done - before });
+        before = done;
+      },
+    }),
+    ...(c.signal === undefined ? {} : { signal: c.signal }),
+  });
+  (bar as Progress | null)?.done();
+  if (p === null) return null;
+  const classes = c.split.classes;
+  return {
+    p,
+    score: scoreConfusion(confusionMatrix(p.truth, p.predicted, classes.length), classes),
+  };
+}
+
+/**
+ * Clip classification as a {@linkcode Task}: each step draws B training
+ * clips (class-balanced by default) from the batch generator, runs each from
+ * a fresh memory through all K segments of the clip, and takes the
+ * classifier's loss on the state after the last; periodic validation reads
+ * the whole validation set.
+ */
+function clipTask(c: ClipContext): Either<RunError, Task<ClipRunRecord>> {
+  const { exp, program, split, run } = c;
+  const B = exp.training.batchSize;
+  const L = exp.data.clipFrames;
+  const F = c.table.featureDim;
+  const nClasses = split.classes.length;
   let batches: Rng;
   let dropout: Rng;
-  let meta: RunMeta;
-  if (opts.resume) {
-    const resumed = await resumeTraining(program, runDir, exp.name, isRunMeta, log);
-    if (E.isLeft(resumed)) return resumed;
-    const { checkpoint: ck, file } = resumed.right;
-    const b = ck.rng.batches, d = ck.rng.dropout;
+  if (run.resumed !== null) {
+    const b = run.resumed.checkpoint.rng.batches, d = run.resumed.checkpoint.rng.dropout;
     if (!isRngState(b) || !isRngState(d)) {
-      disposeTraining(program, resumed.right.ts);
-      return badInput(`${file}: no batch or dropout generator state`);
+      return badInput(`${run.resumed.file}: no batch or dropout generator state`);
     }
-    ts = resumed.right.ts;
     batches = restoreRng(b);
     dropout = restoreRng(d);
-    meta = resumed.right.meta;
-    log(`resuming ${runDir} at step ${ck.step} of ${steps} from ${file}`);
   } else {
-    ts = startTraining(program, { seed: exp.seed, batchSize: B });
     batches = createRng(exp.seed * 2 + 1);
     dropout = createRng(exp.seed);
-    meta = {
-      experiment: exp.name,
-      elapsedSeconds: 0,
-      trainSeconds: 0,
-      trainDraws: 0,
-      trainingDone: false,
-      stoppedBy: null,
-      lastTrainLoss: null,
-    };
   }
-
-  const records = await readMetrics<MetricsRecord>(metricsFile, ts.step);
-  try {
-    await writeAtomic(metricsFile, records.map((r) => JSON.stringify(r) + "\n").join(""));
-  } catch (e) {
-    disposeTraining(program, ts);
-    return failed(`${metricsFile}: cannot write: ${describe(e)}`, e);
-  }
-  const session = {
-    elapsedAtStart: meta.elapsedSeconds,
-    trainSeconds: meta.trainSeconds,
-    trainDraws: meta.trainDraws,
-  };
-  const elapsed = () => session.elapsedAtStart + (performance.now() - sessionStart) / 1000;
-  const metrics = await Deno.open(metricsFile, { append: true, create: true });
-  const encoder = new TextEncoder();
-  const appendRecord = async (r: MetricsRecord): Promise<void> => {
-    records.push(r);
-    const bytes = encoder.encode(JSON.stringify(r) + "\n");
-    for (let done = 0; done < bytes.length;) done += await metrics.write(bytes.subarray(done));
-  };
-  const writeCurve = (final?: number) =>
-    writeAtomic(
-      join(runDir, "curve.svg"),
-      learningCurveSvg(
-        records.flatMap((r): CurvePoint[] =>
-          r.kind === "train"
-            ? [{ step: r.step, trainLoss: r.loss }]
-            : r.kind === "valid"
-            ? [{ step: r.step, validPpl: 100 * r.mean_class_accuracy }]
-            : []
-        ),
-        {
-          title: `${exp.name}: ${exp.model._tag}, S = ${S}, ${K} segments per clip` +
-            (final === undefined ? "" : `; final valid mean per-class ${pct(final)}`),
-          validLabel: "valid mean per-class accuracy (%)",
-        },
-      ),
-    );
-  const progressOf = (total: number, label: string, unit: string): Progress =>
-    opts.progress === false ? { update: () => {}, done: () => {} } : createProgress({
-      total,
-      label,
-      unit,
-      ...(opts.progress?.write === undefined ? {} : { write: opts.progress.write }),
-      ...(opts.progress?.isTty === undefined ? {} : { isTty: opts.progress.isTty }),
-    });
-  const interval: LogInterval = meta.interval === undefined
-    ? { loss: 0, count: 0, clips: 0, seconds: 0, gradNorm: 0 }
-    : { ...meta.interval };
-  const currentMeta = (): RunMeta => ({
-    ...meta,
-    interval: { ...interval },
-    elapsedSeconds: elapsed(),
-    trainSeconds: session.trainSeconds,
-    trainDraws: session.trainDraws,
-  });
-  const save = async (): Promise<E.Either<RunError, string>> => {
-    const snap = snapshotTraining(program, ts);
-    const w = await writeCheckpoint(ckptDir, {
-      step: ts.step,
-      data: { epoch: 0, position: session.trainDraws },
-      rng: { batches: batches.state(), dropout: dropout.state() },
-      optimizer: snap.optimizer,
-      params: snap.params,
-      carry: snap.carry,
-      meta: currentMeta(),
-    }, { keep: exp.output.keepCheckpoints });
-    return E.isLeft(w) ? failed(w.left.message, w.left) : E.right(w.right.file);
-  };
-  const interrupted = (step: number): E.Either<RunError, SmarthomeOutcome> =>
-    E.right({
-      _tag: "Interrupted",
-      runDir,
-      step,
-      message: `interrupted; resume with --resume ${runDir}`,
-    });
-  const evaluate = async (
-    clips: readonly ClipRecord[],
-    label: string | null,
-  ): Promise<{ p: ClipPredictions; score: ClassificationScore } | null> => {
-    let bar: Progress | null = null;
-    let before = 0;
-    const p = await predictClips(program, ts.params, store, clips, {
-      batchSize: exp.evaluation.batchSize,
-      ...(label === null ? {} : {
-        onBatch: (done: number, total: number) => {
-          bar ??= progressOf(total, `eval ${label} [${backend}]`, "clips");
-          bar.update({ step: done, tokens: done - before });
-          before = done;
-        },
-      }),
-      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-    });
-    (bar as Progress | null)?.done();
-    if (p === null) return null;
-    return { p, score: scoreConfusion(confusionMatrix(p.truth, p.predicted, nClasses), classes) };
-  };
-
-  try {
-    const trained = await trainLoop();
-    if (E.isLeft(trained)) return trained;
-    if (trained.right === "interrupted") return interrupted(ts.step);
-    return await evaluateAndReport();
-  } finally {
-    disposeTraining(program, ts);
-    metrics.close();
-  }
-
-  // -------------------------------------------------------------------------
-
-  async function trainLoop(): Promise<E.Either<RunError, "done" | "interrupted">> {
-    if (meta.trainingDone) {
-      log(`${exp.name}: training was complete; evaluating`);
-      return E.right("done");
-    }
-    const maxSeconds = exp.training.maxSeconds;
-    const bar = progressOf(steps, `train [${backend}]`, "frames");
-    bar.update({ step: ts.step, tokens: 0 });
-    let stoppedBy: "epochs" | "maxSeconds" = "epochs";
-    let lastYield = performance.now();
-    while (ts.step < steps) {
-      if (opts.signal?.aborted) {
-        bar.done();
-        const s = await save();
-        return E.isLeft(s) ? s : E.right("interrupted");
-      }
-      if (maxSeconds !== null && elapsed() >= maxSeconds) {
-        stoppedBy = "maxSeconds";
-        log(`maxSeconds (${maxSeconds} s) reached at step ${ts.step} of ${steps}: training stops`);
-        break;
-      }
-      const step = ts.step + 1;
-      const lr = learningRate(exp.training, { step, totalSteps: steps });
-      const t0 = performance.now();
+  const K = segmentsPerClip(exp);
+  return E.right({
+    steps: classifierSteps(exp, split.train.length),
+    budget: "epochs",
+    progressUnit: "frames",
+    bpttSegments: K,
+    training: exp.training,
+    next: async (ts) => {
       const clips = drawBatch(split.train, nClasses, {
         balance: exp.training.balance,
         batchSize: B,
@@ -669,218 +590,182 @@ export async function runSmarthome(
       });
       let frames: Float32Array;
       try {
-        frames = await store.batch(clips);
+        frames = await c.store.batch(clips);
       } catch (e) {
-        bar.done();
-        await appendRecord({ kind: "error", step, message: describe(e) });
-        return badInput(describe(e));
+        return E.left(describe(e));
       }
       // Every clip starts from a fresh memory.
       program.disposeState(ts.memory);
-      ts = { ...ts, memory: program.initState(B) };
-      const batch = {
-        tokens: tf.tensor3d(frames, [B, L, F], "float32"),
-        targets: tf.tensor1d(Int32Array.from(clips, (c) => c.label), "int32"),
-      };
-      let out: ReturnType<typeof trainOn>;
-      try {
-        out = trainOn(program, ts, batch, {
-          lr,
-          bpttSegments: K,
-          seed: dropout.next(),
-          adamw: {
-            beta1: exp.training.beta1,
-            beta2: exp.training.beta2,
-            eps: exp.training.eps,
-            weightDecay: exp.training.weightDecay,
-            clipNorm: exp.training.clipNorm,
-            cayleyRefresh: exp.training.cayleyRefresh,
-          },
-        });
-      } catch (e) {
-        bar.done();
-        const message = e instanceof NonFiniteLoss
-          ? `step ${e.step}: the training loss is ${e.loss}; training stopped before the ` +
-            `parameters were updated (nothing was saved for this step)`
-          : `step ${step} failed: ${describe(e)}`;
-        await appendRecord({ kind: "error", step, message });
-        return failed(message, e);
-      } finally {
-        batch.tokens.dispose();
-        batch.targets.dispose();
-      }
-      ts = out.next;
-      const dt = (performance.now() - t0) / 1000;
-      session.trainSeconds += dt;
-      session.trainDraws += B;
-      Object.assign(interval, {
-        loss: interval.loss + out.loss,
-        count: interval.count + 1,
-        clips: interval.clips + B,
-        seconds: interval.seconds + dt,
-        gradNorm: out.gradNorm,
+      return E.right({
+        ts: { ...ts, memory: program.initState(B) },
+        batch: {
+          tokens: tf.tensor3d(frames, [B, L, F], "float32"),
+          targets: tf.tensor1d(Int32Array.from(clips, (clip) => clip.label), "int32"),
+          units: B,
+          progress: B * L,
+        },
       });
-      opts.onStep?.({ step, loss: out.loss, lr, gradNorm: out.gradNorm });
-      bar.update({ step, loss: out.loss, tokens: B * L });
-      if (step % exp.training.logEvery === 0 || step === steps) {
-        const loss = interval.loss / interval.count;
-        meta = { ...meta, lastTrainLoss: loss };
-        const cps = interval.clips / interval.seconds;
-        await appendRecord({
-          kind: "train",
-          step,
-          epoch: session.trainDraws / split.train.length,
-          loss,
-          lr,
-          grad_norm: interval.gradNorm,
-          clips: session.trainDraws,
-          clips_per_second: cps,
-          frames_per_second: cps * L,
-          elapsed: elapsed(),
-        });
-        Object.assign(interval, { loss: 0, count: 0, clips: 0, seconds: 0 });
-      }
-      const every = exp.training.validEvery;
-      if (every > 0 && step % every === 0 && step < steps) {
-        const v = await evaluate(split.valid, null);
-        if (v !== null) {
-          await appendRecord({
-            kind: "valid",
-            step,
-            loss: v.p.loss,
-            accuracy: v.score.accuracy,
-            mean_class_accuracy: v.score.meanClassAccuracy,
-            clips: v.score.clips,
-            elapsed: elapsed(),
-          });
-          await writeCurve();
-        }
-      }
-      const ckEvery = exp.training.checkpointEvery;
-      if (ckEvery > 0 && step % ckEvery === 0 && step < steps) {
-        const s = await save();
-        if (E.isLeft(s)) return s;
-      }
-      if (performance.now() - lastYield > 100) {
-        await new Promise((resolve) => setTimeout(resolve, 0));
-        lastYield = performance.now();
-      }
-    }
-    bar.done();
-    meta = { ...meta, trainingDone: true, stoppedBy };
-    const s = await save();
-    return E.isLeft(s) ? s : E.right("done");
-  }
+    },
+    dropoutSeed: () => dropout.next(),
+    trainRecord: (f) => ({
+      kind: "train",
+      step: f.step,
+      epoch: f.units / split.train.length,
+      loss: f.loss,
+      lr: f.lr,
+      grad_norm: f.gradNorm,
+      clips: f.units,
+      clips_per_second: f.unitsPerSecond,
+      frames_per_second: f.unitsPerSecond * L,
+      elapsed: f.elapsed,
+    }),
+    validate: async (step, params, elapsed) => {
+      const v = await evaluateClips(c, params, split.valid, null);
+      if (v === null) return null;
+      return {
+        kind: "valid",
+        step,
+        loss: v.p.loss,
+        accuracy: v.score.accuracy,
+        mean_class_accuracy: v.score.meanClassAccuracy,
+        clips: v.score.clips,
+        elapsed: elapsed(),
+      };
+    },
+    curve: (records, final) =>
+      learningCurveSvg(
+        records.map((r): CurvePoint =>
+          r.kind === "train"
+            ? { step: r.step, trainLoss: r.loss }
+            : { step: r.step, validPpl: 100 * r.mean_class_accuracy }
+        ),
+        {
+          title: `${exp.name}: ${exp.model._tag}, S = ${exp.model.segmentLen}, ${K} segments ` +
+            `per clip` + (final === undefined ? "" : `; final valid mean per-class ${pct(final)}`),
+          validLabel: "valid mean per-class accuracy (%)",
+        },
+      ),
+    checkpoint: (draws) => ({
+      data: { epoch: 0, position: draws },
+      rng: { batches: batches.state(), dropout: dropout.state() },
+    }),
+  });
+}
 
-  async function evaluateAndReport(): Promise<E.Either<RunError, SmarthomeOutcome>> {
-    const evalStart = performance.now();
-    const files: string[] = [];
-    const writeConfusion = async (
-      set: "valid" | "test",
-      score: ClassificationScore,
-      p: ClipPredictions,
-    ) => {
-      const m = confusionMatrix(p.truth, p.predicted, nClasses);
-      await writeAtomic(join(runDir, `confusion_${set}.csv`), confusionCsv(m, classes));
-      await writeAtomic(
-        join(runDir, `confusion_${set}.svg`),
-        confusionMatrixSvg(m, classes, {
-          title: `${exp.name}: ${set}, ${split.protocol} — mean per-class ` +
-            `${pct(score.meanClassAccuracy)}, overall ${pct(score.accuracy)}`,
-        }),
-      );
-      files.push(`confusion_${set}.csv`, `confusion_${set}.svg`);
-    };
-    const valid = await evaluate(split.valid, "valid");
-    if (valid === null) return interrupted(ts.step);
-    log(
-      `${exp.name}: valid mean per-class accuracy ${pct(valid.score.meanClassAccuracy)}, ` +
-        `overall ${pct(valid.score.accuracy)} (${valid.score.clips} clips)`,
+/** The final evaluation on the validation and test sets, confusion matrices and `results.json`. */
+async function evaluateAndReport(
+  c: ClipContext,
+  task: Task<ClipRunRecord>,
+  log: (message: string) => void,
+): Promise<Either<RunError, SmarthomeOutcome>> {
+  const { exp, program, split, run, table } = c;
+  const classes = split.classes;
+  const L = exp.data.clipFrames;
+  const evalStart = performance.now();
+  const params = run.ts().params;
+  const files: string[] = [];
+  const writeConfusion = async (
+    set: "valid" | "test",
+    score: ClassificationScore,
+    p: ClipPredictions,
+  ) => {
+    const m = confusionMatrix(p.truth, p.predicted, classes.length);
+    await writeAtomic(join(run.runDir, `confusion_${set}.csv`), confusionCsv(m, classes));
+    await writeAtomic(
+      join(run.runDir, `confusion_${set}.svg`),
+      confusionMatrixSvg(m, classes, {
+        title: `${exp.name}: ${set}, ${split.protocol} — mean per-class ` +
+          `${pct(score.meanClassAccuracy)}, overall ${pct(score.accuracy)}`,
+      }),
     );
-    let test: { p: ClipPredictions; score: ClassificationScore } | null = null;
-    let testNote: string | null = null;
-    if (!exp.evaluation.test) {
-      testNote = "test evaluation off (evaluation.test = false): skipped";
-    } else if (split.test.length === 0) {
-      testNote = `protocol ${split.protocol} selects no test clips in ${table.dir}: skipped`;
-    } else {
-      test = await evaluate(split.test, "test");
-      if (test === null) return interrupted(ts.step);
-      log(
-        `${exp.name}: test mean per-class accuracy ${pct(test.score.meanClassAccuracy)}, ` +
-          `overall ${pct(test.score.accuracy)} (${test.score.clips} clips)`,
-      );
-    }
-    if (testNote !== null) log(`${exp.name}: ${testNote}`);
-    const evalSeconds = (performance.now() - evalStart) / 1000;
-    await appendRecord({
-      kind: "valid",
-      step: ts.step,
-      loss: valid.p.loss,
-      accuracy: valid.score.accuracy,
-      mean_class_accuracy: valid.score.meanClassAccuracy,
-      clips: valid.score.clips,
-      elapsed: elapsed(),
-    });
-    const perClassFrom = test ?? valid;
-    const cps = session.trainSeconds > 0 ? session.trainDraws / session.trainSeconds : 0;
-    try {
-      await writeConfusion("valid", valid.score, valid.p);
-      if (test !== null) await writeConfusion("test", test.score, test.p);
-      await writeCurve(valid.score.meanClassAccuracy);
-      files.push("curve.svg");
-    } catch (e) {
-      return failed(`${runDir}: cannot write results: ${describe(e)}`, e);
-    }
-    const results: SmarthomeResults = {
-      experiment: exp.name,
-      model: exp.model._tag,
-      protocol: split.protocol,
-      classes,
-      segment_len: S,
-      clip_frames: L,
-      segments_per_clip: K,
-      valid_mean_class_accuracy: valid.score.meanClassAccuracy,
-      valid_accuracy: valid.score.accuracy,
-      valid_loss: valid.p.loss,
-      valid_clips: valid.score.clips,
-      test_mean_class_accuracy: test?.score.meanClassAccuracy ?? null,
-      test_accuracy: test?.score.accuracy ?? null,
-      test_loss: test?.p.loss ?? null,
-      test_clips: test?.score.clips ?? null,
-      test_note: testNote,
-      per_class: perClassFrom.score.perClass.map((c) => ({
-        class: c.name,
-        clips: c.clips,
-        accuracy: c.accuracy,
-      })),
-      per_class_set: test === null ? "valid" : "test",
-      params: program.paramCount,
-      flops_per_frame_forward: program.flops.forwardPerToken,
-      flops_per_frame_train: program.flops.trainPerToken,
-      flops_per_clip_forward: program.flops.forwardPerToken * L,
-      train_clips: split.train.length,
-      train_draws: session.trainDraws,
-      train_steps: ts.step,
-      epochs: session.trainDraws / split.train.length,
-      balance: exp.training.balance,
-      stopped_by: meta.stoppedBy ?? "epochs",
-      final_train_loss: meta.lastTrainLoss,
-      clips_per_second: cps,
-      frames_per_second: cps * L,
-      train_seconds: session.trainSeconds,
-      eval_seconds: evalSeconds,
-      wall_seconds: elapsed(),
-      backend,
-      data_dir: table.dir,
-      feature_dim: F,
-      files: ["config.json", "metrics.jsonl", "results.json", ...files],
-    };
-    try {
-      await writeAtomic(join(runDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
-    } catch (e) {
-      return failed(`${runDir}: cannot write results: ${describe(e)}`, e);
-    }
-    return E.right({ _tag: "Completed", runDir, results });
+    files.push(`confusion_${set}.csv`, `confusion_${set}.svg`);
+  };
+  const valid = await evaluateClips(c, params, split.valid, "valid");
+  if (valid === null) return run.interrupted();
+  log(
+    `${exp.name}: valid mean per-class accuracy ${pct(valid.score.meanClassAccuracy)}, ` +
+      `overall ${pct(valid.score.accuracy)} (${valid.score.clips} clips)`,
+  );
+  let test: { p: ClipPredictions; score: ClassificationScore } | null = null;
+  const note = testNote(
+    exp.evaluation.test,
+    split.test.length > 0,
+    `protocol ${split.protocol} selects no test clips in ${table.dir}: skipped`,
+  );
+  if (note === null) {
+    test = await evaluateClips(c, params, split.test, "test");
+    if (test === null) return run.interrupted();
+    log(
+      `${exp.name}: test mean per-class accuracy ${pct(test.score.meanClassAccuracy)}, ` +
+        `overall ${pct(test.score.accuracy)} (${test.score.clips} clips)`,
+    );
+  } else {
+    log(`${exp.name}: ${note}`);
   }
+  const evalSeconds = (performance.now() - evalStart) / 1000;
+  const step = run.ts().step;
+  await run.appendRecord({
+    kind: "valid",
+    step,
+    loss: valid.p.loss,
+    accuracy: valid.score.accuracy,
+    mean_class_accuracy: valid.score.meanClassAccuracy,
+    clips: valid.score.clips,
+    elapsed: run.elapsed(),
+  });
+  const perClassFrom = test ?? valid;
+  const meta = run.meta();
+  const cps = meta.trainSeconds > 0 ? meta.trainUnits / meta.trainSeconds : 0;
+  try {
+    await writeConfusion("valid", valid.score, valid.p);
+    if (test !== null) await writeConfusion("test", test.score, test.p);
+    await run.writeCurve(task.curve(run.records, valid.score.meanClassAccuracy));
+    files.push("curve.svg");
+  } catch (e) {
+    return failed(`${run.runDir}: cannot write results: ${describe(e)}`, e);
+  }
+  return run.finish<SmarthomeResults>({
+    experiment: exp.name,
+    model: exp.model._tag,
+    protocol: split.protocol,
+    classes,
+    segment_len: exp.model.segmentLen,
+    clip_frames: L,
+    segments_per_clip: task.bpttSegments,
+    valid_mean_class_accuracy: valid.score.meanClassAccuracy,
+    valid_accuracy: valid.score.accuracy,
+    valid_loss: valid.p.loss,
+    valid_clips: valid.score.clips,
+    test_mean_class_accuracy: test?.score.meanClassAccuracy ?? null,
+    test_accuracy: test?.score.accuracy ?? null,
+    test_loss: test?.p.loss ?? null,
+    test_clips: test?.score.clips ?? null,
+    test_note: note,
+    per_class: perClassFrom.score.perClass.map((x) => ({
+      class: x.name,
+      clips: x.clips,
+      accuracy: x.accuracy,
+    })),
+    per_class_set: test === null ? "valid" : "test",
+    params: program.paramCount,
+    flops_per_frame_forward: program.flops.forwardPerToken,
+    flops_per_frame_train: program.flops.trainPerToken,
+    flops_per_clip_forward: program.flops.forwardPerToken * L,
+    train_clips: split.train.length,
+    train_draws: meta.trainUnits,
+    train_steps: step,
+    epochs: meta.trainUnits / split.train.length,
+    balance: exp.training.balance,
+    stopped_by: meta.stoppedBy === "maxSeconds" ? "maxSeconds" : "epochs",
+    final_train_loss: meta.lastTrainLoss,
+    clips_per_second: cps,
+    frames_per_second: cps * L,
+    train_seconds: meta.trainSeconds,
+    eval_seconds: evalSeconds,
+    wall_seconds: run.elapsed(),
+    backend: c.backend,
+    data_dir: table.dir,
+    feature_dim: table.featureDim,
+    files: ["config.json", "metrics.jsonl", "results.json", ...files],
+  });
 }

@@ -11,17 +11,8 @@ import type { Either } from "../spec/either.ts";
 import { readLatestCheckpoint } from "./checkpoint.ts";
 import { type Corpus, exists } from "./data.ts";
 import type { Sweep } from "./experiment.ts";
-import {
-  badInput,
-  describe,
-  failed,
-  loadExperimentData,
-  type Results,
-  type RunError,
-  runExperiment,
-  type RunOptions,
-  writeAtomic,
-} from "./run.ts";
+import { loadExperimentData, type Results, runExperiment, type RunOptions } from "./run.ts";
+import { badInput, describe, failed, type RunError, writeAtomic } from "./run_folder.ts";
 
 /**
  * One row of a sweep's table.

@@ -131,42 +131,112 @@ Deno.test("experiment cli: --dry-run prints the resolved experiment, parameters 
   ]);
 });
 
-Deno.test("experiment cli: Ctrl-C saves and exits 130; --resume finishes the run", async () => {
+/** Waits until a run under `out` has logged a few steps; returns its folder. */
+async function trainingUnderWay(out: string): Promise<string> {
+  for (let i = 0; i < 600; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    try {
+      for await (const e of Deno.readDir(out)) {
+        const metrics = await Deno.readTextFile(join(out, e.name, "metrics.jsonl")).catch(() => "");
+        if (metrics.split("\n").length > 5) return join(out, e.name);
+      }
+    } catch {
+      // not created yet
+    }
+  }
+  throw new Error("training did not start");
+}
+
+for (const [signal, status] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.test(`experiment cli: ${signal} saves and exits ${status}; --resume finishes the run`, async () => {
+    const dir = await writeCorpus();
+    try {
+      const config = await tinyConfig(dir, 200);
+      const out = join(dir, "runs");
+      const child = command(["ptb", "--config", config, "--data", dir, "--out", out]).spawn();
+      const runDir = await trainingUnderWay(out);
+      child.kill(signal);
+      const first = await child.output();
+      const stderr = new TextDecoder().decode(first.stderr);
+      assert.equal(first.code, status, stderr);
+      assert.ok(stderr.includes(`interrupted; resume with --resume ${runDir}`), stderr);
+      const saved = [...Deno.readDirSync(join(runDir, "checkpoints"))].map((e) => e.name);
+      assert.ok(saved.some((n) => /^ckpt-\d{9}\.bin$/.test(n)), saved.join(", "));
+      assert.equal(await Deno.readTextFile(join(runDir, "run.lock")), "", "the lock is dropped");
+
+      const resumed = await cli(["ptb", "--resume", runDir]);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.match(resumed.stderr, /resuming .* at step \d+/);
+      const results = JSON.parse(await Deno.readTextFile(join(runDir, "results.json")));
+      assert.equal(results.train_steps, 200);
+      assert.deepEqual(JSON.parse(resumed.stdout), results);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+
+Deno.test("experiment cli: a second --resume of a folder a live run holds exits 2 naming its pid", async () => {
   const dir = await writeCorpus();
   try {
-    const config = await tinyConfig(dir, 200);
+    const config = await tinyConfig(dir, 100_000);
     const out = join(dir, "runs");
     const child = command(["ptb", "--config", config, "--data", dir, "--out", out]).spawn();
-    // Wait for training to be under way: a few steps logged.
-    let runDir = "";
-    for (let i = 0; i < 600 && runDir === ""; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      try {
-        for await (const e of Deno.readDir(out)) {
-          const metrics = await Deno.readTextFile(join(out, e.name, "metrics.jsonl")).catch(() =>
-            ""
-          );
-          if (metrics.split("\n").length > 5) runDir = join(out, e.name);
-        }
-      } catch {
-        // not created yet
-      }
+    try {
+      const runDir = await trainingUnderWay(out);
+      const second = await cli(["ptb", "--resume", runDir]);
+      assert.equal(second.code, 2, second.stderr);
+      assert.match(second.stderr, new RegExp(`in use by process ${child.pid}\\b`));
+    } finally {
+      child.kill("SIGINT");
+      await child.output();
     }
-    assert.notEqual(runDir, "", "training did not start");
-    child.kill("SIGINT");
-    const first = await child.output();
-    const stderr = new TextDecoder().decode(first.stderr);
-    assert.equal(first.code, 130, stderr);
-    assert.ok(stderr.includes(`interrupted; resume with --resume ${runDir}`), stderr);
-    const saved = [...Deno.readDirSync(join(runDir, "checkpoints"))].map((e) => e.name);
-    assert.ok(saved.some((n) => /^ckpt-\d{9}\.bin$/.test(n)), saved.join(", "));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
-    const resumed = await cli(["ptb", "--resume", runDir]);
-    assert.equal(resumed.code, 0, resumed.stderr);
-    assert.match(resumed.stderr, /resuming .* at step \d+/);
-    const results = JSON.parse(await Deno.readTextFile(join(runDir, "results.json")));
-    assert.equal(results.train_steps, 200);
-    assert.deepEqual(JSON.parse(resumed.stdout), results);
+Deno.test("experiment cli: two runs started at once with one --out get a folder each", async () => {
+  const dir = await writeCorpus();
+  try {
+    const config = await tinyConfig(dir, 6);
+    const out = join(dir, "runs");
+    const args = ["ptb", "--config", config, "--data", dir, "--out", out];
+    const [a, b] = await Promise.all([cli(args), cli(args)]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    const folders = [...Deno.readDirSync(out)].map((e) => e.name).sort();
+    assert.equal(folders.length, 2, folders.join(", "));
+    for (const f of folders) {
+      const steps = (await Deno.readTextFile(join(out, f, "metrics.jsonl")))
+        .split("\n").filter((l) => l.includes('"kind":"train"')).map((l) => JSON.parse(l).step);
+      assert.deepEqual(steps, [1, 2, 3, 4, 5, 6], `${f}: each step logged once`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("experiment cli: a model too large for memory exits 2 before allocating or writing", async () => {
+  const dir = await writeCorpus();
+  try {
+    const out = join(dir, "runs");
+    const args = ["ptb", "--data", dir, "--out", out, "--set", "model.dModel=100000000"];
+    const r = await cli(args);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /model\.dModel = 100000000: .* need ≈ [\d.]+ TiB/);
+    assert.doesNotMatch(r.stderr, /RangeError|at .*\.ts:\d+/);
+    assert.deepEqual(await exists(out) ? [...Deno.readDirSync(out)] : [], []);
+    const dry = await cli([...args, "--dry-run"]);
+    assert.equal(dry.code, 2, dry.stderr);
+    const printed = JSON.parse(dry.stdout);
+    assert.equal(printed.memory.fits, false);
+    assert.ok(printed.memory.total_bytes > printed.memory.limit_bytes);
+    const ok = await cli(["ptb", "--data", dir, "--dry-run"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(JSON.parse(ok.stdout).memory.fits, true);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
