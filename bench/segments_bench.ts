@@ -1,7 +1,7 @@
 /**
  * Segment sizes side by side: CRT at the full, ½ and ¼ segment length beside
  * the full-length Transformer (the baseline of each group) and Transformer-XL,
- * all at the reference width of SUBSTRATE.md (D = 256, 2 layers, B = 20).
+ * all at the reference width (docs/substrate.md: D = 256, 2 layers, B = 20).
  *
  * Groups: `train` (one AdamW step on a window of 70 tokens per stream) and
  * `infer` (logits for a window of 70 tokens per stream). Setup (compile, init,

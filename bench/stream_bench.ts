@@ -1,5 +1,5 @@
 /**
- * Streaming at batch 1 with the reference CRT of SUBSTRATE.md (V = 10,000,
+ * Streaming at batch 1 with the reference CRT (docs/substrate.md; V = 10,000,
  * D = 256, 2 layers, S = 35; random weights: speed does not depend on them).
  *
  * Groups:

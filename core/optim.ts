@@ -276,7 +276,7 @@ const updateCayley = (
     inv = inverse(identityPlus(a, n), n);
   } else {
     // (I + A + ΔA)⁻¹ = (I + X)⁻¹ (I + A)⁻¹ with X = (I + A)⁻¹ ΔA, and (I + X)⁻¹ ≈ I − X + X².
-    // Deviation: PAPER.md writes (I + X + X²); the series of (I + X)⁻¹ alternates in sign.
+    // Deviation (docs/model.md): not (I + X + X²); the series of (I + X)⁻¹ alternates in sign.
     const x = matmul(c.inv, delta, n);
     const series = identityPlus(matmul(x, x, n), n);
     for (let i = 0; i < n * n; i++) series[i] -= x[i];

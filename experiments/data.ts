@@ -187,7 +187,7 @@ export type DataError =
  * @example
  * ```ts
  * import type { DataDir } from "./data.ts";
- * const d: DataDir = { dir: "../shared/data/ptb", source: "flag" };
+ * const d: DataDir = { dir: "data/ptb", source: "flag" };
  * ```
  */
 export interface DataDir {

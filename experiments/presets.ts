@@ -4,7 +4,7 @@
  *
  * | name | what |
  * | --- | --- |
- * | `ptb` | CRT, the reference model of SUBSTRATE.md (segments of 35, BPTT 2) |
+ * | `ptb` | CRT, the reference model (docs/substrate.md; segments of 35, BPTT 2) |
  * | `ptb-full` | the full-length Transformer (segments of 70) |
  * | `ptb-xl` | Transformer-XL (segments of 35, cache of 35) |
  * | `ptb-sweep` | CRT at full, ½ and ¼ segment length beside the full-length Transformer |
@@ -65,7 +65,7 @@ export type Plan =
 const PTB_TRAIN_TOKENS = 929_589;
 
 /**
- * The reference recipe (SUBSTRATE.md "Quality per budget"): the reference
+ * The reference recipe (docs/substrate.md, "Quality per budget"): the reference
  * CRT, B = 20 ordered streams, BPTT over 2 segments, AdamW lr 1e-3 with 200
  * warm-up steps and cosine decay, clip 0.25, dropout 0.1 (in the model),
  * evaluation as 10 streams. The full form trains 5 epochs.

@@ -32,7 +32,7 @@ Deno.test("presets: every preset, full and --quick, decodes", () => {
   }
 });
 
-Deno.test("presets: the reference recipe of SUBSTRATE.md", () => {
+Deno.test("presets: the reference settings (docs/substrate.md)", () => {
   const exp = presetExperiment("ptb");
   assert.deepEqual(exp.model, referenceCrt);
   assert.equal(exp.training.batchSize, 20);

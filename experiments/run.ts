@@ -196,7 +196,7 @@ export interface RunOptions extends SessionOptions {
  * import { loadExperimentData } from "./run.ts";
  * import { presetExperiment } from "./presets.ts";
  * const exp = presetExperiment("ptb");
- * const r = await loadExperimentData({ ...exp, data: { dir: "../shared/data/ptb" } });
+ * const r = await loadExperimentData({ ...exp, data: { dir: "data/ptb" } });
  * if (r._tag === "Right") console.log(r.right.vocab.words.length); // 10000
  * ```
  */

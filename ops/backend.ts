@@ -253,7 +253,7 @@ const chooseMatmul = (
  * (needs `--allow-ffi`), else the portable kernel; `info.matmul` says which
  * and `info.reason` why native was not used. Forcing `matmul: "native"`
  * when it cannot load is a Left. The CPU backend is an explicit fallback: it is never
- * chosen silently when WASM fails, because it is 2–9× slower (SUBSTRATE.md)
+ * chosen silently when WASM fails, because it is 2–9× slower (docs/substrate.md)
  * and a run on it would pass for a performance regression. Calling this twice with
  * the same backend is a no-op that returns the same info.
  *

@@ -3,7 +3,7 @@
  * kernel (`ops/matmul.ts`).
  *
  * Why native: tfjs-wasm runs one core at ≤ 25 GFLOP/s, while OpenBLAS reaches
- * 90 GFLOP/s on one core and 150+ on two here (SUBSTRATE.md). Deno FFI passes
+ * 90 GFLOP/s on one core and 150+ on two here (docs/substrate.md). Deno FFI passes
  * a `Float32Array` as a raw pointer, including views into the
  * `WebAssembly.Memory` where tfjs-wasm keeps its tensors, so the product runs
  * on the tensors in place.

@@ -4,7 +4,7 @@
  * against a backend.
  *
  * Rules the lowerings follow, because the wasm backend is slow or incomplete
- * otherwise (see SUBSTRATE.md): every tensor stays at rank ≤ 4; every kernel
+ * otherwise (see docs/substrate.md): every tensor stays at rank ≤ 4; every kernel
  * run forward or backward is compiled wasm or a contiguous copy / metadata
  * change (Reshape, Slice and Concat at rank ≤ 4), never a per-element JS
  * loop (the one exception is dropout's random mask, drawn in JS as

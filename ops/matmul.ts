@@ -4,7 +4,7 @@
  * The stock kernel uses XNNPACK only for an untransposed product of two
  * batch-1 operands; every transposed product (all matmul gradients) and
  * every batched one (attention) runs a scalar loop at ~1 GFLOP/s, which made
- * 90 % of a training step (SUBSTRATE.md). Registered under the same kernel
+ * 90 % of a training step (docs/substrate.md). Registered under the same kernel
  * name, the replacement serves every `tf.matMul`, forward and in autograd,
  * with no change to the model. Two tiers:
  *

@@ -110,7 +110,7 @@ Deno.test("decodeModelSpec round-trips each reference spec through JSON", () => 
   }
 });
 
-Deno.test("referenceCrt, referenceTransformer and referenceXl hold the SUBSTRATE.md settings", () => {
+Deno.test("referenceCrt, referenceTransformer and referenceXl hold the reference settings (docs/substrate.md)", () => {
   assert.deepEqual(referenceCrt, {
     _tag: "crt",
     vocabSize: 10000,

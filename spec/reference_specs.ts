@@ -16,7 +16,7 @@ function deepFreeze<A>(a: A): A {
 }
 
 /**
- * The reference CRT of SUBSTRATE.md (≈ 7.1 M parameters): V = 10,000,
+ * The reference CRT (docs/substrate.md; ≈ 7.1 M parameters): V = 10,000,
  * D = 256, 4 heads, FFN 1024, 2 pre-LN layers, dropout 0.1, learned
  * positions, segments of 35 tokens, one prepended memory token, a
  * GRU(256 → 256) fed the mean of the segment's outputs, untied output layer.
@@ -54,7 +54,7 @@ export const referenceCrt: types.CrtSpec = deepFreeze({
 });
 
 /**
- * The full-length Transformer baseline of SUBSTRATE.md: the blocks of
+ * The full-length Transformer baseline (docs/substrate.md): the blocks of
  * {@linkcode referenceCrt} without memory, on segments of 70 tokens (twice
  * CRT's). Deeply frozen.
  *

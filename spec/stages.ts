@@ -270,7 +270,7 @@ export type State<T> = Readonly<Record<string, T>>;
 // ---------------------------------------------------------------------------
 // Parameter layout
 
-const std = 0.02; // Paper is silent; N(0, 0.02) as in the PyTorch reference (SUBSTRATE.md).
+const std = 0.02; // Paper is silent; N(0, 0.02) as in the PyTorch reference (docs/model.md).
 
 const layerNormLayout = (d: number): LayerNormParams<ParamSpec> => ({
   gain: param([d], { _tag: "ones" }),

@@ -52,7 +52,7 @@ import {
   type Weights,
 } from "./_protocol.ts";
 
-/** Options of one runner; the defaults are the reference setup of SUBSTRATE.md. */
+/** Options of one runner; the defaults are the reference setup (docs/substrate.md). */
 export interface RunnerOptions {
   /** B for train and infer (stream always uses 1). */
   readonly batchSize: number;
@@ -104,7 +104,7 @@ export const compileReference = (segmentLen: number): Program => {
   return c.right;
 };
 
-const LR = 1e-3; // SUBSTRATE.md's reference run; clip 0.25 is defaultAdamW's
+const LR = 1e-3; // the reference recipe (docs/substrate.md); clip 0.25 is defaultAdamW's
 
 /**
  * Build the runner of `phase` for `program` (the backend must be started).

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The reference CRT of SUBSTRATE.md in PyTorch: a speed peer for bench/peers.ts.
+"""The reference CRT (docs/substrate.md) in PyTorch: a speed peer for bench/peers.ts.
 
 The same model, config and optimizer as `referenceCrt` (spec/model.ts) run by
 our compiler, written out by hand so that it does the same matmuls in the
