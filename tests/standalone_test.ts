@@ -17,7 +17,6 @@ const FORBIDDEN: readonly string[] = [
   ["SUB", "STRATE"].join(""),
   ["PAPER", "md"].join("."),
   ["STYLE", "md"].join("."),
-  ["..", "shared"].join("/"),
 ];
 
 /** The files git tracks under `root`, relative to it (forward slashes). */
