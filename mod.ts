@@ -178,8 +178,8 @@ export type { QuantizedParams, TracedSegment, TraceOptions } from "./core/trace.
 // Training.
 export { disposeTraining, NonFiniteLoss, startTraining, trainOn } from "./core/train.ts";
 export type { StepOptions, TrainState } from "./core/train.ts";
-export { unigramBias, withReadoutBias } from "./experiments/readout_bias.ts";
-export type { ReadoutBias } from "./experiments/readout_bias.ts";
+export { unigramBias, withReadoutBias } from "./experiments/tasks/readout_bias.ts";
+export type { ReadoutBias } from "./experiments/tasks/readout_bias.ts";
 export { applyAdamW, defaultAdamW, initOptimizer } from "./core/optim.ts";
 export type { AdamWConfig, CayleyState, OptState } from "./core/optim.ts";
 

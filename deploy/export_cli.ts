@@ -5,7 +5,7 @@
  * the parameters of the run's latest valid checkpoint (or `--checkpoint`),
  * the spec from its `config.json`, and the vocabulary. A run folder does
  * not store the vocabulary, so it is rebuilt from the run's training file
- * exactly as training built it (experiments/data.ts), from `--data`, else
+ * exactly as training built it (experiments/data/ptb.ts), from `--data`, else
  * the data directory the run recorded; the file's SHA-256 must equal the one
  * in `results.json`, so the ids mean what they meant in training. (A
  * `vocab.json` in the run folder, a JSON array of words, is used instead
@@ -32,8 +32,8 @@ import {
   type Checkpoint,
   readCheckpoint,
   readLatestCheckpoint,
-} from "../experiments/checkpoint.ts";
-import { exists, readCorpus } from "../experiments/data.ts";
+} from "../experiments/loop/checkpoint.ts";
+import { exists, readCorpus } from "../experiments/data/ptb.ts";
 import { decodeExperiment, type Experiment } from "../experiments/experiment.ts";
 import {
   BadInput,

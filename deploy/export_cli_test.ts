@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readCheckpoint, readLatestCheckpoint } from "../experiments/checkpoint.ts";
-import { readCorpus } from "../experiments/data.ts";
-import { runExperiment } from "../experiments/run.ts";
+import { readCheckpoint, readLatestCheckpoint } from "../experiments/loop/checkpoint.ts";
+import { readCorpus } from "../experiments/data/ptb.ts";
+import { runExperiment } from "../experiments/tasks/language_model.ts";
 import { tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
 import { main } from "./export_cli.ts";
 import { loadModel } from "./loaded.ts";

@@ -1,6 +1,6 @@
 /**
  * Text ↔ token ids with a model file's vocabulary, by the rules of
- * word-level PTB (experiments/data.ts): words are split on whitespace, and
+ * word-level PTB (experiments/data/ptb.ts): words are split on whitespace, and
  * every line break is the end-of-line token `<eos>`. Web APIs only.
  *
  * One difference from reading a PTB split: a last line without a final

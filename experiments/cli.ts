@@ -34,13 +34,13 @@ import {
 } from "./args.ts";
 import { decodeExperiment, decodeSweep, type Experiment, type Sweep } from "./experiment.ts";
 import { describePresets, type Plan, resolvePreset } from "./presets.ts";
-import { modelCosts, runExperiment, type RunOptions } from "./run.ts";
-import { newRunDir, type RunError } from "./run_folder.ts";
-import { runSweep } from "./sweep.ts";
-import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./memory.ts";
+import { modelCosts, runExperiment, type RunOptions } from "./tasks/language_model.ts";
+import { newRunDir, type RunError } from "./loop/run_folder.ts";
+import { runSweep } from "./sweep/sweep.ts";
+import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./loop/memory.ts";
 import type { ModelSpec } from "../spec/types.ts";
-import { decodeSmarthomeExperiment, isSmarthomeConfig } from "./smarthome_experiment.ts";
-import { runSmarthome, smarthomeCosts } from "./smarthome_run.ts";
+import { decodeSmarthomeExperiment, isSmarthomeConfig } from "./tasks/clips_experiment.ts";
+import { runSmarthome, smarthomeCosts } from "./tasks/clips.ts";
 
 /**
  * Where the entry point writes, and how it learns of Ctrl-C (injected by tests).

@@ -194,8 +194,8 @@ export const ModelSpecField: t.Type<ModelSpec, ModelSpec, unknown> & { readonly 
  */
 export interface DataSettings {
   /**
-   * The corpus: `ptb` (word-level Penn Treebank, `data.ts`) or `wt103`
-   * (WikiText-103, `wt103.ts`). Optional: absent means `ptb`, so configs
+   * The corpus: `ptb` (word-level Penn Treebank, `data/ptb.ts`) or `wt103`
+   * (WikiText-103, `data/wt103.ts`). Optional: absent means `ptb`, so configs
    * written before this field existed keep their meaning.
    */
   readonly dataset?: "ptb" | "wt103";
@@ -346,7 +346,7 @@ export interface TrainingSettings extends SharedTraining {
   /**
    * How a fresh run sets the output bias: `unigram`, the log-frequencies of
    * the training split's words (add-one smoothed), so training starts at the
-   * unigram model's loss instead of ln V (experiments/readout_bias.ts);
+   * unigram model's loss instead of ln V (experiments/tasks/readout_bias.ts);
    * `zeros`, the model's own initialiser. Reference `unigram`.
    */
   readonly readoutBias: "unigram" | "zeros";

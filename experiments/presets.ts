@@ -16,7 +16,7 @@
  * | `smarthome-cv1`, `smarthome-cv2` | CRT on Toyota Smarthome, cross-view 1 and 2 |
  *
  * The `smarthome*` presets are clip-classification experiments
- * (`smarthome_experiment.ts`), resolved to a plan of kind `smarthome`.
+ * (`tasks/clips_experiment.ts`), resolved to a plan of kind `smarthome`.
  *
  * Every preset has a `--quick` form sized to finish, evaluation of the whole
  * valid split included, in under 15 minutes on this project's 2-core machine
@@ -43,7 +43,7 @@ import {
   type SmarthomeExperiment,
   smarthomePreset,
   smarthomePresetNames,
-} from "./smarthome_experiment.ts";
+} from "./tasks/clips_experiment.ts";
 
 /**
  * What a preset resolves to: one experiment, or a sweep of several.
@@ -117,7 +117,7 @@ export const reference: Experiment = {
  * Every quick form trains less than one epoch of PTB (929,589 tokens), where
  * dropout only slows learning, so it sets `model.dropout` to 0; like every
  * preset it starts the output bias at the unigram log-frequencies
- * (`training.readoutBias`, experiments/readout_bias.ts).
+ * (`training.readoutBias`, experiments/tasks/readout_bias.ts).
  *
  * - `single`: 840 k tokens (600 steps of 1400), lr 1e-3. Measured:
  *   `ptb --quick` reached valid ppl 174.9 in 4 min 52 s (3,111 tokens/s).

@@ -3,7 +3,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { decodeExperiment, decodeSweep, tokensPerStep } from "./experiment.ts";
 import { presetExperiment, presetNames, presetPlan, QUICK, resolvePreset } from "./presets.ts";
 import { referenceCrt, referenceTransformer, referenceXl } from "../spec/reference_specs.ts";
-import { decodeSmarthomeExperiment } from "./smarthome_experiment.ts";
+import { decodeSmarthomeExperiment } from "./tasks/clips_experiment.ts";
 
 Deno.test("presets: every preset, full and --quick, decodes", () => {
   assert.deepEqual(presetNames, [

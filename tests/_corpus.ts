@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import type { Experiment } from "../experiments/experiment.ts";
 import { presetExperiment } from "../experiments/presets.ts";
-import { createRng } from "../experiments/rng.ts";
+import { createRng } from "../experiments/loop/rng.ts";
 import type { CrtSpec } from "../spec/codecs.ts";
 
 /** Words of the generated corpus: `w0` … `w39`. */

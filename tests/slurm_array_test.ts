@@ -1,5 +1,5 @@
 /**
- * The sweep's Slurm pieces (experiments/cluster/) on a real one-node Slurm
+ * The sweep's Slurm pieces (experiments/sweep/cluster/) on a real one-node Slurm
  * (tests/_slurm.ts): an array job of 4 tasks, each a small resumable bash
  * script that counts steps into a progress file and leaves a `done` marker
  * (run again, it continues from its progress or does nothing when done).
@@ -18,14 +18,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type SbatchSpec, writeSbatchScript } from "../experiments/cluster/sbatch.ts";
+import { type SbatchSpec, writeSbatchScript } from "../experiments/sweep/cluster/sbatch.ts";
 import {
   cancelTasks,
   queryArrayTasks,
   type SlurmOptions,
   submitSbatch,
   type TaskState,
-} from "../experiments/cluster/slurm.ts";
+} from "../experiments/sweep/cluster/slurm.ts";
 import {
   missingSlurmCommands,
   parseSlurmdC,

@@ -13,9 +13,12 @@ import { join } from "node:path";
 import { ensureBackend } from "../ops/backend.ts";
 import type { CrtSpec, TransformerSpec } from "../spec/codecs.ts";
 import { override } from "../experiments/args.ts";
-import { readClipTable, writeSampleDataset } from "../experiments/smarthome.ts";
-import { type SmarthomeExperiment, smarthomePreset } from "../experiments/smarthome_experiment.ts";
-import { runSmarthome, type SmarthomeResults } from "../experiments/smarthome_run.ts";
+import { readClipTable, writeSampleDataset } from "../experiments/data/smarthome.ts";
+import {
+  type SmarthomeExperiment,
+  smarthomePreset,
+} from "../experiments/tasks/clips_experiment.ts";
+import { runSmarthome, type SmarthomeResults } from "../experiments/tasks/clips.ts";
 
 await ensureBackend();
 

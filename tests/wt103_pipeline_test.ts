@@ -6,11 +6,11 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import { writeWt103Sample } from "../experiments/_wt103_fixture.ts";
+import { writeWt103Sample } from "../experiments/data/_wt103_fixture.ts";
 import { main } from "../experiments/cli.ts";
 import { decodeExperiment, type Experiment, tokensPerStep } from "../experiments/experiment.ts";
 import { presetExperiment, WT103, WT103_QUICK } from "../experiments/presets.ts";
-import { runExperiment } from "../experiments/run.ts";
+import { runExperiment } from "../experiments/tasks/language_model.ts";
 import type { CrtSpec } from "../spec/codecs.ts";
 
 Deno.test("wt103 presets: CRT, the full-length Transformer and Transformer-XL with the adaptive softmax", () => {

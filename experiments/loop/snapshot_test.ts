@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import type { Program } from "../core/program.ts";
-import { compile } from "../core/compile.ts";
-import { flattenParams } from "../core/params.ts";
-import { disposeTraining, startTraining, trainOn, type TrainState } from "../core/train.ts";
-import { ensureBackend } from "../ops/backend.ts";
-import { tf } from "../ops/tf.ts";
-import { randomTokens, tinyCrtNcgru } from "../tests/_tiny.ts";
+import type { Program } from "../../core/program.ts";
+import { compile } from "../../core/compile.ts";
+import { flattenParams } from "../../core/params.ts";
+import { disposeTraining, startTraining, trainOn, type TrainState } from "../../core/train.ts";
+import { ensureBackend } from "../../ops/backend.ts";
+import { tf } from "../../ops/tf.ts";
+import { randomTokens, tinyCrtNcgru } from "../../tests/_tiny.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "./checkpoint.ts";
 import { f64ToTensor, restoreTraining, snapshotTraining, tensorToF64 } from "./snapshot.ts";
 

@@ -11,7 +11,7 @@
  * @example Decode an override
  * ```ts
  * import * as E from "fp-ts/lib/Either.js";
- * import { decodeSmarthomeExperiment, smarthomePreset } from "./smarthome_experiment.ts";
+ * import { decodeSmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
  *
  * const exp = smarthomePreset("smarthome", { quick: true });
  * const r = decodeSmarthomeExperiment({ ...exp, data: { ...exp.data, clipFrames: 100 } });
@@ -23,7 +23,7 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import type { Assert, MutuallyAssignable } from "../spec/_assert.ts";
+import type { Assert, MutuallyAssignable } from "../../spec/_assert.ts";
 import {
   decodeWith,
   type FieldCodecs,
@@ -38,10 +38,10 @@ import {
   type StrictCodec,
   taggedUnion,
   type TaggedUnionCodec,
-} from "../spec/decode.ts";
-import type { Either } from "../spec/either.ts";
-import type { CrtSpec, ModelSpec, TransformerSpec } from "../spec/codecs.ts";
-import { override } from "./args.ts";
+} from "../../spec/decode.ts";
+import type { Either } from "../../spec/either.ts";
+import type { CrtSpec, ModelSpec, TransformerSpec } from "../../spec/codecs.ts";
+import { override } from "../args.ts";
 import {
   ModelSpecField,
   Name,
@@ -50,7 +50,7 @@ import {
   OutputSettingsCodec,
   type SharedTraining,
   sharedTrainingFields,
-} from "./experiment.ts";
+} from "../experiment.ts";
 import {
   type Balance,
   type ClipFilter,
@@ -58,7 +58,7 @@ import {
   PROTOCOLS,
   SMARTHOME_CLASSES,
   type ValidationSplit,
-} from "./smarthome.ts";
+} from "../data/smarthome.ts";
 
 // ---------------------------------------------------------------------------
 // Settings
@@ -68,8 +68,8 @@ import {
  *
  * @example
  * ```ts
- * import type { SmarthomeData } from "./smarthome_experiment.ts";
- * import { PROTOCOLS } from "./smarthome.ts";
+ * import type { SmarthomeData } from "./clips_experiment.ts";
+ * import { PROTOCOLS } from "../data/smarthome.ts";
  * const data: SmarthomeData = {
  *   dir: "/data/smarthome", protocol: PROTOCOLS["cross-subject"], clipFrames: 128, standardize: true,
  * };
@@ -102,7 +102,7 @@ export interface SmarthomeData {
  *
  * @example
  * ```ts
- * import { smarthomePreset } from "./smarthome_experiment.ts";
+ * import { smarthomePreset } from "./clips_experiment.ts";
  * console.log(smarthomePreset("smarthome").training.balance); // classBalanced
  * ```
  */
@@ -127,7 +127,7 @@ export interface ClassifierTraining extends SharedTraining {
  *
  * @example
  * ```ts
- * import type { ClassifierEvaluation } from "./smarthome_experiment.ts";
+ * import type { ClassifierEvaluation } from "./clips_experiment.ts";
  * const e: ClassifierEvaluation = { batchSize: 32, test: true };
  * ```
  */
@@ -143,8 +143,8 @@ export interface ClassifierEvaluation {
  *
  * @example
  * ```ts
- * import { override } from "./args.ts";
- * import { type SmarthomeExperiment, smarthomePreset } from "./smarthome_experiment.ts";
+ * import { override } from "../args.ts";
+ * import { type SmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
  * const longer: SmarthomeExperiment = override(smarthomePreset("smarthome"), { training: { epochs: 60 } });
  * console.log(longer.training.epochs); // 60
  * ```
@@ -180,7 +180,7 @@ const Ids = nullable(t.readonlyArray(NonNegativeInt));
  *
  * @example
  * ```ts
- * import { ClipFilterCodec } from "./smarthome_experiment.ts";
+ * import { ClipFilterCodec } from "./clips_experiment.ts";
  * console.log(ClipFilterCodec.is({ subjects: null, cameras: [2] })); // true
  * ```
  */
@@ -202,7 +202,7 @@ type FilterSplit = Extract<ValidationSplit, { _tag: "filter" }>;
  *
  * @example
  * ```ts
- * import { ValidationSplitCodec } from "./smarthome_experiment.ts";
+ * import { ValidationSplitCodec } from "./clips_experiment.ts";
  * console.log(ValidationSplitCodec.is({ _tag: "holdout", fraction: 0.1 })); // true
  * ```
  */
@@ -225,8 +225,8 @@ export const ValidationSplitCodec: TaggedUnionCodec<{
  *
  * @example
  * ```ts
- * import { ProtocolCodec } from "./smarthome_experiment.ts";
- * import { PROTOCOLS } from "./smarthome.ts";
+ * import { ProtocolCodec } from "./clips_experiment.ts";
+ * import { PROTOCOLS } from "../data/smarthome.ts";
  * console.log(ProtocolCodec.is(PROTOCOLS["cross-view-1"])); // true
  * ```
  */
@@ -243,7 +243,7 @@ export const ProtocolCodec: StrictCodec<FieldCodecs<Protocol>> = strict<FieldCod
  *
  * @example
  * ```ts
- * import { SmarthomeDataCodec, smarthomePreset } from "./smarthome_experiment.ts";
+ * import { SmarthomeDataCodec, smarthomePreset } from "./clips_experiment.ts";
  * console.log(SmarthomeDataCodec.is(smarthomePreset("smarthome").data)); // true
  * ```
  */
@@ -261,7 +261,7 @@ export const SmarthomeDataCodec: StrictCodec<FieldCodecs<SmarthomeData>> = stric
  *
  * @example
  * ```ts
- * import { ClassifierTrainingCodec, smarthomePreset } from "./smarthome_experiment.ts";
+ * import { ClassifierTrainingCodec, smarthomePreset } from "./clips_experiment.ts";
  * console.log(ClassifierTrainingCodec.is(smarthomePreset("smarthome").training)); // true
  * ```
  */
@@ -278,7 +278,7 @@ export const ClassifierTrainingCodec: StrictCodec<FieldCodecs<ClassifierTraining
  *
  * @example
  * ```ts
- * import { ClassifierEvaluationCodec } from "./smarthome_experiment.ts";
+ * import { ClassifierEvaluationCodec } from "./clips_experiment.ts";
  * console.log(ClassifierEvaluationCodec.is({ batchSize: 32, test: true })); // true
  * ```
  */
@@ -292,7 +292,7 @@ export const ClassifierEvaluationCodec: StrictCodec<FieldCodecs<ClassifierEvalua
  *
  * @example
  * ```ts
- * import { SmarthomeExperimentCodec, smarthomePreset } from "./smarthome_experiment.ts";
+ * import { SmarthomeExperimentCodec, smarthomePreset } from "./clips_experiment.ts";
  * console.log(SmarthomeExperimentCodec.is(smarthomePreset("smarthome-cv2"))); // true
  * ```
  */
@@ -331,7 +331,7 @@ type _Experiment = Assert<
  *
  * @example
  * ```ts
- * import { checkSmarthomeExperiment, smarthomePreset } from "./smarthome_experiment.ts";
+ * import { checkSmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
  * const exp = smarthomePreset("smarthome");
  * console.log(checkSmarthomeExperiment({ ...exp, model: { ...exp.model, input: undefined } })[0].path);
  * // model.input
@@ -394,7 +394,7 @@ function rootless(e: SpecError): SpecError {
  *
  * @example
  * ```ts
- * import { decodeSmarthomeExperiment, smarthomePreset } from "./smarthome_experiment.ts";
+ * import { decodeSmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
  * const exp = smarthomePreset("smarthome");
  * const r = decodeSmarthomeExperiment({ ...exp, training: { ...exp.training, balance: "weighted" } });
  * if (r._tag === "Left") console.log(r.left.message);
@@ -414,7 +414,7 @@ export function decodeSmarthomeExperiment(u: unknown): Either<SpecError, Smartho
  *
  * @example
  * ```ts
- * import { isSmarthomeConfig } from "./smarthome_experiment.ts";
+ * import { isSmarthomeConfig } from "./clips_experiment.ts";
  * console.log(isSmarthomeConfig({ _tag: "smarthome" }), isSmarthomeConfig({ name: "ptb" })); // true false
  * ```
  */
@@ -432,7 +432,7 @@ export function isSmarthomeConfig(u: unknown): boolean {
  *
  * @example
  * ```ts
- * import { segmentsPerClip, smarthomePreset } from "./smarthome_experiment.ts";
+ * import { segmentsPerClip, smarthomePreset } from "./clips_experiment.ts";
  * console.log(segmentsPerClip(smarthomePreset("smarthome"))); // 8
  * ```
  */
@@ -446,7 +446,7 @@ export function segmentsPerClip(exp: SmarthomeExperiment): number {
  *
  * @example
  * ```ts
- * import { classifierSteps, smarthomePreset } from "./smarthome_experiment.ts";
+ * import { classifierSteps, smarthomePreset } from "./clips_experiment.ts";
  * const exp = smarthomePreset("smarthome");
  * console.log(classifierSteps(exp, 1000) === Math.ceil(exp.training.epochs * 1000 / exp.training.batchSize)); // true
  * ```
@@ -470,7 +470,7 @@ export const PRESET_FEATURE_DIM = 1024;
  *
  * @example
  * ```ts
- * import { smarthomeCrt } from "./smarthome_experiment.ts";
+ * import { smarthomeCrt } from "./clips_experiment.ts";
  * console.log(smarthomeCrt.segmentLen, smarthomeCrt.readout); // 16 { _tag: "classifier", nClasses: 31, pool: "memory" }
  * ```
  */
@@ -502,7 +502,7 @@ export const smarthomeCrt: CrtSpec = {
  *
  * @example
  * ```ts
- * import { smarthomeTransformer } from "./smarthome_experiment.ts";
+ * import { smarthomeTransformer } from "./clips_experiment.ts";
  * console.log(smarthomeTransformer.segmentLen); // 128
  * ```
  */
@@ -527,7 +527,7 @@ export const smarthomeTransformer: TransformerSpec = {
  *
  * @example
  * ```ts
- * import { smarthomeReference } from "./smarthome_experiment.ts";
+ * import { smarthomeReference } from "./clips_experiment.ts";
  * console.log(smarthomeReference.data.protocol.name, smarthomeReference.training.epochs); // cross-subject 30
  * ```
  */
@@ -575,7 +575,7 @@ export const smarthomeReference: SmarthomeExperiment = {
  *
  * @example
  * ```ts
- * import { SMARTHOME_QUICK } from "./smarthome_experiment.ts";
+ * import { SMARTHOME_QUICK } from "./clips_experiment.ts";
  * console.log(SMARTHOME_QUICK.epochs); // 16
  * ```
  */
@@ -633,7 +633,7 @@ function crossView(name: string, protocol: Protocol): SmarthomeExperiment {
  *
  * @example
  * ```ts
- * import { smarthomePresetNames } from "./smarthome_experiment.ts";
+ * import { smarthomePresetNames } from "./clips_experiment.ts";
  * console.log(smarthomePresetNames.join(" ")); // smarthome smarthome-full smarthome-cv1 smarthome-cv2
  * ```
  */
@@ -644,7 +644,7 @@ export const smarthomePresetNames: readonly string[] = Object.keys(SMARTHOME_PRE
  *
  * @example
  * ```ts
- * import { describeSmarthomePreset } from "./smarthome_experiment.ts";
+ * import { describeSmarthomePreset } from "./clips_experiment.ts";
  * console.log(describeSmarthomePreset("smarthome-cv1").includes("cross-view 1")); // true
  * ```
  */
@@ -660,7 +660,7 @@ export function describeSmarthomePreset(name: string): string {
  *
  * @example
  * ```ts
- * import { smarthomePreset } from "./smarthome_experiment.ts";
+ * import { smarthomePreset } from "./clips_experiment.ts";
  * const q = smarthomePreset("smarthome-full", { quick: true });
  * console.log(q.name, q.model._tag); // smarthome-full-quick transformer
  * ```

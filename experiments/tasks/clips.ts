@@ -27,10 +27,10 @@
  * @example Train on a generated dataset
  * ```ts
  * import { join } from "node:path";
- * import { override } from "./args.ts";
- * import { writeSampleDataset } from "./smarthome.ts";
- * import { smarthomePreset } from "./smarthome_experiment.ts";
- * import { runSmarthome } from "./smarthome_run.ts";
+ * import { override } from "../args.ts";
+ * import { writeSampleDataset } from "../data/smarthome.ts";
+ * import { smarthomePreset } from "./clips_experiment.ts";
+ * import { runSmarthome } from "./clips.ts";
  *
  * const dir = await Deno.makeTempDir();
  * await writeSampleDataset(join(dir, "data"), { clips: 80, dim: 8, classes: 4, minFrames: 16, maxFrames: 24 });
@@ -50,11 +50,11 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import type { Params, Program } from "../core/program.ts";
-import { compile } from "../core/compile.ts";
-import { startTraining } from "../core/train.ts";
-import { tf } from "../ops/tf.ts";
-import type { Either } from "../spec/either.ts";
+import type { Params, Program } from "../../core/program.ts";
+import { compile } from "../../core/compile.ts";
+import { startTraining } from "../../core/train.ts";
+import { tf } from "../../ops/tf.ts";
+import type { Either } from "../../spec/either.ts";
 import {
   type ClassificationScore,
   type ClipPredictions,
@@ -63,11 +63,11 @@ import {
   predictClips,
   scoreConfusion,
 } from "./classification.ts";
-import { sha256Hex } from "./data.ts";
-import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./memory.ts";
-import { openRun, type Outcome, type RunContext, type Task, testNote } from "./loop.ts";
-import type { Progress } from "./progress.ts";
-import { createRng, isRngState, restoreRng, type Rng } from "./rng.ts";
+import { sha256Hex } from "../data/ptb.ts";
+import { estimateTrainingMemory, memoryLimit, memoryProblem } from "../loop/memory.ts";
+import { openRun, type Outcome, type RunContext, type Task, testNote } from "../loop/loop.ts";
+import type { Progress } from "../loop/progress.ts";
+import { createRng, isRngState, restoreRng, type Rng } from "../loop/rng.ts";
 import {
   badInput,
   checkRunFolder,
@@ -79,7 +79,7 @@ import {
   type SessionOptions,
   startProgram,
   writeAtomic,
-} from "./run_folder.ts";
+} from "../loop/run_folder.ts";
 import {
   classCounts,
   type ClipRecord,
@@ -90,14 +90,14 @@ import {
   featureStats,
   readClipTable,
   splitClips,
-} from "./smarthome.ts";
+} from "../data/smarthome.ts";
 import {
   classifierSteps,
   decodeSmarthomeExperiment,
   segmentsPerClip,
   type SmarthomeExperiment,
-} from "./smarthome_experiment.ts";
-import { confusionMatrixSvg, type CurvePoint, learningCurveSvg } from "./svg.ts";
+} from "./clips_experiment.ts";
+import { confusionMatrixSvg, type CurvePoint, learningCurveSvg } from "../io/svg.ts";
 
 /** The environment variable naming the dataset directory when `data.dir` is null. */
 export const SMARTHOME_DIR_ENV = "CRT_SMARTHOME_DIR";
@@ -110,7 +110,7 @@ export const SMARTHOME_DIR_ENV = "CRT_SMARTHOME_DIR";
  *
  * @example
  * ```ts
- * import type { ClassResult } from "./smarthome_run.ts";
+ * import type { ClassResult } from "./clips.ts";
  * const r: ClassResult = { class: "Walk", clips: 40, accuracy: 0.9 };
  * ```
  */
@@ -131,7 +131,7 @@ export interface ClassResult {
  *
  * @example
  * ```ts
- * import type { SmarthomeResults } from "./smarthome_run.ts";
+ * import type { SmarthomeResults } from "./clips.ts";
  * const line = (r: SmarthomeResults) =>
  *   `${r.experiment}: test mean per-class ${((r.test_mean_class_accuracy ?? NaN) * 100).toFixed(1)} %`;
  * ```
@@ -220,7 +220,7 @@ export interface SmarthomeResults {
  *
  * @example
  * ```ts
- * import type { SmarthomeOutcome } from "./smarthome_run.ts";
+ * import type { SmarthomeOutcome } from "./clips.ts";
  * const say = (o: SmarthomeOutcome) => o._tag === "Completed" ? o.results.test_accuracy : o.message;
  * ```
  */
@@ -232,7 +232,7 @@ export type SmarthomeOutcome = Outcome<SmarthomeResults>;
  *
  * @example
  * ```ts
- * import type { SmarthomeRunOptions } from "./smarthome_run.ts";
+ * import type { SmarthomeRunOptions } from "./clips.ts";
  * const opts: SmarthomeRunOptions = { runDir: "runs/smarthome-test", progress: false };
  * ```
  */
@@ -263,8 +263,8 @@ function dataDir(exp: SmarthomeExperiment): Either<string, string> {
  *
  * @example
  * ```ts
- * import { loadSmarthomeData } from "./smarthome_run.ts";
- * import { smarthomePreset } from "./smarthome_experiment.ts";
+ * import { loadSmarthomeData } from "./clips.ts";
+ * import { smarthomePreset } from "./clips_experiment.ts";
  * const exp = smarthomePreset("smarthome");
  * const r = await loadSmarthomeData({ ...exp, data: { ...exp.data, dir: "/nonexistent" } });
  * if (r._tag === "Left") console.log(r.left.split("\n")[0]);
@@ -308,9 +308,9 @@ export async function loadSmarthomeData(
  *
  * @example
  * ```ts
- * import { ensureBackend } from "../ops/backend.ts";
- * import { smarthomePreset } from "./smarthome_experiment.ts";
- * import { smarthomeCosts } from "./smarthome_run.ts";
+ * import { ensureBackend } from "../../ops/backend.ts";
+ * import { smarthomePreset } from "./clips_experiment.ts";
+ * import { smarthomeCosts } from "./clips.ts";
  * await ensureBackend();
  * const c = smarthomeCosts(smarthomePreset("smarthome"));
  * if (c._tag === "Right") console.log(c.right.flops_per_clip_forward > 0); // true
@@ -378,8 +378,8 @@ const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
  *
  * @example
  * ```ts
- * import { runSmarthome } from "./smarthome_run.ts";
- * import { smarthomePreset } from "./smarthome_experiment.ts";
+ * import { runSmarthome } from "./clips.ts";
+ * import { smarthomePreset } from "./clips_experiment.ts";
  * const exp = smarthomePreset("smarthome", { quick: true });
  * const r = await runSmarthome({ ...exp, data: { ...exp.data, dir: "/nonexistent" } }, {
  *   runDir: await Deno.makeTempDir(), progress: false,

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import type { Program } from "../core/program.ts";
-import { compile } from "../core/compile.ts";
-import { liveTensors } from "../core/train.ts";
-import { ensureBackend } from "../ops/backend.ts";
-import { tf } from "../ops/tf.ts";
-import type { ModelSpec } from "../spec/codecs.ts";
-import { randomTokens, tinyCrtGru, tinyTransformer, tinyXl } from "../tests/_tiny.ts";
+import type { Program } from "../../core/program.ts";
+import { compile } from "../../core/compile.ts";
+import { liveTensors } from "../../core/train.ts";
+import { ensureBackend } from "../../ops/backend.ts";
+import { tf } from "../../ops/tf.ts";
+import type { ModelSpec } from "../../spec/codecs.ts";
+import { randomTokens, tinyCrtGru, tinyTransformer, tinyXl } from "../../tests/_tiny.ts";
 import { evaluateSplit } from "./evaluate.ts";
 
 await ensureBackend();

@@ -8,18 +8,18 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import type { Program } from "../core/program.ts";
-import { compile } from "../core/compile.ts";
-import type { TrainState } from "../core/train.ts";
+import type { Program } from "../../core/program.ts";
+import { compile } from "../../core/compile.ts";
+import type { TrainState } from "../../core/train.ts";
 import {
   type BackendInfo,
   type BackendName,
   type MatmulChoice,
   startBackend,
-} from "../ops/backend.ts";
-import type { ModelSpec } from "../spec/types.ts";
+} from "../../ops/backend.ts";
+import type { ModelSpec } from "../../spec/types.ts";
 import { type Checkpoint, readLatestCheckpoint } from "./checkpoint.ts";
-import { exists } from "./data.ts";
+import { exists } from "../data/ptb.ts";
 import { restoreTraining } from "./snapshot.ts";
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { confusionCsv, confusionMatrix, scoreConfusion } from "./classification.ts";
-import { confusionMatrixSvg } from "./svg.ts";
+import { confusionMatrixSvg } from "../io/svg.ts";
 
 Deno.test("confusionMatrix counts (true, predicted) pairs and rejects labels out of range", () => {
   const m = confusionMatrix(Int32Array.of(0, 0, 1, 2, 2, 2), Int32Array.of(0, 1, 1, 2, 0, 2), 3);

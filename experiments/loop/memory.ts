@@ -16,14 +16,14 @@
  * @example
  * ```ts
  * import { estimateTrainingMemory } from "./memory.ts";
- * import { referenceCrt } from "../spec/reference_specs.ts";
+ * import { referenceCrt } from "../../spec/reference_specs.ts";
  * const m = estimateTrainingMemory(referenceCrt, 7_100_000, { rows: 20, positions: 70 });
  * console.log(m.totalBytes < 2 ** 30); // true
  * ```
  *
  * @module
  */
-import type { ModelSpec } from "../spec/types.ts";
+import type { ModelSpec } from "../../spec/types.ts";
 
 /**
  * A training run's estimated memory, in bytes.
@@ -51,7 +51,7 @@ export interface MemoryEstimate {
  * @example
  * ```ts
  * import { estimateTrainingMemory } from "./memory.ts";
- * import { referenceCrt } from "../spec/reference_specs.ts";
+ * import { referenceCrt } from "../../spec/reference_specs.ts";
  * const small = estimateTrainingMemory(referenceCrt, 1e6, { rows: 1, positions: 35 });
  * const big = estimateTrainingMemory(referenceCrt, 1e6, { rows: 20, positions: 35 });
  * console.log(big.activationBytes > small.activationBytes); // true
@@ -122,7 +122,7 @@ const gib = (bytes: number): string =>
  * @example
  * ```ts
  * import { memoryProblem } from "./memory.ts";
- * import { referenceCrt } from "../spec/reference_specs.ts";
+ * import { referenceCrt } from "../../spec/reference_specs.ts";
  * const huge = { ...referenceCrt, dModel: 100_000_000 };
  * const m = { parameterBytes: 2 ** 45, activationBytes: 2 ** 30, totalBytes: 2 ** 45 + 2 ** 30 };
  * console.log(memoryProblem(huge, m, 4 * 2 ** 30)?.startsWith("model.dModel")); // true

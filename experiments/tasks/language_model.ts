@@ -23,8 +23,8 @@
  * @example Train a tiny model on a generated corpus
  * ```ts
  * import { join } from "node:path";
- * import { tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
- * import { runExperiment } from "./run.ts";
+ * import { tinyExperiment, writeCorpus } from "../../tests/_corpus.ts";
+ * import { runExperiment } from "./language_model.ts";
  *
  * const dir = await writeCorpus({ test: true }); // ptb.{train,valid,test}.txt
  * const r = await runExperiment(tinyExperiment(dir, { steps: 10 }), {
@@ -38,14 +38,14 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type { Program } from "../core/program.ts";
-import { compile } from "../core/compile.ts";
-import { startTraining } from "../core/train.ts";
-import { tf } from "../ops/tf.ts";
-import { adaptiveGeometry, tailFlopsPerRow } from "../spec/adaptive.ts";
-import type { Either } from "../spec/either.ts";
-import type { ModelSpec } from "../spec/types.ts";
-import type { Checkpoint } from "./checkpoint.ts";
+import type { Program } from "../../core/program.ts";
+import { compile } from "../../core/compile.ts";
+import { startTraining } from "../../core/train.ts";
+import { tf } from "../../ops/tf.ts";
+import { adaptiveGeometry, tailFlopsPerRow } from "../../spec/adaptive.ts";
+import type { Either } from "../../spec/either.ts";
+import type { ModelSpec } from "../../spec/types.ts";
+import type { Checkpoint } from "../loop/checkpoint.ts";
 import {
   batchify,
   type Corpus,
@@ -56,15 +56,20 @@ import {
   PTB_FILES,
   segmentWindows,
   type Streams,
-} from "./data.ts";
+} from "../data/ptb.ts";
 import { evaluateSplit, type SplitScore } from "./evaluate.ts";
-import { loadWt103, type ReadProgress, WT103_FILES, wt103DirFromEnvironment } from "./wt103.ts";
-import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./memory.ts";
-import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "./experiment.ts";
-import { openRun, type Outcome, type RunContext, type Task, testNote } from "./loop.ts";
-import type { Progress } from "./progress.ts";
+import {
+  loadWt103,
+  type ReadProgress,
+  WT103_FILES,
+  wt103DirFromEnvironment,
+} from "../data/wt103.ts";
+import { estimateTrainingMemory, memoryLimit, memoryProblem } from "../loop/memory.ts";
+import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "../experiment.ts";
+import { openRun, type Outcome, type RunContext, type Task, testNote } from "../loop/loop.ts";
+import type { Progress } from "../loop/progress.ts";
 import { unigramBias, withReadoutBias } from "./readout_bias.ts";
-import { createRng, restoreRng, type Rng } from "./rng.ts";
+import { createRng, restoreRng, type Rng } from "../loop/rng.ts";
 import {
   badInput,
   checkRunFolder,
@@ -75,8 +80,8 @@ import {
   type RunError,
   type SessionOptions,
   startProgram,
-} from "./run_folder.ts";
-import { type CurvePoint, learningCurveSvg } from "./svg.ts";
+} from "../loop/run_folder.ts";
+import { type CurvePoint, learningCurveSvg } from "../io/svg.ts";
 
 // ---------------------------------------------------------------------------
 // Outcomes
@@ -87,7 +92,7 @@ import { type CurvePoint, learningCurveSvg } from "./svg.ts";
  *
  * @example
  * ```ts
- * import type { Results } from "./run.ts";
+ * import type { Results } from "./language_model.ts";
  * const line = (r: Results) => `${r.experiment}: valid ppl ${r.valid_ppl.toFixed(1)}`;
  * ```
  */
@@ -164,7 +169,7 @@ export interface Results {
  *
  * @example
  * ```ts
- * import type { RunOutcome } from "./run.ts";
+ * import type { RunOutcome } from "./language_model.ts";
  * const say = (o: RunOutcome) =>
  *   o._tag === "Completed" ? `valid ppl ${o.results.valid_ppl}` : `stopped at step ${o.step}`;
  * ```
@@ -177,7 +182,7 @@ export type RunOutcome = Outcome<Results>;
  *
  * @example
  * ```ts
- * import type { RunOptions } from "./run.ts";
+ * import type { RunOptions } from "./language_model.ts";
  * const opts: RunOptions = { runDir: "runs/ptb-test", progress: false };
  * ```
  */
@@ -193,8 +198,8 @@ export interface RunOptions extends SessionOptions {
  *
  * @example
  * ```ts
- * import { loadExperimentData } from "./run.ts";
- * import { presetExperiment } from "./presets.ts";
+ * import { loadExperimentData } from "./language_model.ts";
+ * import { presetExperiment } from "../presets.ts";
  * const exp = presetExperiment("ptb");
  * const r = await loadExperimentData({ ...exp, data: { dir: "data/ptb" } });
  * if (r._tag === "Right") console.log(r.right.vocab.words.length); // 10000
@@ -253,9 +258,9 @@ const readProgressLog = (log: (message: string) => void) => {
  * @example
  * ```ts
  * import * as E from "fp-ts/lib/Either.js";
- * import { ensureBackend } from "../ops/backend.ts";
- * import { presetExperiment } from "./presets.ts";
- * import { modelCosts } from "./run.ts";
+ * import { ensureBackend } from "../../ops/backend.ts";
+ * import { presetExperiment } from "../presets.ts";
+ * import { modelCosts } from "./language_model.ts";
  * await ensureBackend();
  * const c = modelCosts(presetExperiment("ptb"));
  * if (E.isRight(c)) console.log(c.right.params); // about 7.1 M
@@ -296,8 +301,8 @@ export function modelCosts(exp: Experiment): Either<
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { adaptiveCosts } from "./run.ts";
- * import { referenceCrt } from "../spec/reference_specs.ts";
+ * import { adaptiveCosts } from "./language_model.ts";
+ * import { referenceCrt } from "../../spec/reference_specs.ts";
  *
  * const model = { ...referenceCrt, readout: { _tag: "adaptive", cutoffs: [5000], divValue: 4 } } as const;
  * const c = adaptiveCosts(model, { forwardPerToken: 20e6, trainPerToken: 60e6 }, new Int32Array(100));
@@ -346,8 +351,8 @@ export function adaptiveCosts(
  * ```ts
  * import assert from "node:assert/strict";
  * import { join } from "node:path";
- * import { tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
- * import { runExperiment } from "./run.ts";
+ * import { tinyExperiment, writeCorpus } from "../../tests/_corpus.ts";
+ * import { runExperiment } from "./language_model.ts";
  *
  * const dir = await writeCorpus();
  * const exp = tinyExperiment(dir, { steps: 10 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { writeWt103Sample } from "./_wt103_fixture.ts";
-import { EOS } from "./data.ts";
+import { EOS } from "./ptb.ts";
 import {
   CHUNK_BYTES,
   downloadWt103,

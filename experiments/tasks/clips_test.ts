@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import { override } from "./args.ts";
-import { type ClipTable, readClipTable, writeSampleDataset } from "./smarthome.ts";
-import { type SmarthomeExperiment, smarthomePreset } from "./smarthome_experiment.ts";
-import { runSmarthome, type SmarthomeResults } from "./smarthome_run.ts";
+import { override } from "../args.ts";
+import { type ClipTable, readClipTable, writeSampleDataset } from "../data/smarthome.ts";
+import { type SmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
+import { runSmarthome, type SmarthomeResults } from "./clips.ts";
 
 const F = 6, CLASSES = 3;
 

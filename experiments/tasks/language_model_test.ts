@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
-import { ensureBackend } from "../ops/backend.ts";
-import { liveTensors } from "../core/train.ts";
-import { tinyCorpusCrt, tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
-import { checkpointFileName } from "./checkpoint.ts";
-import type { Experiment, Sweep } from "./experiment.ts";
-import { type Results, runExperiment, type RunOptions, type RunOutcome } from "./run.ts";
-import { lockRunFolder } from "./run_folder.ts";
-import { memberGuard, runSweep, sweepTable } from "./sweep.ts";
+import { ensureBackend } from "../../ops/backend.ts";
+import { liveTensors } from "../../core/train.ts";
+import { tinyCorpusCrt, tinyExperiment, writeCorpus } from "../../tests/_corpus.ts";
+import { checkpointFileName } from "../loop/checkpoint.ts";
+import type { Experiment, Sweep } from "../experiment.ts";
+import { type Results, runExperiment, type RunOptions, type RunOutcome } from "./language_model.ts";
+import { lockRunFolder } from "../loop/run_folder.ts";
+import { memberGuard, runSweep, sweepTable } from "../sweep/sweep.ts";
 
 await ensureBackend();
 

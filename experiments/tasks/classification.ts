@@ -18,9 +18,9 @@
  *
  * @module
  */
-import type { Params, Program } from "../core/program.ts";
-import { tf } from "../ops/tf.ts";
-import type { ClipRecord, ClipStore } from "./smarthome.ts";
+import type { Params, Program } from "../../core/program.ts";
+import { tf } from "../../ops/tf.ts";
+import type { ClipRecord, ClipStore } from "../data/smarthome.ts";
 
 /**
  * Counts [C][C]: `m[t][p]` clips of true class t predicted as p.
@@ -203,9 +203,9 @@ export interface ClipPredictions {
  *
  * @example
  * ```ts
- * import type { Params, Program } from "../core/program.ts";
+ * import type { Params, Program } from "../../core/program.ts";
  * import { confusionMatrix, predictClips, scoreConfusion } from "./classification.ts";
- * import type { ClipRecord, ClipStore } from "./smarthome.ts";
+ * import type { ClipRecord, ClipStore } from "../data/smarthome.ts";
  *
  * async function meanClassAccuracy(
  *   program: Program, params: Params, store: ClipStore, clips: ClipRecord[], classes: string[],

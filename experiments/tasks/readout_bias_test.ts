@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import type { Params } from "../core/program.ts";
-import { compile } from "../core/compile.ts";
-import { startBackend } from "../ops/backend.ts";
-import { tf } from "../ops/tf.ts";
-import type { ModelSpec } from "../spec/codecs.ts";
-import { tinyCrtGru, tinyTransformer } from "../tests/_tiny.ts";
+import type { Params } from "../../core/program.ts";
+import { compile } from "../../core/compile.ts";
+import { startBackend } from "../../ops/backend.ts";
+import { tf } from "../../ops/tf.ts";
+import type { ModelSpec } from "../../spec/codecs.ts";
+import { tinyCrtGru, tinyTransformer } from "../../tests/_tiny.ts";
 import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 
 await startBackend({ backend: "cpu" });

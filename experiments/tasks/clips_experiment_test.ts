@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { main } from "./cli.ts";
-import { presetNames, presetPlan } from "./presets.ts";
-import { PROTOCOLS, SMARTHOME_CV_CLASSES } from "./smarthome.ts";
+import { main } from "../cli.ts";
+import { presetNames, presetPlan } from "../presets.ts";
+import { PROTOCOLS, SMARTHOME_CV_CLASSES } from "../data/smarthome.ts";
 import {
   classifierSteps,
   decodeSmarthomeExperiment,
   segmentsPerClip,
   smarthomePreset,
   smarthomePresetNames,
-} from "./smarthome_experiment.ts";
+} from "./clips_experiment.ts";
 
 const message = (u: unknown): string => {
   const r = decodeSmarthomeExperiment(u);

@@ -7,12 +7,17 @@
 
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import type { Either } from "../spec/either.ts";
-import { readLatestCheckpoint } from "./checkpoint.ts";
-import { type Corpus, exists } from "./data.ts";
-import type { Sweep } from "./experiment.ts";
-import { loadExperimentData, type Results, runExperiment, type RunOptions } from "./run.ts";
-import { badInput, describe, failed, type RunError, writeAtomic } from "./run_folder.ts";
+import type { Either } from "../../spec/either.ts";
+import { readLatestCheckpoint } from "../loop/checkpoint.ts";
+import { type Corpus, exists } from "../data/ptb.ts";
+import type { Sweep } from "../experiment.ts";
+import {
+  loadExperimentData,
+  type Results,
+  runExperiment,
+  type RunOptions,
+} from "../tasks/language_model.ts";
+import { badInput, describe, failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
 
 /**
  * One row of a sweep's table.
@@ -103,7 +108,7 @@ export const SWEEP_OUTSIDE_TRAINING_SECONDS = 30;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { presetPlan } from "./presets.ts";
+ * import { presetPlan } from "../presets.ts";
  * import { memberGuard } from "./sweep.ts";
  *
  * const plan = presetPlan("ptb-sweep", { quick: true });
@@ -135,7 +140,7 @@ export const memberGuard = (
  * @example Two tiny members
  * ```ts
  * import { join } from "node:path";
- * import { tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
+ * import { tinyExperiment, writeCorpus } from "../../tests/_corpus.ts";
  * import { runSweep } from "./sweep.ts";
  *
  * const dir = await writeCorpus();

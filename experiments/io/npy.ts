@@ -32,7 +32,7 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import type { Either } from "../spec/either.ts";
+import type { Either } from "../../spec/either.ts";
 
 /**
  * A float32 matrix [rows, cols], row-major: frame t's features are

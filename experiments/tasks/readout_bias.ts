@@ -18,7 +18,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { referenceCrt } from "../spec/reference_specs.ts";
+ * import { referenceCrt } from "../../spec/reference_specs.ts";
  * import { unigramBias } from "./readout_bias.ts";
  *
  * const model = { ...referenceCrt, vocabSize: 3 };
@@ -30,10 +30,10 @@
  *
  * @module
  */
-import type { ModelSpec } from "../spec/codecs.ts";
-import { adaptiveGeometry } from "../spec/adaptive.ts";
-import type { Params } from "../core/program.ts";
-import { tf } from "../ops/tf.ts";
+import type { ModelSpec } from "../../spec/codecs.ts";
+import { adaptiveGeometry } from "../../spec/adaptive.ts";
+import type { Params } from "../../core/program.ts";
+import { tf } from "../../ops/tf.ts";
 
 /** Output-bias values: the head's, and each adaptive tail cluster's (empty for `lm`). */
 export interface ReadoutBias {
@@ -51,7 +51,7 @@ export interface ReadoutBias {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { referenceCrt } from "../spec/reference_specs.ts";
+ * import { referenceCrt } from "../../spec/reference_specs.ts";
  * import { unigramBias } from "./readout_bias.ts";
  *
  * const model = {
@@ -101,9 +101,9 @@ export const unigramBias = (model: ModelSpec, tokens: Int32Array): ReadoutBias =
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { startBackend } from "../ops/backend.ts";
- * import { compile } from "../core/compile.ts";
- * import { referenceCrt } from "../spec/reference_specs.ts";
+ * import { startBackend } from "../../ops/backend.ts";
+ * import { compile } from "../../core/compile.ts";
+ * import { referenceCrt } from "../../spec/reference_specs.ts";
  * import { unigramBias, withReadoutBias } from "./readout_bias.ts";
  *
  * await startBackend({ backend: "cpu" });

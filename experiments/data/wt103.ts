@@ -55,8 +55,8 @@ import {
   exists,
   type Split,
   type Vocabulary,
-} from "./data.ts";
-import { extractZipEntries } from "./zip.ts";
+} from "./ptb.ts";
+import { extractZipEntries } from "../io/zip.ts";
 
 /**
  * File names of the splits inside a data directory (the release's names).

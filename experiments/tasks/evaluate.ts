@@ -8,8 +8,8 @@
  * @example
  * ```ts
  * import * as E from "fp-ts/lib/Either.js";
- * import { compile } from "../core/compile.ts";
- * import { ensureBackend } from "../ops/backend.ts";
+ * import { compile } from "../../core/compile.ts";
+ * import { ensureBackend } from "../../ops/backend.ts";
  * import { evaluateSplit } from "./evaluate.ts";
  *
  * await ensureBackend();
@@ -28,9 +28,9 @@
  *
  * @module
  */
-import type { ModelState, Params, Program } from "../core/program.ts";
-import { tf } from "../ops/tf.ts";
-import { batchify, countWindows, segmentWindows } from "./data.ts";
+import type { ModelState, Params, Program } from "../../core/program.ts";
+import { tf } from "../../ops/tf.ts";
+import { batchify, countWindows, segmentWindows } from "../data/ptb.ts";
 
 /**
  * What {@linkcode evaluateSplit} measured.
@@ -90,7 +90,7 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setTimeou
  *
  * @example
  * ```ts
- * import type { Params, Program } from "../core/program.ts";
+ * import type { Params, Program } from "../../core/program.ts";
  * import { evaluateSplit } from "./evaluate.ts";
  *
  * async function validPpl(program: Program, params: Params, valid: Int32Array): Promise<number> {

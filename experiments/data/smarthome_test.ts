@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import { encodeNpy } from "./npy.ts";
-import { createRng } from "./rng.ts";
+import { encodeNpy } from "../io/npy.ts";
+import { createRng } from "../loop/rng.ts";
 import {
   classCounts,
   type ClipRecord,

@@ -15,7 +15,7 @@ import {
   resolveDataDir,
   segmentWindows,
   type Window,
-} from "./data.ts";
+} from "./ptb.ts";
 
 /** A temporary directory removed when the test's `await using` scope ends. */
 async function tempDir(prefix: string): Promise<AsyncDisposable & { path: string }> {

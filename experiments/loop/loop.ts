@@ -23,12 +23,12 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import type { Params, Program } from "../core/program.ts";
-import type { AdamWConfig } from "../core/optim.ts";
-import { disposeTraining, NonFiniteLoss, trainOn, type TrainState } from "../core/train.ts";
-import type { Tensor } from "../ops/tf.ts";
+import type { Params, Program } from "../../core/program.ts";
+import type { AdamWConfig } from "../../core/optim.ts";
+import { disposeTraining, NonFiniteLoss, trainOn, type TrainState } from "../../core/train.ts";
+import type { Tensor } from "../../ops/tf.ts";
 import { type Checkpoint, writeCheckpoint } from "./checkpoint.ts";
-import { learningRate, type SharedTraining } from "./experiment.ts";
+import { learningRate, type SharedTraining } from "../experiment.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import {
   describe,
@@ -206,7 +206,7 @@ const changedData = (
  * @example
  * ```ts
  * import { adamwOf } from "./loop.ts";
- * import { presetExperiment } from "./presets.ts";
+ * import { presetExperiment } from "../presets.ts";
  * console.log(adamwOf(presetExperiment("ptb").training).clipNorm); // 0.25
  * ```
  */

@@ -63,9 +63,9 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import type { Either } from "../spec/either.ts";
-import { decodeNpy, encodeNpy, readNpyHeader } from "./npy.ts";
-import { createRng, type Rng } from "./rng.ts";
+import type { Either } from "../../spec/either.ts";
+import { decodeNpy, encodeNpy, readNpyHeader } from "../io/npy.ts";
+import { createRng, type Rng } from "../loop/rng.ts";
 
 // ---------------------------------------------------------------------------
 // The dataset's facts
@@ -992,7 +992,7 @@ export type Balance = "classBalanced" | "uniform";
  *
  * @example
  * ```ts
- * import { createRng } from "./rng.ts";
+ * import { createRng } from "../loop/rng.ts";
  * import { drawBatch } from "./smarthome.ts";
  * const clips = [
  *   { id: "a", label: 0, subject: 3, camera: 1, frames: 9, line: 2 },

@@ -50,7 +50,7 @@ import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
 import { PathReporter } from "io-ts/lib/PathReporter.js";
 import { join } from "node:path";
-import type { DataPosition } from "./data.ts";
+import type { DataPosition } from "../data/ptb.ts";
 import { isRngState, type RngState } from "./rng.ts";
 
 /**

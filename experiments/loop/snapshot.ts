@@ -26,13 +26,13 @@
  * @module
  */
 import * as E from "fp-ts/lib/Either.js";
-import { initOptimizer, type OptState } from "../core/optim.ts";
-import type { ModelState, Program, Tensor as TfTensor } from "../core/program.ts";
-import { flattenParams, unflattenParams } from "../core/params.ts";
-import type { TrainState } from "../core/train.ts";
-import { tf } from "../ops/tf.ts";
-import { isParamSpec } from "../spec/params.ts";
-import { flatten } from "../spec/tree.ts";
+import { initOptimizer, type OptState } from "../../core/optim.ts";
+import type { ModelState, Program, Tensor as TfTensor } from "../../core/program.ts";
+import { flattenParams, unflattenParams } from "../../core/params.ts";
+import type { TrainState } from "../../core/train.ts";
+import { tf } from "../../ops/tf.ts";
+import { isParamSpec } from "../../spec/params.ts";
+import { flatten } from "../../spec/tree.ts";
 import type { Tensor, Tensors } from "./checkpoint.ts";
 
 /**
@@ -112,8 +112,8 @@ export interface TrainingSnapshot {
  *
  * @example
  * ```ts
- * import type { Program } from "../core/program.ts";
- * import type { TrainState } from "../core/train.ts";
+ * import type { Program } from "../../core/program.ts";
+ * import type { TrainState } from "../../core/train.ts";
  * import { snapshotTraining } from "./snapshot.ts";
  * const paramCount = (p: Program, ts: TrainState) =>
  *   Object.values(snapshotTraining(p, ts).params).reduce((n, t) => n + t.data.length, 0);
@@ -150,8 +150,8 @@ const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
  * @example
  * ```ts
  * import * as E from "fp-ts/lib/Either.js";
- * import type { Program } from "../core/program.ts";
- * import type { TrainState } from "../core/train.ts";
+ * import type { Program } from "../../core/program.ts";
+ * import type { TrainState } from "../../core/train.ts";
  * import { restoreTraining, snapshotTraining } from "./snapshot.ts";
  * const copy = (p: Program, ts: TrainState): TrainState => {
  *   const r = restoreTraining(p, snapshotTraining(p, ts), ts.step);

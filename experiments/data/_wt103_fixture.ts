@@ -34,7 +34,7 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { createZip } from "./zip.ts";
+import { createZip } from "../io/zip.ts";
 
 /**
  * Options of {@linkcode writeWt103Sample}.

@@ -27,7 +27,7 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { exists } from "./data.ts";
+import { exists } from "./ptb.ts";
 import { writeSampleDataset } from "./smarthome.ts";
 
 const USAGE = `usage: deno task smarthome:sample DIR [options]
