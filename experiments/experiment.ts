@@ -311,6 +311,18 @@ export const sharedTrainingFields: FieldCodecs<SharedTraining> = {
 };
 
 /**
+ * AdamW's settings every preset uses: decoupled weight decay 0.01, β1 0.9,
+ * β2 0.999, ε 1e-8.
+ *
+ * @example
+ * ```ts
+ * import { ADAMW_DEFAULTS } from "./experiment.ts";
+ * console.log(ADAMW_DEFAULTS.beta2); // 0.999
+ * ```
+ */
+export const ADAMW_DEFAULTS = { weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 } as const;
+
+/**
  * A language model's training recipe: the shared fields, plus BPTT windows,
  * the token budget, the periodic validation's length and the output bias.
  *

@@ -37,7 +37,13 @@ import * as E from "fp-ts/lib/Either.js";
 import type { ModelSpec } from "../spec/codecs.ts";
 import { referenceCrt, referenceTransformer, referenceXl } from "../spec/reference_specs.ts";
 import { override } from "./args.ts";
-import type { Experiment, Sweep, SweepMember, TrainingSettings } from "./experiment.ts";
+import {
+  ADAMW_DEFAULTS,
+  type Experiment,
+  type Sweep,
+  type SweepMember,
+  type TrainingSettings,
+} from "./experiment.ts";
 import {
   describeSmarthomePreset,
   type SmarthomeExperiment,
@@ -91,10 +97,7 @@ export const reference: Experiment = {
     warmupSteps: 200,
     decay: "cosine",
     finalLrRatio: 0,
-    weightDecay: 0.01,
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
+    ...ADAMW_DEFAULTS,
     clipNorm: 0.25,
     cayleyRefresh: 100,
     validEvery: 500,
@@ -181,14 +184,17 @@ const quickTraining = (
   logEvery: 5,
 });
 
-/** A single experiment from the reference with `model` and a training patch. */
-const single = (
+/** A preset from a name, a description, a model, a training patch and whether `--quick`. */
+type PresetOf = (
   name: string,
   description: string,
   model: ModelSpec,
   training: Partial<TrainingSettings>,
   quick: boolean,
-): Experiment => {
+) => Experiment;
+
+/** A single experiment from the reference with `model` and a training patch. */
+const single: PresetOf = (name, description, model, training, quick) => {
   const full = override(reference, { name, description, model, training });
   if (!quick) return full;
   return override(full, {
@@ -312,13 +318,7 @@ export const WT103_QUICK = {
  * `--quick` trains {@linkcode WT103_QUICK}.tokens and checkpoints only at
  * the end.
  */
-const wt103 = (
-  name: string,
-  description: string,
-  model: ModelSpec,
-  training: Partial<TrainingSettings>,
-  quick: boolean,
-): Experiment => {
+const wt103: PresetOf = (name, description, model, training, quick) => {
   const full = override(reference, {
     name,
     description,

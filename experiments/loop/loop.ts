@@ -30,10 +30,15 @@ import type { Tensor } from "../../ops/tf.ts";
 import { type Checkpoint, writeCheckpoint } from "./checkpoint.ts";
 import { learningRate, type SharedTraining } from "../experiment.ts";
 import { createProgress, type Progress } from "./progress.ts";
+import type { ModelSpec } from "../../spec/types.ts";
+import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./memory.ts";
 import {
+  checkRunFolder,
   describe,
   failed,
+  lockRunFolder,
   makeYielder,
+  prepareRunFolder,
   readMetrics,
   resumeTraining,
   type RunError,
@@ -607,4 +612,119 @@ export async function openRun<R extends LoopRecord>(p: {
       metrics.close();
     },
   });
+}
+
+/**
+ * What {@linkcode runTask} reads of an experiment.
+ *
+ * @example
+ * ```ts
+ * import type { RunnableExperiment } from "./loop.ts";
+ * const name = (x: RunnableExperiment) => x.name;
+ * ```
+ */
+export interface RunnableExperiment {
+  readonly name: string;
+  readonly model: ModelSpec;
+  readonly data: { readonly dir: string | null };
+  readonly output: { readonly keepCheckpoints: number };
+}
+
+/**
+ * What {@linkcode runTask} needs to run a task in a run folder.
+ *
+ * @example
+ * ```ts
+ * import type { TaskRun } from "./loop.ts";
+ * const where = (r: TaskRun<{ kind: string; step: number }, unknown, never>) => r.runDir;
+ * ```
+ */
+export interface TaskRun<R extends LoopRecord, X, Exp extends RunnableExperiment> {
+  readonly runDir: string;
+  readonly options: SessionOptions;
+  /** The experiment, decoded. */
+  readonly experiment: Exp;
+  /** Its codec, to check the run folder's `config.json` again once the folder is locked. */
+  readonly decode: (u: unknown) => E.Either<{ readonly message: string }, Exp>;
+  readonly program: Program;
+  readonly backend: string;
+  /** A step's batch for the memory estimate, and the fields that size it (for the message). */
+  readonly batch: { readonly rows: number; readonly positions: number; readonly fields: string };
+  /** `config.json` of a fresh run. */
+  readonly config: unknown;
+  /** See {@linkcode openRun}. */
+  readonly dataDir: string;
+  /** See {@linkcode openRun}. */
+  readonly dataSha256: Readonly<Record<string, string>>;
+  /** The training state of a fresh run. */
+  readonly fresh: () => TrainState;
+  /** The task, given the open run (its resumed checkpoint restores the task's generators). */
+  readonly task: (run: RunContext<R>) => E.Either<RunError, Task<R>>;
+  /** The final evaluation and results, once training is done. */
+  readonly evaluate: (run: RunContext<R>, task: Task<R>) => Promise<E.Either<RunError, Outcome<X>>>;
+}
+
+/**
+ * Runs a task in its folder, the same way for every task: refuses a model
+ * that cannot fit before anything is allocated or written, locks the
+ * folder, writes `config.json`, resumes or starts the run, trains, and
+ * evaluates; the lock and the training state are released on every path.
+ *
+ * @example
+ * ```ts
+ * import type { runTask } from "./loop.ts";
+ * type Ran = Awaited<ReturnType<typeof runTask>>;
+ * ```
+ */
+export async function runTask<R extends LoopRecord, X, Exp extends RunnableExperiment>(
+  p: TaskRun<R, X, Exp>,
+): Promise<E.Either<RunError, Outcome<X>>> {
+  const { model } = p.experiment;
+  const memory = memoryProblem(
+    model,
+    estimateTrainingMemory(model, p.program.paramCount, p.batch),
+    memoryLimit(p.options.backend ?? "wasm"),
+    p.batch.fields,
+  );
+  if (memory !== null) return E.left({ _tag: "BadInput", message: memory });
+  // From here on the folder is this process's alone.
+  const lock = await lockRunFolder(p.runDir);
+  if (E.isLeft(lock)) return lock;
+  try {
+    // Another run may have begun between the first look and the lock.
+    const folder = await checkRunFolder(
+      p.runDir,
+      p.experiment,
+      p.options.resume === true,
+      p.decode,
+    );
+    if (E.isLeft(folder)) return folder;
+    const prepared = await prepareRunFolder(p.runDir, p.config, p.options.resume === true);
+    if (E.isLeft(prepared)) return prepared;
+    const opened = await openRun<R>({
+      runDir: p.runDir,
+      experiment: p.experiment.name,
+      program: p.program,
+      options: p.options,
+      keepCheckpoints: p.experiment.output.keepCheckpoints,
+      fresh: p.fresh,
+      backend: p.backend,
+      dataSha256: p.dataSha256,
+      dataDir: p.dataDir,
+    });
+    if (E.isLeft(opened)) return opened;
+    const run = opened.right;
+    try {
+      const task = p.task(run);
+      if (E.isLeft(task)) return task;
+      const trained = await run.train(task.right);
+      if (E.isLeft(trained)) return trained;
+      if (trained.right === "interrupted") return run.interrupted();
+      return await p.evaluate(run, task.right);
+    } finally {
+      run.close();
+    }
+  } finally {
+    await lock.right.release();
+  }
 }

@@ -170,6 +170,16 @@ export function backendLabel(info: BackendInfo): string {
   return `${info.name}${info.simd ? " simd" : ""}, matmul ${info.matmul}`;
 }
 
+/** JSON with every object's keys sorted, so that key order does not matter. */
+const canonicalJson = (x: unknown): string =>
+  JSON.stringify(
+    x,
+    (_k, v: unknown) =>
+      v !== null && typeof v === "object" && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+        : v,
+  );
+
 /**
  * Checks a run folder before a run: a fresh run needs one without
  * `config.json`; a resumed one needs the same experiment in it, data folder
@@ -182,7 +192,8 @@ export const checkRunFolder = async <X extends { readonly data: { readonly dir: 
   decode: (u: unknown) => E.Either<{ readonly message: string }, X>,
 ): Promise<E.Either<RunError, void>> => {
   const configFile = join(runDir, "config.json");
-  const withoutDataDir = (x: X) => JSON.stringify({ ...x, data: { ...x.data, dir: null } });
+  // Compared with keys sorted: a config written before a field moved compares equal.
+  const withoutDataDir = (x: X) => canonicalJson({ ...x, data: { ...x.data, dir: null } });
   if (!resume) {
     return (await exists(configFile))
       ? badInput(`${runDir} already holds a run; resume it with --resume ${runDir}`)
@@ -396,4 +407,33 @@ export async function lockRunFolder(runDir: string): Promise<E.Either<RunError, 
       }
     },
   });
+}
+
+/**
+ * The first steps of every runner: decode the experiment again (an
+ * unchecked value is `BadInput`, not run) and take a read-only first look at
+ * its run folder, so that a wrong `--resume` is said before any data is read.
+ *
+ * @example
+ * ```ts
+ * import { decodeExperiment } from "../experiment.ts";
+ * import { presetExperiment } from "../presets.ts";
+ * import { checkedExperiment } from "./run_folder.ts";
+ * const r = await checkedExperiment(presetExperiment("ptb"), decodeExperiment, {
+ *   runDir: await Deno.makeTempDir(),
+ * });
+ * console.log(r._tag); // Right
+ * ```
+ */
+export async function checkedExperiment<
+  X extends { readonly data: { readonly dir: string | null } },
+>(
+  experiment: X,
+  decode: (u: unknown) => E.Either<{ readonly message: string }, X>,
+  opts: Pick<SessionOptions, "runDir" | "resume">,
+): Promise<E.Either<RunError, X>> {
+  const decoded = decode(experiment);
+  if (E.isLeft(decoded)) return badInput(decoded.left.message);
+  const folder = await checkRunFolder(opts.runDir, decoded.right, opts.resume === true, decode);
+  return E.isLeft(folder) ? folder : E.right(decoded.right);
 }

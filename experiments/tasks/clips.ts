@@ -64,17 +64,14 @@ import {
   scoreConfusion,
 } from "./classification.ts";
 import { sha256Hex } from "../data/ptb.ts";
-import { estimateTrainingMemory, memoryLimit, memoryProblem } from "../loop/memory.ts";
-import { openRun, type Outcome, type RunContext, type Task, testNote } from "../loop/loop.ts";
+import { type Outcome, type RunContext, runTask, type Task, testNote } from "../loop/loop.ts";
 import type { Progress } from "../loop/progress.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "../loop/rng.ts";
 import {
   badInput,
-  checkRunFolder,
+  checkedExperiment,
   describe,
   failed,
-  lockRunFolder,
-  prepareRunFolder,
   type RunError,
   type SessionOptions,
   startProgram,
@@ -392,13 +389,10 @@ export async function runSmarthome(
   opts: SmarthomeRunOptions,
 ): Promise<Either<RunError, SmarthomeOutcome>> {
   const log = opts.log ?? ((m: string) => console.error(m));
-  const decoded = decodeSmarthomeExperiment(experiment);
-  if (E.isLeft(decoded)) return badInput(decoded.left.message);
-  const exp = decoded.right;
+  const checked = await checkedExperiment(experiment, decodeSmarthomeExperiment, opts);
+  if (E.isLeft(checked)) return checked;
+  const exp = checked.right;
   const runDir = opts.runDir;
-
-  const folder = await checkRunFolder(runDir, exp, opts.resume === true, decodeSmarthomeExperiment);
-  if (E.isLeft(folder)) return folder;
 
   const loaded = await loadSmarthomeData(exp, opts.table);
   if (E.isLeft(loaded)) return badInput(loaded.left);
@@ -426,16 +420,6 @@ export async function runSmarthome(
     return badInput(describe(e));
   }
 
-  const memory = memoryProblem(
-    exp.model,
-    estimateTrainingMemory(exp.model, program.paramCount, {
-      rows: exp.training.batchSize,
-      positions: exp.data.clipFrames,
-    }),
-    memoryLimit(opts.backend ?? "wasm"),
-    "training.batchSize, data.clipFrames",
-  );
-  if (memory !== null) return badInput(memory);
   // The files that say which clips there are and what they are (the feature
   // files are too many to hash at every start; clips.csv holds their lengths).
   const dataSha256: Record<string, string> = {};
@@ -446,66 +430,26 @@ export async function runSmarthome(
       // A table given in memory has no files to hash.
     }
   }
-
-  const lock = await lockRunFolder(runDir);
-  if (E.isLeft(lock)) return lock;
-  try {
-    const again = await checkRunFolder(
-      runDir,
-      exp,
-      opts.resume === true,
-      decodeSmarthomeExperiment,
-    );
-    if (E.isLeft(again)) return again;
-    const prepared = await prepareRunFolder(
-      runDir,
-      { ...exp, data: { ...exp.data, dir: table.dir } },
-      opts.resume === true,
-    );
-    if (E.isLeft(prepared)) return prepared;
-    return await runLocked(
-      { exp, program, backend, store, split, table, signal: opts.signal },
-      opts,
-      dataSha256,
-      log,
-    );
-  } finally {
-    await lock.right.release();
-  }
-}
-
-/** {@linkcode runSmarthome} once the run folder is locked and prepared. */
-async function runLocked(
-  c: Omit<ClipContext, "run">,
-  opts: SmarthomeRunOptions,
-  dataSha256: Readonly<Record<string, string>>,
-  log: (message: string) => void,
-): Promise<Either<RunError, SmarthomeOutcome>> {
-  const { exp, program, backend } = c;
-  const opened = await openRun<ClipRunRecord>({
-    dataDir: c.table.dir,
-    dataSha256,
-    runDir: opts.runDir,
-    experiment: exp.name,
-    program,
+  const shared = { exp, program, backend, store, split, table, signal: opts.signal };
+  return runTask<ClipRunRecord, SmarthomeResults, SmarthomeExperiment>({
+    runDir,
     options: opts,
-    keepCheckpoints: exp.output.keepCheckpoints,
+    experiment: exp,
+    program,
     backend,
+    batch: {
+      rows: exp.training.batchSize,
+      positions: exp.data.clipFrames,
+      fields: "training.batchSize, data.clipFrames",
+    },
+    decode: decodeSmarthomeExperiment,
+    config: { ...exp, data: { ...exp.data, dir: table.dir } },
+    dataDir: table.dir,
+    dataSha256,
     fresh: () => startTraining(program, { seed: exp.seed, batchSize: exp.training.batchSize }),
+    task: (run) => clipTask({ ...shared, run }),
+    evaluate: (run, task) => evaluateAndReport({ ...shared, run }, task, log),
   });
-  if (E.isLeft(opened)) return opened;
-  const run = opened.right;
-  const ctx: ClipContext = { ...c, run };
-  try {
-    const task = clipTask(ctx);
-    if (E.isLeft(task)) return task;
-    const trained = await run.train(task.right);
-    if (E.isLeft(trained)) return trained;
-    if (trained.right === "interrupted") return run.interrupted();
-    return await evaluateAndReport(ctx, task.right, log);
-  } finally {
-    run.close();
-  }
 }
 
 /** What the clip task and its final evaluation share. */

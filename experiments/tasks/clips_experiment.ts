@@ -41,8 +41,10 @@ import {
 } from "../../spec/decode.ts";
 import type { Either } from "../../spec/either.ts";
 import type { CrtSpec, ModelSpec, TransformerSpec } from "../../spec/codecs.ts";
+import { referenceCrt, referenceTransformer } from "../../spec/reference_specs.ts";
 import { override } from "../args.ts";
 import {
+  ADAMW_DEFAULTS,
   ModelSpecField,
   Name,
   nullable,
@@ -462,8 +464,8 @@ export function classifierSteps(exp: SmarthomeExperiment, trainClips: number): n
 export const PRESET_FEATURE_DIM = 1024;
 
 /**
- * The preset CRT: per-frame features [F = 1024] → D = 256 by a linear
- * projection, learned positions, segments of 16 frames, one prepended memory
+ * The preset CRT: the reference CRT's blocks and memory over per-frame
+ * features [F = 1024] → D = 256 by a linear projection, learned positions, segments of 16 frames, one prepended memory
  * token, a GRU(256) fed the mean of the segment's outputs, 2 pre-LN blocks
  * of 4 heads and FFN 1024, dropout 0.1, and a linear classifier on the
  * final memory (31 classes).
@@ -475,24 +477,11 @@ export const PRESET_FEATURE_DIM = 1024;
  * ```
  */
 export const smarthomeCrt: CrtSpec = {
-  _tag: "crt",
+  ...referenceCrt,
   vocabSize: 2, // unused with feature input
-  dModel: 256,
-  nHeads: 4,
-  dFF: 1024,
-  nLayers: 2,
-  dropout: 0.1,
   segmentLen: 16,
   readout: { _tag: "classifier", nClasses: SMARTHOME_CLASSES.length, pool: "memory" },
   input: { _tag: "features", dim: PRESET_FEATURE_DIM },
-  positional: "learned",
-  memory: {
-    cell: "gru",
-    dMemory: 256,
-    injection: "prependToken",
-    rnnInput: "mean",
-    orthogonal: "candidate",
-  },
 };
 
 /**
@@ -507,17 +496,11 @@ export const smarthomeCrt: CrtSpec = {
  * ```
  */
 export const smarthomeTransformer: TransformerSpec = {
-  _tag: "transformer",
+  ...referenceTransformer,
   vocabSize: 2,
-  dModel: 256,
-  nHeads: 4,
-  dFF: 1024,
-  nLayers: 2,
-  dropout: 0.1,
   segmentLen: 128,
   readout: { _tag: "classifier", nClasses: SMARTHOME_CLASSES.length, pool: "mean" },
   input: { _tag: "features", dim: PRESET_FEATURE_DIM },
-  positional: "learned",
 };
 
 /**
@@ -548,10 +531,7 @@ export const smarthomeReference: SmarthomeExperiment = {
     warmupSteps: 100,
     decay: "cosine",
     finalLrRatio: 0,
-    weightDecay: 0.01,
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
+    ...ADAMW_DEFAULTS,
     clipNorm: 1,
     cayleyRefresh: 100,
     validEvery: 500,

@@ -64,19 +64,16 @@ import {
   WT103_FILES,
   wt103DirFromEnvironment,
 } from "../data/wt103.ts";
-import { estimateTrainingMemory, memoryLimit, memoryProblem } from "../loop/memory.ts";
 import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "../experiment.ts";
-import { openRun, type Outcome, type RunContext, type Task, testNote } from "../loop/loop.ts";
+import { type Outcome, type RunContext, runTask, type Task, testNote } from "../loop/loop.ts";
 import type { Progress } from "../loop/progress.ts";
 import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 import { createRng, restoreRng, type Rng } from "../loop/rng.ts";
 import {
   badInput,
-  checkRunFolder,
+  checkedExperiment,
   describe,
   failed,
-  lockRunFolder,
-  prepareRunFolder,
   type RunError,
   type SessionOptions,
   startProgram,
@@ -375,14 +372,10 @@ export async function runExperiment(
   opts: RunOptions,
 ): Promise<Either<RunError, RunOutcome>> {
   const log = opts.log ?? ((m: string) => console.error(m));
-  const decoded = decodeExperiment(experiment);
-  if (E.isLeft(decoded)) return badInput(decoded.left.message);
-  const exp = decoded.right;
+  const checked = await checkedExperiment(experiment, decodeExperiment, opts);
+  if (E.isLeft(checked)) return checked;
+  const exp = checked.right;
   const runDir = opts.runDir;
-
-  // A cheap first look at the run folder (read only): a wrong --resume is said at once.
-  const folder = await checkRunFolder(runDir, exp, opts.resume === true, decodeExperiment);
-  if (E.isLeft(folder)) return folder;
 
   // Data first (its errors are the user's to fix, and cheap to find), then backend and program.
   let corpus: Corpus;
@@ -403,17 +396,6 @@ export async function runExperiment(
   const started = await startProgram(opts, exp.model);
   if (E.isLeft(started)) return started;
   const { backend, program } = started.right;
-  // Before anything is allocated or written: does the model fit?
-  const memory = memoryProblem(
-    exp.model,
-    estimateTrainingMemory(exp.model, program.paramCount, {
-      rows: exp.training.batchSize,
-      positions: exp.training.bpttSegments * exp.model.segmentLen,
-    }),
-    memoryLimit(opts.backend ?? "wasm"),
-    "training.batchSize, training.bpttSegments",
-  );
-  if (memory !== null) return badInput(memory);
   const B = exp.training.batchSize;
   const S = exp.model.segmentLen;
   let streams: Streams;
@@ -430,50 +412,26 @@ export async function runExperiment(
     );
   }
 
-  // From here on the folder is this process's alone.
-  const lock = await lockRunFolder(runDir);
-  if (E.isLeft(lock)) return lock;
-  try {
-    return await runLocked(exp, opts, corpus, program, backend, streams);
-  } finally {
-    await lock.right.release();
-  }
-}
-
-/** {@linkcode runExperiment} once the run folder is locked. */
-async function runLocked(
-  exp: Experiment,
-  opts: RunOptions,
-  corpus: Corpus,
-  program: Program,
-  backend: string,
-  streams: Streams,
-): Promise<Either<RunError, RunOutcome>> {
-  const runDir = opts.runDir;
-  const log = opts.log ?? ((m: string) => console.error(m));
-  const B = exp.training.batchSize;
-  const folder = await checkRunFolder(runDir, exp, opts.resume === true, decodeExperiment);
-  if (E.isLeft(folder)) return folder;
-  const prepared = await prepareRunFolder(
-    runDir,
-    { ...exp, data: { ...exp.data, dir: corpus.dir } },
-    opts.resume === true,
-  );
-  if (E.isLeft(prepared)) return prepared;
   const files = exp.data.dataset === "wt103" ? WT103_FILES : PTB_FILES;
-  const opened = await openRun<LmRecord>({
+  return runTask<LmRecord, Results, Experiment>({
+    runDir,
+    options: opts,
+    experiment: exp,
+    program,
+    backend,
+    batch: {
+      rows: B,
+      positions: windowOpts.bpttSegments * S,
+      fields: "training.batchSize, training.bpttSegments",
+    },
+    decode: decodeExperiment,
+    config: { ...exp, data: { ...exp.data, dir: corpus.dir } },
     dataDir: corpus.dir,
     dataSha256: {
       [files.train]: corpus.sha256.train,
       [files.valid]: corpus.sha256.valid,
       ...(corpus.sha256.test === null ? {} : { [files.test]: corpus.sha256.test }),
     },
-    runDir,
-    experiment: exp.name,
-    program,
-    options: opts,
-    keepCheckpoints: exp.output.keepCheckpoints,
-    backend,
     fresh: () => {
       const fresh = program.init(exp.seed);
       const params = exp.training.readoutBias === "unigram"
@@ -481,28 +439,10 @@ async function runLocked(
         : fresh;
       return startTraining(program, { seed: exp.seed, batchSize: B, params });
     },
+    task: (run) => languageModelTask(exp, program, corpus, streams, run.resumed, opts.signal),
+    evaluate: (run, task) =>
+      evaluateAndReport(exp, program, backend, corpus, run, task, opts.signal, log),
   });
-  if (E.isLeft(opened)) return opened;
-  const run = opened.right;
-  try {
-    const task = languageModelTask(exp, program, corpus, streams, run.resumed, opts.signal);
-    if (E.isLeft(task)) return task;
-    const trained = await run.train(task.right);
-    if (E.isLeft(trained)) return trained;
-    if (trained.right === "interrupted") return run.interrupted();
-    return await evaluateAndReport(
-      exp,
-      program,
-      backend,
-      corpus,
-      run,
-      task.right,
-      opts.signal,
-      log,
-    );
-  } finally {
-    run.close();
-  }
 }
 
 /** A metrics.jsonl record of a language model's run. */
