@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { seeded } from "../core/random.ts";
 import { ensureBackend } from "../ops/backend.ts";
 import { tinyCrtGru } from "../tests/_tiny.ts";
-import { tinyModelFile } from "./_testing.ts";
+import { tinyModelFile, withFloat } from "./_testing.ts";
 import { generate, sampleToken } from "./generate.ts";
 import { main } from "./generate_cli.ts";
 import { loadModel } from "./loaded.ts";
@@ -114,5 +114,21 @@ Deno.test("deno task generate: reproducible output, exit 2 on bad input", async 
   assert.equal(c.code, 2);
   assert.match(c.err, /checksum mismatch/);
   assert.equal((await run("--nope")).code, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("deno task generate: a model file with a NaN weight is an error naming file and tensor", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "crt-generate-nan-" });
+  const path = join(dir, "nan.crtm");
+  await Deno.writeFile(path, await withFloat(file.bytes, "embed", 0, NaN));
+  const out: string[] = [], err: string[] = [];
+  const code = await main([path, "--seed", "1"], {
+    stdout: (s) => out.push(s),
+    stderr: (s) => err.push(s),
+  });
+  assert.equal(code, 2);
+  assert.equal(out.join(""), "");
+  assert.match(err.join(""), /nan\.crtm: header\.tensors\[\d+\] \(embed\): element 0 is NaN/);
+  assert.doesNotMatch(err.join(""), /\n\s+at /); // no stack trace
   await Deno.remove(dir, { recursive: true });
 });
