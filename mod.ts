@@ -193,7 +193,7 @@ export {
 export type { ModelFile, ModelFileProblem, ModelTensor } from "./deploy/model_file.ts";
 export { loadModel } from "./deploy/loaded.ts";
 export type { LoadedModel, TokenStream } from "./deploy/loaded.ts";
-export { generate, sampleToken } from "./deploy/generate.ts";
+export { generate, generateTokens, sampleToken } from "./deploy/generate.ts";
 export type { GenerateOptions } from "./deploy/generate.ts";
 export { scoreIds } from "./deploy/score.ts";
 export type { TextScore } from "./deploy/score.ts";

@@ -39,3 +39,31 @@ export const tinyModelFile = async (
   );
   return { bytes, params, vocab };
 };
+
+/**
+ * A copy of model-file `bytes` with one float of tensor `name` set to
+ * `value` — element `index` of a float32 tensor, or with `scale` scale
+ * `index` of an int8 one — and the checksum recomputed, so the file passes
+ * every check but the values. Reads the layout itself, not through the decoder.
+ */
+export const withFloat = async (
+  bytes: Uint8Array,
+  name: string,
+  index: number,
+  value: number,
+  opts: { scale?: boolean } = {},
+): Promise<Uint8Array> => {
+  const out = bytes.slice();
+  const view = new DataView(out.buffer);
+  const h = view.getUint32(12, true);
+  const header = JSON.parse(new TextDecoder().decode(out.subarray(24, 24 + h)));
+  const row = (header.tensors as { name: string; offset: number; scale?: { offset: number } }[])
+    .find((r) => r.name === name);
+  if (row === undefined) throw new Error(`withFloat: no tensor ${name}`);
+  const offset = opts.scale === true ? row.scale?.offset : row.offset;
+  if (offset === undefined) throw new Error(`withFloat: ${name} has no scales`);
+  view.setFloat32(24 + h + offset + 4 * index, value, true);
+  const body = out.subarray(0, out.length - 32);
+  out.set(new Uint8Array(await crypto.subtle.digest("SHA-256", body)), out.length - 32);
+  return out;
+};

@@ -18,7 +18,11 @@ import type { LoadedModel } from "./loaded.ts";
  * ```
  */
 export interface GenerateOptions {
-  /** Tokens to sample (a non-negative integer). */
+  /**
+   * Tokens to sample: an integer in [0, 2⁵³ − 1]. Nothing is sized by it —
+   * {@linkcode generateTokens} draws them one at a time, and the caller may
+   * stop early — so a huge limit means "until the consumer stops".
+   */
   readonly maxTokens: number;
   /** Softmax temperature ≥ 0 (default 1); 0 picks the most likely token every time. */
   readonly temperature?: number;
@@ -60,8 +64,8 @@ const checkOptions = (opts: GenerateOptions, vocabSize: number): void => {
   const fail = (what: string, got: unknown) => {
     throw new RangeError(`generate: ${what}, got ${String(got)}`);
   };
-  if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 0) {
-    fail("maxTokens must be a non-negative integer", opts.maxTokens);
+  if (!Number.isSafeInteger(opts.maxTokens) || opts.maxTokens < 0) {
+    fail("maxTokens must be an integer in [0, 2⁵³ − 1]", opts.maxTokens);
   }
   const t = opts.temperature;
   if (t !== undefined && !(Number.isFinite(t) && t >= 0)) {
@@ -78,11 +82,68 @@ const checkOptions = (opts: GenerateOptions, vocabSize: number): void => {
 };
 
 /**
- * Sample a continuation of `prompt` (text, or token ids). The prompt is fed
- * in one step (an empty one starts from `<eos>`, a sentence start in PTB);
- * then each sampled token is fed back in, one at a time. Returns the
- * sampled ids (the prompt excluded) and their text. With a `seed` the
- * result is reproducible on the same backend.
+ * Sample a continuation of `prompt` (text, or token ids) lazily: each
+ * `next()` draws one more token id, so the first ids come out as soon as
+ * they are drawn and no buffer is sized by `maxTokens`. The prompt is fed in
+ * one step (an empty one starts from `<eos>`, a sentence start in PTB); then
+ * each drawn token is fed back in, one at a time. The options are checked at
+ * the call (a RangeError names a bad one); the model's stream opens at the
+ * first `next()` and closes when the iterator ends or is stopped early
+ * (`break` out of a `for … of`, or `return()`). `onToken` is not called
+ * (the caller sees every id). With a `seed` the ids are reproducible on the
+ * same backend, and a prefix of a longer run equals a shorter one.
+ *
+ * @example Stream words as they are drawn, stopping at the first `<eos>`
+ * ```ts
+ * import type { LoadedModel } from "./loaded.ts";
+ * import { generateTokens } from "./generate.ts";
+ *
+ * const sentence = (model: LoadedModel, print: (word: string) => void): void => {
+ *   for (const id of generateTokens(model, "the company", { maxTokens: 1000, seed: 1 })) {
+ *     if (model.file.vocab[id] === "<eos>") break; // stops the stream
+ *     print(model.decode([id]));
+ *   }
+ * };
+ * ```
+ */
+export function generateTokens(
+  model: LoadedModel,
+  prompt: string | Int32Array,
+  opts: GenerateOptions,
+): Generator<number, void, undefined> {
+  checkOptions(opts, model.program.spec.vocabSize);
+  let context = typeof prompt === "string" ? model.encode(prompt) : prompt;
+  if (context.length === 0) {
+    const eos = model.file.vocab.indexOf("<eos>");
+    context = Int32Array.of(eos >= 0 ? eos : 0);
+  }
+  const rng = seeded(opts.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]);
+  const draw = { temperature: opts.temperature ?? 1, topK: opts.topK ?? 0 };
+  const maxTokens = opts.maxTokens;
+  const first: ArrayLike<number> = context;
+  return (function* () {
+    if (maxTokens === 0) return;
+    const stream = model.openStream();
+    try {
+      // Each step feeds the last token and draws the next in the kernel: one id comes back.
+      let feed = first;
+      for (let i = 0; i < maxTokens; i++) {
+        const id = stream.draw(feed, draw, rng.uniform());
+        yield id;
+        feed = [id];
+      }
+    } finally {
+      stream.dispose();
+    }
+  })();
+}
+
+/**
+ * Sample a continuation of `prompt` (text, or token ids) and collect it:
+ * {@linkcode generateTokens} run to `maxTokens`, calling `onToken` with
+ * each id as it is drawn. Returns the sampled ids (the prompt excluded) and
+ * their text; memory grows with the tokens drawn, never up front. With a
+ * `seed` the result is reproducible on the same backend.
  *
  * @example
  * ```ts
@@ -104,28 +165,11 @@ export function generate(
   prompt: string | Int32Array,
   opts: GenerateOptions,
 ): { ids: Int32Array; text: string } {
-  checkOptions(opts, model.program.spec.vocabSize);
-  let context = typeof prompt === "string" ? model.encode(prompt) : prompt;
-  if (context.length === 0) {
-    const eos = model.file.vocab.indexOf("<eos>");
-    context = Int32Array.of(eos >= 0 ? eos : 0);
+  const ids: number[] = [];
+  for (const id of generateTokens(model, prompt, opts)) {
+    ids.push(id);
+    opts.onToken?.(id, model.decode([id]));
   }
-  const seed = opts.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
-  const rng = seeded(seed);
-  const out = new Int32Array(opts.maxTokens);
-  const stream = model.openStream();
-  const draw = { temperature: opts.temperature ?? 1, topK: opts.topK ?? 0 };
-  try {
-    // Each step feeds the last token and draws the next in the kernel: one id comes back.
-    let feed: ArrayLike<number> = context;
-    for (let i = 0; i < opts.maxTokens; i++) {
-      const id = stream.draw(feed, draw, rng.uniform());
-      out[i] = id;
-      opts.onToken?.(id, model.decode([id]));
-      feed = [id];
-    }
-  } finally {
-    stream.dispose();
-  }
+  const out = Int32Array.from(ids);
   return { ids: out, text: model.decode(out) };
 }

@@ -30,7 +30,7 @@ import {
   runCommand,
   startNamedBackend,
 } from "./_cli.ts";
-import { generate } from "./generate.ts";
+import { generateTokens } from "./generate.ts";
 import { loadModel } from "./loaded.ts";
 import { ModelFileError } from "./model_file.ts";
 import { Vocab } from "./vocab.ts";
@@ -41,7 +41,8 @@ const USAGE =
 
   MODEL_FILE         a model file of \`deno task export\`
   --prompt TEXT      text to continue (default: none, start a sentence)
-  --max-tokens N     tokens to sample (default 50)
+  --max-tokens N     tokens to sample, an integer in [1, 2⁵³ − 1] (default 50); each is printed
+                     as it is drawn, so a huge N runs until stopped (Ctrl-C, or a closed pipe)
   --temperature T    ≥ 0; 0 always takes the most likely token (default 1)
   --top-k K          sample among the K most likely tokens (default 0: all)
   --seed S           integer in [0, 2³²) for a reproducible sample (default: random, printed)
@@ -89,8 +90,8 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
     const maxTokens = numberOption(
       values["max-tokens"],
       "max-tokens",
-      (x) => Number.isInteger(x) && x >= 0,
-      "an integer ≥ 0",
+      (x) => Number.isSafeInteger(x) && x >= 1,
+      "an integer in [1, 2⁵³ − 1]",
     ) ?? 50;
     const temperature = numberOption(
       values.temperature,
@@ -136,28 +137,38 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
           tokens.ids.length === 0 ? " (starting a sentence)" : ""
         }; seed ${seed}\n`,
       );
-      let lineStart = true;
+      let lineStart = true, drawn = 0, closed = false;
       const t0 = performance.now();
-      const r = generate(model, tokens.ids, {
+      // Each token is printed as it is drawn: nothing is held back or sized by --max-tokens.
+      const ids = generateTokens(model, tokens.ids, {
         maxTokens,
         seed,
         ...(temperature === undefined ? {} : { temperature }),
         ...(topK === undefined ? {} : { topK }),
-        onToken: (id, word) => {
+      });
+      try {
+        for (const id of ids) {
+          drawn++;
           if (id === vocab.eos) {
             io.stdout("\n");
             lineStart = true;
           } else {
+            const word = model.decode([id]);
             io.stdout(lineStart ? word : ` ${word}`);
             lineStart = false;
           }
-        },
-      });
+        }
+        if (!lineStart) io.stdout("\n");
+      } catch (e) {
+        // `generate … | head`: the reader has what it wanted; stop drawing, quietly.
+        if (!(e instanceof Deno.errors.BrokenPipe)) throw e;
+        closed = true;
+      }
       const seconds = (performance.now() - t0) / 1000;
-      if (!lineStart) io.stdout("\n");
       io.stderr(
-        `${r.ids.length} tokens in ${seconds.toFixed(2)} s ` +
-          `(${(r.ids.length / seconds).toFixed(0)} tokens/s, prompt included); seed ${seed}\n`,
+        `${drawn} tokens in ${seconds.toFixed(2)} s ` +
+          `(${(drawn / seconds).toFixed(0)} tokens/s, prompt included); seed ${seed}` +
+          `${closed ? " (stopped: stdout was closed)" : ""}\n`,
       );
       return EXIT.ok;
     } finally {

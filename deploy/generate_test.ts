@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { seeded } from "../core/random.ts";
 import { ensureBackend } from "../ops/backend.ts";
+import { tf } from "../ops/tf.ts";
 import { tinyCrtGru } from "../tests/_tiny.ts";
-import { tinyModelFile } from "./_testing.ts";
-import { generate, sampleToken } from "./generate.ts";
+import { tinyModelFile, withFloat } from "./_testing.ts";
+import { generate, generateTokens, sampleToken } from "./generate.ts";
 import { main } from "./generate_cli.ts";
 import { loadModel } from "./loaded.ts";
 
@@ -74,7 +75,11 @@ Deno.test("generate: bad options are named", async () => {
   const m = await loadModel(file.bytes);
   for (
     const [opts, message] of [
-      [{ maxTokens: -1 }, /maxTokens must be a non-negative integer, got -1/],
+      [{ maxTokens: -1 }, /maxTokens must be an integer in \[0, 2⁵³ − 1\], got -1/],
+      [
+        { maxTokens: 2 ** 53 },
+        /maxTokens must be an integer in \[0, 2⁵³ − 1\], got 9007199254740992/,
+      ],
       [{ maxTokens: 3, temperature: NaN }, /temperature must be a finite number ≥ 0, got NaN/],
       [{ maxTokens: 3, topK: 1.5 }, /topK must be an integer/],
       [{ maxTokens: 3, seed: -2 }, /seed must be an integer in \[0, 2³² − 1\], got -2/],
@@ -114,5 +119,72 @@ Deno.test("deno task generate: reproducible output, exit 2 on bad input", async 
   assert.equal(c.code, 2);
   assert.match(c.err, /checksum mismatch/);
   assert.equal((await run("--nope")).code, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("deno task generate: a model file with a NaN weight is an error naming file and tensor", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "crt-generate-nan-" });
+  const path = join(dir, "nan.crtm");
+  await Deno.writeFile(path, await withFloat(file.bytes, "embed", 0, NaN));
+  const out: string[] = [], err: string[] = [];
+  const code = await main([path, "--seed", "1"], {
+    stdout: (s) => out.push(s),
+    stderr: (s) => err.push(s),
+  });
+  assert.equal(code, 2);
+  assert.equal(out.join(""), "");
+  assert.match(err.join(""), /nan\.crtm: header\.tensors\[\d+\] \(embed\): element 0 is NaN/);
+  assert.doesNotMatch(err.join(""), /\n\s+at /); // no stack trace
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("generateTokens: lazy under a huge maxTokens, a prefix of the collected run, closed on return", async () => {
+  const m = await loadModel(file.bytes);
+  const opts = { temperature: 1.2, topK: 5, seed: 9 };
+  const before = tf.memory().numTensors;
+  // Number.MAX_SAFE_INTEGER tokens: nothing may be sized by it, the first ids come at once.
+  const it = generateTokens(m, "w1 w2", { ...opts, maxTokens: Number.MAX_SAFE_INTEGER });
+  const first: number[] = [];
+  for (const id of it) {
+    first.push(id);
+    if (first.length === 8) break; // calls it.return(): the stream is released
+  }
+  assert.equal(tf.memory().numTensors, before);
+  assert.deepEqual(first, Array.from(generate(m, "w1 w2", { ...opts, maxTokens: 8 }).ids));
+  assert.deepEqual(it.next(), { done: true, value: undefined });
+  // Options are checked at the call, not at the first next().
+  assert.throws(() => generateTokens(m, "w1", { maxTokens: 2 ** 60 }), RangeError);
+  assert.deepEqual([...generateTokens(m, "w1", { maxTokens: 0 })], []);
+  m.dispose();
+});
+
+Deno.test("deno task generate: a huge --max-tokens streams at once; bad values exit 2", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "crt-generate-max-" });
+  const path = join(dir, "model.crtm");
+  await Deno.writeFile(path, file.bytes);
+  // A reader that closes the pipe after 10 writes (`… | head`): the command stops, exit 0.
+  const out: string[] = [], err: string[] = [];
+  const code = await main([path, "--seed", "3", "--max-tokens", "99999999999"], {
+    stdout: (s) => {
+      if (out.length === 10) throw new Deno.errors.BrokenPipe("broken pipe (os error 32)");
+      out.push(s);
+    },
+    stderr: (s) => err.push(s),
+  });
+  assert.equal(code, 0, err.join(""));
+  assert.equal(out.length, 10);
+  assert.match(err.join(""), /11 tokens in .*stopped: stdout was closed/);
+  for (const bad of ["0", "-3", "1.5", "1e20", "9007199254740992", "ten", ""]) {
+    const e: string[] = [];
+    const status = await main([path, `--max-tokens=${bad}`], {
+      stdout: () => {},
+      stderr: (s) => e.push(s),
+    });
+    assert.equal(status, 2, `--max-tokens ${JSON.stringify(bad)}: ${e.join("")}`);
+    assert.equal(
+      e.join(""),
+      `--max-tokens: expected an integer in [1, 2⁵³ − 1], got ${JSON.stringify(bad)}\n`,
+    );
+  }
   await Deno.remove(dir, { recursive: true });
 });

@@ -25,8 +25,11 @@
  *
  * Reading checks, in order: magic, version, length (truncated or trailing
  * bytes), checksum, header JSON and fields, spec (through
- * `decodeModelSpec`, so a bad spec is named by its path), tensor table,
- * vocabulary. Each failure is a {@linkcode ModelFileError} whose `reason`
+ * `decodeModelSpec`, so a bad spec is named by its path), vocabulary,
+ * tensor table, then the weights: every float32 value (an int8 tensor's
+ * scales; its int8 values are finite by construction) must be finite, since
+ * a NaN or an infinity would only show up later as `ppl NaN` or garbage
+ * text — one pass over the floats. Each failure is a {@linkcode ModelFileError} whose `reason`
  * says which check failed and whose message says what is wrong.
  *
  * @module
@@ -133,7 +136,8 @@ export type ModelFileProblem =
   | "spec"
   | "tensors"
   | "vocab"
-  | "params";
+  | "params"
+  | "weights";
 
 /**
  * A model file (or the model to encode) is not valid. `reason` names the
@@ -200,6 +204,15 @@ const fmt = (s: readonly number[]): string => `[${s.join(", ")}]`;
 const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
   a.length === b.length && a.every((d, i) => d === b[i]);
 const alignUp = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
+
+/** The index of the first NaN or ±Infinity in `a`, or −1 (one pass, no allocation). */
+const firstNonFinite = (a: Float32Array): number => {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    if (v - v !== 0) return i; // NaN − NaN and ∞ − ∞ are NaN; every finite v gives 0
+  }
+  return -1;
+};
 
 /** Lookup tables keep one scale per row; weight matrices (x · W) one per column. */
 const scaleAxis = (path: string): 0 | 1 => (path === "embed" || path === "pos" ? 0 : 1);
@@ -457,6 +470,8 @@ export async function decodeModelFile(bytes: Uint8Array): Promise<ModelFile> {
     spans.push({ from: offset, to: offset + len, what });
   };
   const params: Record<string, ModelTensor> = {};
+  // Floats to check once the table is known sound: a tensor's values or an int8 tensor's scales.
+  const floats: { what: string; values: Float32Array }[] = [];
   const seen = new Set<string>();
   let int8Count = 0;
   header.tensors.forEach((row, i) => {
@@ -477,6 +492,7 @@ export async function decodeModelFile(bytes: Uint8Array): Promise<ModelFile> {
         ? new Float32Array(bytes.buffer, bytes.byteOffset + start, count)
         : new Float32Array(bytes.slice(start, start + 4 * count).buffer);
       params[row.name] = { shape: [...row.shape], data };
+      floats.push({ what: at, values: data });
       return;
     }
     int8Count++;
@@ -492,6 +508,7 @@ export async function decodeModelFile(bytes: Uint8Array): Promise<ModelFile> {
     const values = new Int8Array(bytes.buffer, bytes.byteOffset + qStart, count);
     const scales = new Float32Array(bytes.slice(sStart, sStart + 4 * channels).buffer);
     params[row.name] = int8Tensor({ shape: [r, c], axis: scale.axis, values, scales });
+    floats.push({ what: `${at} scales`, values: scales });
   });
   for (const name of leaves.keys()) {
     if (!seen.has(name)) throw bad("tensors", `header.tensors: parameter ${name} is missing`);
@@ -507,6 +524,16 @@ export async function decodeModelFile(bytes: Uint8Array): Promise<ModelFile> {
       "tensors",
       `header.quantization is "${header.quantization}" but ${int8Count} tensors are int8`,
     );
+  }
+  for (const { what, values } of floats) {
+    const i = firstNonFinite(values);
+    if (i >= 0) {
+      throw bad(
+        "weights",
+        `${what}: element ${i} is ${values[i]}; a model's weights must be finite ` +
+          `(the model diverged in training, or the file was written wrong)`,
+      );
+    }
   }
   return {
     version,

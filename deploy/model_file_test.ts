@@ -5,7 +5,7 @@ import { referenceCrt } from "../spec/reference_specs.ts";
 import { isParamSpec } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
 import { tinyCrtGru, tinyCrtNcgru, tinyXl } from "../tests/_tiny.ts";
-import { tinyModelFile } from "./_testing.ts";
+import { tinyModelFile, withFloat } from "./_testing.ts";
 import {
   decodeModelFile,
   encodeModelFile,
@@ -256,4 +256,34 @@ Deno.test("encodeModelFile: refuses parameters that do not fit the spec, and bad
     assert.equal(err.reason, reason);
     assert.match(err.message, message);
   }
+});
+
+Deno.test("decodeModelFile: a NaN or infinite weight is refused, naming the tensor and the element", async () => {
+  const f32 = await tinyModelFile(tinyCrtGru);
+  for (
+    const [name, index, value] of [["blocks[0].attn.wq", 5, NaN], [
+      "lnF.bias",
+      0,
+      -Infinity,
+    ]] as const
+  ) {
+    await rejects(
+      await withFloat(f32.bytes, name, index, value),
+      "weights",
+      new RegExp(
+        `header\\.tensors\\[\\d+\\] \\(${name.replace(/[[\].]/g, "\\$&")}\\): ` +
+          `element ${index} is ${value}; a model's weights must be finite`,
+      ),
+    );
+  }
+  // int8: the values are finite by construction; the scales are checked.
+  const q = await tinyModelFile(smallCrt, { int8: true });
+  await rejects(
+    await withFloat(q.bytes, "head.w", 3, Infinity, { scale: true }),
+    "weights",
+    /\(head\.w\) scales: element 3 is Infinity; a model's weights must be finite/,
+  );
+  // The untouched files still load.
+  await decodeModelFile(f32.bytes);
+  await decodeModelFile(q.bytes);
 });

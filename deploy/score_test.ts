@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
 import { randomTokens, tinyCrtGru, tinyXl } from "../tests/_tiny.ts";
-import { tinyModelFile } from "./_testing.ts";
+import { tinyModelFile, withFloat } from "./_testing.ts";
 import { loadModel } from "./loaded.ts";
 import { scoreIds } from "./score.ts";
 import { main } from "./score_cli.ts";
@@ -80,5 +80,24 @@ Deno.test("deno task score: PTB line rules, unknown words, JSON output, exit 2 o
   assert.match((await run(model, text)).err, /not UTF-8 text/);
   assert.equal((await run(model)).code, 2);
   assert.equal((await run(join(dir, "none.crtm"), text)).code, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("deno task score: a model file with a NaN weight is an error naming file and tensor, not ppl NaN", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "crt-score-nan-" });
+  const file = await tinyModelFile(tinyCrtGru, { seed: 2 });
+  const model = join(dir, "nan.crtm"), text = join(dir, "text.txt");
+  await Deno.writeFile(model, await withFloat(file.bytes, "head.w", 4, NaN));
+  await Deno.writeTextFile(text, "w1 w2 w3\nw4 w5 w1\n");
+  const out: string[] = [], err: string[] = [];
+  const code = await main([model, text], {
+    stdout: (s) => out.push(s),
+    stderr: (s) => err.push(s),
+  });
+  assert.equal(code, 2);
+  assert.equal(out.join(""), "");
+  const message = err.join("");
+  assert.match(message, /nan\.crtm: header\.tensors\[\d+\] \(head\.w\): element 4 is NaN/);
+  assert.doesNotMatch(message, /\n\s+at /); // no stack trace
   await Deno.remove(dir, { recursive: true });
 });

@@ -78,17 +78,22 @@ const typeOf = (path: string): string => {
   return (dot >= 0 ? TYPES[path.slice(dot)] : undefined) ?? "application/octet-stream";
 };
 
+/** `path` percent-decoded, or null when an escape is malformed (`%zz`, a truncated UTF-8 sequence). */
+const decodePath = (path: string): string | null => {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return null;
+  }
+};
+
 /**
  * `rel` (a URL path below a route, still percent-encoded) as a file inside
  * `dir`, or null when it would leave `dir` (`..`, an encoded slash).
  */
 const inside = (dir: string, rel: string): string | null => {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(rel);
-  } catch {
-    return null;
-  }
+  const decoded = decodePath(rel);
+  if (decoded === null) return null;
   if (decoded.includes("\0") || decoded.includes("\\")) return null;
   const base = resolve(dir);
   const file = resolve(base, `.${sep}${decoded}`);
@@ -135,6 +140,11 @@ export const handler = (
   }
   const head = req.method === "HEAD";
   const path = new URL(req.url).pathname;
+  // Checked once for every route, so no route can throw a URIError (a 500) on it.
+  if (decodePath(path) === null) {
+    const shown = path.length > 80 ? `${path.slice(0, 80)}…` : path;
+    return text(400, `bad request: malformed percent-escape in the path ${shown}`);
+  }
   if (path === "/" || path === "/index.html") return sendFile(`${here}index.html`, head);
   if (path === "/style.css") return sendFile(`${here}style.css`, head);
   if (path.startsWith("/dist/")) {
@@ -152,7 +162,7 @@ export const handler = (
     });
   }
   if (path.startsWith("/models/")) {
-    const file = opts.models.get(decodeURIComponent(path.slice("/models/".length)));
+    const file = opts.models.get(decodePath(path.slice("/models/".length)) ?? "");
     if (file === undefined) {
       const known = [...opts.models.keys()].join(", ") || "none; pass --model FILE";
       return text(404, `no model ${path} (served models: ${known})`);

@@ -111,3 +111,37 @@ Deno.test("web/serve startServer: a missing model file or a taken port is a Left
     }
   });
 });
+
+Deno.test("web/serve: a malformed percent-escape is a 400 with a short text body on every route", async () => {
+  await withFiles(async ({ dist, model }) => {
+    const served = await startServer({ port: 0, distDir: dist, models: [model] });
+    if (served._tag === "Left") throw new Error(served.left.message);
+    const base: URL = served.right.url;
+    try {
+      // `%E0%A4%A` is a truncated UTF-8 sequence: decodeURIComponent throws a URIError on it.
+      for (
+        const path of [
+          "/models/%E0%A4%A",
+          "/models/%zz",
+          "/dist/%E0%A4%A",
+          "/wasm/%E0%A4%A.wasm",
+          "/%E0%A4%A",
+          "/models/index.json%",
+        ]
+      ) {
+        const r: Response = await fetch(new URL(path, base));
+        const body = await r.text();
+        assert.equal(r.status, 400, `${path}: ${r.status} ${body}`);
+        assert.equal(r.headers.get("content-type"), "text/plain; charset=utf-8", path);
+        assert.match(body, /^bad request: malformed percent-escape in the path/, path);
+        assert.ok(body.length < 200, `${path}: ${body.length} bytes`);
+      }
+      // Well-formed escapes still work.
+      const ok = await fetch(new URL("/models/tiny%2Ecrtm", base));
+      assert.equal(ok.status, 200);
+      await ok.body?.cancel();
+    } finally {
+      await served.right.close();
+    }
+  });
+});
