@@ -31,6 +31,7 @@ import {
   uninstallMatmul,
 } from "../ops/matmul.ts";
 import { evalRef, type RefTensor } from "../ops/reference.ts";
+import { freshDeno, repoUrl } from "./_deno.ts";
 import { normError, sampler, scoped } from "./_ops_cases.ts";
 import { randomTokens, tinyModels } from "./_tiny.ts";
 
@@ -509,9 +510,8 @@ Deno.test("startBackend: reports the matmul kernel in use and why native was not
 
 Deno.test("startBackend: a native matmul that cannot load is a Left only when forced", async () => {
   // Without --allow-ffi: a fresh process, with the permission left out.
-  const root = new URL("../", import.meta.url);
   const script = `
-    import { startBackend } from "${new URL("ops/backend.ts", root).href}";
+    import { startBackend } from "${repoUrl("ops/backend.ts")}";
     const auto = await startBackend();
     const forced = await startBackend({ matmul: "native" });
     console.log(JSON.stringify({
@@ -520,26 +520,7 @@ Deno.test("startBackend: a native matmul that cannot load is a Left only when fo
     }));
   `;
   // `deno eval` grants every permission, so the script goes to `deno run -` on stdin.
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--config",
-      new URL("deno.json", root).pathname,
-      "--allow-read",
-      "--allow-env",
-      "-",
-    ],
-    cwd: root.pathname,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(script));
-  await w.close();
-  const out = await child.output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const seen = JSON.parse(new TextDecoder().decode(out.stdout));
+  const seen = JSON.parse(await freshDeno(script, ["--allow-read", "--allow-env"]));
   assert.equal(seen.auto.matmul, "portable");
   assert.match(seen.auto.reason, /--allow-ffi/);
   assert.match(seen.forced, /native matmul unavailable: .*--allow-ffi/);
@@ -548,10 +529,9 @@ Deno.test("startBackend: a native matmul that cannot load is a Left only when fo
 Deno.test("startBackend: without SharedArrayBuffer the portable matmul runs on one thread and says so", async () => {
   // As in a browser page that is not cross-origin isolated; a fresh process, so
   // that this one keeps its SharedArrayBuffer.
-  const root = new URL("../", import.meta.url);
   const script = `
     delete globalThis.SharedArrayBuffer;
-    const { startBackend } = await import("${new URL("ops/backend.ts", root).href}");
+    const { startBackend } = await import("${repoUrl("ops/backend.ts")}");
     const tf = await import("@tensorflow/tfjs-core");
     const r = await startBackend({ matmul: "portable" });
     const y = tf.matMul(tf.ones([300, 200]), tf.ones([300, 100]), true, false); // [200, 100] of 300s
@@ -561,26 +541,7 @@ Deno.test("startBackend: without SharedArrayBuffer the portable matmul runs on o
       right: v.length === 20000 && v.every((x) => x === 300),
     }));
   `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--config",
-      new URL("deno.json", root).pathname,
-      "--allow-read",
-      "--allow-env",
-      "-",
-    ],
-    cwd: root.pathname,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(script));
-  await w.close();
-  const out = await child.output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const seen = JSON.parse(new TextDecoder().decode(out.stdout));
+  const seen = JSON.parse(await freshDeno(script, ["--allow-read", "--allow-env"]));
   assert.equal(seen.info.matmul, "portable");
   assert.match(
     seen.info.reason,
