@@ -7,6 +7,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import type { Params, Program, Stream } from "../core/program.ts";
 import { compile } from "../core/compile.ts";
+import { flattenParams } from "../core/params.ts";
 import { tf } from "../ops/tf.ts";
 import type { ModelSpec } from "../spec/codecs.ts";
 
@@ -66,4 +67,21 @@ export const streamIn = (
 export const streamingGap = (p: Program, params: Params, tokens: Int32Array): number => {
   const ref = p.forward(params, p.initState(1), int2d(tokens, 1)).logits;
   return maxDiff(ref, streamIn(p, params, tokens, 1, [1]).logits);
+};
+
+/**
+ * Dispose what a `trainStep` check holds: `tensors`, the step's gradients
+ * and state, the state it started from, and the parameters.
+ */
+export const disposeTrainStep = (
+  p: Program,
+  params: Params,
+  state: ReturnType<Program["initState"]>,
+  step: ReturnType<Program["trainStep"]>,
+  tensors: readonly tf.Tensor[] = [],
+): void => {
+  for (const x of [...tensors, ...Object.values(step.grads)]) x.dispose();
+  p.disposeState(step.state);
+  p.disposeState(state);
+  for (const x of Object.values(flattenParams(params))) x.dispose();
 };

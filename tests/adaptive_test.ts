@@ -6,14 +6,13 @@
  * reports exp(mean NLL).
  */
 import assert from "node:assert/strict";
-import { flattenParams } from "../core/params.ts";
 import { evaluateSplit } from "../experiments/tasks/evaluate.ts";
 import { adaptiveCosts } from "../experiments/tasks/language_model.ts";
 import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
 import { adaptiveGeometry, tailFlopsPerRow } from "../spec/adaptive.ts";
 import type { ModelSpec } from "../spec/codecs.ts";
-import { compiled, int2d, streamingGap } from "./_program.ts";
+import { compiled, disposeTrainStep, int2d, streamingGap } from "./_program.ts";
 import {
   assertGradients,
   float64Values,
@@ -113,7 +112,7 @@ Deno.test("adaptive softmax: Program.trainStep gradients match float64 finite di
       );
       const params = program.init(3);
       const values = float64Values(program.layout, 3);
-      let state = program.initState(b);
+      const state = program.initState(b);
       const state0 = zeroReferenceState(state);
       const step = program.trainStep(params, state, {
         tokens: int2d(tokens, b),
@@ -125,11 +124,7 @@ Deno.test("adaptive softmax: Program.trainStep gradients match float64 finite di
       const heads = Object.keys(step.grads).filter((p) => p.startsWith("head"));
       assert.equal(heads.length, 8); // w, b and (proj, w, b) per tail cluster
       assertGradients(step.grads, [...heads, "embed", "blocks[0].attn.wq"], values, 16, loss);
-      for (const x of Object.values(step.grads)) x.dispose();
-      program.disposeState(step.state);
-      program.disposeState(state);
-      state = {};
-      for (const x of Object.values(flattenParams(params))) x.dispose();
+      disposeTrainStep(program, params, state, step);
     });
   }
 });

@@ -10,7 +10,6 @@ import * as E from "fp-ts/lib/Either.js";
 import { ensureBackend } from "../ops/backend.ts";
 import type { RefTensor } from "../ops/reference.ts";
 import { tf } from "../ops/tf.ts";
-import { flattenParams } from "../core/params.ts";
 import {
   type CrtSpec,
   decodeModelSpec,
@@ -19,7 +18,7 @@ import {
 } from "../spec/codecs.ts";
 import { referenceCrt } from "../spec/reference_specs.ts";
 import { paramLayout } from "../spec/stages.ts";
-import { compiled } from "./_program.ts";
+import { compiled, disposeTrainStep } from "./_program.ts";
 import {
   assertGradients,
   float64Values,
@@ -109,10 +108,7 @@ Deno.test("feature input: trainStep gradients match finite differences of the re
       assert.ok(Math.abs(base - step.loss) < 1e-4 * Math.abs(base), `${step.loss} vs ${base}`);
       assert.ok(step.grads.embed !== undefined && step.grads.embedBias !== undefined);
       assertGradients(step.grads, Object.keys(step.grads), values, 12, loss, `${name}: `);
-      for (const z of [xs, ys, ...Object.values(step.grads)]) z.dispose();
-      program.disposeState(step.state);
-      program.disposeState(state);
-      for (const z of Object.values(flattenParams(params))) z.dispose();
+      disposeTrainStep(program, params, state, step, [xs, ys]);
     });
   }
 });

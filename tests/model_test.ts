@@ -14,7 +14,7 @@ import { orthogonalityError } from "../core/linalg.ts";
 import { cayleyGradient } from "../core/optim.ts";
 import { cayley, identityPlus, inverse } from "../core/linalg.ts";
 import type { ModelSpec } from "../spec/codecs.ts";
-import { compiled, int2d, maxDiff, streamingGap } from "./_program.ts";
+import { compiled, disposeTrainStep, int2d, maxDiff, streamingGap } from "./_program.ts";
 import {
   assertGradients,
   float64Values,
@@ -78,10 +78,7 @@ Deno.test("Program.trainStep gradients of tiny whole models match central finite
       );
       // Up to 24 entries per leaf, spread over it.
       assertGradients(step.grads, Object.keys(step.grads), values, 24, loss, `${name}: `);
-      for (const x of [tok, tgt, ...Object.values(step.grads)]) x.dispose();
-      program.disposeState(step.state);
-      program.disposeState(state);
-      for (const x of Object.values(flattenParams(params))) x.dispose();
+      disposeTrainStep(program, params, state, step, [tok, tgt]);
     });
   }
 });

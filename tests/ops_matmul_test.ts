@@ -149,22 +149,33 @@ const broadcastRef = (a: RefTensor, b: RefTensor, tA: boolean, tB: boolean): Ref
   return evalRef(op, [tile(a), tile(b)], { precision: "float64", training: false });
 };
 
+/**
+ * tf.matMul of (M, K, N) with a batch of 1 on either side against `batch` on
+ * the other, every transpose: shape [batch, M, N] and the broadcast product.
+ */
+const checkBroadcasts = (
+  s: ReturnType<typeof sampler>,
+  [m, k, n]: readonly [number, number, number],
+  batch: number,
+): void => {
+  for (const [tA, tB] of TRANSPOSES) {
+    for (const [ba, bb] of [[batch, 1], [1, batch]]) {
+      const a = s.normal([ba, ...stored(m, k, tA)]), b = s.normal([bb, ...stored(k, n, tB)]);
+      const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b), tA, tB));
+      assert.deepEqual(got.shape, [batch, m, n]);
+      const err = normError(got.dataSync(), broadcastRef(a, b, tA, tB).data);
+      got.dispose();
+      assert.ok(err <= TOL, `batches ${ba}/${bb} transpose=${[tA, tB]}: error ${err}`);
+    }
+  }
+};
+
 tierTest(
   "BatchMatMul replacement broadcasts a batch of 1, as tf.matMul allows",
   (tier) =>
     using(tier, () => {
       const s = sampler(7);
-      for (const [tA, tB] of TRANSPOSES) {
-        for (const [ba, bb] of [[3, 1], [1, 3]]) {
-          const [m, k, n] = [7, 33, 5];
-          const a = s.normal([ba, ...stored(m, k, tA)]), b = s.normal([bb, ...stored(k, n, tB)]);
-          const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b), tA, tB));
-          assert.deepEqual(got.shape, [3, m, n]);
-          const err = normError(got.dataSync(), broadcastRef(a, b, tA, tB).data);
-          got.dispose();
-          assert.ok(err <= TOL, `batches ${ba}/${bb} transpose=${[tA, tB]}: error ${err}`);
-        }
-      }
+      checkBroadcasts(s, [7, 33, 5], 3);
       // Rank 2 against rank 3: the 2-D operand is shared by every batch entry.
       const a = s.normal([2, 7, 33]), b = s.normal([33, 5]);
       const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b)));
@@ -367,17 +378,7 @@ Deno.test("portable tier on two threads (every product shared) matches the refer
       }
     }
     // Broadcast batches of 1, either side, every transpose.
-    const s = sampler(8);
-    for (const [tA, tB] of TRANSPOSES) {
-      for (const [ba, bb] of [[5, 1], [1, 5]]) {
-        const [m, k, n] = [13, 33, 17];
-        const a = s.normal([ba, ...stored(m, k, tA)]), b = s.normal([bb, ...stored(k, n, tB)]);
-        const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b), tA, tB));
-        const err = normError(got.dataSync(), broadcastRef(a, b, tA, tB).data);
-        got.dispose();
-        assert.ok(err <= TOL, `batches ${ba}/${bb} transpose=${[tA, tB]}: error ${err}`);
-      }
-    }
+    checkBroadcasts(sampler(8), [13, 33, 17], 5);
     // Products big enough to cut into row and column chunks, every transpose, ranks 2 and 3.
     for (const batch of [[], [3]]) {
       for (const size of [[257, 33, 65], [9, 40, 600]] as const) {
