@@ -9,14 +9,7 @@ import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
 import type { CrtSpec, ModelSpec } from "../spec/codecs.ts";
 import { canStream, openShapes } from "../spec/stream.ts";
-import {
-  randomTokens,
-  tinyCrtGru,
-  tinyCrtNcgru,
-  tinyModels,
-  tinyTransformer,
-  tinyXl,
-} from "./_tiny.ts";
+import { randomTokens, tinyCrtGru, tinyModels, tinyXl } from "./_tiny.ts";
 import { compiled, maxDiff, streamIn } from "./_program.ts";
 
 await ensureBackend();
@@ -63,7 +56,7 @@ Deno.test("inferStep (cached): equals forward for every model variant, batch 2, 
 });
 
 Deno.test("inferStep: switching between cached and recompute mid-segment gives the same logits", () => {
-  for (const spec of [tinyCrtGru, tinyCrtNcgru, tinyXl, tinyTransformer]) {
+  for (const spec of Object.values(tinyModels)) {
     const p = compiled(spec);
     const params = p.init(5);
     const len = 4 * spec.segmentLen + 1;
