@@ -8,6 +8,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { Op } from "../spec/ops.ts";
 import { evalRef, type RefTensor, refTensor } from "../ops/reference.ts";
+import { Tracer } from "../spec/graph.ts";
 
 /** Run `f` in a tf.tidy scope and return its (non-tensor) result; tf.tidy's type only admits tensors. */
 export const scoped = <T>(f: () => T): T => {
@@ -297,4 +298,18 @@ export const finiteDiff = (
     g[j] = s / (2 * h);
   }
   return g;
+};
+
+/**
+ * A tracer for a small language-model graph, with its first inputs: the
+ * embedding table [vocab, d] ("embed"), token ids [2, 3] ("tokens") and
+ * their targets [6] ("targets").
+ */
+export const lmTracer = (vocab: number, d: number) => {
+  const tr = new Tracer();
+  const ops = tr.ops("model");
+  const table = tr.input("embed", "param", [vocab, d]);
+  const ids = tr.input("tokens", "data", [2, 3], "int32");
+  const targets = tr.input("targets", "data", [6], "int32");
+  return { tr, ops, table, ids, targets };
 };

@@ -73,3 +73,12 @@ export const randomTokens = (n: number, vocab: number, seed: number): Int32Array
   }
   return out;
 };
+
+/**
+ * `spec` widened to learn the memory tasks in seconds: width 32, FFN 64, a
+ * 32-wide memory for CRT, segments of `segmentLen`.
+ */
+export const wide = <S extends CrtSpec | TransformerSpec>(spec: S, segmentLen: number): S =>
+  spec._tag === "crt"
+    ? { ...spec, dModel: 32, dFF: 64, segmentLen, memory: { ...spec.memory, dMemory: 32 } }
+    : { ...spec, dModel: 32, dFF: 64, segmentLen };

@@ -6,35 +6,22 @@
  * reports exp(mean NLL).
  */
 import assert from "node:assert/strict";
-import * as E from "fp-ts/lib/Either.js";
-import type { Program } from "../core/program.ts";
-import { compile } from "../core/compile.ts";
-import { flattenParams, initValues } from "../core/params.ts";
-import { defaultPasses, runPasses } from "../core/passes.ts";
-import { traceSegment } from "../core/trace.ts";
 import { evaluateSplit } from "../experiments/tasks/evaluate.ts";
 import { adaptiveCosts } from "../experiments/tasks/language_model.ts";
 import { ensureBackend } from "../ops/backend.ts";
-import { interpret, type RefTensor } from "../ops/reference.ts";
 import { tf } from "../ops/tf.ts";
-import {
-  adaptiveFeeds,
-  adaptiveGeometry,
-  planAdaptiveTargets,
-  tailFlopsPerRow,
-} from "../spec/adaptive.ts";
+import { adaptiveGeometry, tailFlopsPerRow } from "../spec/adaptive.ts";
 import type { ModelSpec } from "../spec/codecs.ts";
+import { compiled, disposeTrainStep, int2d, streamingGap } from "./_program.ts";
+import {
+  assertGradients,
+  float64Values,
+  referenceLmLoss,
+  zeroReferenceState,
+} from "./_reference.ts";
 import { randomTokens, tinyCrtGru, tinyTransformer, tinyXl } from "./_tiny.ts";
 
 await ensureBackend();
-
-const compiled = (spec: ModelSpec): Program => {
-  const p = compile(spec);
-  if (E.isLeft(p)) throw new Error(p.left.message);
-  return p.right;
-};
-
-const int2d = (data: Int32Array, b: number) => tf.tensor2d(data, [b, data.length / b], "int32");
 
 /** V = 14: a shortlist of 4, tail clusters [4, 9) of width 4 and [9, 14) of width 2. */
 const adaptive = <S extends ModelSpec>(spec: S, cutoffs: number[] = [4, 9]): S => ({
@@ -110,63 +97,6 @@ Deno.test("adaptive softmax: rows are normalised, and the gathered loss is the f
   }
 });
 
-/** The mean loss of a window under the float64 interpreter, with the gather plan fed as data. */
-const referenceLoss = (
-  spec: ModelSpec,
-  values: Map<string, Float64Array>,
-  tokens: Int32Array,
-  targets: Int32Array,
-  b: number,
-  state0: Record<string, RefTensor>,
-): number => {
-  const len = tokens.length / b, s = spec.segmentLen;
-  const geom = spec.readout._tag === "adaptive" ? adaptiveGeometry(spec.readout, spec) : null;
-  let state = state0, total = 0;
-  for (let start = 0; start < len; start += s) {
-    const cut = (src: Int32Array) => {
-      const out = new Int32Array(b * s);
-      for (let r = 0; r < b; r++) {
-        out.set(src.subarray(r * len + start, r * len + start + s), r * s);
-      }
-      return out;
-    };
-    const tgt = cut(targets);
-    const plan = planAdaptiveTargets(geom!, tgt);
-    const cacheLen = state["cache[0]"]?.shape[1] ?? 0;
-    const { graph } = traceSegment(spec, {
-      batchSize: b,
-      segmentLen: s,
-      cacheLen,
-      withLoss: true,
-      training: false,
-      clusterCapacity: plan.capacities,
-    });
-    const g = runPasses(graph, defaultPasses);
-    if (E.isLeft(g)) throw new Error(g.left.message);
-    const feeds: Record<string, RefTensor> = {};
-    for (const n of g.right.nodes) {
-      if (n.op._tag !== "input" || n.op.role !== "param") continue;
-      feeds[n.op.name] = { shape: n.op.shape, dtype: "float32", data: values.get(n.op.name)! };
-    }
-    feeds.tokens = { shape: [b, s], dtype: "int32", data: cut(tokens) };
-    feeds.targets = { shape: [b, s], dtype: "int32", data: tgt };
-    for (const [name, data] of Object.entries(adaptiveFeeds(plan))) {
-      feeds[name] = {
-        shape: [data.length],
-        dtype: data instanceof Int32Array ? "int32" : "float32",
-        data,
-      };
-    }
-    for (const [k, v] of Object.entries(state)) feeds[`state:${k}`] = v;
-    const out = interpret(g.right, feeds, { precision: "float64" });
-    total += out.loss.data[0];
-    state = Object.fromEntries(
-      Object.entries(out).filter(([k]) => k.startsWith("state:")).map(([k, v]) => [k.slice(6), v]),
-    );
-  }
-  return total / (len / s);
-};
-
 Deno.test("adaptive softmax: Program.trainStep gradients match float64 finite differences", async (t) => {
   // Tolerances as in tests/model_test.ts: float32 autograd against float64 differences.
   for (const name of ["CRT (GRU)", "Transformer-XL"]) {
@@ -181,49 +111,20 @@ Deno.test("adaptive softmax: Program.trainStep gradients match float64 finite di
         (x, i) => i === 4 ? 12 : x % 9,
       );
       const params = program.init(3);
-      const values32 = initValues(program.layout, 3);
-      const state0: Record<string, RefTensor> = {};
-      let state = program.initState(b);
-      for (const [n, v] of Object.entries(state)) {
-        state0[n] = { shape: v.shape, dtype: "float32", data: new Float64Array(v.size) };
-      }
+      const values = float64Values(program.layout, 3);
+      const state = program.initState(b);
+      const state0 = zeroReferenceState(state);
       const step = program.trainStep(params, state, {
         tokens: int2d(tokens, b),
         targets: int2d(targets, b),
       }, { bpttSegments: k });
-      const values = new Map([...values32].map(([p, v]) => [p, Float64Array.from(v)]));
-      const base = referenceLoss(spec, values, tokens, targets, b, state0);
+      const loss = () => referenceLmLoss(spec, values, tokens, targets, b, state0);
+      const base = loss();
       assert.ok(Math.abs(base - step.loss) < 1e-4 * base, `loss ${step.loss} vs ${base}`);
-      const h = 1e-5;
       const heads = Object.keys(step.grads).filter((p) => p.startsWith("head"));
       assert.equal(heads.length, 8); // w, b and (proj, w, b) per tail cluster
-      for (const path of [...heads, "embed", "blocks[0].attn.wq"]) {
-        const g = step.grads[path].dataSync();
-        const v = values.get(path)!;
-        const idx = Array.from(
-          { length: Math.min(16, v.length) },
-          (_, i) => Math.floor((i * v.length) / Math.min(16, v.length)),
-        );
-        let num = 0, den = 0;
-        for (const i of idx) {
-          const orig = v[i];
-          v[i] = orig + h;
-          const up = referenceLoss(spec, values, tokens, targets, b, state0);
-          v[i] = orig - h;
-          const down = referenceLoss(spec, values, tokens, targets, b, state0);
-          v[i] = orig;
-          const fd = (up - down) / (2 * h);
-          num += (g[i] - fd) ** 2;
-          den += fd ** 2;
-        }
-        const rel = Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-7);
-        assert.ok(rel < 2e-3, `${path}: relative gradient error ${rel.toExponential(2)}`);
-      }
-      for (const x of Object.values(step.grads)) x.dispose();
-      program.disposeState(step.state);
-      program.disposeState(state);
-      state = {};
-      for (const x of Object.values(flattenParams(params))) x.dispose();
+      assertGradients(step.grads, [...heads, "embed", "blocks[0].attn.wq"], values, 16, loss);
+      disposeTrainStep(program, params, state, step);
     });
   }
 });
@@ -273,15 +174,6 @@ Deno.test("adaptive softmax: streaming one token at a time equals the segment-at
   const params = program.init(2);
   const n = 2 * spec.segmentLen + 1;
   const tokens = randomTokens(n, 14, 9);
-  const ref = program.forward(params, program.initState(1), int2d(tokens, 1)).logits;
-  let stream = program.openStream(1);
-  const got: tf.Tensor[] = [];
-  for (let i = 0; i < n; i++) {
-    const out = program.inferStep(params, stream, tokens.subarray(i, i + 1));
-    got.push(out.logits);
-    program.disposeState(stream.state);
-    stream = out.stream;
-  }
-  const diff = tf.max(tf.abs(tf.sub(ref, tf.concat(got, 1)))).dataSync()[0];
+  const diff = streamingGap(program, params, tokens);
   assert.ok(diff <= 1e-5, `streaming differs by ${diff}`);
 });

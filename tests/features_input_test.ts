@@ -8,13 +8,8 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { ensureBackend } from "../ops/backend.ts";
-import { interpret, type RefTensor } from "../ops/reference.ts";
+import type { RefTensor } from "../ops/reference.ts";
 import { tf } from "../ops/tf.ts";
-import type { Program } from "../core/program.ts";
-import { compile } from "../core/compile.ts";
-import { flattenParams, initValues } from "../core/params.ts";
-import { traceSegment } from "../core/trace.ts";
-import { defaultPasses, runPasses } from "../core/passes.ts";
 import {
   type CrtSpec,
   decodeModelSpec,
@@ -23,49 +18,33 @@ import {
 } from "../spec/codecs.ts";
 import { referenceCrt } from "../spec/reference_specs.ts";
 import { paramLayout } from "../spec/stages.ts";
+import { compiled, disposeTrainStep } from "./_program.ts";
+import {
+  assertGradients,
+  float64Values,
+  referenceSegment,
+  segmentRows,
+  zeroReferenceState,
+} from "./_reference.ts";
+import { tinyCrtGru, tinyTransformer } from "./_tiny.ts";
 
 await ensureBackend();
 
 const F = 5;
 
+/** The tiny models of ./_tiny.ts reading frames of F features into a 4-class classifier. */
 const crt: CrtSpec = {
-  _tag: "crt",
+  ...tinyCrtGru,
   vocabSize: 2,
-  dModel: 8,
-  nHeads: 2,
-  dFF: 12,
-  nLayers: 1,
-  dropout: 0,
-  segmentLen: 3,
   readout: { _tag: "classifier", nClasses: 4, pool: "memory" },
   input: { _tag: "features", dim: F },
-  positional: "learned",
-  memory: {
-    cell: "gru",
-    dMemory: 6,
-    injection: "prependToken",
-    rnnInput: "mean",
-    orthogonal: "candidate",
-  },
 };
 const transformer: TransformerSpec = {
-  _tag: "transformer",
+  ...tinyTransformer,
   vocabSize: 2,
-  dModel: 8,
-  nHeads: 2,
-  dFF: 12,
-  nLayers: 1,
-  dropout: 0,
-  segmentLen: 3,
   readout: { _tag: "classifier", nClasses: 4, pool: "mean" },
   input: { _tag: "features", dim: F },
   positional: "sinusoidal",
-};
-
-const compiled = (spec: ModelSpec): Program => {
-  const p = compile(spec);
-  if (E.isLeft(p)) throw new Error(p.left.message);
-  return p.right;
 };
 
 /** Deterministic frames in [-1, 1). */
@@ -91,31 +70,17 @@ const referenceLoss = (
   let loss = NaN;
   for (let start = 0; start < len; start += s) {
     const last = start + s >= len;
-    const { graph } = traceSegment(spec, {
+    const data: Record<string, RefTensor> = {
+      frames: { shape: [b, s, F], dtype: "float32", data: segmentRows(x, b, len, start, s, F) },
+    };
+    if (last) data.targets = { shape: [b], dtype: "int32", data: labels };
+    const r = referenceSegment(spec, values, state, {
       batchSize: b,
       segmentLen: s,
       withLoss: last,
-      training: false,
-    });
-    const g = runPasses(graph, defaultPasses);
-    if (E.isLeft(g)) throw new Error(g.left.message);
-    const feeds: Record<string, RefTensor> = {};
-    for (const n of g.right.nodes) {
-      if (n.op._tag !== "input" || n.op.role !== "param") continue;
-      feeds[n.op.name] = { shape: n.op.shape, dtype: "float32", data: values.get(n.op.name)! };
-    }
-    const seg = new Float64Array(b * s * F);
-    for (let r = 0; r < b; r++) {
-      seg.set(x.subarray((r * len + start) * F, (r * len + start + s) * F), r * s * F);
-    }
-    feeds.frames = { shape: [b, s, F], dtype: "float32", data: seg };
-    if (last) feeds.targets = { shape: [b], dtype: "int32", data: labels };
-    for (const [k, v] of Object.entries(state)) feeds[`state:${k}`] = v;
-    const out = interpret(g.right, feeds, { precision: "float64" });
-    if (last) loss = out.loss.data[0];
-    state = Object.fromEntries(
-      Object.entries(out).filter(([k]) => k.startsWith("state:")).map(([k, v]) => [k.slice(6), v]),
-    );
+    }, data);
+    if (last) loss = r.out.loss.data[0];
+    state = r.state;
   }
   return loss;
 };
@@ -127,51 +92,23 @@ Deno.test("feature input: trainStep gradients match finite differences of the re
       const b = 2, len = k * spec.segmentLen;
       const x = frames(b * len * F, 9);
       const labels = Int32Array.of(1, 3);
-      const values32 = initValues(program.layout, 5);
+      const values = float64Values(program.layout, 5);
       const params = program.init(5);
       const state = program.initState(b);
-      const state0: Record<string, RefTensor> = {};
-      for (const [n, v] of Object.entries(state)) {
-        state0[n] = { shape: v.shape, dtype: "float32", data: new Float64Array(v.size) };
-      }
+      const state0 = zeroReferenceState(state);
       const xs = tf.tensor3d(Float32Array.from(x), [b, len, F], "float32");
       const ys = tf.tensor1d(labels, "int32");
       const step = program.trainStep(params, state, { tokens: xs, targets: ys }, {
         bpttSegments: k,
       });
-      const values = new Map([...values32].map(([p, v]) => [p, Float64Array.from(v)]));
       // The frames as float32, as the program saw them.
       const x32 = Float64Array.from(Float32Array.from(x));
-      const base = referenceLoss(spec, values, x32, labels, b, state0);
+      const loss = () => referenceLoss(spec, values, x32, labels, b, state0);
+      const base = loss();
       assert.ok(Math.abs(base - step.loss) < 1e-4 * Math.abs(base), `${step.loss} vs ${base}`);
       assert.ok(step.grads.embed !== undefined && step.grads.embedBias !== undefined);
-      const h = 1e-5;
-      for (const [path, g] of Object.entries(step.grads)) {
-        const gData = g.dataSync();
-        const v = values.get(path)!;
-        const idx = Array.from(
-          { length: Math.min(12, v.length) },
-          (_, i) => Math.floor((i * v.length) / Math.min(12, v.length)),
-        );
-        let num = 0, den = 0;
-        for (const i of idx) {
-          const orig = v[i];
-          v[i] = orig + h;
-          const up = referenceLoss(spec, values, x32, labels, b, state0);
-          v[i] = orig - h;
-          const down = referenceLoss(spec, values, x32, labels, b, state0);
-          v[i] = orig;
-          const fd = (up - down) / (2 * h);
-          num += (gData[i] - fd) ** 2;
-          den += fd ** 2;
-        }
-        const rel = Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-7);
-        assert.ok(rel < 2e-3, `${name}: ${path}: relative gradient error ${rel.toExponential(2)}`);
-      }
-      for (const z of [xs, ys, ...Object.values(step.grads)]) z.dispose();
-      program.disposeState(step.state);
-      program.disposeState(state);
-      for (const z of Object.values(flattenParams(params))) z.dispose();
+      assertGradients(step.grads, Object.keys(step.grads), values, 12, loss, `${name}: `);
+      disposeTrainStep(program, params, state, step, [xs, ys]);
     });
   }
 });

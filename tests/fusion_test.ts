@@ -66,54 +66,51 @@ const quantized = (w: RefTensor, axis: 0 | 1): RefTensor => {
   return t;
 };
 
+/** A linear region of `x`, `w` (and `b`, `r` when given), its gradient checked for `wrt`. */
+const linear = (
+  name: string,
+  inputs: Record<string, RefTensor>,
+  build: Case["build"],
+  wrt: readonly string[],
+): Case => ({ name: `linear: ${name}`, kind: "linear", inputs, build, wrt });
+
 const cases = (): Case[] => [
-  {
-    name: "linear: bias and ReLU, 6 rows",
-    kind: "linear",
-    inputs: { x: s.normal([6, 8]), w: s.normal([8, 12]), b: s.normal([12]) },
-    build: (o, i) => o.linear(i.x, i.w, i.b, { relu: true }),
-    wrt: ["x", "w", "b"],
-  },
-  {
-    name: "linear: bias and residual, a rank-3 input",
-    kind: "linear",
-    inputs: {
-      x: s.normal([2, 3, 8]),
-      w: s.normal([8, 8]),
-      b: s.normal([8]),
-      r: s.normal([2, 3, 8]),
-    },
-    build: (o, i) => o.linear(i.x, i.w, i.b, { residual: i.r }),
-    wrt: ["x", "w", "b", "r"],
-  },
-  {
-    name: "linear: dropout, then the residual",
-    kind: "linear",
-    inputs: { x: s.normal([6, 8]), w: s.normal([8, 8]), b: s.normal([8]), r: s.normal([6, 8]) },
-    build: (o, i) => o.linear(i.x, i.w, i.b, { dropout: 0.3, residual: i.r }),
-    wrt: ["x", "w", "b", "r"],
-  },
-  {
-    name: "linear: one row (the matrix-vector path), no bias",
-    kind: "linear",
-    inputs: { x: s.normal([1, 16]), w: s.normal([16, 20]) },
-    build: (o, i) => o.linear(i.x, i.w),
-    wrt: ["x", "w"],
-  },
-  {
-    name: "linear: a tied readout (W transposed), two rows",
-    kind: "linear",
-    inputs: { x: s.normal([2, 8]), w: s.normal([10, 8]), b: s.normal([10]) },
-    build: (o, i) => o.linear(i.x, i.w, i.b, { transposeW: true }),
-    wrt: ["x", "w", "b"],
-  },
-  {
-    name: "linear: q8 weight, 3 rows, bias and ReLU",
-    kind: "linear",
-    inputs: { x: s.normal([3, 16]), w: quantized(s.normal([16, 20]), 1), b: s.normal([20]) },
-    build: (o, i) => o.linear(i.x, o.dequantize(i.w, 1), i.b, { relu: true }),
-    wrt: [],
-  },
+  linear(
+    "bias and ReLU, 6 rows",
+    { x: s.normal([6, 8]), w: s.normal([8, 12]), b: s.normal([12]) },
+    (o, i) => o.linear(i.x, i.w, i.b, { relu: true }),
+    ["x", "w", "b"],
+  ),
+  linear(
+    "bias and residual, a rank-3 input",
+    { x: s.normal([2, 3, 8]), w: s.normal([8, 8]), b: s.normal([8]), r: s.normal([2, 3, 8]) },
+    (o, i) => o.linear(i.x, i.w, i.b, { residual: i.r }),
+    ["x", "w", "b", "r"],
+  ),
+  linear(
+    "dropout, then the residual",
+    { x: s.normal([6, 8]), w: s.normal([8, 8]), b: s.normal([8]), r: s.normal([6, 8]) },
+    (o, i) => o.linear(i.x, i.w, i.b, { dropout: 0.3, residual: i.r }),
+    ["x", "w", "b", "r"],
+  ),
+  linear(
+    "one row (the matrix-vector path), no bias",
+    { x: s.normal([1, 16]), w: s.normal([16, 20]) },
+    (o, i) => o.linear(i.x, i.w),
+    ["x", "w"],
+  ),
+  linear(
+    "a tied readout (W transposed), two rows",
+    { x: s.normal([2, 8]), w: s.normal([10, 8]), b: s.normal([10]) },
+    (o, i) => o.linear(i.x, i.w, i.b, { transposeW: true }),
+    ["x", "w", "b"],
+  ),
+  linear(
+    "q8 weight, 3 rows, bias and ReLU",
+    { x: s.normal([3, 16]), w: quantized(s.normal([16, 20]), 1), b: s.normal([20]) },
+    (o, i) => o.linear(i.x, o.dequantize(i.w, 1), i.b, { relu: true }),
+    [],
+  ),
   {
     name: "attention: S = T (a segment)",
     kind: "attention",

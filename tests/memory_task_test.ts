@@ -12,6 +12,7 @@ import { compile } from "../core/compile.ts";
 import { disposeTraining, startTraining, trainOn } from "../core/train.ts";
 import type { CrtSpec, ModelSpec, TransformerSpec } from "../spec/codecs.ts";
 import { seeded } from "../core/random.ts";
+import { tinyCrtGru, tinyTransformer, wide } from "./_tiny.ts";
 
 await ensureBackend();
 
@@ -46,30 +47,8 @@ const makeBatch = (b: number, seed: number) => {
   };
 };
 
-const blocks = {
-  vocabSize: V,
-  dModel: 32,
-  nHeads: 2,
-  dFF: 64,
-  nLayers: 1,
-  dropout: 0,
-  segmentLen: S,
-  readout: { _tag: "lm", tie: false },
-} as const;
-
-const crt: CrtSpec = {
-  _tag: "crt",
-  ...blocks,
-  positional: "learned",
-  memory: {
-    cell: "gru",
-    dMemory: 32,
-    injection: "prependToken",
-    rnnInput: "mean",
-    orthogonal: "candidate",
-  },
-};
-const transformer: TransformerSpec = { _tag: "transformer", ...blocks, positional: "learned" };
+const crt: CrtSpec = { ...wide(tinyCrtGru, S), vocabSize: V };
+const transformer: TransformerSpec = { ...wide(tinyTransformer, S), vocabSize: V };
 
 /** Train on fresh batches (memory reset per batch: every window is one episode), then score recall. */
 const recallAccuracy = (spec: ModelSpec, steps: number): number => {

@@ -5,18 +5,22 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { ensureBackend } from "../ops/backend.ts";
-import { interpret, type RefTensor } from "../ops/reference.ts";
+import type { RefTensor } from "../ops/reference.ts";
 import { tf } from "../ops/tf.ts";
-import type { Program } from "../core/program.ts";
 import { compile } from "../core/compile.ts";
 import { flattenParams, initValues } from "../core/params.ts";
-import { traceSegment } from "../core/trace.ts";
-import { defaultPasses, runPasses } from "../core/passes.ts";
 import { disposeTraining, liveTensors, startTraining, trainOn } from "../core/train.ts";
 import { orthogonalityError } from "../core/linalg.ts";
 import { cayleyGradient } from "../core/optim.ts";
 import { cayley, identityPlus, inverse } from "../core/linalg.ts";
 import type { ModelSpec } from "../spec/codecs.ts";
+import { compiled, disposeTrainStep, int2d, maxDiff, streamingGap } from "./_program.ts";
+import {
+  assertGradients,
+  float64Values,
+  referenceLmLoss,
+  zeroReferenceState,
+} from "./_reference.ts";
 import {
   randomTokens,
   tinyCrtGru,
@@ -27,67 +31,6 @@ import {
 } from "./_tiny.ts";
 
 await ensureBackend();
-
-const compiled = (spec: ModelSpec): Program => {
-  const p = compile(spec);
-  if (E.isLeft(p)) throw new Error(p.left.message);
-  return p.right;
-};
-
-const int2d = (data: Int32Array, b: number) => tf.tensor2d(data, [b, data.length / b], "int32");
-
-/**
- * The mean loss of a window of segments under the reference interpreter in
- * float64, threading the state between segments as the program does.
- */
-const referenceLoss = (
-  spec: ModelSpec,
-  values: Map<string, Float64Array>,
-  tokens: Int32Array,
-  targets: Int32Array,
-  b: number,
-  state0: Record<string, RefTensor>,
-): number => {
-  const len = tokens.length / b;
-  const s = spec.segmentLen;
-  let state = state0;
-  let total = 0;
-  for (let start = 0; start < len; start += s) {
-    const cacheLen = spec._tag === "xl" && state["cache[0]"] !== undefined
-      ? state["cache[0]"].shape[1]
-      : 0;
-    const { graph } = traceSegment(spec, {
-      batchSize: b,
-      segmentLen: s,
-      cacheLen,
-      withLoss: true,
-      training: false,
-    });
-    const g = runPasses(graph, defaultPasses);
-    if (E.isLeft(g)) throw new Error(g.left.message);
-    const feeds: Record<string, RefTensor> = {};
-    for (const n of g.right.nodes) {
-      if (n.op._tag !== "input" || n.op.role !== "param") continue;
-      feeds[n.op.name] = { shape: n.op.shape, dtype: "float32", data: values.get(n.op.name)! };
-    }
-    const cut = (src: Int32Array) => {
-      const out = new Int32Array(b * s);
-      for (let r = 0; r < b; r++) {
-        out.set(src.subarray(r * len + start, r * len + start + s), r * s);
-      }
-      return out;
-    };
-    feeds.tokens = { shape: [b, s], dtype: "int32", data: cut(tokens) };
-    feeds.targets = { shape: [b, s], dtype: "int32", data: cut(targets) };
-    for (const [k, v] of Object.entries(state)) feeds[`state:${k}`] = v;
-    const out = interpret(g.right, feeds, { precision: "float64" });
-    total += out.loss.data[0];
-    state = Object.fromEntries(
-      Object.entries(out).filter(([k]) => k.startsWith("state:")).map(([k, v]) => [k.slice(6), v]),
-    );
-  }
-  return total / (len / s);
-};
 
 Deno.test("Program.trainStep gradients of tiny whole models match central finite differences", async (t) => {
   // Tolerance: tfjs computes in float32 (relative rounding ~1e-7 per op, a few
@@ -105,10 +48,10 @@ Deno.test("Program.trainStep gradients of tiny whole models match central finite
       const len = k * spec.segmentLen;
       const tokens = randomTokens(b * len, spec.vocabSize, 11);
       const targets = randomTokens(b * len, spec.vocabSize, 12);
-      const values32 = initValues(program.layout, 3);
+      const values = float64Values(program.layout, 3);
       const params = program.init(3);
       let state = program.initState(b);
-      const state0: Record<string, RefTensor> = {};
+      let state0: Record<string, RefTensor> = {};
       if (spec._tag === "xl") {
         const cache = randomTokens(b * 4 * spec.dModel, 1000, 5);
         for (let l = 0; l < spec.nLayers; l++) {
@@ -121,48 +64,21 @@ Deno.test("Program.trainStep gradients of tiny whole models match central finite
           ) => [n, tf.tensor(Float32Array.from(v.data), [...v.shape])]),
         );
       } else {
-        for (const [n, v] of Object.entries(state)) {
-          state0[n] = { shape: v.shape, dtype: "float32", data: new Float64Array(v.size) };
-        }
+        state0 = zeroReferenceState(state);
       }
       const tok = int2d(tokens, b), tgt = int2d(targets, b);
       const step = program.trainStep(params, state, { tokens: tok, targets: tgt }, {
         bpttSegments: k,
       });
-      const values = new Map([...values32].map(([p, v]) => [p, Float64Array.from(v)]));
-      const base = referenceLoss(spec, values, tokens, targets, b, state0);
+      const loss = () => referenceLmLoss(spec, values, tokens, targets, b, state0);
+      const base = loss();
       assert.ok(
         Math.abs(base - step.loss) < 1e-4 * Math.abs(base),
         `loss ${step.loss} vs reference ${base}`,
       );
-      const h = 1e-5;
-      for (const [path, g] of Object.entries(step.grads)) {
-        const gData = g.dataSync();
-        const v = values.get(path)!;
-        // Up to 24 entries per leaf, spread over it.
-        const idx = Array.from(
-          { length: Math.min(24, v.length) },
-          (_, i) => Math.floor((i * v.length) / Math.min(24, v.length)),
-        );
-        let num = 0, den = 0;
-        for (const i of idx) {
-          const orig = v[i];
-          v[i] = orig + h;
-          const up = referenceLoss(spec, values, tokens, targets, b, state0);
-          v[i] = orig - h;
-          const down = referenceLoss(spec, values, tokens, targets, b, state0);
-          v[i] = orig;
-          const fd = (up - down) / (2 * h);
-          num += (gData[i] - fd) ** 2;
-          den += fd ** 2;
-        }
-        const rel = Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-7);
-        assert.ok(rel < 2e-3, `${name}: ${path}: relative gradient error ${rel.toExponential(2)}`);
-      }
-      for (const x of [tok, tgt, ...Object.values(step.grads)]) x.dispose();
-      program.disposeState(step.state);
-      program.disposeState(state);
-      for (const x of Object.values(flattenParams(params))) x.dispose();
+      // Up to 24 entries per leaf, spread over it.
+      assertGradients(step.grads, Object.keys(step.grads), values, 24, loss, `${name}: `);
+      disposeTrainStep(program, params, state, step, [tok, tgt]);
     });
   }
 });
@@ -186,7 +102,6 @@ Deno.test("Program.forward: 6 segments one call at a time equal 6 in one call (C
       state = out.state;
     }
     const stepwise = tf.concat(pieces, 1);
-    const maxDiff = (a: tf.Tensor, c: tf.Tensor) => tf.max(tf.abs(tf.sub(a, c))).dataSync()[0];
     assert.ok(maxDiff(all.logits, stepwise) <= 1e-6, `${spec._tag}: logits differ`);
     for (const name of Object.keys(all.state)) {
       assert.ok(
@@ -204,16 +119,7 @@ Deno.test("Program.inferStep: token-by-token streaming equals the segment-at-onc
     const n = 2 * spec.segmentLen + 2;
     const tokens = randomTokens(n, spec.vocabSize, 9);
     const params = program.init(2);
-    const ref = program.forward(params, program.initState(1), int2d(tokens, 1)).logits;
-    let stream = program.openStream(1);
-    const got: tf.Tensor[] = [];
-    for (let i = 0; i < n; i++) {
-      const out = program.inferStep(params, stream, tokens.subarray(i, i + 1));
-      got.push(out.logits);
-      program.disposeState(stream.state);
-      stream = out.stream;
-    }
-    const diff = tf.max(tf.abs(tf.sub(ref, tf.concat(got, 1)))).dataSync()[0];
+    const diff = streamingGap(program, params, tokens);
     assert.ok(diff <= 1e-5, `${spec._tag}: streaming differs by ${diff}`);
   }
 });

@@ -7,29 +7,20 @@ import * as tf from "@tensorflow/tfjs-core";
 import { Tracer } from "../spec/graph.ts";
 import { BackendError, startBackend } from "../ops/backend.ts";
 import { checkKernels, evalTf } from "../ops/lower.ts";
-
-const root = new URL("../", import.meta.url);
+import { freshDeno, repoUrl } from "./_deno.ts";
 
 Deno.test("startBackend: importing ops/backend.ts registers, initialises and installs nothing", async () => {
   // A fresh process, so nothing else this test file imported can interfere.
   const probe = `
     import * as tf from "@tensorflow/tfjs-core";
-    import "${new URL("ops/backend.ts", root).href}";
+    import "${repoUrl("ops/backend.ts")}";
     console.log(JSON.stringify({
       factories: ["wasm", "cpu"].filter((b) => tf.findBackendFactory(b) !== null),
       active: tf.engine().backendName ?? null,
       gradients: tf.getGradient("BatchMatMul") !== undefined,
     }));
   `;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--config", new URL("deno.json", root).pathname, probe],
-    cwd: root.pathname,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, stderr);
-  const seen = JSON.parse(new TextDecoder().decode(out.stdout));
+  const seen = JSON.parse(await freshDeno(probe));
   assert.deepEqual(seen, { factories: [], active: null, gradients: false });
 });
 
@@ -85,23 +76,11 @@ Deno.test("startBackend: an unknown backend is a Left with a readable BackendErr
   assert.match(started.left.message, /cannot start tfjs backend 'tpu': unknown backend/);
 });
 
-/** Run `code` in a fresh `deno eval` with the project's config; its stdout, or a failed assert. */
-const probe = async (code: string): Promise<string> => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--config", new URL("deno.json", root).pathname, code],
-    cwd: root.pathname,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout).trim();
-};
-
 Deno.test("startBackend: without a Deno global (a browser) wasm runs the portable matmul and says why", async () => {
   // Fresh processes: the wasm binaries' location is fixed at the first wasm start.
-  const backend = new URL("ops/backend.ts", root).href;
+  const backend = repoUrl("ops/backend.ts");
   const seen = JSON.parse(
-    await probe(`
+    await freshDeno(`
     const { startBackend, wasmDistUrl } = await import("${backend}");
     const url = wasmDistUrl();
     Reflect.deleteProperty(globalThis, "Deno");
@@ -114,7 +93,7 @@ Deno.test("startBackend: without a Deno global (a browser) wasm runs the portabl
   assert.equal(seen.started.name, "wasm");
   assert.equal(seen.started.matmul, "portable");
   assert.match(seen.started.reason, /no Deno FFI/);
-  const wrong = await probe(`
+  const wrong = await freshDeno(`
     const { startBackend } = await import("${backend}");
     const r = await startBackend({ wasmPaths: "file:///nonexistent-crt-wasm/" });
     console.log(r._tag === "Left" ? r.left.message : "started");

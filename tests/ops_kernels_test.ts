@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { Tracer } from "../spec/graph.ts";
 import { ensureBackend } from "../ops/backend.ts";
 import {
   AUTOGRAD_KERNELS,
@@ -22,7 +21,7 @@ import {
 } from "../ops/lower.ts";
 import { evalRef } from "../ops/reference.ts";
 import type { Op, OpTag } from "../spec/ops.ts";
-import { type OpCase, opCases, sampler, scoped } from "./_ops_cases.ts";
+import { lmTracer, type OpCase, opCases, sampler, scoped } from "./_ops_cases.ts";
 
 await ensureBackend();
 
@@ -136,11 +135,7 @@ Deno.test("ops kernels: every declared kernel is registered on wasm", () => {
 
 /** Embedding → layerNorm → linear → crossEntropy, with spec paths. */
 const traceLm = () => {
-  const tr = new Tracer();
-  const ops = tr.ops("model");
-  const table = tr.input("embed", "param", [5, 4]);
-  const ids = tr.input("tokens", "data", [2, 3], "int32");
-  const targets = tr.input("targets", "data", [6], "int32");
+  const { tr, ops, table, ids, targets } = lmTracer(5, 4);
   const gain = tr.input("ln.gain", "param", [4]);
   const bias = tr.input("ln.bias", "param", [4]);
   const w = tr.input("out", "param", [4, 5]);

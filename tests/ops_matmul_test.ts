@@ -31,6 +31,7 @@ import {
   uninstallMatmul,
 } from "../ops/matmul.ts";
 import { evalRef, type RefTensor } from "../ops/reference.ts";
+import { freshDeno, repoUrl } from "./_deno.ts";
 import { normError, sampler, scoped } from "./_ops_cases.ts";
 import { randomTokens, tinyModels } from "./_tiny.ts";
 
@@ -148,22 +149,33 @@ const broadcastRef = (a: RefTensor, b: RefTensor, tA: boolean, tB: boolean): Ref
   return evalRef(op, [tile(a), tile(b)], { precision: "float64", training: false });
 };
 
+/**
+ * tf.matMul of (M, K, N) with a batch of 1 on either side against `batch` on
+ * the other, every transpose: shape [batch, M, N] and the broadcast product.
+ */
+const checkBroadcasts = (
+  s: ReturnType<typeof sampler>,
+  [m, k, n]: readonly [number, number, number],
+  batch: number,
+): void => {
+  for (const [tA, tB] of TRANSPOSES) {
+    for (const [ba, bb] of [[batch, 1], [1, batch]]) {
+      const a = s.normal([ba, ...stored(m, k, tA)]), b = s.normal([bb, ...stored(k, n, tB)]);
+      const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b), tA, tB));
+      assert.deepEqual(got.shape, [batch, m, n]);
+      const err = normError(got.dataSync(), broadcastRef(a, b, tA, tB).data);
+      got.dispose();
+      assert.ok(err <= TOL, `batches ${ba}/${bb} transpose=${[tA, tB]}: error ${err}`);
+    }
+  }
+};
+
 tierTest(
   "BatchMatMul replacement broadcasts a batch of 1, as tf.matMul allows",
   (tier) =>
     using(tier, () => {
       const s = sampler(7);
-      for (const [tA, tB] of TRANSPOSES) {
-        for (const [ba, bb] of [[3, 1], [1, 3]]) {
-          const [m, k, n] = [7, 33, 5];
-          const a = s.normal([ba, ...stored(m, k, tA)]), b = s.normal([bb, ...stored(k, n, tB)]);
-          const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b), tA, tB));
-          assert.deepEqual(got.shape, [3, m, n]);
-          const err = normError(got.dataSync(), broadcastRef(a, b, tA, tB).data);
-          got.dispose();
-          assert.ok(err <= TOL, `batches ${ba}/${bb} transpose=${[tA, tB]}: error ${err}`);
-        }
-      }
+      checkBroadcasts(s, [7, 33, 5], 3);
       // Rank 2 against rank 3: the 2-D operand is shared by every batch entry.
       const a = s.normal([2, 7, 33]), b = s.normal([33, 5]);
       const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b)));
@@ -366,17 +378,7 @@ Deno.test("portable tier on two threads (every product shared) matches the refer
       }
     }
     // Broadcast batches of 1, either side, every transpose.
-    const s = sampler(8);
-    for (const [tA, tB] of TRANSPOSES) {
-      for (const [ba, bb] of [[5, 1], [1, 5]]) {
-        const [m, k, n] = [13, 33, 17];
-        const a = s.normal([ba, ...stored(m, k, tA)]), b = s.normal([bb, ...stored(k, n, tB)]);
-        const got = tf.tidy(() => tf.matMul(toTensor(a), toTensor(b), tA, tB));
-        const err = normError(got.dataSync(), broadcastRef(a, b, tA, tB).data);
-        got.dispose();
-        assert.ok(err <= TOL, `batches ${ba}/${bb} transpose=${[tA, tB]}: error ${err}`);
-      }
-    }
+    checkBroadcasts(sampler(8), [13, 33, 17], 5);
     // Products big enough to cut into row and column chunks, every transpose, ranks 2 and 3.
     for (const batch of [[], [3]]) {
       for (const size of [[257, 33, 65], [9, 40, 600]] as const) {
@@ -509,9 +511,8 @@ Deno.test("startBackend: reports the matmul kernel in use and why native was not
 
 Deno.test("startBackend: a native matmul that cannot load is a Left only when forced", async () => {
   // Without --allow-ffi: a fresh process, with the permission left out.
-  const root = new URL("../", import.meta.url);
   const script = `
-    import { startBackend } from "${new URL("ops/backend.ts", root).href}";
+    import { startBackend } from "${repoUrl("ops/backend.ts")}";
     const auto = await startBackend();
     const forced = await startBackend({ matmul: "native" });
     console.log(JSON.stringify({
@@ -520,26 +521,7 @@ Deno.test("startBackend: a native matmul that cannot load is a Left only when fo
     }));
   `;
   // `deno eval` grants every permission, so the script goes to `deno run -` on stdin.
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--config",
-      new URL("deno.json", root).pathname,
-      "--allow-read",
-      "--allow-env",
-      "-",
-    ],
-    cwd: root.pathname,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(script));
-  await w.close();
-  const out = await child.output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const seen = JSON.parse(new TextDecoder().decode(out.stdout));
+  const seen = JSON.parse(await freshDeno(script, ["--allow-read", "--allow-env"]));
   assert.equal(seen.auto.matmul, "portable");
   assert.match(seen.auto.reason, /--allow-ffi/);
   assert.match(seen.forced, /native matmul unavailable: .*--allow-ffi/);
@@ -548,10 +530,9 @@ Deno.test("startBackend: a native matmul that cannot load is a Left only when fo
 Deno.test("startBackend: without SharedArrayBuffer the portable matmul runs on one thread and says so", async () => {
   // As in a browser page that is not cross-origin isolated; a fresh process, so
   // that this one keeps its SharedArrayBuffer.
-  const root = new URL("../", import.meta.url);
   const script = `
     delete globalThis.SharedArrayBuffer;
-    const { startBackend } = await import("${new URL("ops/backend.ts", root).href}");
+    const { startBackend } = await import("${repoUrl("ops/backend.ts")}");
     const tf = await import("@tensorflow/tfjs-core");
     const r = await startBackend({ matmul: "portable" });
     const y = tf.matMul(tf.ones([300, 200]), tf.ones([300, 100]), true, false); // [200, 100] of 300s
@@ -561,26 +542,7 @@ Deno.test("startBackend: without SharedArrayBuffer the portable matmul runs on o
       right: v.length === 20000 && v.every((x) => x === 300),
     }));
   `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--config",
-      new URL("deno.json", root).pathname,
-      "--allow-read",
-      "--allow-env",
-      "-",
-    ],
-    cwd: root.pathname,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(script));
-  await w.close();
-  const out = await child.output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const seen = JSON.parse(new TextDecoder().decode(out.stdout));
+  const seen = JSON.parse(await freshDeno(script, ["--allow-read", "--allow-env"]));
   assert.equal(seen.info.matmul, "portable");
   assert.match(
     seen.info.reason,

@@ -25,7 +25,7 @@ import {
 } from "../ops/lower.ts";
 import { evalRef, interpret, MASKED, type RefTensor, refTensor } from "../ops/reference.ts";
 import { Ops } from "../spec/ops.ts";
-import { mixedError, opCases, sampler, scoped } from "./_ops_cases.ts";
+import { lmTracer, mixedError, opCases, sampler, scoped } from "./_ops_cases.ts";
 
 await ensureBackend();
 
@@ -103,11 +103,7 @@ Deno.test("ops parity: dropout in training is seeded, inverted and drops about `
 
 /** A small graph through most ops, with params, data and state inputs. */
 const traceSmall = () => {
-  const tr = new Tracer();
-  const ops = tr.ops("model");
-  const table = tr.input("embed", "param", [9, 8]);
-  const ids = tr.input("tokens", "data", [2, 3], "int32");
-  const targets = tr.input("targets", "data", [6], "int32");
+  const { tr, ops, table, ids, targets } = lmTracer(9, 8);
   const mem = tr.input("mem", "state", [2, 1, 8]);
   const gain = tr.input("ln.gain", "param", [8]);
   const bias = tr.input("ln.bias", "param", [8]);

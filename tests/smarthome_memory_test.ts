@@ -19,38 +19,24 @@ import {
   smarthomePreset,
 } from "../experiments/tasks/clips_experiment.ts";
 import { runSmarthome, type SmarthomeResults } from "../experiments/tasks/clips.ts";
+import { tinyCrtGru, tinyTransformer, wide } from "./_tiny.ts";
 
 await ensureBackend();
 
 const K = 4, S = 4, F = 8, CLASSES = 4;
 
-const blocks = {
-  vocabSize: 2,
-  dModel: 32,
-  nHeads: 2,
-  dFF: 64,
-  nLayers: 1,
-  dropout: 0,
-  segmentLen: S,
-  input: { _tag: "features", dim: F },
-  positional: "learned",
-} as const;
-
+/** The tiny models, widened, reading frames of F features into a CLASSES-way classifier. */
+const input = { _tag: "features", dim: F } as const;
 const crt: CrtSpec = {
-  _tag: "crt",
-  ...blocks,
+  ...wide(tinyCrtGru, S),
+  vocabSize: 2,
+  input,
   readout: { _tag: "classifier", nClasses: CLASSES, pool: "memory" },
-  memory: {
-    cell: "gru",
-    dMemory: 32,
-    injection: "prependToken",
-    rnnInput: "mean",
-    orthogonal: "candidate",
-  },
 };
 const transformer: TransformerSpec = {
-  _tag: "transformer",
-  ...blocks,
+  ...wide(tinyTransformer, S),
+  vocabSize: 2,
+  input,
   readout: { _tag: "classifier", nClasses: CLASSES, pool: "mean" },
 };
 

@@ -5,29 +5,14 @@
  * sizes, and no tensor left behind.
  */
 import assert from "node:assert/strict";
-import * as E from "fp-ts/lib/Either.js";
 import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
-import type { Program, Stream } from "../core/program.ts";
-import { compile } from "../core/compile.ts";
 import type { CrtSpec, ModelSpec } from "../spec/codecs.ts";
 import { canStream, openShapes } from "../spec/stream.ts";
-import {
-  randomTokens,
-  tinyCrtGru,
-  tinyCrtNcgru,
-  tinyModels,
-  tinyTransformer,
-  tinyXl,
-} from "./_tiny.ts";
+import { randomTokens, tinyCrtGru, tinyModels, tinyXl } from "./_tiny.ts";
+import { compiled, maxDiff, streamIn } from "./_program.ts";
 
 await ensureBackend();
-
-const compiled = (spec: ModelSpec): Program => {
-  const p = compile(spec);
-  if (E.isLeft(p)) throw new Error(p.left.message);
-  return p.right;
-};
 
 const tinyCrtSlot: CrtSpec = {
   ...tinyCrtGru,
@@ -39,39 +24,6 @@ const variants: Record<string, ModelSpec> = {
   "CRT (slot)": tinyCrtSlot,
   "Transformer-XL, cache shorter than a segment": { ...tinyXl, memLen: 2 },
 };
-
-/** Feed `tokens` ([B, L] row-major) in pieces of the given sizes; logits [B, L, V] and the stream. */
-const streamIn = (
-  p: Program,
-  params: ReturnType<Program["init"]>,
-  tokens: Int32Array,
-  b: number,
-  sizes: readonly number[],
-  opts: { recomputeEvery?: number } = {},
-): { logits: tf.Tensor; stream: Stream } => {
-  const len = tokens.length / b;
-  let stream = p.openStream(b);
-  const got: tf.Tensor[] = [];
-  let at = 0, k = 0;
-  while (at < len) {
-    const n = Math.min(sizes[k % sizes.length], len - at);
-    const chunk = new Int32Array(b * n);
-    for (let r = 0; r < b; r++) chunk.set(tokens.subarray(r * len + at, r * len + at + n), r * n);
-    const recompute = opts.recomputeEvery !== undefined && k % opts.recomputeEvery === 1;
-    const out = p.inferStep(params, stream, chunk, { recompute });
-    got.push(out.logits);
-    p.disposeState(stream.state);
-    stream = out.stream;
-    at += n;
-    k++;
-  }
-  const logits = tf.concat(got, 1);
-  for (const g of got) g.dispose();
-  return { logits, stream };
-};
-
-const maxDiff = (a: tf.Tensor, b: tf.Tensor): number =>
-  tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 
 Deno.test("inferStep (cached): equals forward for every model variant, batch 2, any feed sizes", () => {
   for (const [name, spec] of Object.entries(variants)) {
@@ -104,7 +56,7 @@ Deno.test("inferStep (cached): equals forward for every model variant, batch 2, 
 });
 
 Deno.test("inferStep: switching between cached and recompute mid-segment gives the same logits", () => {
-  for (const spec of [tinyCrtGru, tinyCrtNcgru, tinyXl, tinyTransformer]) {
+  for (const spec of Object.values(tinyModels)) {
     const p = compiled(spec);
     const params = p.init(5);
     const len = 4 * spec.segmentLen + 1;
