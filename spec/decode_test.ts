@@ -22,6 +22,8 @@ import {
   taggedUnion,
   toSpecError,
 } from "./decode.ts";
+// A real record codec (five fields: literal lists and a size) to decode through.
+import { MemorySpec as Memory } from "./codecs.ts";
 
 /** The issues of a decode that must fail. */
 function issuesOf<A>(r: E.Either<SpecError, A>): readonly SpecIssue[] {
@@ -123,13 +125,6 @@ Deno.test("oneOf names the allowed values for unknown strings and non-strings", 
   assert.deepEqual(Cell.values, ["gru", "ncgru"]);
 });
 
-const Memory = strict({
-  cell: oneOf(["gru", "ncgru"], "cell"),
-  dMemory: PositiveInt,
-  injection: oneOf(["prependToken", "addToEmbeddings"], "injection"),
-  rnnInput: oneOf(["tokens", "mean", "slot"], "RNN input"),
-  orthogonal: oneOf(["candidate", "candidateAndReset"], "orthogonality"),
-}, "Memory");
 const Outer = strict({ memory: Memory, on: t.boolean }, "Outer");
 const goodMemory = {
   cell: "gru",
