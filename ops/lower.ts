@@ -31,7 +31,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import { left, right } from "fp-ts/lib/Either.js";
 import { bodyFeeds, bodyOutputs, type Graph, type Node, walkGraph } from "../spec/graph.ts";
 import type { Either } from "../spec/either.ts";
-import { inferShape, type Op, type OpBackend, type OpTag, type Shape } from "../spec/ops.ts";
+import { inferShape, type Op, type OpTag, type Shape } from "../spec/ops.ts";
+import { type OpBackend } from "../spec/ops_builder.ts";
 import type { RefTensor } from "./reference.ts";
 import { GATHER_ROWS, XENT, XENT_GRAD } from "./fused.ts";
 import { fusedKernel, type KernelUse, type LowerCtx } from "./fusion.ts";
@@ -406,7 +407,7 @@ export const checkKernels = (
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs-core";
- * import { Ops } from "../spec/ops.ts";
+ * import { Ops } from "../spec/ops_builder.ts";
  * import { ensureBackend } from "./backend.ts";
  * import { TfBackend } from "./lower.ts";
  * await ensureBackend({ backend: "cpu" });

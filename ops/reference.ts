@@ -10,7 +10,8 @@
  * @module
  */
 import { bodyFeeds, bodyOutputs, type Graph, type Node, walkGraph } from "../spec/graph.ts";
-import { type DType, inferShape, type Op, type OpBackend, type Shape } from "../spec/ops.ts";
+import { type DType, inferShape, type Op, type Shape } from "../spec/ops.ts";
+import { type OpBackend } from "../spec/ops_builder.ts";
 
 /** Arithmetic precision of the interpreter's float tensors. */
 export type Precision = "float32" | "float64";
@@ -594,7 +595,7 @@ export const interpret = (
  *
  * @example
  * ```ts
- * import { Ops } from "../spec/ops.ts";
+ * import { Ops } from "../spec/ops_builder.ts";
  * import { RefBackend, refTensor } from "./reference.ts";
  * const ops = new Ops(new RefBackend({ precision: "float64" }));
  * const y = ops.softmax(refTensor([3], [1, 2, 3]));

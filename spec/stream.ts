@@ -36,7 +36,8 @@ import {
   type State,
   updateMemory,
 } from "./stages.ts";
-import type { Ops, Shape } from "./ops.ts";
+import type { Shape } from "./ops.ts";
+import type { Ops } from "./ops_builder.ts";
 
 /** Which rows of a step go through the output layer. */
 export type StepReadout = "all" | "last" | "none";
