@@ -14,7 +14,8 @@ import type { FusedAttrs, Op, Shape } from "./ops.ts";
  * @example A backend that only tracks shapes
  * ```ts
  * import assert from "node:assert/strict";
- * import { type DType, inferShape, type OpBackend, type Shape } from "./ops.ts";
+ * import { type DType, inferShape, type Shape } from "./ops.ts";
+ * import { type OpBackend } from "./ops_builder.ts";
  *
  * interface Sym {
  *   readonly shape: Shape;
@@ -53,7 +54,7 @@ export interface OpBackend<T> {
  *
  * @example
  * ```ts
- * import type { LinearOptions } from "./ops.ts";
+ * import type { LinearOptions } from "./ops_builder.ts";
  * // The second layer of a pre-LN feed-forward block: x1 + dropout(h W2 + b2).
  * const opts = <T>(x1: T): LinearOptions<T> => ({ dropout: 0.1, residual: x1 });
  * console.log(opts(0).dropout);
@@ -82,7 +83,8 @@ export interface LinearOptions<T> {
  * @example Write a stage once, check its shapes on a shape-only backend
  * ```ts
  * import assert from "node:assert/strict";
- * import { type DType, inferShape, type OpBackend, Ops, type Shape } from "./ops.ts";
+ * import { type DType, inferShape, type Shape } from "./ops.ts";
+ * import { type OpBackend, Ops } from "./ops_builder.ts";
  *
  * // x + sigmoid(x W) ⊙ x on the last axis, for any rank.
  * const gatedResidual = <T>(o: Ops<T>, x: T, w: T): T =>
