@@ -205,28 +205,32 @@ const matmul = (
   return { shape: outShape, dtype: "float32", data: out };
 };
 
-const softmax = (x: RefTensor, p: Precision): RefTensor => {
+/** Each row of x's last axis written by `fill` from the row's max m and Σ exp(x − m). */
+const byRow = (
+  x: RefTensor,
+  p: Precision,
+  fill: (out: Float32Array | Float64Array, o: number, len: number, m: number, s: number) => void,
+): RefTensor => {
   const { rows, len } = lastAxisRows(x.shape);
   const out = floatArray(x.data.length, p);
   for (let r = 0; r < rows; r++) {
     const o = r * len;
     const { m, s } = maxAndExpSum(x.data, o, len);
-    for (let j = 0; j < len; j++) out[o + j] = Math.exp(x.data[o + j] - m) / s;
+    fill(out, o, len, m, s);
   }
   return { shape: x.shape, dtype: "float32", data: out };
 };
 
-const logSoftmax = (x: RefTensor, p: Precision): RefTensor => {
-  const { rows, len } = lastAxisRows(x.shape);
-  const out = floatArray(x.data.length, p);
-  for (let r = 0; r < rows; r++) {
-    const o = r * len;
-    const { m, s } = maxAndExpSum(x.data, o, len);
+const softmax = (x: RefTensor, p: Precision): RefTensor =>
+  byRow(x, p, (out, o, len, m, s) => {
+    for (let j = 0; j < len; j++) out[o + j] = Math.exp(x.data[o + j] - m) / s;
+  });
+
+const logSoftmax = (x: RefTensor, p: Precision): RefTensor =>
+  byRow(x, p, (out, o, len, m, s) => {
     const lse = m + Math.log(s);
     for (let j = 0; j < len; j++) out[o + j] = x.data[o + j] - lse;
-  }
-  return { shape: x.shape, dtype: "float32", data: out };
-};
+  });
 
 const layerNorm = (
   x: RefTensor,
