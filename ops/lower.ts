@@ -32,7 +32,7 @@ import { left, right } from "fp-ts/lib/Either.js";
 import { bodyFeeds, bodyOutputs, type Graph, type Node, walkGraph } from "../spec/graph.ts";
 import type { Either } from "../spec/either.ts";
 import { inferShape, type Op, type OpTag, type Shape } from "../spec/ops.ts";
-import { type OpBackend } from "../spec/ops_builder.ts";
+import type { OpBackend } from "../spec/ops_builder.ts";
 import type { RefTensor } from "./reference.ts";
 import { GATHER_ROWS, XENT, XENT_GRAD } from "./fused.ts";
 import { fusedKernel, type KernelUse, type LowerCtx } from "./fusion.ts";

@@ -11,7 +11,7 @@
  */
 import { bodyFeeds, bodyOutputs, type Graph, type Node, walkGraph } from "../spec/graph.ts";
 import { type DType, inferShape, type Op, type Shape } from "../spec/ops.ts";
-import { type OpBackend } from "../spec/ops_builder.ts";
+import type { OpBackend } from "../spec/ops_builder.ts";
 
 /** Arithmetic precision of the interpreter's float tensors. */
 export type Precision = "float32" | "float64";

@@ -15,7 +15,7 @@ import type { FusedAttrs, Op, Shape } from "./ops.ts";
  * ```ts
  * import assert from "node:assert/strict";
  * import { type DType, inferShape, type Shape } from "./ops.ts";
- * import { type OpBackend } from "./ops_builder.ts";
+ * import type { OpBackend } from "./ops_builder.ts";
  *
  * interface Sym {
  *   readonly shape: Shape;
