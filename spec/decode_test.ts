@@ -6,8 +6,13 @@ import {
   checkWith,
   decodeWith,
   describeValue,
-  intAtLeast,
   joinPath,
+  SpecError,
+  type SpecIssue,
+  toSpecError,
+} from "./decode.ts";
+import {
+  intAtLeast,
   NonNegativeInt,
   NonNegativeNumber,
   numberWhere,
@@ -16,12 +21,9 @@ import {
   PositiveInt,
   PositiveNumber,
   Probability,
-  SpecError,
-  type SpecIssue,
   strict,
   taggedUnion,
-  toSpecError,
-} from "./decode.ts";
+} from "./combinators.ts";
 // A real record codec (five fields: literal lists and a size) to decode through.
 import { MemorySpec as Memory } from "./codecs.ts";
 
