@@ -127,17 +127,9 @@ export type {
   ClusterParams,
   TailCluster,
 } from "./spec/adaptive.ts";
-export { Ops } from "./spec/ops.ts";
-export type {
-  DType,
-  FusedAttrs,
-  LinearOptions,
-  Op,
-  OpBackend,
-  OpTag,
-  Region,
-  Shape,
-} from "./spec/ops.ts";
+export { Ops } from "./spec/ops_builder.ts";
+export type { LinearOptions, OpBackend } from "./spec/ops_builder.ts";
+export type { DType, FusedAttrs, Op, OpTag, Region, Shape } from "./spec/ops.ts";
 
 // Backend start-up.
 export { BackendError, startBackend } from "./ops/backend.ts";

@@ -35,7 +35,8 @@
  * @module
  */
 import * as t from "io-ts";
-import { decodeWith, NonNegativeInt, oneOf, optional, strict } from "../spec/decode.ts";
+import { decodeWith } from "../spec/decode.ts";
+import { NonNegativeInt, oneOf, optional, strict } from "../spec/combinators.ts";
 import { decodeModelSpec } from "../spec/codecs.ts";
 import type { ModelSpec } from "../spec/types.ts";
 import { paramLayout } from "../spec/stages.ts";

@@ -27,8 +27,8 @@
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import type { Assert, MutuallyAssignable } from "../spec/_assert.ts";
+import { decodeWith, SpecError, type SpecIssue } from "../spec/decode.ts";
 import {
-  decodeWith,
   type FieldCodecs,
   NonNegativeInt,
   NonNegativeNumber,
@@ -39,11 +39,9 @@ import {
   PositiveInt,
   PositiveNumber,
   Probability,
-  SpecError,
-  type SpecIssue,
   strict,
   type StrictCodec,
-} from "../spec/decode.ts";
+} from "../spec/combinators.ts";
 import type { Either } from "../spec/either.ts";
 import { decodeModelSpec, type ModelSpec } from "../spec/codecs.ts";
 
@@ -74,7 +72,7 @@ export interface NullableCodec<A> extends t.Type<A | null, A | null, unknown> {
  * @example
  * ```ts
  * import { nullable } from "./experiment.ts";
- * import { PositiveNumber } from "../spec/decode.ts";
+ * import { PositiveNumber } from "../spec/combinators.ts";
  *
  * const MaxSeconds = nullable(PositiveNumber);
  * console.log(MaxSeconds.is(null), MaxSeconds.is(60), MaxSeconds.is(-1)); // true true false

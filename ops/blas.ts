@@ -110,45 +110,17 @@ const CBLAS_NO_TRANS = 111;
 const SGEMV_THREADS_AT = 1 << 16;
 const CBLAS_TRANS = 112;
 
+/** alpha, A, lda, B (or X), ldb (or incX), beta, C (or Y), ldc (or incY): the tail of both calls. */
+const SCALED_OPERANDS = ["f32", "buffer", "i32", "buffer", "i32", "f32", "buffer", "i32"] as const;
+
 const SYMBOLS = {
+  // order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
   cblas_sgemm: {
-    // order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
-    parameters: [
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "f32",
-      "buffer",
-      "i32",
-      "buffer",
-      "i32",
-      "f32",
-      "buffer",
-      "i32",
-    ],
+    parameters: ["i32", "i32", "i32", "i32", "i32", "i32", ...SCALED_OPERANDS],
     result: "void",
   },
   // order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY
-  cblas_sgemv: {
-    parameters: [
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "f32",
-      "buffer",
-      "i32",
-      "buffer",
-      "i32",
-      "f32",
-      "buffer",
-      "i32",
-    ],
-    result: "void",
-  },
+  cblas_sgemv: { parameters: ["i32", "i32", "i32", "i32", ...SCALED_OPERANDS], result: "void" },
   // OpenBLAS only; other CBLAS libraries are still usable without it.
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
 } as const;

@@ -10,7 +10,8 @@
  * @module
  */
 import { bodyFeeds, bodyOutputs, type Graph, type Node, walkGraph } from "../spec/graph.ts";
-import { type DType, inferShape, type Op, type OpBackend, type Shape } from "../spec/ops.ts";
+import { type DType, inferShape, type Op, type Shape } from "../spec/ops.ts";
+import type { OpBackend } from "../spec/ops_builder.ts";
 
 /** Arithmetic precision of the interpreter's float tensors. */
 export type Precision = "float32" | "float64";
@@ -92,22 +93,45 @@ const map1 = (x: RefTensor, p: Precision, f: (v: number) => number): RefTensor =
  * repeat).
  */
 const broadcastIndex = (inShape: Shape, outShape: Shape): Int32Array => {
-  const n = sizeOf(outShape);
-  const idx = new Int32Array(n);
   const inStrides = stridesOf(inShape);
   const offset = outShape.length - inShape.length;
+  return sourceIndex(outShape, (d, c) => {
+    const di = d - offset;
+    return di >= 0 && inShape[di] !== 1 ? c * inStrides[di] : 0;
+  });
+};
+
+/**
+ * For each flat index of `outShape`, the flat source index Σ_d step(d, c_d),
+ * c_d its coordinate on axis d: the walk broadcasting, transpose and slice share.
+ */
+const sourceIndex = (outShape: Shape, step: (d: number, c: number) => number): Int32Array => {
+  const n = sizeOf(outShape);
+  const idx = new Int32Array(n);
   const outStrides = stridesOf(outShape);
   for (let f = 0; f < n; f++) {
     let rem = f, src = 0;
     for (let d = 0; d < outShape.length; d++) {
-      const coord = Math.floor(rem / outStrides[d]);
-      rem -= coord * outStrides[d];
-      const di = d - offset;
-      if (di >= 0 && inShape[di] !== 1) src += coord * inStrides[di];
+      const c = Math.floor(rem / outStrides[d]);
+      rem -= c * outStrides[d];
+      src += step(d, c);
     }
     idx[f] = src;
   }
   return idx;
+};
+
+/** A tensor of `outShape` whose element f is x's element at `sourceIndex(outShape, step)[f]`. */
+const gather = (
+  x: RefTensor,
+  outShape: Shape,
+  p: Precision,
+  step: (d: number, c: number) => number,
+): RefTensor => {
+  const idx = sourceIndex(outShape, step);
+  const out = withData(x, outShape, idx.length, p);
+  for (let f = 0; f < idx.length; f++) out.data[f] = x.data[idx[f]];
+  return out;
 };
 
 const binary = (
@@ -128,6 +152,22 @@ const binary = (
 const lastAxisRows = (shape: Shape): { rows: number; len: number } => {
   const len = shape[shape.length - 1] ?? 1;
   return { rows: len === 0 ? 0 : sizeOf(shape) / len, len };
+};
+
+/**
+ * The row `data[o, o + len)`'s maximum m and Σ exp(x − m): the stable start
+ * of softmax, log-softmax and cross-entropy.
+ */
+const maxAndExpSum = (
+  data: RefTensor["data"],
+  o: number,
+  len: number,
+): { m: number; s: number } => {
+  let m = -Infinity;
+  for (let j = 0; j < len; j++) m = Math.max(m, data[o + j]);
+  let s = 0;
+  for (let j = 0; j < len; j++) s += Math.exp(data[o + j] - m);
+  return { m, s };
 };
 
 const matmul = (
@@ -165,34 +205,32 @@ const matmul = (
   return { shape: outShape, dtype: "float32", data: out };
 };
 
-const softmax = (x: RefTensor, p: Precision): RefTensor => {
+/** Each row of x's last axis written by `fill` from the row's max m and Σ exp(x − m). */
+const byRow = (
+  x: RefTensor,
+  p: Precision,
+  fill: (out: Float32Array | Float64Array, o: number, len: number, m: number, s: number) => void,
+): RefTensor => {
   const { rows, len } = lastAxisRows(x.shape);
   const out = floatArray(x.data.length, p);
   for (let r = 0; r < rows; r++) {
     const o = r * len;
-    let m = -Infinity;
-    for (let j = 0; j < len; j++) m = Math.max(m, x.data[o + j]);
-    let s = 0;
-    for (let j = 0; j < len; j++) s += Math.exp(x.data[o + j] - m);
-    for (let j = 0; j < len; j++) out[o + j] = Math.exp(x.data[o + j] - m) / s;
+    const { m, s } = maxAndExpSum(x.data, o, len);
+    fill(out, o, len, m, s);
   }
   return { shape: x.shape, dtype: "float32", data: out };
 };
 
-const logSoftmax = (x: RefTensor, p: Precision): RefTensor => {
-  const { rows, len } = lastAxisRows(x.shape);
-  const out = floatArray(x.data.length, p);
-  for (let r = 0; r < rows; r++) {
-    const o = r * len;
-    let m = -Infinity;
-    for (let j = 0; j < len; j++) m = Math.max(m, x.data[o + j]);
-    let s = 0;
-    for (let j = 0; j < len; j++) s += Math.exp(x.data[o + j] - m);
+const softmax = (x: RefTensor, p: Precision): RefTensor =>
+  byRow(x, p, (out, o, len, m, s) => {
+    for (let j = 0; j < len; j++) out[o + j] = Math.exp(x.data[o + j] - m) / s;
+  });
+
+const logSoftmax = (x: RefTensor, p: Precision): RefTensor =>
+  byRow(x, p, (out, o, len, m, s) => {
     const lse = m + Math.log(s);
     for (let j = 0; j < len; j++) out[o + j] = x.data[o + j] - lse;
-  }
-  return { shape: x.shape, dtype: "float32", data: out };
-};
+  });
 
 const layerNorm = (
   x: RefTensor,
@@ -243,19 +281,8 @@ const transpose = (
   outShape: Shape,
   p: Precision,
 ): RefTensor => {
-  const out = withData(x, outShape, x.data.length, p);
   const inStrides = stridesOf(x.shape);
-  const outStrides = stridesOf(outShape);
-  for (let f = 0; f < x.data.length; f++) {
-    let rem = f, src = 0;
-    for (let d = 0; d < outShape.length; d++) {
-      const c = Math.floor(rem / outStrides[d]);
-      rem -= c * outStrides[d];
-      src += c * inStrides[perm[d]];
-    }
-    out.data[f] = x.data[src];
-  }
-  return out;
+  return gather(x, outShape, p, (d, c) => c * inStrides[perm[d]]);
 };
 
 const concat = (
@@ -283,20 +310,8 @@ const slice = (
   outShape: Shape,
   p: Precision,
 ): RefTensor => {
-  const n = sizeOf(outShape);
-  const out = withData(x, outShape, n, p);
   const inStrides = stridesOf(x.shape);
-  const outStrides = stridesOf(outShape);
-  for (let f = 0; f < n; f++) {
-    let rem = f, src = 0;
-    for (let d = 0; d < outShape.length; d++) {
-      const c = Math.floor(rem / outStrides[d]);
-      rem -= c * outStrides[d];
-      src += (c + begin[d]) * inStrides[d];
-    }
-    out.data[f] = x.data[src];
-  }
-  return out;
+  return gather(x, outShape, p, (d, c) => (c + begin[d]) * inStrides[d]);
 };
 
 const mean = (x: RefTensor, axis: number, outShape: Shape, p: Precision): RefTensor => {
@@ -360,10 +375,7 @@ const crossEntropy = (logits: RefTensor, targets: RefTensor, p: Precision): RefT
     if (!Number.isInteger(t) || t < 0 || t >= v) {
       throw new RangeError(`crossEntropy: target ${t} of row ${r} is outside [0, ${v})`);
     }
-    let m = -Infinity;
-    for (let j = 0; j < v; j++) m = Math.max(m, logits.data[o + j]);
-    let s = 0;
-    for (let j = 0; j < v; j++) s += Math.exp(logits.data[o + j] - m);
+    const { m, s } = maxAndExpSum(logits.data, o, v);
     out[r] = m + Math.log(s) - logits.data[o + t];
   }
   return { shape: [n], dtype: "float32", data: out };
@@ -587,7 +599,7 @@ export const interpret = (
  *
  * @example
  * ```ts
- * import { Ops } from "../spec/ops.ts";
+ * import { Ops } from "../spec/ops_builder.ts";
  * import { RefBackend, refTensor } from "./reference.ts";
  * const ops = new Ops(new RefBackend({ precision: "float64" }));
  * const y = ops.softmax(refTensor([3], [1, 2, 3]));

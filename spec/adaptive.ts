@@ -28,7 +28,7 @@
  * ```ts
  * import assert from "node:assert/strict";
  * import { adaptiveGeometry, adaptiveLogProbs } from "./adaptive.ts";
- * import { Ops } from "./ops.ts";
+ * import { Ops } from "./ops_builder.ts";
  * import { RefBackend, refTensor } from "../ops/reference.ts";
  *
  * const geom = adaptiveGeometry({ _tag: "adaptive", cutoffs: [3, 6], divValue: 2 }, {
@@ -56,7 +56,8 @@
  * @module
  */
 import type { AdaptiveReadout } from "./types.ts";
-import type { DType, Ops, Shape } from "./ops.ts";
+import type { DType, Shape } from "./ops.ts";
+import type { Ops } from "./ops_builder.ts";
 import { param, type ParamSpec } from "./params.ts";
 
 /**

@@ -15,7 +15,7 @@ import {
 import { decodeModelSpec } from "./codecs.ts";
 import { referenceCrt } from "./reference_specs.ts";
 import type { AdaptiveReadout } from "./types.ts";
-import { Ops } from "./ops.ts";
+import { Ops } from "./ops_builder.ts";
 
 const o = new Ops(new RefBackend({ precision: "float64" }));
 

@@ -37,12 +37,10 @@ import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import { pipe } from "fp-ts/lib/function.js";
 import type { Assert, MutuallyAssignable } from "./_assert.ts";
+import { checkWith, decodeWith, joinPath, type SpecError, type SpecIssue } from "./decode.ts";
 import {
-  checkWith,
-  decodeWith,
   type FieldCodecs,
   intAtLeast,
-  joinPath,
   NonNegativeInt,
   numberWhere,
   oneOf,
@@ -50,13 +48,11 @@ import {
   optional,
   PositiveInt,
   Probability,
-  type SpecError,
-  type SpecIssue,
   strict,
   type StrictCodec,
   taggedUnion,
   type TaggedUnionCodec,
-} from "./decode.ts";
+} from "./combinators.ts";
 import type { Either } from "./either.ts";
 import type * as types from "./types.ts";
 

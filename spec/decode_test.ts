@@ -6,8 +6,13 @@ import {
   checkWith,
   decodeWith,
   describeValue,
-  intAtLeast,
   joinPath,
+  SpecError,
+  type SpecIssue,
+  toSpecError,
+} from "./decode.ts";
+import {
+  intAtLeast,
   NonNegativeInt,
   NonNegativeNumber,
   numberWhere,
@@ -16,12 +21,11 @@ import {
   PositiveInt,
   PositiveNumber,
   Probability,
-  SpecError,
-  type SpecIssue,
   strict,
   taggedUnion,
-  toSpecError,
-} from "./decode.ts";
+} from "./combinators.ts";
+// A real record codec (five fields: literal lists and a size) to decode through.
+import { MemorySpec as Memory } from "./codecs.ts";
 
 /** The issues of a decode that must fail. */
 function issuesOf<A>(r: E.Either<SpecError, A>): readonly SpecIssue[] {
@@ -123,13 +127,6 @@ Deno.test("oneOf names the allowed values for unknown strings and non-strings", 
   assert.deepEqual(Cell.values, ["gru", "ncgru"]);
 });
 
-const Memory = strict({
-  cell: oneOf(["gru", "ncgru"], "cell"),
-  dMemory: PositiveInt,
-  injection: oneOf(["prependToken", "addToEmbeddings"], "injection"),
-  rnnInput: oneOf(["tokens", "mean", "slot"], "RNN input"),
-  orthogonal: oneOf(["candidate", "candidateAndReset"], "orthogonality"),
-}, "Memory");
 const Outer = strict({ memory: Memory, on: t.boolean }, "Outer");
 const goodMemory = {
   cell: "gru",

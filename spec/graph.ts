@@ -13,14 +13,13 @@ import {
   inferShape,
   type Node,
   type Op,
-  type OpBackend,
-  Ops,
   type Region,
   regionInput,
   regionOutput,
   type Shape,
   ShapeError,
 } from "./ops.ts";
+import { type OpBackend, Ops } from "./ops_builder.ts";
 
 export type { Graph, Node, Region } from "./ops.ts";
 

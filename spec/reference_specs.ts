@@ -15,6 +15,16 @@ function deepFreeze<A>(a: A): A {
   return a;
 }
 
+/** The block sizes all three reference specs share (docs/substrate.md). */
+const blocks = {
+  vocabSize: 10000,
+  dModel: 256,
+  nHeads: 4,
+  dFF: 1024,
+  nLayers: 2,
+  dropout: 0.1,
+} as const;
+
 /**
  * The reference CRT (docs/substrate.md; ≈ 7.1 M parameters): V = 10,000,
  * D = 256, 4 heads, FFN 1024, 2 pre-LN layers, dropout 0.1, learned
@@ -35,12 +45,7 @@ function deepFreeze<A>(a: A): A {
  */
 export const referenceCrt: types.CrtSpec = deepFreeze({
   _tag: "crt",
-  vocabSize: 10000,
-  dModel: 256,
-  nHeads: 4,
-  dFF: 1024,
-  nLayers: 2,
-  dropout: 0.1,
+  ...blocks,
   segmentLen: 35,
   readout: { _tag: "lm", tie: false },
   positional: "learned",
@@ -68,12 +73,7 @@ export const referenceCrt: types.CrtSpec = deepFreeze({
  */
 export const referenceTransformer: types.TransformerSpec = deepFreeze({
   _tag: "transformer",
-  vocabSize: 10000,
-  dModel: 256,
-  nHeads: 4,
-  dFF: 1024,
-  nLayers: 2,
-  dropout: 0.1,
+  ...blocks,
   segmentLen: 70,
   readout: { _tag: "lm", tie: false },
   positional: "learned",
@@ -93,12 +93,7 @@ export const referenceTransformer: types.TransformerSpec = deepFreeze({
  */
 export const referenceXl: types.XlSpec = deepFreeze({
   _tag: "xl",
-  vocabSize: 10000,
-  dModel: 256,
-  nHeads: 4,
-  dFF: 1024,
-  nLayers: 2,
-  dropout: 0.1,
+  ...blocks,
   segmentLen: 35,
   readout: { _tag: "lm", tie: false },
   memLen: 35,

@@ -22,7 +22,7 @@ import {
   type AdaptiveTargets,
   type ClusterParams,
 } from "./adaptive.ts";
-import type { Ops } from "./ops.ts";
+import type { Ops } from "./ops_builder.ts";
 import { auxParam, param, type ParamSpec } from "./params.ts";
 
 /**

@@ -36,7 +36,8 @@ import {
   type State,
   updateMemory,
 } from "./stages.ts";
-import type { Ops, Shape } from "./ops.ts";
+import type { Shape } from "./ops.ts";
+import type { Ops } from "./ops_builder.ts";
 
 /** Which rows of a step go through the output layer. */
 export type StepReadout = "all" | "last" | "none";
@@ -414,7 +415,24 @@ const blockStep = <T>(
   const oa = ob.at("attn");
   const e = ob.shape(x)[2] / opts.heads;
   const { q, k, v } = blockStart(ob, bp, x, opts);
-  const scores = oa.matmul(q, k, { transposeB: true }); // [B, H, r, T]
+  return attendAndEnd(ob, bp, x, oa.matmul(q, k, { transposeB: true }), e, k, v);
+};
+
+/**
+ * The end of a block's step from its attention scores [B, H, r, T]: the
+ * causal softmax of scores / √E over the values, then {@linkcode blockEnd};
+ * with the keys and values to cache.
+ */
+const attendAndEnd = <T>(
+  ob: Ops<T>,
+  bp: BlockParams<T>,
+  x: T,
+  scores: T,
+  e: number,
+  k: T,
+  v: T,
+): [T, T, T] => {
+  const oa = ob.at("attn");
   // causalMask lets query i see key j ≤ i + (T − r): the whole prefix and itself.
   const probs = oa.softmax(oa.causalMask(oa.scale(scores, 1 / Math.sqrt(e)))); // [B, H, r, T]
   return [blockEnd(ob, bp, oa.matmul(probs, v), x), k, v];
@@ -462,9 +480,7 @@ const xlBlockStep = <T>(
     oa.reshape(oa.matmul(qv, r, { transposeB: true }), [h, b, rows, keys]),
     [1, 0, 2, 3],
   ); // [B, H, r, T]
-  const scores = oa.add(content, oa.relShift(raw));
-  const probs = oa.softmax(oa.causalMask(oa.scale(scores, 1 / Math.sqrt(e)))); // [B, H, r, T]
-  return [blockEnd(ob, bp, oa.matmul(probs, v), x), k, v];
+  return attendAndEnd(ob, bp, x, oa.add(content, oa.relShift(raw)), e, k, v);
 };
 
 /**

@@ -19,7 +19,7 @@ import { loadBlas } from "../ops/blas.ts";
 import { encodeQ8 } from "../ops/quant.ts";
 import { interpret, type RefTensor, refTensor } from "../ops/reference.ts";
 import { type Graph, type Sym, Tracer } from "../spec/graph.ts";
-import type { Ops } from "../spec/ops.ts";
+import type { Ops } from "../spec/ops_builder.ts";
 import { attentionCore, recurrentStep } from "../spec/stages.ts";
 import type { RecurrentParams } from "../spec/stages.ts";
 import { compile } from "../core/compile.ts";

@@ -24,7 +24,7 @@ import {
   toTensor,
 } from "../ops/lower.ts";
 import { evalRef, interpret, MASKED, type RefTensor, refTensor } from "../ops/reference.ts";
-import { Ops } from "../spec/ops.ts";
+import { Ops } from "../spec/ops_builder.ts";
 import { lmTracer, mixedError, opCases, sampler, scoped } from "./_ops_cases.ts";
 
 await ensureBackend();

@@ -24,21 +24,19 @@
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import type { Assert, MutuallyAssignable } from "../../spec/_assert.ts";
+import { decodeWith, SpecError, type SpecIssue } from "../../spec/decode.ts";
 import {
-  decodeWith,
   type FieldCodecs,
   NonNegativeInt,
   numberWhere,
   oneOf,
   PositiveInt,
   PositiveNumber,
-  SpecError,
-  type SpecIssue,
   strict,
   type StrictCodec,
   taggedUnion,
   type TaggedUnionCodec,
-} from "../../spec/decode.ts";
+} from "../../spec/combinators.ts";
 import type { Either } from "../../spec/either.ts";
 import type { CrtSpec, ModelSpec, TransformerSpec } from "../../spec/codecs.ts";
 import { referenceCrt, referenceTransformer } from "../../spec/reference_specs.ts";

@@ -1,6 +1,6 @@
 /**
  * The `linear` region in one kernel: `y = residual + relu(x·W + b)` (each
- * part optional; `Ops.linear` in spec/ops.ts marks it). The bias and the
+ * part optional; `Ops.linear` in spec/ops_builder.ts marks it). The bias and the
  * residual are written into the output first and the product adds onto
  * them (BLAS with β = 1, or our GEMM accumulating), the ReLU runs in place
  * after: one pass over the output instead of an Add kernel per addend and a
