@@ -121,6 +121,11 @@ export interface BackendInfo {
    * `SharedArrayBuffer` in a page that is not cross-origin isolated, say).
    */
   readonly reason?: string;
+  /**
+   * The CPU architecture the process runs on, as Deno names it (`x86_64`,
+   * `aarch64` on a 64-bit ARM board); absent outside Deno (a browser).
+   */
+  readonly arch?: string;
 }
 
 /**
@@ -314,14 +319,15 @@ export const startBackend = async (
     const build = name === "wasm" ? chooseKernelBuild(opts.kernels ?? "auto") : undefined;
     registerFusedKernels();
     await registerFusionKernels();
-    if (name === "cpu") return right({ name, simd: false, matmul: "stock" });
+    const arch = isDeno() ? { arch: Deno.build.arch } : {};
+    if (name === "cpu") return right({ name, simd: false, matmul: "stock", ...arch });
     const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT") === true;
     // The portable matmul's kernels, compiled here because a browser's main thread
     // refuses to compile them synchronously; a failure shows when the kernel first runs.
     if (choice !== "native") await compileGemm().catch(() => undefined);
     const mm = chooseMatmul(choice, opts.blasThreads);
     if (mm._tag === "Left") return left(new BackendError(name, mm.left));
-    return right({ name, simd, ...mm.right, kernels: build! });
+    return right({ name, simd, ...mm.right, kernels: build!, ...arch });
   } catch (e) {
     return left(new BackendError(name, describe(e), { cause: e }));
   }

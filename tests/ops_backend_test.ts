@@ -28,7 +28,12 @@ Deno.test("startBackend: cpu starts on request, runs ops and their gradients", a
   const started = await startBackend({ backend: "cpu" });
   assert.equal(started._tag, "Right");
   if (started._tag !== "Right") return;
-  assert.deepEqual(started.right, { name: "cpu", simd: false, matmul: "stock" });
+  assert.deepEqual(started.right, {
+    name: "cpu",
+    simd: false,
+    matmul: "stock",
+    arch: Deno.build.arch,
+  });
   assert.equal(tf.getBackend(), "cpu");
   const g = tf.tidy(() => {
     const x = tf.tensor2d([[1, -2], [3, 4]]);
@@ -65,6 +70,15 @@ Deno.test("startBackend: wasm is the default, found in the installed package", a
   assert.equal((await startBackend({ backend: "cpu" }))._tag, "Right");
   assert.equal((await startBackend({ backend: "wasm" }))._tag, "Right");
   assert.equal(tf.getBackend(), "wasm");
+});
+
+Deno.test("startBackend: the info names the CPU architecture (aarch64 on a 64-bit ARM board)", async () => {
+  for (const backend of ["cpu", "wasm"] as const) {
+    const started = await startBackend({ backend });
+    if (started._tag !== "Right") throw started.left;
+    assert.equal(started.right.arch, Deno.build.arch, backend);
+  }
+  assert.ok(["x86_64", "aarch64"].includes(Deno.build.arch), Deno.build.arch);
 });
 
 Deno.test("startBackend: an unknown backend is a Left with a readable BackendError", async () => {
