@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import { runExperiment } from "../../experiments/run.ts";
+import { runExperiment } from "../../experiments/tasks/language_model.ts";
 import { tinyExperiment, writeCorpus } from "../_corpus.ts";
 
 const dataDir = await writeCorpus();

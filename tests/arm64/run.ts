@@ -102,7 +102,7 @@ export const PLAN: readonly PlanEntry[] = [
   },
   { file: "tests/stream_test.ts", what: "streaming equals segment-at-once" },
   {
-    file: "experiments/run_test.ts",
+    file: "experiments/tasks/language_model_test.ts",
     what: "training lowers the loss; resume after an interrupt",
     filter: including("a short run lowers the loss", "interrupted and resumed"),
   },
