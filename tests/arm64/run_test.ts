@@ -9,6 +9,7 @@ const LEFT_OUT = [
   // Timing under emulation: a worker not ready yet, or retired by its idle timeout.
   "portable tier on two threads",
   "starts lazily, retires when idle",
+  "a worker that blocks in Atomics.wait",
 ];
 
 const root = new URL("../../", import.meta.url);
