@@ -91,6 +91,18 @@ export interface Cli {
    * portable), or `native` / `portable` to force one.
    */
   readonly matmul: "auto" | "native" | "portable";
+  /** Sweeps: `--seeds N`, the seeds per member in place of the sweep's own count. */
+  readonly seeds: number | null;
+  /** Sweeps: `--member NAME`, run only that member (with `--seed`, only that seed). */
+  readonly member: string | null;
+  /** Sweeps: `--seed N`, with `--member`. */
+  readonly seed: number | null;
+  /** Sweeps: `--slurm`, submit the sweep as a Slurm array job and exit. */
+  readonly slurm: boolean;
+  /** Sweeps: `--sbatch "ARGS"`, extra `sbatch` arguments (with `--slurm`). */
+  readonly sbatch: string | null;
+  /** Sweeps: `--collect SWEEP_DIR`, merge what has finished into the table. */
+  readonly collect: string | null;
 }
 
 /**
@@ -140,6 +152,16 @@ export const USAGE = `usage: crt <name> [options]
   --backend wasm|cpu   compute backend (default wasm)
   --matmul auto|native|portable
                        wasm matmul tier (default auto: native BLAS when it loads)
+
+  sweeps (members x seeds):
+  --seeds N            seeds per member (default: the sweep's own count)
+  --member NAME        run only that member (each seed, or --seed N); again: resumes, or
+                       does nothing when finished
+  --seed N             with --member: only that seed
+  --slurm              submit one Slurm array task per member x seed, print the job id, exit
+  --sbatch="ARGS"      with --slurm: more sbatch arguments, e.g. --sbatch="--partition=cpu"
+  --collect SWEEP_DIR  merge what has finished into sweep.json, sweep.md and curves.svg;
+                       exit 0 only when every task has finished
   -h, --help           this text
 `;
 
@@ -153,8 +175,32 @@ const OPTIONS = {
   "dry-run": { type: "boolean" },
   backend: { type: "string" },
   matmul: { type: "string" },
+  seeds: { type: "string" },
+  member: { type: "string" },
+  seed: { type: "string" },
+  slurm: { type: "boolean" },
+  sbatch: { type: "string" },
+  collect: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
+
+/** A non-negative integer option (`min` 1 for counts), or the error naming it. */
+function intOption(
+  value: string | undefined,
+  option: string,
+  min: number,
+): E.Either<CliError, number | null> {
+  if (value === undefined) return E.right(null);
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
+    return E.left({
+      _tag: "InvalidOption",
+      option,
+      message: `${option} ${JSON.stringify(value)}: expected an integer ≥ ${min}`,
+    });
+  }
+  return E.right(n);
+}
 
 function parseSetArg(arg: string): E.Either<CliError, SetOverride> {
   const eq = arg.indexOf("=");
@@ -228,6 +274,30 @@ export function parseCli(argv: readonly string[]): E.Either<CliError, Cli> {
       message: `--matmul ${JSON.stringify(matmul)}: expected one of auto, native, portable`,
     });
   }
+  const seeds = intOption(values.seeds, "--seeds", 1);
+  if (E.isLeft(seeds)) return seeds;
+  const seed = intOption(values.seed, "--seed", 0);
+  if (E.isLeft(seed)) return seed;
+  const needs = (option: string, what: string, ok: boolean): E.Either<CliError, void> =>
+    ok ? E.right(undefined) : E.left({
+      _tag: "InvalidOption",
+      option,
+      message: `${option} needs ${what}`,
+    });
+  for (
+    const c of [
+      needs("--seed", "--member NAME", seed.right === null || values.member !== undefined),
+      needs("--sbatch", "--slurm", values.sbatch === undefined || values.slurm === true),
+      needs("--slurm", "no --member (it submits every member)", !values.slurm || !values.member),
+      needs(
+        "--collect",
+        "none of --slurm, --member, --seeds, --resume (it reads the sweep folder as it is)",
+        values.collect === undefined ||
+          (!values.slurm && values.member === undefined && values.seeds === undefined &&
+            values.resume === undefined),
+      ),
+    ]
+  ) if (E.isLeft(c)) return c;
   const set: SetOverride[] = [];
   for (const arg of values.set ?? []) {
     const s = parseSetArg(arg);
@@ -245,6 +315,12 @@ export function parseCli(argv: readonly string[]): E.Either<CliError, Cli> {
     dryRun: values["dry-run"] ?? false,
     backend,
     matmul,
+    seeds: seeds.right,
+    member: values.member ?? null,
+    seed: seed.right,
+    slurm: values.slurm ?? false,
+    sbatch: values.sbatch ?? null,
+    collect: values.collect ?? null,
   });
 }
 

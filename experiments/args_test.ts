@@ -48,6 +48,12 @@ Deno.test("parseCli: a bare name gets the defaults", () => {
     dryRun: false,
     backend: "wasm",
     matmul: "auto",
+    seeds: null,
+    member: null,
+    seed: null,
+    slurm: false,
+    sbatch: null,
+    collect: null,
   });
 });
 
@@ -88,7 +94,34 @@ Deno.test("parseCli: every option, in any order, --set repeatable and order-pres
     dryRun: true,
     backend: "cpu",
     matmul: "portable",
+    seeds: null,
+    member: null,
+    seed: null,
+    slurm: false,
+    sbatch: null,
+    collect: null,
   });
+});
+
+Deno.test("parseCli: the sweep options, and the combinations that make no sense", () => {
+  const m = cli(["ptb-sweep", "--member", "crt-s35", "--seed", "2", "--seeds", "3"]);
+  assert.deepEqual([m.member, m.seed, m.seeds, m.slurm], ["crt-s35", 2, 3, false]);
+  const s = cli(["ptb-sweep", "--slurm", "--sbatch=--partition=cpu --qos=low"]);
+  assert.deepEqual([s.slurm, s.sbatch], [true, "--partition=cpu --qos=low"]);
+  assert.equal(cli(["ptb-sweep", "--collect", "runs/s"]).collect, "runs/s");
+  const bad = (argv: string[], option: string, message: RegExp) => {
+    const e = cliError(argv);
+    assert.ok(e._tag === "InvalidOption" && e.option === option, `${argv.join(" ")}: ${e.message}`);
+    assert.match(e.message, message);
+  };
+  bad(["ptb-sweep", "--seeds", "0"], "--seeds", /--seeds "0": expected an integer ≥ 1/);
+  bad(["ptb-sweep", "--seeds", "2.5"], "--seeds", /expected an integer/);
+  bad(["ptb-sweep", "--member", "a", "--seed=-1"], "--seed", /expected an integer ≥ 0/);
+  bad(["ptb-sweep", "--seed", "1"], "--seed", /--seed needs --member NAME/);
+  bad(["ptb-sweep", "--sbatch=-p x"], "--sbatch", /--sbatch needs --slurm/);
+  bad(["ptb-sweep", "--slurm", "--member", "a"], "--slurm", /no --member/);
+  bad(["ptb-sweep", "--collect", "d", "--slurm"], "--collect", /none of --slurm/);
+  bad(["ptb-sweep", "--collect", "d", "--resume", "d"], "--collect", /none of/);
 });
 
 Deno.test("parseCli: errors are tagged and say what was wrong", () => {

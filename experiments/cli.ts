@@ -32,11 +32,20 @@ import {
   readConfigFile,
   type SetOverride,
 } from "./args.ts";
-import { decodeExperiment, decodeSweep, type Experiment, type Sweep } from "./experiment.ts";
+import {
+  decodeExperiment,
+  decodeSweep,
+  type Experiment,
+  SLURM_DEFAULTS,
+  type Sweep,
+} from "./experiment.ts";
 import { describePresets, type Plan, resolvePreset } from "./presets.ts";
 import { modelCosts, runExperiment, type RunOptions } from "./tasks/language_model.ts";
 import { newRunDir, type RunError } from "./loop/run_folder.ts";
-import { runSweep } from "./sweep/sweep.ts";
+import { openSweepFolder, runSweep } from "./sweep/sweep.ts";
+import { type Collected, collectSweep } from "./sweep/collect.ts";
+import { submitSweep } from "./sweep/submit.ts";
+import { parseSbatchArgs } from "./sweep/cluster/slurm.ts";
 import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./loop/memory.ts";
 import type { ModelSpec } from "../spec/types.ts";
 import { decodeSmarthomeExperiment, isSmarthomeConfig } from "./tasks/clips_experiment.ts";
@@ -119,6 +128,24 @@ function overrideExperiment(
 
 /** The plan the command line asks for: a preset with its overrides, or a run folder to resume. */
 async function resolvePlan(cli: Cli): Promise<Checked<Plan>> {
+  const plan = await resolveBasePlan(cli);
+  if (E.isLeft(plan)) return plan;
+  const sweepOnly = cli.seeds !== null || cli.member !== null || cli.slurm || cli.collect !== null;
+  if (plan.right._tag !== "sweep") {
+    return sweepOnly
+      ? E.left(
+        `--seeds, --member, --slurm and --collect apply to sweeps; ${cli.name} is one experiment`,
+      )
+      : plan;
+  }
+  return cli.seeds === null
+    ? plan
+    : E.right({ _tag: "sweep", sweep: { ...plan.right.sweep, seeds: cli.seeds } });
+}
+
+/** The plan of the preset or run folder, before the sweep flags. */
+async function resolveBasePlan(cli: Cli): Promise<Checked<Plan>> {
+  if (cli.collect !== null) return resolveBasePlan({ ...cli, collect: null, resume: cli.collect });
   if (cli.resume !== null) {
     if (cli.quick || cli.config !== null || cli.set.length > 0) {
       return E.left(
@@ -292,6 +319,8 @@ async function dryRun(cli: Cli, plan: Plan, io: CliIo): Promise<number> {
       sweep: plan.sweep.name,
       description: plan.sweep.description,
       ...(plan.sweep.maxSeconds === undefined ? {} : { maxSeconds: plan.sweep.maxSeconds }),
+      seeds: plan.sweep.seeds ?? 1,
+      slurm: plan.sweep.slurm ?? SLURM_DEFAULTS,
       members,
     };
   }
@@ -301,6 +330,84 @@ async function dryRun(cli: Cli, plan: Plan, io: CliIo): Promise<number> {
 }
 
 const exitFor = (e: RunError): number => (e._tag === "BadInput" ? EXIT.badInput : EXIT.failed);
+
+/**
+ * A sweep: `--collect`, `--slurm`, one member (`--member`) or every task
+ * here, one after another.
+ */
+async function sweepCommand(
+  cli: Cli,
+  sweep: Sweep,
+  common: Omit<RunOptions, "runDir">,
+  io: CliIo,
+  stopStatus: () => number,
+): Promise<number> {
+  const log = (m: string) => io.stderr(`${m}\n`);
+  const fail = (e: RunError) => {
+    io.stderr(`${sweep.name}: ${e.message}\n`);
+    return exitFor(e);
+  };
+  const showTable = (c: Collected, dir: string) => {
+    io.stdout(`\n${sweep.name}: ${sweep.description}\n\n${c.table}`);
+    for (const p of c.problems) log(`not finished: ${p}`);
+    log(`table: ${join(dir, "sweep.md")}; curves: ${join(dir, "curves.svg")}`);
+  };
+  if (cli.collect !== null) {
+    const c = await collectSweep(sweep, cli.collect);
+    if (E.isLeft(c)) return fail(c.left);
+    showTable(c.right, cli.collect);
+    const left = c.right.statuses.filter((s) => s.state !== "finished").length;
+    if (left > 0) log(`${left} of ${c.right.statuses.length} tasks not finished (exit 1)`);
+    return c.right.complete ? EXIT.ok : EXIT.failed;
+  }
+  const outDir = sweep.members[0].experiment.output.dir;
+  if (cli.slurm) {
+    const sweepDir = cli.resume ?? (await newRunDir(outDir, sweep.name));
+    const opened = await openSweepFolder(sweep, sweepDir, { create: cli.resume === null });
+    if (E.isLeft(opened)) return fail(opened.left);
+    const words = cli.sbatch === null ? E.right([]) : parseSbatchArgs(cli.sbatch);
+    if (E.isLeft(words)) {
+      io.stderr(`--sbatch: ${words.left.message}\n`);
+      return EXIT.badInput;
+    }
+    const submitted = await submitSweep(opened.right, sweepDir, {
+      sbatchArgs: words.right,
+      runnerArgs: ["--backend", cli.backend, "--matmul", cli.matmul],
+    });
+    if (E.isLeft(submitted)) return fail(submitted.left);
+    const job = submitted.right.job;
+    if (job === null) {
+      log(`${sweep.name}: every task has finished; nothing submitted`);
+    } else {
+      log(`${sweep.name}: sweep folder ${sweepDir}; script ${submitted.right.script}`);
+      log(
+        `submitted job ${job.jobId}: ${job.indices.length} array tasks ` +
+          `(${submitted.right.tasks.join(", ")}); logs in ${join(sweepDir, "slurm")}`,
+      );
+      log(`when they have run: deno task experiment ${sweep.name} --collect ${sweepDir}`);
+      io.stdout(`${job.jobId}\n`);
+    }
+    return EXIT.ok;
+  }
+  // One member: a fixed folder (or the one named), so that running it again resumes it.
+  const sweepDir = cli.member !== null
+    ? cli.resume ?? join(outDir, sweep.name)
+    : cli.resume ?? (await newRunDir(outDir, sweep.name));
+  log(`${sweep.name}: sweep folder ${sweepDir}`);
+  const r = await runSweep(sweep, {
+    ...common,
+    sweepDir,
+    resume: cli.resume !== null || cli.member !== null,
+    ...(cli.member === null ? {} : { only: { member: cli.member, seed: cli.seed } }),
+  });
+  if (E.isLeft(r)) return fail(r.left);
+  if (r.right._tag === "Interrupted") {
+    io.stderr(`${r.right.message}\n`);
+    return stopStatus();
+  }
+  showTable(r.right.collected, sweepDir);
+  return EXIT.ok;
+}
 
 /**
  * The entry point: parses `args`, runs, and returns the exit status (it
@@ -392,22 +499,7 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
       log(`results: ${join(runDir, "results.json")}`);
       return EXIT.ok;
     }
-    const sweep = p.sweep;
-    const outDir = sweep.members[0].experiment.output.dir;
-    const sweepDir = cli.resume ?? (await newRunDir(outDir, sweep.name));
-    log(`${sweep.name}: sweep folder ${sweepDir}`);
-    const r = await runSweep(sweep, { ...common, sweepDir, resume: cli.resume !== null });
-    if (E.isLeft(r)) {
-      io.stderr(`${sweep.name}: ${r.left.message}\n`);
-      return exitFor(r.left);
-    }
-    if (r.right._tag === "Interrupted") {
-      io.stderr(`${r.right.message}\n`);
-      return stopStatus;
-    }
-    io.stdout(`\n${sweep.name}: ${sweep.description}\n\n${r.right.table}`);
-    log(`table: ${join(sweepDir, "sweep.md")}`);
-    return EXIT.ok;
+    return await sweepCommand(cli, p.sweep, common, io, () => stopStatus);
   } catch (e) {
     io.stderr(`internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     return EXIT.failed;

@@ -704,7 +704,7 @@ export const SweepMemberCodec: StrictCodec<FieldCodecs<SweepMember>> = strict<
  *
  * const plan = presetPlan("ptb-sweep", { quick: true });
  * const labels = (s: Sweep) => s.members.map((m) => m.label).join(" ");
- * if (plan._tag === "sweep") console.log(labels(plan.sweep)); // transformer-s70 crt-s70 crt-s35 crt-s18
+ * if (plan._tag === "sweep") console.log(labels(plan.sweep)); // transformer-s140 transformer-s70 crt-s70 crt-s35 crt-s18
  * ```
  */
 export interface Sweep {
@@ -723,10 +723,86 @@ export interface Sweep {
    * / (members left) less the time a member spends outside training (the
    * most any earlier member spent, 30 s before one has finished). Members
    * without a `training.maxSeconds` are not limited. Absent: each member
-   * keeps its own guard.
+   * keeps its own guard. With several seeds the budget is per seed: the
+   * sweep's is `maxSeconds · seeds`. Slurm tasks are not limited by it
+   * (see `slurm.timeLimitMinutes`).
    */
   readonly maxSeconds?: number;
+  /**
+   * Seeds per member (default 1): member `m` trains with seeds
+   * `m.experiment.seed`, `+ 1`, … `+ seeds − 1`, each into its own run
+   * folder `<sweep folder>/<label>/seed-<seed>/`; the table reports the mean
+   * ± standard deviation over them. `--seeds N` overrides it.
+   */
+  readonly seeds?: number;
+  /** What each Slurm array task asks for (`--slurm`); absent: {@linkcode SLURM_DEFAULTS}. */
+  readonly slurm?: SlurmResources;
 }
+
+/**
+ * What one Slurm array task (one member, one seed) asks the scheduler for.
+ *
+ * @example
+ * ```ts
+ * import type { SlurmResources } from "./experiment.ts";
+ * const r: SlurmResources = { cpusPerTask: 2, memoryMb: 4096, timeLimitMinutes: 120 };
+ * ```
+ */
+export interface SlurmResources {
+  /** `--cpus-per-task`: the threads one run uses. */
+  readonly cpusPerTask: number;
+  /** `--mem`, MiB: the run's peak resident memory with room to spare. */
+  readonly memoryMb: number;
+  /** `--time`, minutes; `null`: the partition's limit. */
+  readonly timeLimitMinutes: number | null;
+}
+
+/**
+ * Slurm resources of a sweep that names none: 2 CPUs (a run's two
+ * threads), 4 GiB (the wasm heap's limit), the partition's time limit.
+ *
+ * @example
+ * ```ts
+ * import { SLURM_DEFAULTS } from "./experiment.ts";
+ * console.log(SLURM_DEFAULTS.memoryMb); // 4096
+ * ```
+ */
+export const SLURM_DEFAULTS: SlurmResources = {
+  cpusPerTask: 2,
+  memoryMb: 4096,
+  timeLimitMinutes: null,
+};
+
+/**
+ * Decodes {@linkcode SlurmResources}.
+ *
+ * @example
+ * ```ts
+ * import { SlurmResourcesCodec } from "./experiment.ts";
+ * console.log(SlurmResourcesCodec.is({ cpusPerTask: 2, memoryMb: 4096, timeLimitMinutes: null })); // true
+ * ```
+ */
+export const SlurmResourcesCodec: StrictCodec<FieldCodecs<SlurmResources>> = strict<
+  FieldCodecs<SlurmResources>
+>({
+  cpusPerTask: PositiveInt,
+  memoryMb: PositiveInt,
+  timeLimitMinutes: nullable(PositiveInt),
+}, "SlurmResources");
+
+/**
+ * The seeds a sweep trains `member` with, in order.
+ *
+ * @example
+ * ```ts
+ * import { sweepSeeds } from "./experiment.ts";
+ * import { presetExperiment } from "./presets.ts";
+ * const m = { label: "crt", experiment: { ...presetExperiment("ptb"), seed: 7 } };
+ * console.log(sweepSeeds({ name: "s", description: "", members: [m], seeds: 3 }, m)); // [ 7, 8, 9 ]
+ * ```
+ */
+export const sweepSeeds = (sweep: Sweep, member: SweepMember): number[] =>
+  Array.from({ length: sweep.seeds ?? 1 }, (_, k) => member.experiment.seed + k);
 
 /**
  * Decodes a {@linkcode Sweep} (structure only; {@linkcode decodeSweep} adds the rules).
@@ -743,6 +819,8 @@ export const SweepCodec: StrictCodec<FieldCodecs<Sweep>> = strict<FieldCodecs<Sw
   description: t.string,
   members: t.readonlyArray(SweepMemberCodec),
   maxSeconds: optional(PositiveNumber),
+  seeds: optional(PositiveInt),
+  slurm: optional(SlurmResourcesCodec),
 }, "Sweep");
 
 // Compile-time: each codec decodes exactly the type declared above.
@@ -759,6 +837,9 @@ type _OutputSettings = Assert<
 type _Experiment = Assert<MutuallyAssignable<t.TypeOf<typeof ExperimentCodec>, Experiment>>;
 type _SweepMember = Assert<MutuallyAssignable<t.TypeOf<typeof SweepMemberCodec>, SweepMember>>;
 type _Sweep = Assert<MutuallyAssignable<t.TypeOf<typeof SweepCodec>, Sweep>>;
+type _SlurmResources = Assert<
+  MutuallyAssignable<t.TypeOf<typeof SlurmResourcesCodec>, SlurmResources>
+>;
 
 /**
  * Decodes a {@linkcode Sweep}; each member's experiment is checked as

@@ -127,10 +127,12 @@ export const reference: Experiment = {
  *   With dropout 0.1 and a zero output bias it had reached 204.3 in 5 min
  *   28 s (2,763 tokens/s); before the fused kernels that run took 9 min 53 s
  *   (1,494 tokens/s, ppl 204.2).
- * - `sweepMember`: four runs must share the 15 minutes, so each member gets
- *   440 k tokens (~315 steps of ~1400, what every member trains within its
- *   195 s guard at ~2.3 k tokens/s, so budgets stay equal) and a 100-step
- *   warm-up (the reference 200 would take most of the run). With the
+ * - `sweepMember`: five runs must share the 15 minutes, so each member gets
+ *   360 k tokens (~257 steps of ~1400, what every member trains within its
+ *   175 s guard at ~2.3 k tokens/s, so budgets stay equal) and a 100-step
+ *   warm-up (the reference 200 would take most of the run). Before the
+ *   full-length S = 140 member joined, the four others had 440 k tokens
+ *   each; the measurements below are from then. With the
  *   reference recipe (dropout 0.1, zero bias, lr 1e-3) the sweep reached
  *   valid ppl 294 (Transformer), 315 (CRT S=70), 308 (S=35), 285 (S=18) in
  *   12 min 06 s. Probes on the CRT S=70 member alone, one run each, valid
@@ -162,8 +164,8 @@ export const reference: Experiment = {
 export const QUICK = {
   /** One experiment (`ptb --quick`, `ptb-full --quick`, `ptb-xl --quick`). */
   single: { tokens: 840_000, maxSeconds: 780, warmupSteps: 200, lr: 1e-3 },
-  /** Each of the four members of `ptb-sweep --quick` (same budget for each). */
-  sweepMember: { tokens: 440_000, maxSeconds: 195, warmupSteps: 100, lr: 2e-3 },
+  /** Each of the five members of `ptb-sweep --quick` (same budget for each). */
+  sweepMember: { tokens: 360_000, maxSeconds: 175, warmupSteps: 100, lr: 2e-3 },
   /**
    * The whole `ptb-sweep --quick`: time earlier members leave unused goes to
    * later ones (`Sweep.maxSeconds`), 30 s short of 15 minutes for start-up.
@@ -206,12 +208,18 @@ const single: PresetOf = (name, description, model, training, quick) => {
 };
 
 /**
- * `ptb-sweep`: the full-length Transformer (S = 70) and CRT at S = 70, 35
- * and 18 (≈ 70/4), same depth and width. Every member reads ~1400 tokens a
- * step, so equal token budgets mean equal numbers of updates and the same
- * schedule: CRT keeps BPTT over K = 2 segments and the number of streams B
- * makes up the difference (B·K·S = 10·2·70, 20·2·35, 39·2·18 = 1404; the
- * Transformer, with no state, reads 20·1·70).
+ * `ptb-sweep`: full-length Transformers at S = 140 and 70, and CRT at S =
+ * 70, 35 and 18, same depth and width: CRT at ½ and ¼ of the S = 140
+ * Transformer's span (and of the S = 70 one's). Every member reads ~1400
+ * tokens a step, so equal token budgets mean equal numbers of updates and
+ * the same schedule: CRT keeps BPTT over K = 2 segments and the number of
+ * streams B makes up the difference (B·K·S = 10·2·70, 20·2·35, 39·2·18 =
+ * 1404; the Transformers, with no state, read 10·1·140 and 20·1·70).
+ *
+ * Three seeds per member (`--seeds N` changes it; `--quick`: one, so that
+ * the quick sweep ends within 15 minutes on a 2-core machine). Each Slurm
+ * array task (`--slurm`) asks for 2 CPUs and 4 GiB, and 2 hours (the full
+ * form) or 30 minutes (`--quick`).
  */
 const sweep = (quick: boolean): Sweep => {
   const fullLen = referenceTransformer.segmentLen; // 70
@@ -224,13 +232,14 @@ const sweep = (quick: boolean): Sweep => {
       name: `ptb-sweep-${label}`,
       description: `ptb-sweep member ${label}`,
       model,
-      training: { ...shape, tokens: 2 * PTB_TRAIN_TOKENS, validEvery: 0 },
+      training: { ...shape, tokens: 2 * PTB_TRAIN_TOKENS },
     });
+    // Every 100 steps on the first 10 k valid tokens: the curves of sweep.md's picture.
     const experiment = quick
       ? override(base, {
         name: `ptb-sweep-quick-${label}`,
         model: { dropout: 0 },
-        training: { ...quickTraining(QUICK.sweepMember), validEvery: 0 },
+        training: { ...quickTraining(QUICK.sweepMember), validEvery: 100, validTokens: 10_000 },
       })
       : base;
     return { label, experiment };
@@ -240,9 +249,15 @@ const sweep = (quick: boolean): Sweep => {
   return {
     name: quick ? "ptb-sweep-quick" : "ptb-sweep",
     ...(quick ? { maxSeconds: QUICK.sweepSeconds } : {}),
-    description: "CRT at full, 1/2 and 1/4 segment length beside the full-length Transformer, " +
-      "same depth, width and token budget",
+    seeds: quick ? 1 : 3,
+    slurm: { cpusPerTask: 2, memoryMb: 4096, timeLimitMinutes: quick ? 30 : 120 },
+    description: "CRT at 1/2 and 1/4 of a full-length Transformer's segment (S = 140; and of " +
+      "S = 70), same depth, width and token budget",
     members: [
+      member(`transformer-s${2 * fullLen}`, { ...referenceTransformer, segmentLen: 2 * fullLen }, {
+        batchSize: 10,
+        bpttSegments: 1,
+      }),
       member(`transformer-s${fullLen}`, referenceTransformer, { batchSize: 20, bpttSegments: 1 }),
       member(`crt-s${fullLen}`, crtAt(fullLen), { batchSize: 10, bpttSegments: 2 }),
       member(`crt-s${half}`, crtAt(half), { batchSize: 20, bpttSegments: 2 }),

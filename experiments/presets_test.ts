@@ -65,7 +65,7 @@ Deno.test("presets: --quick keeps the model and recipe, with a token budget and 
   }
 });
 
-Deno.test("presets: ptb-sweep compares CRT at full, 1/2 and 1/4 segment length with the full-length Transformer", () => {
+Deno.test("presets: ptb-sweep compares CRT at 1/2 and 1/4 of the full-length Transformers' segments, over seeds", () => {
   for (const quick of [false, true]) {
     const plan = presetPlan("ptb-sweep", { quick });
     assert.equal(plan._tag, "sweep");
@@ -74,6 +74,7 @@ Deno.test("presets: ptb-sweep compares CRT at full, 1/2 and 1/4 segment length w
     assert.deepEqual(
       members.map((m) => [m.label, m.experiment.model._tag, m.experiment.model.segmentLen]),
       [
+        ["transformer-s140", "transformer", 140],
         ["transformer-s70", "transformer", 70],
         ["crt-s70", "crt", 70],
         ["crt-s35", "crt", 35],
@@ -92,6 +93,9 @@ Deno.test("presets: ptb-sweep compares CRT at full, 1/2 and 1/4 segment length w
       assert.equal(e.training.warmupSteps, first.training.warmupSteps);
       if (e.model._tag === "crt") assert.equal(e.training.bpttSegments, 2);
     }
+    // Seeds: three for the full sweep, one for --quick (it must end within 15 minutes).
+    assert.equal(plan.sweep.seeds, quick ? 1 : 3);
+    assert.equal(plan.sweep.slurm?.timeLimitMinutes, quick ? 30 : 120);
   }
 });
 

@@ -124,6 +124,7 @@ Deno.test("experiment cli: --dry-run prints the resolved experiment, parameters 
   assert.equal(sweep.code, 0, sweep.stderr);
   const members = JSON.parse(sweep.stdout).members;
   assert.deepEqual(members.map((m: { label: string }) => m.label), [
+    "transformer-s140",
     "transformer-s70",
     "crt-s70",
     "crt-s35",

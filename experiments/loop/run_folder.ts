@@ -170,8 +170,16 @@ export function backendLabel(info: BackendInfo): string {
   return `${info.name}${info.simd ? " simd" : ""}, matmul ${info.matmul}`;
 }
 
-/** JSON with every object's keys sorted, so that key order does not matter. */
-const canonicalJson = (x: unknown): string =>
+/**
+ * JSON with every object's keys sorted, so that key order does not matter.
+ *
+ * @example
+ * ```ts
+ * import { canonicalJson } from "./run_folder.ts";
+ * console.log(canonicalJson({ b: 1, a: [{ d: 2, c: 3 }] })); // {"a":[{"c":3,"d":2}],"b":1}
+ * ```
+ */
+export const canonicalJson = (x: unknown): string =>
   JSON.stringify(
     x,
     (_k, v: unknown) =>

@@ -1,6 +1,19 @@
 /**
- * Sweeps: an experiment's members run one after another into one folder, and
- * the table that compares them.
+ * Sweeps: members × seeds, each one run in its own folder inside the sweep
+ * folder, by one member runner that the local form (every task one after
+ * another, {@linkcode runSweep}) and a Slurm array task (`--member NAME
+ * --seed N`) share.
+ *
+ * A sweep folder holds:
+ *
+ * - `config.json`: the sweep, as resolved;
+ * - `<label>/seed-<seed>/`: one run folder per member and seed (a run
+ *   folder as `deno task experiment` writes it: `config.json`,
+ *   `checkpoints/`, `metrics.jsonl`, `results.json`, …);
+ * - `slurm/`: the `sbatch` script, what was submitted (`submissions.json`)
+ *   and the tasks' logs, when the sweep went to Slurm;
+ * - `sweep.json`, `sweep.md`, `curves.svg`: the merged table (see
+ *   `collect.ts`).
  *
  * @module
  */
@@ -10,98 +23,186 @@ import { join } from "node:path";
 import type { Either } from "../../spec/either.ts";
 import { readLatestCheckpoint } from "../loop/checkpoint.ts";
 import { type Corpus, exists } from "../data/ptb.ts";
-import type { Sweep } from "../experiment.ts";
+import { decodeSweep, type Sweep } from "../experiment.ts";
 import {
   loadExperimentData,
   type Results,
   runExperiment,
   type RunOptions,
 } from "../tasks/language_model.ts";
-import { badInput, describe, failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
+import {
+  badInput,
+  canonicalJson,
+  describe,
+  failed,
+  lockRunFolder,
+  type RunError,
+  writeAtomic,
+} from "../loop/run_folder.ts";
+import { type Collected, collectSweep } from "./collect.ts";
+import { type SweepTask, sweepTasks } from "./plan.ts";
+
+/** The sweep compared without what may change between sessions: data folders and seed count. */
+const sweepIdentity = (s: Sweep): string =>
+  canonicalJson({
+    ...s,
+    seeds: null,
+    members: s.members.map((m) => ({
+      ...m,
+      experiment: { ...m.experiment, data: { ...m.experiment.data, dir: null } },
+    })),
+  });
 
 /**
- * One row of a sweep's table.
+ * Opens a sweep folder for `sweep`: creates it with its `config.json` when
+ * it has none (`create`), else checks that it holds the same sweep (data
+ * folders and the seed count aside). A different seed count is written
+ * into `config.json`: `--seeds 5` on a 3-seed sweep folder adds two seeds.
+ * Returns the sweep as the folder now holds it.
  *
  * @example
  * ```ts
- * import type { SweepRow } from "./sweep.ts";
- * const ppl = (r: SweepRow) => r.results.valid_ppl;
- * ```
- */
-export interface SweepRow {
-  /** The member's label. */
-  readonly label: string;
-  /** Its run folder. */
-  readonly runDir: string;
-  /** Its results. */
-  readonly results: Results;
-}
-
-/**
- * How a sweep ended.
+ * import assert from "node:assert/strict";
+ * import { join } from "node:path";
+ * import { tinyExperiment, writeCorpus } from "../../tests/_corpus.ts";
+ * import { openSweepFolder } from "./sweep.ts";
  *
- * @example
- * ```ts
- * import type { SweepOutcome } from "./sweep.ts";
- * const show = (o: SweepOutcome) => (o._tag === "Completed" ? o.table : o.message);
+ * const dir = await writeCorpus();
+ * const sweep = { name: "t", description: "", members: [{ label: "a", experiment: tinyExperiment(dir) }] };
+ * const sweepDir = join(dir, "sweep");
+ * assert((await openSweepFolder(sweep, sweepDir, { create: true }))._tag === "Right");
+ * const other = { ...sweep, name: "u" };
+ * const r = await openSweepFolder(other, sweepDir, { create: false });
+ * assert(r._tag === "Left" && r.left.message.includes("holds a different sweep"));
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export type SweepOutcome =
-  | {
-    readonly _tag: "Completed";
-    readonly sweepDir: string;
-    readonly rows: readonly SweepRow[];
-    /** The markdown table (also in `sweep.md`). */
-    readonly table: string;
-  }
-  | {
-    readonly _tag: "Interrupted";
-    readonly sweepDir: string;
-    /** The member that was running. */
-    readonly label: string;
-    /** `interrupted; resume with --resume SWEEP_DIR`. */
-    readonly message: string;
+export async function openSweepFolder(
+  sweep: Sweep,
+  sweepDir: string,
+  opts: { readonly create: boolean },
+): Promise<Either<RunError, Sweep>> {
+  const configFile = join(sweepDir, "config.json");
+  const write = async (s: Sweep): Promise<Either<RunError, Sweep>> => {
+    try {
+      await Deno.mkdir(sweepDir, { recursive: true });
+      await writeAtomic(configFile, JSON.stringify(s, null, 2) + "\n");
+      return E.right(s);
+    } catch (e) {
+      return failed(`${sweepDir}: cannot write: ${describe(e)}`, e);
+    }
   };
-
-const fmtInt = (n: number): string => Math.round(n).toLocaleString("en-US");
-const fmtPpl = (n: number | null): string => (n === null ? "–" : n.toFixed(1));
+  if (!(await exists(configFile))) {
+    return opts.create
+      ? await write(sweep)
+      : badInput(`${sweepDir}: not a sweep folder (no config.json)`);
+  }
+  let saved: Sweep;
+  try {
+    const d = decodeSweep(JSON.parse(await Deno.readTextFile(configFile)));
+    if (E.isLeft(d)) return badInput(`${configFile}: ${d.left.message}`);
+    saved = d.right;
+  } catch (e) {
+    return badInput(`${configFile}: cannot read: ${describe(e)}`);
+  }
+  if (sweepIdentity(saved) !== sweepIdentity(sweep)) {
+    return badInput(
+      `${configFile}: the folder holds a different sweep ("${saved.name}", members ` +
+        `${saved.members.map((m) => m.label).join(", ")})`,
+    );
+  }
+  return (saved.seeds ?? 1) === (sweep.seeds ?? 1) ? E.right(sweep) : await write(sweep);
+}
 
 /**
- * The markdown table of a sweep: model, segment length, parameters, FLOPs
- * per token (forward and training), tokens trained on, valid and test
- * perplexity, training tokens/s.
+ * How one task ended: finished (now, or `kept` from an earlier session),
+ * or interrupted after saving a checkpoint.
  *
  * @example
  * ```ts
- * import { sweepTable } from "./sweep.ts";
- * console.log(sweepTable([]).split("\n")[0]);
- * // | model | segment length | params | FLOPs/token (forward) | FLOPs/token (train) | train tokens | valid ppl | test ppl | tokens/s |
+ * import type { TaskOutcome } from "./sweep.ts";
+ * const say = (o: TaskOutcome) => (o._tag === "Finished" ? `ppl ${o.results.valid_ppl}` : o.message);
  * ```
  */
-export function sweepTable(rows: readonly SweepRow[]): string {
-  const head = [
-    "| model | segment length | params | FLOPs/token (forward) | FLOPs/token (train) " +
-    "| train tokens | valid ppl | test ppl | tokens/s |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-  ];
-  const mflops = (n: number) => `${(n / 1e6).toFixed(2)} M`;
-  const body = rows.map(({ label, results: r }) =>
-    `| ${label} | ${r.segment_len} | ${fmtInt(r.params)} | ${
-      mflops(r.flops_per_token_forward)
-    } | ` +
-    `${mflops(r.flops_per_token_train)} | ${fmtInt(r.train_tokens)} | ${fmtPpl(r.valid_ppl)} | ` +
-    `${fmtPpl(r.test_ppl)} | ${fmtInt(r.tokens_per_second)} |`
+export type TaskOutcome =
+  | { readonly _tag: "Finished"; readonly results: Results; readonly kept: boolean }
+  | { readonly _tag: "Interrupted"; readonly step: number; readonly message: string };
+
+/**
+ * Runs one task into its run folder: does nothing when it has finished
+ * (`results.json`), resumes it from its newest checkpoint when it has one,
+ * and otherwise starts it afresh (a folder a run left before its first
+ * checkpoint is cleared, unless a live process holds it).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "node:path";
+ * import { tinyExperiment, writeCorpus } from "../../tests/_corpus.ts";
+ * import { sweepTasks } from "./plan.ts";
+ * import { runTaskOf } from "./sweep.ts";
+ *
+ * const dir = await writeCorpus();
+ * const sweep = { name: "t", description: "", members: [{ label: "a", experiment: tinyExperiment(dir) }] };
+ * const [task] = sweepTasks(sweep, join(dir, "sweep"));
+ * const first = await runTaskOf(task, { progress: false, log: () => {} });
+ * assert(first._tag === "Right" && first.right._tag === "Finished" && !first.right.kept);
+ * const again = await runTaskOf(task, { progress: false, log: () => {} });
+ * assert(again._tag === "Right" && again.right._tag === "Finished" && again.right.kept);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function runTaskOf(
+  task: SweepTask,
+  opts: Omit<RunOptions, "runDir" | "resume">,
+): Promise<Either<RunError, TaskOutcome>> {
+  const { runDir } = task;
+  const resultsFile = join(runDir, "results.json");
+  const readResults = async (): Promise<Either<RunError, Results>> => {
+    try {
+      return E.right(JSON.parse(await Deno.readTextFile(resultsFile)) as Results);
+    } catch (e) {
+      return badInput(`${resultsFile}: cannot read: ${describe(e)}`);
+    }
+  };
+  if (await exists(resultsFile)) {
+    return E.map((results: Results): TaskOutcome => ({ _tag: "Finished", results, kept: true }))(
+      await readResults(),
+    );
+  }
+  let resume = false;
+  if (await exists(join(runDir, "config.json"))) {
+    const latest = await readLatestCheckpoint(join(runDir, "checkpoints"));
+    if (E.isRight(latest)) {
+      resume = true;
+    } else {
+      // Begun but never checkpointed: start again, unless a live run holds the folder.
+      const probe = await lockRunFolder(runDir);
+      if (E.isLeft(probe)) return probe;
+      await probe.right.release();
+      try {
+        await Deno.remove(runDir, { recursive: true });
+      } catch (e) {
+        return failed(`${runDir}: cannot clear: ${describe(e)}`, e);
+      }
+    }
+  }
+  const r = await runExperiment(task.experiment, { ...opts, runDir, resume });
+  if (E.isLeft(r)) return r;
+  return E.right(
+    r.right._tag === "Completed"
+      ? { _tag: "Finished", results: r.right.results, kept: false }
+      : { _tag: "Interrupted", step: r.right.step, message: r.right.message },
   );
-  return [...head, ...body].join("\n") + "\n";
 }
 
-/** Seconds a sweep member is assumed to spend outside training until one has been measured. */
+/** Seconds a sweep task is assumed to spend outside training until one has been measured. */
 export const SWEEP_OUTSIDE_TRAINING_SECONDS = 30;
 
 /**
- * Member `index`'s training guard under the sweep's time budget (see
- * `Sweep.maxSeconds`): its share of the time left, less the time a member
- * spends outside training, when that is more than its own
+ * Task `index`'s training guard under the sweep's time budget (see
+ * `Sweep.maxSeconds`, per seed): its share of the time left, less the time
+ * a task spends outside training, when that is more than its own
  * `training.maxSeconds`; `undefined` when its own guard stands (no budget,
  * no own guard, or a share no larger).
  *
@@ -109,35 +210,62 @@ export const SWEEP_OUTSIDE_TRAINING_SECONDS = 30;
  * ```ts
  * import assert from "node:assert/strict";
  * import { presetPlan } from "../presets.ts";
- * import { memberGuard } from "./sweep.ts";
+ * import { sweepTasks } from "./plan.ts";
+ * import { taskGuard } from "./sweep.ts";
  *
  * const plan = presetPlan("ptb-sweep", { quick: true });
  * if (plan._tag !== "sweep") throw new Error("not a sweep");
- * // The first of 4 members: 870 / 4 − 30 = 187.5 s, less than its own 195 s.
- * assert.equal(memberGuard(plan.sweep, 0, { elapsed: 0, outside: 30 }), undefined);
- * // The second, after a first member that took 182 s, 16 of them outside training:
- * assert.equal(memberGuard(plan.sweep, 1, { elapsed: 182, outside: 16 }), (870 - 182) / 3 - 16);
+ * const tasks = sweepTasks(plan.sweep, "runs/s");
+ * const budget = plan.sweep.maxSeconds ?? 0;
+ * // The first of 5 tasks: its share (budget / 5 − 30 s) is less than its own 175 s.
+ * assert.equal(taskGuard(plan.sweep, tasks, 0, { elapsed: 0, outside: 30 }), undefined);
+ * // The second, after a first task that took 100 s, 16 of them outside training:
+ * assert.equal(taskGuard(plan.sweep, tasks, 1, { elapsed: 100, outside: 16 }), (budget - 100) / 4 - 16);
  * ```
  */
-export const memberGuard = (
+export const taskGuard = (
   sweep: Sweep,
+  tasks: readonly SweepTask[],
   index: number,
   clock: { readonly elapsed: number; readonly outside: number },
 ): number | undefined => {
-  const own = sweep.members[index].experiment.training.maxSeconds;
+  const own = tasks[index].experiment.training.maxSeconds;
   if (sweep.maxSeconds === undefined || own === null) return undefined;
-  const share = (sweep.maxSeconds - clock.elapsed) / (sweep.members.length - index) -
-    clock.outside;
+  const budget = sweep.maxSeconds * (sweep.seeds ?? 1);
+  const share = (budget - clock.elapsed) / (tasks.length - index) - clock.outside;
   return share > own ? share : undefined;
 };
 
 /**
- * Runs a sweep's members one after another into `<sweepDir>/<label>/`, then
- * writes `sweep.json` (rows) and `sweep.md` (the table). With `resume`,
- * members with results are kept, an interrupted member resumes from its
- * checkpoint and the rest start fresh.
+ * How a local sweep ended: every task finished and the table was merged,
+ * or interrupted (resume with `--resume SWEEP_DIR`).
  *
- * @example Two tiny members
+ * @example
+ * ```ts
+ * import type { SweepOutcome } from "./sweep.ts";
+ * const show = (o: SweepOutcome) => (o._tag === "Completed" ? o.collected.table : o.message);
+ * ```
+ */
+export type SweepOutcome =
+  | { readonly _tag: "Completed"; readonly sweepDir: string; readonly collected: Collected }
+  | {
+    readonly _tag: "Interrupted";
+    readonly sweepDir: string;
+    /** The task that was running, e.g. `crt-s35 seed 2`. */
+    readonly task: string;
+    /** `interrupted; resume with --resume SWEEP_DIR`. */
+    readonly message: string;
+  };
+
+/**
+ * Runs a sweep's tasks (or those of one member, or one task: `only`) one
+ * after another on this machine, each with {@linkcode runTaskOf} (finished
+ * ones are kept, interrupted ones resume), then merges the table
+ * (`collect.ts`). `opts.resume` opens an existing sweep folder; otherwise
+ * one is created (a folder that already holds a sweep is only reused with
+ * `resume`).
+ *
+ * @example Two tiny members, two seeds each
  * ```ts
  * import { join } from "node:path";
  * import { tinyExperiment, writeCorpus } from "../../tests/_corpus.ts";
@@ -150,119 +278,108 @@ export const memberGuard = (
  *   name: "tiny",
  *   description: "segment 6 against segment 3",
  *   members: [{ label: "s6", experiment: a }, { label: "s3", experiment: b }],
- * }, { sweepDir: join(dir, "sweep"), progress: false });
- * if (r._tag === "Right" && r.right._tag === "Completed") console.log(r.right.table);
+ *   seeds: 2,
+ * }, { sweepDir: join(dir, "sweep"), progress: false, log: () => {} });
+ * if (r._tag === "Right" && r.right._tag === "Completed") console.log(r.right.collected.table);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function runSweep(
   sweep: Sweep,
-  opts: Omit<RunOptions, "runDir" | "onStep"> & { readonly sweepDir: string },
+  opts: Omit<RunOptions, "runDir" | "onStep"> & {
+    readonly sweepDir: string;
+    /** Run only this member's tasks, or only this one task. */
+    readonly only?: { readonly member: string; readonly seed: number | null };
+  },
 ): Promise<Either<RunError, SweepOutcome>> {
   const log = opts.log ?? ((m: string) => console.error(m));
   const { sweepDir } = opts;
-  const configFile = join(sweepDir, "config.json");
-  if (opts.resume) {
-    let saved: unknown;
-    try {
-      saved = JSON.parse(await Deno.readTextFile(configFile));
-    } catch (e) {
-      return badInput(`${configFile}: cannot read: ${describe(e)}`);
-    }
-    const same = (s: unknown) =>
-      JSON.stringify(s, (k, v) => (k === "data" ? null : v)) ===
-        JSON.stringify(sweep, (k, v) => (k === "data" ? null : v));
-    if (!same(saved)) return badInput(`${configFile}: the folder holds a different sweep`);
-  } else {
-    if (await exists(configFile)) {
-      return badInput(`${sweepDir} already holds a sweep; resume it with --resume ${sweepDir}`);
-    }
-    try {
-      await Deno.mkdir(sweepDir, { recursive: true });
-      await writeAtomic(configFile, JSON.stringify(sweep, null, 2) + "\n");
-    } catch (e) {
-      return failed(`${sweepDir}: cannot write: ${describe(e)}`, e);
-    }
+  if (!opts.resume && (await exists(join(sweepDir, "config.json")))) {
+    return badInput(`${sweepDir} already holds a sweep; resume it with --resume ${sweepDir}`);
   }
+  const opened = await openSweepFolder(sweep, sweepDir, { create: true });
+  if (E.isLeft(opened)) return opened;
+  const all = sweepTasks(opened.right, sweepDir);
+  const selected = selectTasks(opened.right, all, opts.only);
+  if (E.isLeft(selected)) return selected;
+  const tasks = selected.right;
   const corpora = new Map<string | null, Corpus>();
   if (opts.corpus !== undefined) corpora.set(null, opts.corpus);
-  const rows: SweepRow[] = [];
-  const sweepStart = performance.now();
-  let outside = SWEEP_OUTSIDE_TRAINING_SECONDS; // the most a member spent outside training
+  const start = performance.now();
+  let outside = SWEEP_OUTSIDE_TRAINING_SECONDS; // the most a task spent outside training
   let measured = false;
-  for (const [i, m] of sweep.members.entries()) {
-    const runDir = join(sweepDir, m.label);
-    const resultsFile = join(runDir, "results.json");
-    if (opts.resume && (await exists(resultsFile))) {
-      rows.push({
-        label: m.label,
-        runDir,
-        results: JSON.parse(await Deno.readTextFile(resultsFile)),
-      });
-      log(`${m.label}: done earlier, kept`);
-      continue;
-    }
-    let resume = false;
-    if (opts.resume && (await exists(join(runDir, "config.json")))) {
-      const latest = await readLatestCheckpoint(join(runDir, "checkpoints"));
-      if (E.isRight(latest)) resume = true;
-      else await Deno.remove(runDir, { recursive: true });
-    }
-    let corpus = opts.corpus ?? corpora.get(m.experiment.data.dir);
-    if (corpus === undefined) {
-      const c = await loadExperimentData(m.experiment, log);
+  for (const [i, task] of tasks.entries()) {
+    const name = `${task.label} seed ${task.seed}`;
+    let corpus = opts.corpus ?? corpora.get(task.experiment.data.dir);
+    if (corpus === undefined && !(await exists(join(task.runDir, "results.json")))) {
+      const c = await loadExperimentData(task.experiment, log);
       if (E.isLeft(c)) return badInput(c.left);
       corpus = c.right;
-      corpora.set(m.experiment.data.dir, corpus);
+      corpora.set(task.experiment.data.dir, corpus);
     }
-    log(`sweep ${sweep.name}: member ${i + 1}/${sweep.members.length}: ${m.label}`);
-    const guard = memberGuard(sweep, i, {
-      elapsed: (performance.now() - sweepStart) / 1000,
-      outside,
-    });
+    log(`sweep ${sweep.name}: task ${i + 1}/${tasks.length}: ${name} (${task.runDir})`);
+    // A single task (`--member --seed`) keeps its own guard: the budget is the whole sweep's.
+    const guard = tasks.length === all.length
+      ? taskGuard(opened.right, tasks, i, {
+        elapsed: (performance.now() - start) / 1000,
+        outside,
+      })
+      : undefined;
     if (guard !== undefined) {
       log(
-        `${m.label}: training guard ${
-          guard.toFixed(0)
-        } s (own ${m.experiment.training.maxSeconds} s; ` +
-          `the sweep's ${sweep.maxSeconds} s budget lends the rest)`,
+        `${name}: training guard ${guard.toFixed(0)} s (own ` +
+          `${task.experiment.training.maxSeconds} s; the sweep's budget lends the rest)`,
       );
     }
-    const r = await runExperiment(m.experiment, {
+    const r = await runTaskOf(task, {
       ...opts,
-      runDir,
-      resume,
-      corpus,
+      ...(corpus === undefined ? {} : { corpus }),
       ...(guard === undefined ? {} : { maxSeconds: guard }),
     });
-    if (E.isLeft(r)) {
-      return E.left({ ...r.left, message: `${m.label}: ${r.left.message}` });
-    }
+    if (E.isLeft(r)) return E.left({ ...r.left, message: `${name}: ${r.left.message}` });
     if (r.right._tag === "Interrupted") {
+      const resumeWith = opts.only === undefined
+        ? `--resume ${sweepDir}`
+        : `--resume ${sweepDir} --member ${opts.only.member}` +
+          (opts.only.seed === null ? "" : ` --seed ${opts.only.seed}`);
       return E.right({
         _tag: "Interrupted",
         sweepDir,
-        label: m.label,
-        message: `interrupted; resume with --resume ${sweepDir}`,
+        task: name,
+        message: `${name}: interrupted at step ${r.right.step}; resume with ${resumeWith}`,
       });
     }
-    rows.push({ label: m.label, runDir, results: r.right.results });
+    if (r.right.kept) {
+      log(`${name}: finished earlier, kept`);
+      continue;
+    }
     const spent = r.right.results.wall_seconds - r.right.results.train_seconds;
     outside = measured ? Math.max(outside, spent) : spent;
     measured = true;
   }
-  const table = sweepTable(rows);
-  try {
-    await writeAtomic(
-      join(sweepDir, "sweep.json"),
-      JSON.stringify({ sweep: sweep.name, rows }, null, 2) + "\n",
-    );
-    await writeAtomic(
-      join(sweepDir, "sweep.md"),
-      `# ${sweep.name}\n\n${sweep.description}\n\n${table}`,
-    );
-  } catch (e) {
-    return failed(`${sweepDir}: cannot write the table: ${describe(e)}`, e);
-  }
-  return E.right({ _tag: "Completed", sweepDir, rows, table });
+  const collected = await collectSweep(opened.right, sweepDir);
+  if (E.isLeft(collected)) return collected;
+  return E.right({ _tag: "Completed", sweepDir, collected: collected.right });
 }
+
+/** The tasks `only` names (all without it), or the error naming the member or seed. */
+const selectTasks = (
+  sweep: Sweep,
+  tasks: readonly SweepTask[],
+  only: { readonly member: string; readonly seed: number | null } | undefined,
+): Either<RunError, readonly SweepTask[]> => {
+  if (only === undefined) return E.right(tasks);
+  const ofMember = tasks.filter((t) => t.label === only.member);
+  if (ofMember.length === 0) {
+    return badInput(
+      `--member ${only.member}: sweep ${sweep.name} has no such member (members: ` +
+        `${sweep.members.map((m) => m.label).join(", ")})`,
+    );
+  }
+  if (only.seed === null) return E.right(ofMember);
+  const one = ofMember.filter((t) => t.seed === only.seed);
+  return one.length > 0 ? E.right(one) : badInput(
+    `--seed ${only.seed}: member ${only.member} trains with seeds ` +
+      `${ofMember.map((t) => t.seed).join(", ")}`,
+  );
+};

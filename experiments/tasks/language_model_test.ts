@@ -5,10 +5,9 @@ import { ensureBackend } from "../../ops/backend.ts";
 import { liveTensors } from "../../core/train.ts";
 import { tinyCorpusCrt, tinyExperiment, writeCorpus } from "../../tests/_corpus.ts";
 import { checkpointFileName } from "../loop/checkpoint.ts";
-import type { Experiment, Sweep } from "../experiment.ts";
+import type { Experiment } from "../experiment.ts";
 import { type Results, runExperiment, type RunOptions, type RunOutcome } from "./language_model.ts";
 import { lockRunFolder } from "../loop/run_folder.ts";
-import { memberGuard, runSweep, sweepTable } from "../sweep/sweep.ts";
 
 await ensureBackend();
 
@@ -225,97 +224,6 @@ Deno.test("runExperiment: bad inputs are BadInput with the field or file named",
       /^training\.lr: must be a positive number, got -1/,
     );
     assert.match(await bad(exp, { resume: true }), /no config\.json/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("runSweep: runs members in subfolders and writes the table", async () => {
-  const dir = await writeCorpus();
-  try {
-    const base = tinyExperiment(dir, { steps: 4 });
-    const sweep: Sweep = {
-      name: "tiny-sweep",
-      description: "two segment lengths",
-      members: [
-        { label: "crt-s6", experiment: base },
-        {
-          label: "crt-s3",
-          experiment: {
-            ...base,
-            model: { ...base.model, segmentLen: 3 },
-            training: { ...base.training, tokens: 4 * 48 },
-          },
-        },
-      ],
-    };
-    const sweepDir = join(dir, "sweep");
-    const r = await runSweep(sweep, { ...quiet, sweepDir });
-    if (E.isLeft(r)) assert.fail(r.left.message);
-    assert.equal(r.right._tag, "Completed");
-    if (r.right._tag !== "Completed") return;
-    assert.deepEqual(r.right.rows.map((x) => x.label), ["crt-s6", "crt-s3"]);
-    assert.equal(r.right.rows[1].results.segment_len, 3);
-    assert.equal(r.right.rows[1].results.train_tokens, 4 * 48);
-    const md = await Deno.readTextFile(join(sweepDir, "sweep.md"));
-    assert.ok(md.includes(sweepTable(r.right.rows)));
-    assert.match(md, /\| crt-s3 \| 3 \| [0-9,]+ \| [0-9.]+ M \| [0-9.]+ M \| 192 \|/);
-    const json = JSON.parse(await Deno.readTextFile(join(sweepDir, "sweep.json")));
-    assert.equal(json.rows.length, 2);
-    for (const label of ["crt-s6", "crt-s3"]) {
-      assert.ok((await Deno.stat(join(sweepDir, label, "results.json"))).isFile);
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("memberGuard: a sweep budget lends later members what earlier ones left", () => {
-  const e = tinyExperiment("/nowhere", { steps: 1 });
-  const member = (label: string, maxSeconds: number | null) => ({
-    label,
-    experiment: { ...e, training: { ...e.training, maxSeconds } },
-  });
-  const members = [member("a", 100), member("b", 100), member("c", null)];
-  const sweep: Sweep = { name: "s", description: "", members, maxSeconds: 400 };
-  // 400 / 3 − 30 = 103.3 > 100: lent.
-  assert.ok(Math.abs(memberGuard(sweep, 0, { elapsed: 0, outside: 30 })! - (400 / 3 - 30)) < 1e-9);
-  // After a slow first member only 180 s are left: 180 / 2 − 30 = 60 < 100, its own guard stands.
-  assert.equal(memberGuard(sweep, 1, { elapsed: 220, outside: 30 }), undefined);
-  // A member with no guard of its own stays unlimited; no budget, no lending.
-  assert.equal(memberGuard(sweep, 2, { elapsed: 0, outside: 0 }), undefined);
-  assert.equal(
-    memberGuard({ ...sweep, maxSeconds: undefined }, 0, { elapsed: 0, outside: 0 }),
-    undefined,
-  );
-});
-
-Deno.test("runSweep: the sweep's budget overrides a member's guard without changing its config", async () => {
-  const dir = await writeCorpus();
-  try {
-    const base = tinyExperiment(dir, { steps: 3 });
-    // Alone, a 1 ms guard would stop training before its first step.
-    const experiment = { ...base, training: { ...base.training, maxSeconds: 0.001 } };
-    const logs: string[] = [];
-    const sweepDir = join(dir, "sweep");
-    const r = await runSweep(
-      { name: "budget", description: "", members: [{ label: "m", experiment }], maxSeconds: 600 },
-      { ...quiet, log: (m) => logs.push(m), sweepDir },
-    );
-    if (E.isLeft(r)) assert.fail(r.left.message);
-    if (r.right._tag !== "Completed") return assert.fail(r.right._tag);
-    assert.equal(r.right.rows[0].results.stopped_by, "tokens");
-    assert.equal(r.right.rows[0].results.train_steps, 3);
-    assert.ok(
-      logs.some((l) => /^m: training guard 570 s \(own 0\.001 s;/.test(l)),
-      logs.join("\n"),
-    );
-    const config = JSON.parse(await Deno.readTextFile(join(sweepDir, "m", "config.json")));
-    assert.equal(config.training.maxSeconds, 0.001);
-    const alone = await runExperiment(experiment, { ...quiet, runDir: join(dir, "alone") });
-    if (E.isLeft(alone)) assert.fail(alone.left.message);
-    if (alone.right._tag !== "Completed") return assert.fail(alone.right._tag);
-    assert.equal(alone.right.results.stopped_by, "maxSeconds");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
