@@ -32,13 +32,8 @@ import {
   readConfigFile,
   type SetOverride,
 } from "./args.ts";
-import {
-  decodeExperiment,
-  decodeSweep,
-  type Experiment,
-  SLURM_DEFAULTS,
-  type Sweep,
-} from "./experiment.ts";
+import { decodeExperiment, type Experiment } from "./experiment.ts";
+import { decodeSweep, SLURM_DEFAULTS, type Sweep } from "./sweep_spec.ts";
 import { describePresets, type Plan, resolvePreset } from "./presets.ts";
 import { modelCosts, runExperiment, type RunOptions } from "./tasks/language_model.ts";
 import { newRunDir, type RunError } from "./loop/run_folder.ts";

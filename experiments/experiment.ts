@@ -580,8 +580,18 @@ export function learningRate(
 // ---------------------------------------------------------------------------
 // Decoding
 
-/** Paths of a decode rooted at "" start with "."; drop it so they read like `--set` paths. */
-function rootless(e: SpecError): SpecError {
+/**
+ * Paths of a decode rooted at "" start with "."; drops it so they read like
+ * `--set` paths (the root itself reads `experiment`).
+ *
+ * @example
+ * ```ts
+ * import { rootless } from "./experiment.ts";
+ * import { SpecError } from "../spec/decode.ts";
+ * console.log(rootless(new SpecError([{ path: ".training.lr", message: "bad" }])).issues[0].path); // training.lr
+ * ```
+ */
+export function rootless(e: SpecError): SpecError {
   return new SpecError(e.issues.map((i) => ({
     path: i.path === "" ? "experiment" : i.path.replace(/^\./, ""),
     message: i.message,
@@ -657,173 +667,8 @@ export function decodeExperiment(u: unknown): Either<SpecError, Experiment> {
   return issues.length === 0 ? d : E.left(new SpecError(issues));
 }
 
-// ---------------------------------------------------------------------------
-// Sweeps
-
-/**
- * One run of a sweep.
- *
- * @example
- * ```ts
- * import type { SweepMember } from "./experiment.ts";
- * import { presetExperiment } from "./presets.ts";
- *
- * const m: SweepMember = { label: "crt-s35", experiment: presetExperiment("ptb") };
- * ```
- */
-export interface SweepMember {
-  /** Names the member's subfolder and its row of the table (`crt-s35`). */
-  readonly label: string;
-  /** The member's experiment. */
-  readonly experiment: Experiment;
-}
-
-/**
- * Decodes a {@linkcode SweepMember} (structure only).
- *
- * @example
- * ```ts
- * import { SweepMemberCodec } from "./experiment.ts";
- * import { presetExperiment } from "./presets.ts";
- *
- * console.log(SweepMemberCodec.is({ label: "crt", experiment: presetExperiment("ptb") })); // true
- * ```
- */
-export const SweepMemberCodec: StrictCodec<FieldCodecs<SweepMember>> = strict<
-  FieldCodecs<SweepMember>
->({ label: Name, experiment: ExperimentCodec }, "SweepMember");
-
-/**
- * Experiments run one after another (each in its own subfolder) and
- * compared in one table.
- *
- * @example
- * ```ts
- * import type { Sweep } from "./experiment.ts";
- * import { presetPlan } from "./presets.ts";
- *
- * const plan = presetPlan("ptb-sweep", { quick: true });
- * const labels = (s: Sweep) => s.members.map((m) => m.label).join(" ");
- * if (plan._tag === "sweep") console.log(labels(plan.sweep)); // transformer-s140 transformer-s70 crt-s70 crt-s35 crt-s18
- * ```
- */
-export interface Sweep {
-  /** Names the sweep folder. */
-  readonly name: string;
-  /** One line saying what the sweep compares. */
-  readonly description: string;
-  /** The runs, in order; labels must be distinct. */
-  readonly members: readonly SweepMember[];
-  /**
-   * Wall-clock budget of the whole sweep in seconds, evaluations included,
-   * counted from when the sweep command starts (a resumed sweep starts a
-   * new count). It lends time that earlier members did not use to later
-   * ones: a member's training guard becomes the larger of its own
-   * `training.maxSeconds` and its share of what is left, (budget − elapsed)
-   * / (members left) less the time a member spends outside training (the
-   * most any earlier member spent, 30 s before one has finished). Members
-   * without a `training.maxSeconds` are not limited. Absent: each member
-   * keeps its own guard. With several seeds the budget is per seed: the
-   * sweep's is `maxSeconds · seeds`. Slurm tasks are not limited by it
-   * (see `slurm.timeLimitMinutes`).
-   */
-  readonly maxSeconds?: number;
-  /**
-   * Seeds per member (default 1): member `m` trains with seeds
-   * `m.experiment.seed`, `+ 1`, … `+ seeds − 1`, each into its own run
-   * folder `<sweep folder>/<label>/seed-<seed>/`; the table reports the mean
-   * ± standard deviation over them. `--seeds N` overrides it.
-   */
-  readonly seeds?: number;
-  /** What each Slurm array task asks for (`--slurm`); absent: {@linkcode SLURM_DEFAULTS}. */
-  readonly slurm?: SlurmResources;
-}
-
-/**
- * What one Slurm array task (one member, one seed) asks the scheduler for.
- *
- * @example
- * ```ts
- * import type { SlurmResources } from "./experiment.ts";
- * const r: SlurmResources = { cpusPerTask: 2, memoryMb: 4096, timeLimitMinutes: 120 };
- * ```
- */
-export interface SlurmResources {
-  /** `--cpus-per-task`: the threads one run uses. */
-  readonly cpusPerTask: number;
-  /** `--mem`, MiB: the run's peak resident memory with room to spare. */
-  readonly memoryMb: number;
-  /** `--time`, minutes; `null`: the partition's limit. */
-  readonly timeLimitMinutes: number | null;
-}
-
-/**
- * Slurm resources of a sweep that names none: 2 CPUs (a run's two
- * threads), 4 GiB (the wasm heap's limit), the partition's time limit.
- *
- * @example
- * ```ts
- * import { SLURM_DEFAULTS } from "./experiment.ts";
- * console.log(SLURM_DEFAULTS.memoryMb); // 4096
- * ```
- */
-export const SLURM_DEFAULTS: SlurmResources = {
-  cpusPerTask: 2,
-  memoryMb: 4096,
-  timeLimitMinutes: null,
-};
-
-/**
- * Decodes {@linkcode SlurmResources}.
- *
- * @example
- * ```ts
- * import { SlurmResourcesCodec } from "./experiment.ts";
- * console.log(SlurmResourcesCodec.is({ cpusPerTask: 2, memoryMb: 4096, timeLimitMinutes: null })); // true
- * ```
- */
-export const SlurmResourcesCodec: StrictCodec<FieldCodecs<SlurmResources>> = strict<
-  FieldCodecs<SlurmResources>
->({
-  cpusPerTask: PositiveInt,
-  memoryMb: PositiveInt,
-  timeLimitMinutes: nullable(PositiveInt),
-}, "SlurmResources");
-
-/**
- * The seeds a sweep trains `member` with, in order.
- *
- * @example
- * ```ts
- * import { sweepSeeds } from "./experiment.ts";
- * import { presetExperiment } from "./presets.ts";
- * const m = { label: "crt", experiment: { ...presetExperiment("ptb"), seed: 7 } };
- * console.log(sweepSeeds({ name: "s", description: "", members: [m], seeds: 3 }, m)); // [ 7, 8, 9 ]
- * ```
- */
-export const sweepSeeds = (sweep: Sweep, member: SweepMember): number[] =>
-  Array.from({ length: sweep.seeds ?? 1 }, (_, k) => member.experiment.seed + k);
-
-/**
- * Decodes a {@linkcode Sweep} (structure only; {@linkcode decodeSweep} adds the rules).
- *
- * @example
- * ```ts
- * import { SweepCodec } from "./experiment.ts";
- *
- * console.log(SweepCodec.is({ name: "s", description: "", members: [] })); // true
- * ```
- */
-export const SweepCodec: StrictCodec<FieldCodecs<Sweep>> = strict<FieldCodecs<Sweep>>({
-  name: Name,
-  description: t.string,
-  members: t.readonlyArray(SweepMemberCodec),
-  maxSeconds: optional(PositiveNumber),
-  seeds: optional(PositiveInt),
-  slurm: optional(SlurmResourcesCodec),
-}, "Sweep");
-
 // Compile-time: each codec decodes exactly the type declared above.
+
 type _DataSettings = Assert<MutuallyAssignable<t.TypeOf<typeof DataSettingsCodec>, DataSettings>>;
 type _TrainingSettings = Assert<
   MutuallyAssignable<t.TypeOf<typeof TrainingSettingsCodec>, TrainingSettings>
@@ -835,41 +680,3 @@ type _OutputSettings = Assert<
   MutuallyAssignable<t.TypeOf<typeof OutputSettingsCodec>, OutputSettings>
 >;
 type _Experiment = Assert<MutuallyAssignable<t.TypeOf<typeof ExperimentCodec>, Experiment>>;
-type _SweepMember = Assert<MutuallyAssignable<t.TypeOf<typeof SweepMemberCodec>, SweepMember>>;
-type _Sweep = Assert<MutuallyAssignable<t.TypeOf<typeof SweepCodec>, Sweep>>;
-type _SlurmResources = Assert<
-  MutuallyAssignable<t.TypeOf<typeof SlurmResourcesCodec>, SlurmResources>
->;
-
-/**
- * Decodes a {@linkcode Sweep}; each member's experiment is checked as
- * {@linkcode decodeExperiment} does, its issues prefixed with
- * `members[i].experiment.`.
- *
- * @example
- * ```ts
- * import { decodeSweep } from "./experiment.ts";
- *
- * const r = decodeSweep({ name: "s", description: "", members: [] });
- * if (r._tag === "Left") console.log(r.left.message); // members: a sweep needs at least one member
- * ```
- */
-export function decodeSweep(u: unknown): Either<SpecError, Sweep> {
-  const d = decodeWith(SweepCodec, "", u);
-  if (E.isLeft(d)) return E.left(rootless(d.left));
-  const issues: SpecIssue[] = [];
-  if (d.right.members.length === 0) {
-    issues.push({ path: "members", message: "a sweep needs at least one member" });
-  }
-  const seen = new Set<string>();
-  d.right.members.forEach((m, i) => {
-    if (seen.has(m.label)) {
-      issues.push({ path: `members[${i}].label`, message: `duplicate label "${m.label}"` });
-    }
-    seen.add(m.label);
-    for (const issue of checkExperiment(m.experiment)) {
-      issues.push({ path: `members[${i}].experiment.${issue.path}`, message: issue.message });
-    }
-  });
-  return issues.length === 0 ? d : E.left(new SpecError(issues));
-}

@@ -3,13 +3,13 @@ import * as E from "fp-ts/lib/Either.js";
 import { applySets } from "./args.ts";
 import {
   decodeExperiment,
-  decodeSweep,
   type Experiment,
   learningRate,
   tokensPerStep,
   totalSteps,
 } from "./experiment.ts";
 import { presetExperiment } from "./presets.ts";
+import { decodeSweep } from "./sweep_spec.ts";
 
 const base = presetExperiment("ptb");
 

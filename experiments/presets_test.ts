@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { decodeExperiment, decodeSweep, tokensPerStep } from "./experiment.ts";
+import { decodeExperiment, tokensPerStep } from "./experiment.ts";
+import { decodeSweep } from "./sweep_spec.ts";
 import { presetExperiment, presetNames, presetPlan, QUICK, resolvePreset } from "./presets.ts";
 import { referenceCrt, referenceTransformer, referenceXl } from "../spec/reference_specs.ts";
 import { decodeSmarthomeExperiment } from "./tasks/clips_experiment.ts";

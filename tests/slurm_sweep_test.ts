@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { tinyExperiment, writeCorpus } from "./_corpus.ts";
-import type { Sweep } from "../experiments/experiment.ts";
+import type { Sweep } from "../experiments/sweep_spec.ts";
 import {
   cancelTasks,
   queryArrayTasks,

@@ -13,7 +13,7 @@ import type { Either } from "../../spec/either.ts";
 import { adaptiveGeometry, tailFlopsPerRow } from "../../spec/adaptive.ts";
 import type { ModelSpec } from "../../spec/types.ts";
 import { exists } from "../data/ptb.ts";
-import type { Sweep } from "../experiment.ts";
+import type { Sweep } from "../sweep_spec.ts";
 import type { Results } from "../tasks/language_model.ts";
 import { describe, failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
 import {

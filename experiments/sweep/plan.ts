@@ -5,7 +5,8 @@
  * @module
  */
 import { join } from "node:path";
-import { type Experiment, type Sweep, sweepSeeds } from "../experiment.ts";
+import type { Experiment } from "../experiment.ts";
+import { type Sweep, sweepSeeds } from "../sweep_spec.ts";
 
 /**
  * One task of a sweep: one member trained with one seed.

@@ -12,7 +12,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import type { Either } from "../../spec/either.ts";
-import { SLURM_DEFAULTS, type Sweep } from "../experiment.ts";
+import { SLURM_DEFAULTS, type Sweep } from "../sweep_spec.ts";
 import { badInput, describe, failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
 import { writeSbatchScript } from "./cluster/sbatch.ts";
 import { type SlurmOptions, submitSbatch } from "./cluster/slurm.ts";
@@ -57,7 +57,7 @@ export interface Submitted {
  * @example
  * ```ts
  * import { submitSweep } from "./submit.ts";
- * import type { Sweep } from "../experiment.ts";
+ * import type { Sweep } from "../sweep_spec.ts";
  * const submit = async (sweep: Sweep, dir: string) => {
  *   const r = await submitSweep(sweep, dir, { sbatchArgs: ["--partition=cpu"] });
  *   return r._tag === "Right" ? r.right.job?.jobId : r.left.message;

@@ -23,7 +23,7 @@ import { join } from "node:path";
 import type { Either } from "../../spec/either.ts";
 import { readLatestCheckpoint } from "../loop/checkpoint.ts";
 import { type Corpus, exists } from "../data/ptb.ts";
-import { decodeSweep, type Sweep } from "../experiment.ts";
+import { decodeSweep, type Sweep } from "../sweep_spec.ts";
 import {
   loadExperimentData,
   type Results,

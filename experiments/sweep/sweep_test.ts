@@ -3,7 +3,7 @@ import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import { ensureBackend } from "../../ops/backend.ts";
 import { tinyExperiment, writeCorpus } from "../../tests/_corpus.ts";
-import type { Sweep } from "../experiment.ts";
+import type { Sweep } from "../sweep_spec.ts";
 import { runExperiment } from "../tasks/language_model.ts";
 import { collectSweep, outputLayerFlops } from "./collect.ts";
 import { sweepTasks } from "./plan.ts";
