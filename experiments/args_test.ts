@@ -36,6 +36,16 @@ function overrideError(r: E.Either<OverrideError, unknown>): OverrideError {
   return r.left;
 }
 
+/** What a command line without the sweep options says about them. */
+const NO_SWEEP_FLAGS = {
+  seeds: null,
+  member: null,
+  seed: null,
+  slurm: false,
+  sbatch: null,
+  collect: null,
+} as const;
+
 Deno.test("parseCli: a bare name gets the defaults", () => {
   assert.deepEqual(cli(["ptb-crt"]), {
     name: "ptb-crt",
@@ -48,12 +58,7 @@ Deno.test("parseCli: a bare name gets the defaults", () => {
     dryRun: false,
     backend: "wasm",
     matmul: "auto",
-    seeds: null,
-    member: null,
-    seed: null,
-    slurm: false,
-    sbatch: null,
-    collect: null,
+    ...NO_SWEEP_FLAGS,
   });
 });
 
@@ -94,12 +99,7 @@ Deno.test("parseCli: every option, in any order, --set repeatable and order-pres
     dryRun: true,
     backend: "cpu",
     matmul: "portable",
-    seeds: null,
-    member: null,
-    seed: null,
-    slurm: false,
-    sbatch: null,
-    collect: null,
+    ...NO_SWEEP_FLAGS,
   });
 });
 

@@ -465,6 +465,71 @@ export const clusterStatus = async (dir: string): Promise<Record<string, number 
   return Object.fromEntries(DAEMONS.map((d, i) => [d.name, pids[i]]));
 };
 
+/**
+ * Why the Slurm tests cannot run on this machine, or `null` when they can.
+ * Outside CI a test file that cannot run says so (`file: SKIPPED, why`);
+ * under CI (`$CI` set) it must run, and fails with the reason instead.
+ */
+export const slurmTestGate = (
+  file: string,
+): { readonly ignore: boolean; readonly why: string | null } => {
+  const underCi = (Deno.env.get("CI") ?? "") !== "" && Deno.env.get("CI") !== "false";
+  const missing = missingSlurmCommands();
+  const why = missing.length > 0
+    ? `Slurm is not installed (missing ${missing.join(", ")}; apt-get install slurm-wlm munge)`
+    : Deno.uid() !== 0
+    ? "the test cluster runs as root (slurmd starts jobs as their user)"
+    : null;
+  if (why !== null && !underCi) console.warn(`${file}: SKIPPED, ${why}`);
+  return { ignore: why !== null && !underCi, why };
+};
+
+/**
+ * Starts a cluster in `<a new temporary folder>/cluster`, runs `body` with
+ * it and that folder, then stops the daemons and removes the folder
+ * whatever happened; a failure of `body` is thrown first, then one of the
+ * stop.
+ */
+export async function withTestCluster(
+  prefix: string,
+  body: (cluster: Cluster, root: string) => Promise<void>,
+): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix });
+  await Deno.chmod(root, 0o755); // munged wants its socket's folders open to all
+  const clusterDir = join(root, "cluster");
+  const cluster = await startCluster({ dir: clusterDir, timeoutMs: 30_000 });
+  if (E.isLeft(cluster)) {
+    await Deno.remove(root, { recursive: true });
+    throw new Error(cluster.left.message);
+  }
+  let failure: { readonly error: unknown } | null = null;
+  try {
+    await body(cluster.right, root);
+  } catch (error) {
+    failure = { error };
+  }
+  const stopped = await stopCluster(clusterDir);
+  await Deno.remove(root, { recursive: true }).catch(() => {});
+  if (failure !== null) throw failure.error;
+  if (E.isLeft(stopped)) throw new Error(stopped.left.message);
+}
+
+/** Polls `check` every `everyMs` until it returns non-null; at `deadline` fails naming `what` and `show()`. */
+export const until = async <T>(
+  what: string,
+  deadline: number,
+  check: () => Promise<T | null>,
+  show: () => string,
+  everyMs = 250,
+): Promise<T> => {
+  for (;;) {
+    const v = await check();
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; ${show()}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+};
+
 async function main(args: readonly string[]): Promise<number> {
   const [command, dir] = args;
   if (command === "start") {

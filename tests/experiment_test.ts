@@ -5,16 +5,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tinyExperiment, writeCorpus } from "./_corpus.ts";
+import { TASK_PERMISSIONS } from "../experiments/sweep/submit.ts";
 
 const CLI = new URL("../experiments/cli.ts", import.meta.url).pathname;
-const PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-ffi",
-  "--allow-sys",
-  "--allow-net",
-];
+// The permissions `deno task experiment` and a sweep's Slurm task give the runner.
+const PERMISSIONS = TASK_PERMISSIONS;
 
 const command = (args: string[]) =>
   new Deno.Command(Deno.execPath(), {
