@@ -36,7 +36,7 @@
  *   rng: { dropout: [1, 2, 3, 4] },
  *   optimizer: { scalars: { t: 10 }, tensors: {} },
  *   params: { "embed.w": { shape: [2, 2], data: Float32Array.of(1, 2, 3, 4) } },
- *   carry: {},
+ *   memory: {},
  *   meta: { experiment: "ptb-crt" },
  * });
  * const r = await readLatestCheckpoint(dir);
@@ -92,7 +92,7 @@ export type Tensors = Readonly<Record<string, Tensor>>;
  *   rng: { dropout: [1, 2, 3, 4] },
  *   optimizer: { scalars: { t: 100 }, tensors: {} },
  *   params: {},
- *   carry: { memory: { shape: [2, 8], data: new Float32Array(16) } },
+ *   memory: { memory: { shape: [2, 8], data: new Float32Array(16) } },
  *   meta: { experiment: "ptb-crt" },
  * };
  * ```
@@ -113,8 +113,11 @@ export interface Checkpoint {
   };
   /** Model parameters by path, e.g. `blocks[0].attn.wq`. */
   readonly params: Tensors;
-  /** State carried across windows, e.g. the memory `[B, M]`; needed for an exact resume. */
-  readonly carry: Tensors;
+  /**
+   * The model state carried across windows by name (CRT's `memory` [B, M],
+   * XL's `cache[l]`), as `TrainState.memory` holds it; needed for an exact resume.
+   */
+  readonly memory: Tensors;
   /** Any JSON value (config, vocabulary hash, …); read back as `unknown`. */
   readonly meta: unknown;
 }
@@ -125,10 +128,10 @@ export interface Checkpoint {
  * @example
  * ```ts
  * import type { TensorGroup } from "./checkpoint.ts";
- * const groups: TensorGroup[] = ["params", "optimizer", "carry"];
+ * const groups: TensorGroup[] = ["params", "optimizer", "memory"];
  * ```
  */
-export type TensorGroup = "params" | "optimizer" | "carry";
+export type TensorGroup = "params" | "optimizer" | "memory";
 
 /**
  * One row of the header's tensor table.
@@ -164,7 +167,7 @@ export interface TensorEntry {
  * ```
  */
 export const TensorEntry: t.Type<TensorEntry, TensorEntry, unknown> = t.type({
-  group: t.keyof({ params: null, optimizer: null, carry: null }),
+  group: t.keyof({ params: null, optimizer: null, memory: null }),
   name: t.string,
   shape: t.readonlyArray(t.number),
   offset: t.number,
@@ -172,7 +175,8 @@ export const TensorEntry: t.Type<TensorEntry, TensorEntry, unknown> = t.type({
 });
 
 /**
- * The JSON header of a checkpoint file (format version 1).
+ * The JSON header of a checkpoint file (format version 2; version 1 files,
+ * which name the `memory` group `carry`, are read as version 2).
  *
  * @example
  * ```ts
@@ -184,7 +188,7 @@ export interface CheckpointHeader {
   /** Always `crt-checkpoint`. */
   readonly format: "crt-checkpoint";
   /** Format version; readers reject versions they do not know. */
-  readonly version: 1;
+  readonly version: 2;
   /** {@linkcode Checkpoint.step}. */
   readonly step: number;
   /** {@linkcode Checkpoint.data}. */
@@ -215,7 +219,7 @@ export interface CheckpointHeader {
  */
 export const CheckpointHeader: t.Type<CheckpointHeader, CheckpointHeader, unknown> = t.type({
   format: t.literal("crt-checkpoint"),
-  version: t.literal(1),
+  version: t.literal(2),
   step: t.number,
   data: t.type({ epoch: t.number, position: t.number }),
   rng: t.record(t.string, t.readonlyArray(t.number)),
@@ -336,7 +340,7 @@ function reasonOf(e: unknown): string {
  * const bytes = await encodeCheckpoint({
  *   step: 0, data: { epoch: 0, position: 0 }, rng: {},
  *   optimizer: { scalars: {}, tensors: {} },
- *   params: { w: { shape: [3], data: new Float32Array(3) } }, carry: {}, meta: null,
+ *   params: { w: { shape: [3], data: new Float32Array(3) } }, memory: {}, meta: null,
  * });
  * assert(new TextDecoder().decode(bytes.subarray(0, 7)) === "CRTCKPT");
  * ```
@@ -360,7 +364,7 @@ export async function encodeCheckpoint(ckpt: Checkpoint): Promise<Uint8Array<Arr
   const groups: readonly [TensorGroup, Tensors][] = [
     ["params", ckpt.params],
     ["optimizer", ckpt.optimizer.tensors],
-    ["carry", ckpt.carry],
+    ["memory", ckpt.memory],
   ];
   const entries: TensorEntry[] = [];
   const datas: Float32Array[] = [];
@@ -386,7 +390,7 @@ export async function encodeCheckpoint(ckpt: Checkpoint): Promise<Uint8Array<Arr
   }
   const header: CheckpointHeader = {
     format: "crt-checkpoint",
-    version: 1,
+    version: 2,
     step: ckpt.step,
     data: { epoch: ckpt.data.epoch, position: ckpt.data.position },
     rng: Object.fromEntries(Object.entries(ckpt.rng).map(([k, s]) => [k, [...s]])),
@@ -412,6 +416,22 @@ export async function encodeCheckpoint(ckpt: Checkpoint): Promise<Uint8Array<Arr
 }
 
 /**
+ * A version 1 header as version 2: version 1 named the `memory` group
+ * `carry`. Anything else is returned as is, for the codec to judge.
+ */
+function fromVersion1(raw: unknown): unknown {
+  if (typeof raw !== "object" || raw === null) return raw;
+  const h = raw as { version?: unknown; tensors?: unknown };
+  if (h.version !== 1 || !Array.isArray(h.tensors)) return raw;
+  const tensors = h.tensors.map((e: unknown) =>
+    typeof e === "object" && e !== null && (e as { group?: unknown }).group === "carry"
+      ? { ...e, group: "memory" }
+      : e
+  );
+  return { ...h, version: 2, tensors };
+}
+
+/**
  * Parses and verifies the bytes of a checkpoint file. The tensors are views
  * on `bytes` (no copy). `Left(reason)` says what failed.
  *
@@ -421,7 +441,7 @@ export async function encodeCheckpoint(ckpt: Checkpoint): Promise<Uint8Array<Arr
  * import { decodeCheckpoint, encodeCheckpoint } from "./checkpoint.ts";
  * const bytes = await encodeCheckpoint({
  *   step: 3, data: { epoch: 0, position: 0 }, rng: {},
- *   optimizer: { scalars: {}, tensors: {} }, params: {}, carry: {}, meta: null,
+ *   optimizer: { scalars: {}, tensors: {} }, params: {}, memory: {}, meta: null,
  * });
  * const ok = await decodeCheckpoint(bytes);
  * assert(ok._tag === "Right" && ok.right.step === 3);
@@ -451,7 +471,7 @@ export async function decodeCheckpoint(
   } catch (e) {
     return E.left(`header is not JSON: ${reasonOf(e)}`);
   }
-  const decoded = CheckpointHeader.decode(raw);
+  const decoded = CheckpointHeader.decode(fromVersion1(raw));
   if (E.isLeft(decoded)) return E.left(`bad header: ${PathReporter.report(decoded).join("; ")}`);
   const h = decoded.right;
   const payloadStart = PREFIX + headerLen;
@@ -492,7 +512,7 @@ export async function decodeCheckpoint(
   const groups: Record<TensorGroup, Record<string, Tensor>> = {
     params: {},
     optimizer: {},
-    carry: {},
+    memory: {},
   };
   const aligned = (bytes.byteOffset + payloadStart) % 4 === 0;
   for (const e of h.tensors) {
@@ -508,7 +528,7 @@ export async function decodeCheckpoint(
     rng,
     optimizer: { scalars: h.optimizerScalars, tensors: groups.optimizer },
     params: groups.params,
-    carry: groups.carry,
+    memory: groups.memory,
     meta: h.meta,
   });
 }
@@ -646,7 +666,7 @@ export interface WriteOptions {
  * const dir = await Deno.makeTempDir();
  * const r = await writeCheckpoint(dir, {
  *   step: 1, data: { epoch: 0, position: 70 }, rng: {},
- *   optimizer: { scalars: {}, tensors: {} }, params: {}, carry: {}, meta: null,
+ *   optimizer: { scalars: {}, tensors: {} }, params: {}, memory: {}, meta: null,
  * });
  * assert(r._tag === "Right" && r.right.file.endsWith("ckpt-000000001.bin"));
  * await Deno.remove(dir, { recursive: true });

@@ -488,7 +488,7 @@ export async function openRun<R extends LoopRecord>(p: {
         ...task.checkpoint(session.trainUnits),
         optimizer: snap.optimizer,
         params: snap.params,
-        carry: snap.carry,
+        memory: snap.memory,
         meta: currentMeta(),
       }, { keep: p.keepCheckpoints });
       return E.isLeft(w) ? failed(w.left.message, w.left) : E.right(w.right.file);
