@@ -2,14 +2,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import {
-  type Checkpoint,
   type CheckpointError,
   checkpointFileName,
-  decodeCheckpoint,
-  encodeCheckpoint,
   readLatestCheckpoint,
   writeCheckpoint,
 } from "./checkpoint.ts";
+import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "./checkpoint_format.ts";
 
 function sample(step: number): Checkpoint {
   const w = Float32Array.from({ length: 12 }, (_, i) => i * 0.5 - step);

@@ -18,7 +18,8 @@ import {
   startBackend,
 } from "../../ops/backend.ts";
 import type { ModelSpec } from "../../spec/types.ts";
-import { type Checkpoint, readLatestCheckpoint } from "./checkpoint.ts";
+import { readLatestCheckpoint } from "./checkpoint.ts";
+import type { Checkpoint } from "./checkpoint_format.ts";
 import { exists } from "../data/ptb.ts";
 import { restoreTraining } from "./snapshot.ts";
 

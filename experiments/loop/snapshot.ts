@@ -33,7 +33,7 @@ import type { TrainState } from "../../core/train.ts";
 import { tf } from "../../ops/tf.ts";
 import { isParamSpec } from "../../spec/params.ts";
 import { flatten } from "../../spec/tree.ts";
-import type { Tensor, Tensors } from "./checkpoint.ts";
+import type { Tensor, Tensors } from "./checkpoint_format.ts";
 
 /**
  * A float64 array of `shape` as a float32 checkpoint tensor of shape

@@ -7,7 +7,7 @@ import { disposeTraining, startTraining, trainOn, type TrainState } from "../../
 import { ensureBackend } from "../../ops/backend.ts";
 import { tf } from "../../ops/tf.ts";
 import { randomTokens, tinyCrtNcgru } from "../../tests/_tiny.ts";
-import { decodeCheckpoint, encodeCheckpoint } from "./checkpoint.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "./checkpoint_format.ts";
 import { f64ToTensor, restoreTraining, snapshotTraining, tensorToF64 } from "./snapshot.ts";
 
 await ensureBackend();
