@@ -7,6 +7,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { type BackendInfo, startBackend } from "../ops/backend.ts";
+import { describe } from "../experiments/loop/run_folder.ts";
 
 /** Where a command writes (injected by tests). */
 export interface CliIo {
@@ -41,8 +42,33 @@ export const parse = <O extends NonNullable<ParseArgsConfig["options"]>>(
   try {
     return parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new BadInput(`${e instanceof Error ? e.message : String(e)}\n\n${usage}`);
+    throw new BadInput(`${describe(e)}\n\n${usage}`);
   }
+};
+
+/**
+ * How a command's main starts: {@linkcode parse} `args`; with `--help`, print
+ * `usage` and return `null` (exit 0); else check that there are
+ * `positionals.count` positionals, a {@linkcode BadInput} saying `missing`
+ * (none given) or `wrong` (another count) if not.
+ */
+export const parseCommand = <O extends NonNullable<ParseArgsConfig["options"]>>(
+  io: CliIo,
+  args: readonly string[],
+  options: O,
+  usage: string,
+  positionals: { readonly count: number; readonly missing: string; readonly wrong: string },
+) => {
+  const parsed = parse(args, options, usage);
+  if ((parsed.values as { help?: boolean }).help === true) {
+    io.stdout(`${usage}\n`);
+    return null;
+  }
+  const n = parsed.positionals.length;
+  if (n !== positionals.count) {
+    throw new BadInput(`${n === 0 ? positionals.missing : positionals.wrong}\n\n${usage}`);
+  }
+  return parsed;
 };
 
 /** A number option: `undefined` when absent, else a finite number checked by `ok`. */
@@ -65,12 +91,7 @@ export const readBytes = async (file: string, what: string): Promise<Uint8Array>
   try {
     return await Deno.readFile(file);
   } catch (e) {
-    const why = e instanceof Deno.errors.NotFound
-      ? "not found"
-      : e instanceof Error
-      ? e.message
-      : String(e);
-    throw new BadInput(`${what} ${file}: ${why}`);
+    throw new BadInput(`${what} ${file}: ${describe(e, { NotFound: "not found" })}`);
   }
 };
 

@@ -28,11 +28,8 @@
  */
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
-import {
-  type Checkpoint,
-  readCheckpoint,
-  readLatestCheckpoint,
-} from "../experiments/loop/checkpoint.ts";
+import { readCheckpoint, readLatestCheckpoint } from "../experiments/loop/checkpoint.ts";
+import type { Checkpoint } from "../experiments/loop/checkpoint_format.ts";
 import { exists, readCorpus } from "../experiments/data/ptb.ts";
 import { decodeExperiment, type Experiment } from "../experiments/experiment.ts";
 import {
@@ -41,7 +38,7 @@ import {
   defaultIo,
   EXIT,
   megabytes,
-  parse,
+  parseCommand,
   readBytes,
   runCommand,
 } from "./_cli.ts";
@@ -200,18 +197,13 @@ const readVocab = async (
 export async function main(args: readonly string[], io: CliIo = defaultIo): Promise<number> {
   const log = (m: string) => io.stderr(`${m}\n`);
   return await runCommand(io, async () => {
-    const { values, positionals } = parse(args, OPTIONS, USAGE);
-    if (values.help) {
-      io.stdout(`${USAGE}\n`);
-      return EXIT.ok;
-    }
-    if (positionals.length !== 1) {
-      throw new BadInput(
-        `${
-          positionals.length === 0 ? "missing the run folder" : "give one run folder"
-        }\n\n${USAGE}`,
-      );
-    }
+    const parsed = parseCommand(io, args, OPTIONS, USAGE, {
+      count: 1,
+      missing: "missing the run folder",
+      wrong: "give one run folder",
+    });
+    if (parsed === null) return EXIT.ok;
+    const { values, positionals } = parsed;
     const runDir = positionals[0];
     const configFile = join(runDir, "config.json");
     const exp = decodeExperiment(await readJson(configFile, "run config"));

@@ -2,22 +2,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readCheckpoint, readLatestCheckpoint } from "../experiments/loop/checkpoint.ts";
 import { readCorpus } from "../experiments/data/ptb.ts";
-import { runExperiment } from "../experiments/tasks/language_model.ts";
-import { tinyExperiment, writeCorpus } from "../tests/_corpus.ts";
+import { tinyExperiment } from "../tests/_corpus.ts";
+import { trainTinyRun } from "../tests/_tiny_run.ts";
 import { main } from "./export_cli.ts";
 import { loadModel } from "./loaded.ts";
 import { decodeModelFile } from "./model_file.ts";
 import { scoreIds } from "./score.ts";
 
 // One tiny trained run shared by the tests (10 steps, checkpoints at 5 and 10).
-const dataDir = await writeCorpus();
-const runDir = join(dataDir, "run");
-const trained = await runExperiment(tinyExperiment(dataDir, { steps: 10 }), {
-  runDir,
-  progress: false,
-  log: () => {},
-});
-if (trained._tag === "Left") throw new Error(trained.left.message);
+const { dataDir, runDir } = await trainTinyRun();
 const results = JSON.parse(await Deno.readTextFile(join(runDir, "results.json")));
 
 const run = async (...args: string[]) => {

@@ -25,7 +25,7 @@ import {
   defaultIo,
   EXIT,
   numberOption,
-  parse,
+  parseCommand,
   readBytes,
   runCommand,
   startNamedBackend,
@@ -75,18 +75,13 @@ const OPTIONS = {
  */
 export async function main(args: readonly string[], io: CliIo = defaultIo): Promise<number> {
   return await runCommand(io, async () => {
-    const { values, positionals } = parse(args, OPTIONS, USAGE);
-    if (values.help) {
-      io.stdout(`${USAGE}\n`);
-      return EXIT.ok;
-    }
-    if (positionals.length !== 1) {
-      throw new BadInput(
-        `${
-          positionals.length === 0 ? "missing the model file" : "give one model file"
-        }\n\n${USAGE}`,
-      );
-    }
+    const parsed = parseCommand(io, args, OPTIONS, USAGE, {
+      count: 1,
+      missing: "missing the model file",
+      wrong: "give one model file",
+    });
+    if (parsed === null) return EXIT.ok;
+    const { values, positionals } = parsed;
     const maxTokens = numberOption(
       values["max-tokens"],
       "max-tokens",

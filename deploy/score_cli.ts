@@ -25,7 +25,7 @@ import {
   type CliIo,
   defaultIo,
   EXIT,
-  parse,
+  parseCommand,
   readBytes,
   runCommand,
   startNamedBackend,
@@ -62,14 +62,13 @@ const OPTIONS = {
  */
 export async function main(args: readonly string[], io: CliIo = defaultIo): Promise<number> {
   return await runCommand(io, async () => {
-    const { values, positionals } = parse(args, OPTIONS, USAGE);
-    if (values.help) {
-      io.stdout(`${USAGE}\n`);
-      return EXIT.ok;
-    }
-    if (positionals.length !== 2) {
-      throw new BadInput(`give a model file and a text file\n\n${USAGE}`);
-    }
+    const parsed = parseCommand(io, args, OPTIONS, USAGE, {
+      count: 2,
+      missing: "give a model file and a text file",
+      wrong: "give a model file and a text file",
+    });
+    if (parsed === null) return EXIT.ok;
+    const { values, positionals } = parsed;
     const [modelPath, textPath] = positionals;
     const modelBytes = await readBytes(modelPath, "model file");
     let text: string;

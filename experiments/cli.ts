@@ -36,7 +36,7 @@ import { decodeExperiment, type Experiment } from "./experiment.ts";
 import { decodeSweep, SLURM_DEFAULTS, type Sweep } from "./sweep_spec.ts";
 import { describePresets, type Plan, resolvePreset } from "./presets.ts";
 import { modelCosts, runExperiment, type RunOptions } from "./tasks/language_model.ts";
-import { newRunDir, type RunError } from "./loop/run_folder.ts";
+import { describe, newRunDir, type RunError } from "./loop/run_folder.ts";
 import { openSweepFolder, runSweep } from "./sweep/sweep.ts";
 import { type Collected, collectSweep } from "./sweep/collect.ts";
 import { submitSweep } from "./sweep/submit.ts";
@@ -152,12 +152,7 @@ async function resolveBasePlan(cli: Cli): Promise<Checked<Plan>> {
     try {
       json = JSON.parse(await Deno.readTextFile(file));
     } catch (e) {
-      const why = e instanceof Deno.errors.NotFound
-        ? "not found (is it a run folder?)"
-        : e instanceof Error
-        ? e.message
-        : String(e);
-      return E.left(`${file}: ${why}`);
+      return E.left(`${file}: ${describe(e, { NotFound: "not found (is it a run folder?)" })}`);
     }
     if (isSmarthomeConfig(json)) {
       const d = decodeSmarthomeExperiment(json);

@@ -26,7 +26,7 @@
  * @module
  */
 import { type Either, left, right } from "fp-ts/lib/Either.js";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 
 const root = new URL("../", import.meta.url);
 
@@ -89,7 +89,7 @@ const emptyBundleDir = async (dir: string): Promise<Either<BuildError, void>> =>
     for await (const e of Deno.readDir(dir)) names.push(e.name);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return right(undefined);
-    return fail(`cannot read the output folder ${dir}: ${e instanceof Error ? e.message : e}`);
+    return fail(`cannot read the output folder ${dir}: ${describeError(e)}`);
   }
   if (names.length > 0 && !names.includes("mod.js")) {
     return fail(
@@ -132,7 +132,7 @@ export const buildBundle = async (opts: BuildOptions = {}): Promise<Either<Build
       stderr: "piped",
     }).output();
   } catch (e) {
-    return fail(`could not run ${Deno.execPath()} bundle: ${e instanceof Error ? e.message : e}`);
+    return fail(`could not run ${Deno.execPath()} bundle: ${describeError(e)}`);
   }
   const ms = performance.now() - t0;
   if (!out.success) {
@@ -150,22 +150,48 @@ export const buildBundle = async (opts: BuildOptions = {}): Promise<Either<Build
   return right({ outDir, mod: "mod.js", app: "web/app.js", bytes, ms });
 };
 
+/**
+ * An error's message, or the thrown value as text; `named` gives the words
+ * for Deno's error classes by name (e.g. `{ AddrInUse: "the port is in use" }`).
+ * (The same as `experiments/loop/run_folder.ts`'s `describe`, which web/ may not import.)
+ */
+export const describeError = (
+  e: unknown,
+  named: Readonly<Partial<Record<keyof typeof Deno.errors, string>>> = {},
+): string => {
+  for (const [name, words] of Object.entries(named)) {
+    if (e instanceof Deno.errors[name as keyof typeof Deno.errors]) return words;
+  }
+  return e instanceof Error ? e.message : String(e);
+};
+
+/**
+ * A web command's flags (`parseArgs`, strict, no positionals). A bad flag is
+ * printed as `command: reason`, then `usage` when given, and gives `null`
+ * (the command exits with 2).
+ */
+export const parseFlags = <O extends NonNullable<ParseArgsConfig["options"]>>(
+  command: string,
+  argv: readonly string[],
+  options: O,
+  usage?: string,
+) => {
+  try {
+    return parseArgs({ args: [...argv], options }).values;
+  } catch (e) {
+    console.error(`${command}: ${describeError(e)}${usage === undefined ? "" : `\n\n${usage}`}`);
+    return null;
+  }
+};
+
 /** `deno task bundle [--minify] [--out DIR]`: build and report sizes; the exit status. */
 export const main = async (argv: readonly string[]): Promise<number> => {
-  let values: { minify?: boolean; out?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        minify: { type: "boolean" },
-        out: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    console.error(`bundle: ${e instanceof Error ? e.message : e}`);
-    return 2;
-  }
+  const values = parseFlags("bundle", argv, {
+    minify: { type: "boolean" },
+    out: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values === null) return 2;
   if (values.help) {
     console.log("deno task bundle [--minify] [--out DIR]   (default DIR: web/dist/)");
     return 0;

@@ -28,8 +28,7 @@
  */
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { basename, resolve, sep } from "node:path";
-import { parseArgs } from "node:util";
-import { buildBundle, DEFAULT_DIST } from "./build.ts";
+import { buildBundle, DEFAULT_DIST, describeError, parseFlags } from "./build.ts";
 
 const here = new URL("./", import.meta.url).pathname;
 
@@ -182,7 +181,7 @@ const findModels = async (
     try {
       if (!(await Deno.stat(m)).isFile) return fail(`--model ${m}: not a file`);
     } catch (e) {
-      return fail(`--model ${m}: ${e instanceof Deno.errors.NotFound ? "not found" : e}`);
+      return fail(`--model ${m}: ${describeError(e, { NotFound: "not found" })}`);
     }
     if (models.has(name)) return fail(`--model ${m}: a model named ${name} is served already`);
     models.set(name, resolve(m));
@@ -215,11 +214,7 @@ export const startServer = async (
       }),
     );
   } catch (e) {
-    const why = e instanceof Deno.errors.AddrInUse
-      ? "the port is in use (pick another with --port)"
-      : e instanceof Error
-      ? e.message
-      : String(e);
+    const why = describeError(e, { AddrInUse: "the port is in use (pick another with --port)" });
     return fail(`cannot listen on ${hostname}:${port}: ${why}`);
   }
   const addr = server.addr;
@@ -242,30 +237,15 @@ Builds the browser bundle into web/dist/ and serves the demo page.
 
 /** The command line; returns the exit status once the server stops. */
 export const main = async (argv: readonly string[]): Promise<number> => {
-  let values: {
-    port?: string;
-    host?: string;
-    model?: string[];
-    "no-build"?: boolean;
-    minify?: boolean;
-    help?: boolean;
-  };
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        port: { type: "string" },
-        host: { type: "string" },
-        model: { type: "string", multiple: true },
-        "no-build": { type: "boolean" },
-        minify: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    console.error(`serve: ${e instanceof Error ? e.message : e}\n\n${USAGE}`);
-    return 2;
-  }
+  const values = parseFlags("serve", argv, {
+    port: { type: "string" },
+    host: { type: "string" },
+    model: { type: "string", multiple: true },
+    "no-build": { type: "boolean" },
+    minify: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, USAGE);
+  if (values === null) return 2;
   if (values.help) {
     console.log(USAGE);
     return 0;

@@ -5,8 +5,11 @@
 import assert from "node:assert/strict";
 import { handler, startServer, wasmDistDir } from "./serve.ts";
 
+/** Runs `body` with the files and a handler over a temporary dist/ and one model, tiny.crtm. */
 const withFiles = async (
-  body: (dirs: { dist: string; model: string }) => Promise<void>,
+  body: (
+    files: { dist: string; model: string; serve: ReturnType<typeof handler> },
+  ) => Promise<void>,
 ): Promise<void> => {
   const dir = await Deno.makeTempDir({ prefix: "crt-serve-" });
   try {
@@ -15,19 +18,16 @@ const withFiles = async (
     await Deno.writeTextFile(`${dir}/dist/web/app.js`, "import './../mod.js';\n");
     await Deno.writeTextFile(`${dir}/secret.txt`, "not for the web\n");
     await Deno.writeFile(`${dir}/tiny.crtm`, Uint8Array.of(1, 2, 3));
-    await body({ dist: `${dir}/dist`, model: `${dir}/tiny.crtm` });
+    const [dist, model] = [`${dir}/dist`, `${dir}/tiny.crtm`];
+    const models = new Map([["tiny.crtm", model]]);
+    await body({ dist, model, serve: handler({ distDir: dist, models, wasmDir: wasmDistDir() }) });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 };
 
 Deno.test("web/serve handler: the page, the bundle, the installed wasm and the models, typed", async () => {
-  await withFiles(async ({ dist, model }) => {
-    const serve = handler({
-      distDir: dist,
-      models: new Map([["tiny.crtm", model]]),
-      wasmDir: wasmDistDir(),
-    });
+  await withFiles(async ({ serve }) => {
     const get = (path: string, method = "GET") =>
       serve(new Request(`http://127.0.0.1${path}`, { method }));
     const cases: [string, number, string][] = [
@@ -58,12 +58,7 @@ Deno.test("web/serve handler: the page, the bundle, the installed wasm and the m
 });
 
 Deno.test("web/serve handler: nothing outside its folders, no other methods, clear 404s", async () => {
-  await withFiles(async ({ dist, model }) => {
-    const serve = handler({
-      distDir: dist,
-      models: new Map([["tiny.crtm", model]]),
-      wasmDir: wasmDistDir(),
-    });
+  await withFiles(async ({ serve }) => {
     const status = async (path: string, method = "GET") => {
       const r = await serve(new Request(`http://127.0.0.1${path}`, { method }));
       return [r.status, (await r.text()).trim()] as const;

@@ -2,20 +2,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import {
-  type Checkpoint,
   type CheckpointError,
   checkpointFileName,
-  decodeCheckpoint,
-  encodeCheckpoint,
   readLatestCheckpoint,
   writeCheckpoint,
 } from "./checkpoint.ts";
-
-/** A temporary directory removed when the test's `await using` scope ends. */
-async function tempDir(prefix: string): Promise<AsyncDisposable & { path: string }> {
-  const path = await Deno.makeTempDir({ prefix });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
+import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "./checkpoint_format.ts";
 
 function sample(step: number): Checkpoint {
   const w = Float32Array.from({ length: 12 }, (_, i) => i * 0.5 - step);
@@ -33,9 +25,15 @@ function sample(step: number): Checkpoint {
       scalar: { shape: [], data: Float32Array.of(7) },
       empty: { shape: [0, 5], data: new Float32Array(0) },
     },
-    carry: { memory: { shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 6) } },
+    memory: { memory: { shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 6) } },
     meta: { experiment: "ptb-crt", config: { lr: 2.5e-4 } },
   };
+}
+
+/** A fresh checkpoint directory, removed when the test's `await using` scope ends. */
+async function checkpointDir(): Promise<AsyncDisposable & { path: string }> {
+  const path = await Deno.makeTempDir({ prefix: "crt-ckpt-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
 function right<A>(r: E.Either<CheckpointError, A>): A {
@@ -58,7 +56,7 @@ function assertSameCheckpoint(actual: Checkpoint, expected: Checkpoint) {
 }
 
 Deno.test("writeCheckpoint / readLatestCheckpoint: round trip is exact", async () => {
-  await using tmp = await tempDir("crt-ckpt-");
+  await using tmp = await checkpointDir();
   const dir = tmp.path;
   const ckpt = sample(3);
   const written = right(await writeCheckpoint(dir, ckpt));
@@ -76,7 +74,7 @@ Deno.test("encodeCheckpoint: header is JSON after the magic and the payload is 8
   assert.equal((12 + headerLen) % 8, 0);
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + headerLen)));
   assert.equal(header.format, "crt-checkpoint");
-  assert.equal(header.version, 1);
+  assert.equal(header.version, 2);
   assert.equal(header.payloadBytes, bytes.length - 12 - headerLen);
   assert.match(header.payloadSha256, /^[0-9a-f]{64}$/);
   assert.deepEqual(header.tensors[0], {
@@ -88,12 +86,16 @@ Deno.test("encodeCheckpoint: header is JSON after the magic and the payload is 8
   });
 });
 
-Deno.test("readLatestCheckpoint: a checkpoint cut off mid-write is skipped for the previous one", async () => {
-  await using tmp = await tempDir("crt-ckpt-");
-  const dir = tmp.path;
+/** Writes the checkpoints of steps 1 and 2 to `dir`; `newest` is step 2's file. */
+async function stepsOneAndTwo(dir: string): Promise<{ dir: string; newest: string }> {
   right(await writeCheckpoint(dir, sample(1)));
   right(await writeCheckpoint(dir, sample(2)));
-  const newest = join(dir, checkpointFileName(2));
+  return { dir, newest: join(dir, checkpointFileName(2)) };
+}
+
+Deno.test("readLatestCheckpoint: a checkpoint cut off mid-write is skipped for the previous one", async () => {
+  await using tmp = await checkpointDir();
+  const { dir, newest } = await stepsOneAndTwo(tmp.path);
   const full = await Deno.readFile(newest);
   for (const cut of [full.length - 1, 100, 10]) {
     await Deno.writeFile(newest, full.subarray(0, cut));
@@ -106,11 +108,8 @@ Deno.test("readLatestCheckpoint: a checkpoint cut off mid-write is skipped for t
 });
 
 Deno.test("readLatestCheckpoint: a flipped payload byte fails the checksum and is skipped", async () => {
-  await using tmp = await tempDir("crt-ckpt-");
-  const dir = tmp.path;
-  right(await writeCheckpoint(dir, sample(1)));
-  right(await writeCheckpoint(dir, sample(2)));
-  const newest = join(dir, checkpointFileName(2));
+  await using tmp = await checkpointDir();
+  const { dir, newest } = await stepsOneAndTwo(tmp.path);
   const bytes = await Deno.readFile(newest);
   bytes[bytes.length - 3] ^= 0x10;
   await Deno.writeFile(newest, bytes);
@@ -120,7 +119,7 @@ Deno.test("readLatestCheckpoint: a flipped payload byte fails the checksum and i
 });
 
 Deno.test("readLatestCheckpoint: leftover temp files are ignored, and cleaned by the next write", async () => {
-  await using tmp = await tempDir("crt-ckpt-");
+  await using tmp = await checkpointDir();
   const dir = tmp.path;
   right(await writeCheckpoint(dir, sample(2)));
   // A complete, newer checkpoint under a temp name: a write interrupted before its rename.
@@ -136,7 +135,7 @@ Deno.test("readLatestCheckpoint: leftover temp files are ignored, and cleaned by
 });
 
 Deno.test("writeCheckpoint: keeps the last 2 checkpoints", async () => {
-  await using tmp = await tempDir("crt-ckpt-");
+  await using tmp = await checkpointDir();
   const dir = tmp.path;
   for (const step of [10, 20, 30, 40]) right(await writeCheckpoint(dir, sample(step)));
   assert.deepEqual(Array.from(Deno.readDirSync(dir), (e) => e.name).sort(), [
@@ -148,7 +147,7 @@ Deno.test("writeCheckpoint: keeps the last 2 checkpoints", async () => {
 });
 
 Deno.test("readLatestCheckpoint: no valid checkpoint is a NoCheckpoint error listing what was skipped", async () => {
-  await using tmp = await tempDir("crt-ckpt-");
+  await using tmp = await checkpointDir();
   const dir = tmp.path;
   const missing = await readLatestCheckpoint(join(dir, "nope"));
   assert.ok(E.isLeft(missing) && missing.left._tag === "NoCheckpoint");
@@ -160,7 +159,7 @@ Deno.test("readLatestCheckpoint: no valid checkpoint is a NoCheckpoint error lis
 });
 
 Deno.test("readLatestCheckpoint: a file whose header step disagrees with its name is skipped", async () => {
-  await using tmp = await tempDir("crt-ckpt-");
+  await using tmp = await checkpointDir();
   const dir = tmp.path;
   right(await writeCheckpoint(dir, sample(1)));
   await Deno.writeFile(join(dir, checkpointFileName(9)), await encodeCheckpoint(sample(2)));
@@ -182,10 +181,49 @@ Deno.test("encodeCheckpoint / decodeCheckpoint: invariants and header validation
   const bytes = await encodeCheckpoint(sample(1));
   const headerLen = new DataView(bytes.buffer).getUint32(8, true);
   const text = new TextDecoder().decode(bytes.subarray(12, 12 + headerLen));
-  const forged = new TextEncoder().encode(text.replace('"version":1', '"version":7'));
+  const forged = new TextEncoder().encode(text.replace('"version":2', '"version":7'));
   const copy = bytes.slice();
   copy.set(forged, 12);
   const r = await decodeCheckpoint(copy);
   assert.ok(E.isLeft(r));
   assert.match(r.left, /bad header.*version/);
+});
+
+Deno.test("decodeCheckpoint: a version 1 file, whose memory group was named carry, reads as memory", async () => {
+  // Written by the version 1 writer (before the group was renamed); see testdata/.
+  const bytes = await Deno.readFile(
+    new URL("./testdata/ckpt-v1-000000005.bin", import.meta.url),
+  );
+  const r = await decodeCheckpoint(bytes);
+  if (E.isLeft(r)) assert.fail(r.left);
+  const c = r.right;
+  assert.equal(c.step, 5);
+  assert.deepEqual(c.data, { epoch: 0, position: 350 });
+  assert.deepEqual(Object.keys(c.memory), ["memory"]);
+  assert.deepEqual(c.memory.memory.shape, [1, 3]);
+  assert.deepEqual(Array.from(c.memory.memory.data), [0.25, -1, 3]);
+  assert.deepEqual(Array.from(c.params.w.data), [1, 2]);
+  assert.deepEqual(Array.from(c.optimizer.tensors["m:w"].data), [0.5, -0.5]);
+  // Written again, it is a version 2 file with the same tensors.
+  const again = await encodeCheckpoint(c);
+  const headerLen = new DataView(again.buffer).getUint32(8, true);
+  const header = JSON.parse(new TextDecoder().decode(again.subarray(12, 12 + headerLen)));
+  assert.equal(header.version, 2);
+  assert.deepEqual(header.tensors.map((e: { group: string }) => e.group), [
+    "params",
+    "optimizer",
+    "memory",
+  ]);
+});
+
+Deno.test("decodeCheckpoint: a version 2 file may not name a group carry", async () => {
+  const bytes = await encodeCheckpoint(sample(1));
+  const headerLen = new DataView(bytes.buffer).getUint32(8, true);
+  const text = new TextDecoder().decode(bytes.subarray(12, 12 + headerLen));
+  const forged = new TextEncoder().encode(text.replace('"group":"memory"', '"group":"carry" '));
+  const copy = bytes.slice();
+  copy.set(forged, 12);
+  const r = await decodeCheckpoint(copy);
+  assert.ok(E.isLeft(r));
+  assert.match(r.left, /bad header.*group/);
 });

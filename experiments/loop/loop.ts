@@ -27,7 +27,8 @@ import type { Params, Program } from "../../core/program.ts";
 import type { AdamWConfig } from "../../core/optim.ts";
 import { disposeTraining, NonFiniteLoss, trainOn, type TrainState } from "../../core/train.ts";
 import type { Tensor } from "../../ops/tf.ts";
-import { type Checkpoint, writeCheckpoint } from "./checkpoint.ts";
+import { writeCheckpoint } from "./checkpoint.ts";
+import type { Checkpoint } from "./checkpoint_format.ts";
 import { learningRate, type SharedTraining } from "../experiment.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import type { ModelSpec } from "../../spec/types.ts";
@@ -488,7 +489,7 @@ export async function openRun<R extends LoopRecord>(p: {
         ...task.checkpoint(session.trainUnits),
         optimizer: snap.optimizer,
         params: snap.params,
-        carry: snap.carry,
+        memory: snap.memory,
         meta: currentMeta(),
       }, { keep: p.keepCheckpoints });
       return E.isLeft(w) ? failed(w.left.message, w.left) : E.right(w.right.file);

@@ -18,7 +18,8 @@ import {
   startBackend,
 } from "../../ops/backend.ts";
 import type { ModelSpec } from "../../spec/types.ts";
-import { type Checkpoint, readLatestCheckpoint } from "./checkpoint.ts";
+import { readLatestCheckpoint } from "./checkpoint.ts";
+import type { Checkpoint } from "./checkpoint_format.ts";
 import { exists } from "../data/ptb.ts";
 import { restoreTraining } from "./snapshot.ts";
 
@@ -97,8 +98,27 @@ export interface SessionOptions {
 // ---------------------------------------------------------------------------
 // Helpers
 
-/** An error's message, or the thrown value as text. */
-export const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+/**
+ * An error's message, or the thrown value as text; `named` gives the words
+ * for Deno's error classes by name (e.g. `{ NotFound: "not found" }`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describe } from "./run_folder.ts";
+ * assert.equal(describe(new Deno.errors.NotFound("x"), { NotFound: "not found" }), "not found");
+ * assert.equal(describe(new Error("boom")), "boom");
+ * ```
+ */
+export const describe = (
+  e: unknown,
+  named: Readonly<Partial<Record<keyof typeof Deno.errors, string>>> = {},
+): string => {
+  for (const [name, words] of Object.entries(named)) {
+    if (e instanceof Deno.errors[name as keyof typeof Deno.errors]) return words;
+  }
+  return e instanceof Error ? e.message : String(e);
+};
 
 /** A `BadInput` run error (exit 2). */
 export const badInput = (message: string): E.Either<RunError, never> =>

@@ -33,7 +33,7 @@ import type { TrainState } from "../../core/train.ts";
 import { tf } from "../../ops/tf.ts";
 import { isParamSpec } from "../../spec/params.ts";
 import { flatten } from "../../spec/tree.ts";
-import type { Tensor, Tensors } from "./checkpoint.ts";
+import type { Tensor, Tensors } from "./checkpoint_format.ts";
 
 /**
  * A float64 array of `shape` as a float32 checkpoint tensor of shape
@@ -103,7 +103,7 @@ export interface TrainingSnapshot {
     readonly tensors: Tensors;
   };
   /** The carried model state (memory, XL cache) by name. */
-  readonly carry: Tensors;
+  readonly memory: Tensors;
 }
 
 /**
@@ -133,9 +133,9 @@ export function snapshotTraining(_program: Program, ts: TrainState): TrainingSna
     tensors[`cayley:${c.uPath}:v`] = f64ToTensor(c.v, sq);
     tensors[`cayley:${c.uPath}:d`] = f64ToTensor(c.d, [c.n]);
   }
-  const carry: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(ts.memory)) carry[name] = hostTensor(t);
-  return { params, optimizer: { scalars: { step: ts.opt.step }, tensors }, carry };
+  const memory: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(ts.memory)) memory[name] = hostTensor(t);
+  return { params, optimizer: { scalars: { step: ts.opt.step }, tensors }, memory };
 }
 
 const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
@@ -233,7 +233,7 @@ export function restoreTraining(
   }
 
   const memory: Record<string, TfTensor> = {};
-  for (const [name, t] of Object.entries(snap.carry)) memory[name] = device(t);
+  for (const [name, t] of Object.entries(snap.memory)) memory[name] = device(t);
   const opt: OptState = { step: optStep, m, v, cayley };
   return E.right({ params, opt, memory: memory as ModelState, step });
 }

@@ -7,7 +7,7 @@ import { disposeTraining, startTraining, trainOn, type TrainState } from "../../
 import { ensureBackend } from "../../ops/backend.ts";
 import { tf } from "../../ops/tf.ts";
 import { randomTokens, tinyCrtNcgru } from "../../tests/_tiny.ts";
-import { decodeCheckpoint, encodeCheckpoint } from "./checkpoint.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "./checkpoint_format.ts";
 import { f64ToTensor, restoreTraining, snapshotTraining, tensorToF64 } from "./snapshot.ts";
 
 await ensureBackend();
@@ -33,7 +33,7 @@ Deno.test("f64ToTensor / tensorToF64: any float64 survives a checkpoint file bit
     rng: {},
     optimizer: { scalars: {}, tensors: { x: f64ToTensor(x, [4, 8]) } },
     params: { odd: { shape: [1], data: Float32Array.of(1) } }, // puts x at an offset ≡ 4 (mod 8)
-    carry: {},
+    memory: {},
     meta: null,
   });
   const back = await decodeCheckpoint(bytes);

@@ -45,7 +45,7 @@ import { tf } from "../../ops/tf.ts";
 import { adaptiveGeometry, tailFlopsPerRow } from "../../spec/adaptive.ts";
 import type { Either } from "../../spec/either.ts";
 import type { ModelSpec } from "../../spec/types.ts";
-import type { Checkpoint } from "../loop/checkpoint.ts";
+import type { Checkpoint } from "../loop/checkpoint_format.ts";
 import {
   batchify,
   type Corpus,

@@ -35,6 +35,40 @@ async function run(
   return { losses, outcome: r.right };
 }
 
+/** A test given a fresh tiny corpus folder (`tests/_corpus.ts`), removed when it ends. */
+function corpusTest(
+  name: string,
+  fn: (dir: string) => Promise<void>,
+  corpus: Parameters<typeof writeCorpus>[0] = {},
+): void {
+  Deno.test(name, async () => {
+    const dir = await writeCorpus(corpus);
+    try {
+      await fn(dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+/**
+ * A version 2 checkpoint file as the version 1 writer wrote it: the same
+ * payload, the header's version 1 and its `memory` group named `carry`.
+ */
+function asVersion1(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  const headerLen = new DataView(bytes.buffer).getUint32(8, true);
+  const header = new TextDecoder().decode(bytes.subarray(12, 12 + headerLen));
+  assert.match(header, /"group":"memory"/, "the run carries memory");
+  // Same length: "carry" is one byte shorter than "memory", JSON takes a space.
+  const old = header.replace('"version":2', '"version":1').replaceAll(
+    '"group":"memory"',
+    '"group":"carry" ',
+  );
+  const out = bytes.slice();
+  out.set(new TextEncoder().encode(old), 12);
+  return out;
+}
+
 const completed = (o: RunOutcome): Results => {
   assert.equal(o._tag, "Completed");
   return (o as Extract<RunOutcome, { _tag: "Completed" }>).results;
@@ -46,51 +80,46 @@ const ncgru = {
   memory: { ...tinyCorpusCrt.memory, cell: "ncgru", orthogonal: "candidateAndReset" },
 } as const;
 
-Deno.test("runExperiment: a short run lowers the loss and writes the run folder", async () => {
-  const dir = await writeCorpus({ test: true });
-  try {
-    const exp = tinyExperiment(dir, { steps: 80 });
-    const runDir = join(dir, "run");
-    const before = liveTensors();
-    const { losses, outcome } = await run(exp, runDir);
-    assert.equal(liveTensors(), before, "the run leaves no tensors behind");
-    const results = completed(outcome);
-    const first = [1, 2, 3, 4, 5].map((s) => losses.get(s)!);
-    const last = [76, 77, 78, 79, 80].map((s) => losses.get(s)!);
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b) / xs.length;
-    // ln 41 = 3.71 at the start; the chain's entropy is about 1.7 nats.
-    assert.ok(mean(last) < mean(first) - 1, `loss ${mean(first)} -> ${mean(last)}`);
-    assert.ok(results.valid_ppl < 20, `valid ppl ${results.valid_ppl}`);
-    assert.ok(results.test_ppl !== null && results.test_ppl < 20, `test ppl ${results.test_ppl}`);
-    assert.equal(results.test_note, null);
-    assert.equal(results.train_steps, 80);
-    assert.equal(results.train_tokens, 80 * 48);
-    assert.ok(
-      results.params > 0 && results.flops_per_token_train > results.flops_per_token_forward,
-    );
-    for (const f of ["config.json", "metrics.jsonl", "results.json", "curve.svg"]) {
-      assert.ok((await Deno.stat(join(runDir, f))).isFile, f);
-    }
-    const saved = JSON.parse(await Deno.readTextFile(join(runDir, "results.json")));
-    assert.deepEqual(saved, JSON.parse(JSON.stringify(results)));
-    const records = (await Deno.readTextFile(join(runDir, "metrics.jsonl"))).trim().split("\n")
-      .map((l) => JSON.parse(l));
-    const train = records.filter((r) => r.kind === "train");
-    assert.equal(train.length, 80);
-    for (const key of ["step", "loss", "ppl", "lr", "tokens_per_second", "elapsed"]) {
-      assert.equal(typeof train[0][key], "number", key);
-    }
-    assert.equal(records.filter((r) => r.kind === "valid").length, 16); // every 5 steps, and final
-    const config = JSON.parse(await Deno.readTextFile(join(runDir, "config.json")));
-    assert.deepEqual(config, { ...exp, data: { dir } });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+corpusTest("runExperiment: a short run lowers the loss and writes the run folder", async (dir) => {
+  const exp = tinyExperiment(dir, { steps: 80 });
+  const runDir = join(dir, "run");
+  const before = liveTensors();
+  const { losses, outcome } = await run(exp, runDir);
+  assert.equal(liveTensors(), before, "the run leaves no tensors behind");
+  const results = completed(outcome);
+  const first = [1, 2, 3, 4, 5].map((s) => losses.get(s)!);
+  const last = [76, 77, 78, 79, 80].map((s) => losses.get(s)!);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b) / xs.length;
+  // ln 41 = 3.71 at the start; the chain's entropy is about 1.7 nats.
+  assert.ok(mean(last) < mean(first) - 1, `loss ${mean(first)} -> ${mean(last)}`);
+  assert.ok(results.valid_ppl < 20, `valid ppl ${results.valid_ppl}`);
+  assert.ok(results.test_ppl !== null && results.test_ppl < 20, `test ppl ${results.test_ppl}`);
+  assert.equal(results.test_note, null);
+  assert.equal(results.train_steps, 80);
+  assert.equal(results.train_tokens, 80 * 48);
+  assert.ok(
+    results.params > 0 && results.flops_per_token_train > results.flops_per_token_forward,
+  );
+  for (const f of ["config.json", "metrics.jsonl", "results.json", "curve.svg"]) {
+    assert.ok((await Deno.stat(join(runDir, f))).isFile, f);
   }
-});
+  const saved = JSON.parse(await Deno.readTextFile(join(runDir, "results.json")));
+  assert.deepEqual(saved, JSON.parse(JSON.stringify(results)));
+  const records = (await Deno.readTextFile(join(runDir, "metrics.jsonl"))).trim().split("\n")
+    .map((l) => JSON.parse(l));
+  const train = records.filter((r) => r.kind === "train");
+  assert.equal(train.length, 80);
+  for (const key of ["step", "loss", "ppl", "lr", "tokens_per_second", "elapsed"]) {
+    assert.equal(typeof train[0][key], "number", key);
+  }
+  assert.equal(records.filter((r) => r.kind === "valid").length, 16); // every 5 steps, and final
+  const config = JSON.parse(await Deno.readTextFile(join(runDir, "config.json")));
+  assert.deepEqual(config, { ...exp, data: { dir } });
+}, { test: true });
 
-Deno.test("runExperiment: without ptb.test.txt, test_ppl is null and the results say it was skipped", async () => {
-  const dir = await writeCorpus({ test: false });
-  try {
+corpusTest(
+  "runExperiment: without ptb.test.txt, test_ppl is null and the results say it was skipped",
+  async (dir) => {
     const messages: string[] = [];
     const exp = tinyExperiment(dir, { steps: 3 });
     const r = await runExperiment(exp, {
@@ -103,14 +132,13 @@ Deno.test("runExperiment: without ptb.test.txt, test_ppl is null and the results
     assert.equal(results.test_ppl, null);
     assert.equal(results.test_note, "test split absent: skipped");
     assert.ok(messages.some((m) => m.includes("test split absent: skipped")));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+  { test: false },
+);
 
-Deno.test("runExperiment: interrupted and resumed, the losses equal an uninterrupted run's (NC-GRU, dropout, epoch wrap)", async () => {
-  const dir = await writeCorpus();
-  try {
+corpusTest(
+  "runExperiment: interrupted and resumed, the losses equal an uninterrupted run's (NC-GRU, dropout, epoch wrap)",
+  async (dir) => {
     // ~30 windows an epoch: 40 steps cross an epoch boundary (memory reset).
     const tiny = tinyExperiment(dir, { steps: 40, model: ncgru });
     // Records every 3 steps: the interruptions at 7 and 33 fall inside logging intervals.
@@ -126,6 +154,10 @@ Deno.test("runExperiment: interrupted and resumed, the losses equal an uninterru
       a.outcome._tag === "Interrupted" ? a.outcome.message : "",
       /interrupted; resume with --resume .*resumed/,
     );
+    // The checkpoint rewritten as a version 1 file (memory group named
+    // `carry`) resumes the same: old run folders still resume.
+    const ckpt7 = join(runDir, "checkpoints", checkpointFileName(7));
+    await Deno.writeFile(ckpt7, asVersion1(await Deno.readFile(ckpt7)));
     const b = await run(exp, runDir, { resume: true, stopAfter: 33 });
     assert.equal(b.outcome._tag, "Interrupted");
     const c = await run(exp, runDir, { resume: true });
@@ -144,42 +176,35 @@ Deno.test("runExperiment: interrupted and resumed, the losses equal an uninterru
         JSON.parse(l)
       ).filter((r) => r.kind === "train").map((r) => [r.step, r.loss]);
     assert.deepEqual(await steps(runDir), await steps(join(dir, "straight")));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  },
+);
+
+corpusTest("runExperiment: a checkpoint cut off mid-write is never picked up", async (dir) => {
+  const exp = tinyExperiment(dir, { steps: 12 });
+  const straight = await run(exp, join(dir, "straight"));
+  const runDir = join(dir, "run");
+  const a = await run(exp, runDir, { stopAfter: 7 });
+  assert.equal(a.outcome._tag, "Interrupted");
+  // A newer checkpoint cut off mid-write (as if the machine died while
+  // writing it in place) and a leftover temporary file of an atomic write.
+  const ckpts = join(runDir, "checkpoints");
+  const good = await Deno.readFile(join(ckpts, checkpointFileName(7)));
+  await Deno.writeFile(join(ckpts, checkpointFileName(9)), good.subarray(0, good.length >> 1));
+  await Deno.writeFile(join(ckpts, ".ckpt-10-0000.tmp"), good);
+  const messages: string[] = [];
+  const b = await run(exp, runDir, { resume: true, log: (m) => messages.push(m) });
+  completed(b.outcome);
+  assert.ok(messages.some((m) => m.includes(checkpointFileName(9)) && m.includes("truncated")));
+  assert.ok(
+    messages.some((m) => m.includes(`at step 7 from`) && m.includes(checkpointFileName(7))),
+  );
+  assert.deepEqual([...b.losses.keys()][0], 8);
+  for (const [s, loss] of b.losses) assert.equal(loss, straight.losses.get(s), `step ${s}`);
 });
 
-Deno.test("runExperiment: a checkpoint cut off mid-write is never picked up", async () => {
-  const dir = await writeCorpus();
-  try {
-    const exp = tinyExperiment(dir, { steps: 12 });
-    const straight = await run(exp, join(dir, "straight"));
-    const runDir = join(dir, "run");
-    const a = await run(exp, runDir, { stopAfter: 7 });
-    assert.equal(a.outcome._tag, "Interrupted");
-    // A newer checkpoint cut off mid-write (as if the machine died while
-    // writing it in place) and a leftover temporary file of an atomic write.
-    const ckpts = join(runDir, "checkpoints");
-    const good = await Deno.readFile(join(ckpts, checkpointFileName(7)));
-    await Deno.writeFile(join(ckpts, checkpointFileName(9)), good.subarray(0, good.length >> 1));
-    await Deno.writeFile(join(ckpts, ".ckpt-10-0000.tmp"), good);
-    const messages: string[] = [];
-    const b = await run(exp, runDir, { resume: true, log: (m) => messages.push(m) });
-    completed(b.outcome);
-    assert.ok(messages.some((m) => m.includes(checkpointFileName(9)) && m.includes("truncated")));
-    assert.ok(
-      messages.some((m) => m.includes(`at step 7 from`) && m.includes(checkpointFileName(7))),
-    );
-    assert.deepEqual([...b.losses.keys()][0], 8);
-    for (const [s, loss] of b.losses) assert.equal(loss, straight.losses.get(s), `step ${s}`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("runExperiment: interrupted during the final evaluation, a resume evaluates again", async () => {
-  const dir = await writeCorpus();
-  try {
+corpusTest(
+  "runExperiment: interrupted during the final evaluation, a resume evaluates again",
+  async (dir) => {
     const exp = tinyExperiment(dir, { steps: 6 });
     const straight = completed((await run(exp, join(dir, "straight"))).outcome);
     const runDir = join(dir, "run");
@@ -199,39 +224,32 @@ Deno.test("runExperiment: interrupted during the final evaluation, a resume eval
       records.filter((r) => r.kind === "valid" && r.whole_split && r.step === 6).length,
       1,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  },
+);
+
+corpusTest("runExperiment: bad inputs are BadInput with the field or file named", async (dir) => {
+  const exp = tinyExperiment(dir, { steps: 2 });
+  const bad = async (e: Experiment, opts: Partial<RunOptions> = {}) => {
+    const r = await runExperiment(e, { ...quiet, runDir: join(dir, "bad"), ...opts });
+    if (E.isRight(r)) assert.fail("expected a Left");
+    assert.equal(r.left._tag, "BadInput");
+    return r.left.message;
+  };
+  assert.match(
+    await bad({ ...exp, model: { ...exp.model, vocabSize: 10 } }),
+    /^model\.vocabSize: 10 is smaller than the vocabulary .* \(41 words\)/,
+  );
+  assert.match(await bad({ ...exp, data: { dir: join(dir, "nope") } }), /ptb\.train\.txt/);
+  assert.match(
+    await bad({ ...exp, training: { ...exp.training, lr: -1 } }),
+    /^training\.lr: must be a positive number, got -1/,
+  );
+  assert.match(await bad(exp, { resume: true }), /no config\.json/);
 });
 
-Deno.test("runExperiment: bad inputs are BadInput with the field or file named", async () => {
-  const dir = await writeCorpus();
-  try {
-    const exp = tinyExperiment(dir, { steps: 2 });
-    const bad = async (e: Experiment, opts: Partial<RunOptions> = {}) => {
-      const r = await runExperiment(e, { ...quiet, runDir: join(dir, "bad"), ...opts });
-      if (E.isRight(r)) assert.fail("expected a Left");
-      assert.equal(r.left._tag, "BadInput");
-      return r.left.message;
-    };
-    assert.match(
-      await bad({ ...exp, model: { ...exp.model, vocabSize: 10 } }),
-      /^model\.vocabSize: 10 is smaller than the vocabulary .* \(41 words\)/,
-    );
-    assert.match(await bad({ ...exp, data: { dir: join(dir, "nope") } }), /ptb\.train\.txt/);
-    assert.match(
-      await bad({ ...exp, training: { ...exp.training, lr: -1 } }),
-      /^training\.lr: must be a positive number, got -1/,
-    );
-    assert.match(await bad(exp, { resume: true }), /no config\.json/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("runExperiment: --resume refuses a data file that changed since the run started", async () => {
-  const dir = await writeCorpus();
-  try {
+corpusTest(
+  "runExperiment: --resume refuses a data file that changed since the run started",
+  async (dir) => {
     const exp = tinyExperiment(dir, { steps: 10 });
     const runDir = join(dir, "run");
     const first = await run(exp, runDir, { stopAfter: 3 });
@@ -249,14 +267,12 @@ Deno.test("runExperiment: --resume refuses a data file that changed since the ru
     await Deno.writeTextFile(train, before);
     const again = await run(exp, runDir, { resume: true });
     assert.equal(again.outcome._tag, "Completed");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("runExperiment: a run folder another run holds is refused, naming the holder", async () => {
-  const dir = await writeCorpus();
-  try {
+corpusTest(
+  "runExperiment: a run folder another run holds is refused, naming the holder",
+  async (dir) => {
     const exp = tinyExperiment(dir, { steps: 4 });
     const runDir = join(dir, "run");
     const lock = await lockRunFolder(runDir);
@@ -270,14 +286,12 @@ Deno.test("runExperiment: a run folder another run holds is refused, naming the 
     const done = await run(exp, runDir);
     assert.equal(done.outcome._tag, "Completed");
     assert.equal(await Deno.readTextFile(join(runDir, "run.lock")), "", "the lock names no holder");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("runExperiment: a model that cannot fit is refused before anything is written", async () => {
-  const dir = await writeCorpus();
-  try {
+corpusTest(
+  "runExperiment: a model that cannot fit is refused before anything is written",
+  async (dir) => {
     const exp = tinyExperiment(dir, { steps: 4 });
     const runDir = join(dir, "run");
     const huge = { ...exp, model: { ...exp.model, dModel: 100_000_000, nHeads: 2 } };
@@ -285,7 +299,5 @@ Deno.test("runExperiment: a model that cannot fit is refused before anything is 
     assert.ok(E.isLeft(r) && r.left._tag === "BadInput", JSON.stringify(r));
     assert.match(r.left.message, /^model\.dModel = 100000000: .*nothing was allocated or written/);
     assert.ok(!(await Deno.stat(runDir).then(() => true, () => false)), "no run folder");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);

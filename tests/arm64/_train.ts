@@ -5,19 +5,11 @@
  *
  * @module
  */
-import { join } from "node:path";
-import { runExperiment } from "../../experiments/tasks/language_model.ts";
-import { tinyExperiment, writeCorpus } from "../_corpus.ts";
+import { trainTinyRun } from "../_tiny_run.ts";
 
-const dataDir = await writeCorpus();
-const runDir = join(dataDir, "run");
-const trained = await runExperiment(tinyExperiment(dataDir, { steps: 10 }), {
-  runDir,
-  progress: false,
-  log: () => {},
-});
-if (trained._tag === "Left") {
-  console.error(`tests/arm64/_train.ts: ${trained.left.message}`);
+try {
+  console.log((await trainTinyRun()).runDir);
+} catch (e) {
+  console.error(`tests/arm64/_train.ts: ${e instanceof Error ? e.message : String(e)}`);
   Deno.exit(1);
 }
-console.log(runDir);
