@@ -81,6 +81,7 @@
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 import { CpuMeter, cpuModel, describeLoad, type Load, sampleLoad } from "./_load.ts";
+import { formatTable } from "./_table.ts";
 import {
   type Command,
   median,
@@ -798,12 +799,8 @@ export const rowsOf = (cell: Cell): PeerRow[] => {
 const fmt = (x: number, digits = 0): string =>
   x.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
-const table = (header: string[], rows: string[][], right: boolean[]): string => {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ");
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-};
+const table = (header: string[], rows: string[][], right: boolean[]): string =>
+  formatTable(header, rows, (i) => right[i]);
 
 /** Every field of an object as `key=value`, so that fields added later show up too. */
 const fields = (x: unknown): string =>

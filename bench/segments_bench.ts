@@ -28,6 +28,7 @@ import { startTraining, trainOn, type TrainState } from "../core/train.ts";
 import type { ModelSpec } from "../spec/codecs.ts";
 import { referenceCrt, referenceTransformer, referenceXl } from "../spec/reference_specs.ts";
 import { CpuMeter, type Load } from "./_load.ts";
+import { formatTable } from "./_table.ts";
 import { median } from "./peers/_protocol.ts";
 
 const started = await startBackend();
@@ -122,26 +123,23 @@ for (const m of prepared) {
   // FLOPs per token are counted on the compile probe (XL with a full cache);
   // the bench's XL inference starts from an empty cache, so its GFLOP/s reads slightly high.
   const tokensPerIteration = B * WINDOW;
-  const train: Measured = {
-    group: "train",
+  /** A row not yet timed: the group, FLOPs per iteration and peak bytes of `step`. */
+  const unmeasured = async (
+    group: Measured["group"],
+    flops: number,
+    step: () => void,
+  ): Promise<Measured> => ({
+    group,
     name: m.name,
-    flops: m.program.flops.trainPerToken * tokensPerIteration,
-    peakBytes: await peakBytesOf(trainStep),
+    flops: flops * tokensPerIteration,
+    peakBytes: await peakBytesOf(step),
     ms: [],
     liveBytes: 0,
     rss: 0,
     load: null,
-  };
-  const infer: Measured = {
-    group: "infer",
-    name: m.name,
-    flops: m.program.flops.forwardPerToken * tokensPerIteration,
-    peakBytes: await peakBytesOf(inferStep),
-    ms: [],
-    liveBytes: 0,
-    rss: 0,
-    load: null,
-  };
+  });
+  const train = await unmeasured("train", m.program.flops.trainPerToken, trainStep);
+  const infer = await unmeasured("infer", m.program.flops.forwardPerToken, inferStep);
   measured.push(train, infer);
   Deno.bench(
     { name: m.name, group: "train", baseline: m.baseline ?? false, n: 3, warmup: 1 },
@@ -187,11 +185,7 @@ globalThis.addEventListener("unload", () => {
       ...(withLoad ? [m.load === null ? "n/a" : m.load.otherCores.toFixed(2)] : []),
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
-  const line = (r: string[]) =>
-    r.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
-  console.log(`\n${line(header)}\n${widths.map((w) => "-".repeat(w)).join("  ")}`);
-  for (const r of body) console.log(line(r));
+  console.log(`\n${formatTable(header, body)}`);
   console.log(
     "GFLOP/s: matmul FLOPs (core/flops.ts) per wall second; tf peak: largest tensor bytes " +
       "inside one iteration (tf.profile); tf live: every tensor alive between iterations, " +

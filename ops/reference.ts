@@ -329,42 +329,43 @@ const mean = (x: RefTensor, axis: number, outShape: Shape, p: Precision): RefTen
   return { shape: outShape, dtype: "float32", data: out };
 };
 
-/** The matrices [S, T] of the last two axes, as (offset, S, T) per matrix. */
-const lastTwo = (shape: Shape): { count: number; s: number; t: number } => {
-  const r = shape.length;
-  return { count: sizeOf(shape.slice(0, r - 2)), s: shape[r - 2], t: shape[r - 1] };
-};
-
-const causalMask = (x: RefTensor, p: Precision): RefTensor => {
-  const { count, s, t } = lastTwo(x.shape);
+/**
+ * A float tensor of x's shape, [..., S, T], whose entry (i, j) of each
+ * matrix [S, T] of the last two axes is `entry(row, i, j, s, t)`, where
+ * `row` is the flat index of that matrix's row i in x.
+ */
+const perMatrixEntry = (
+  x: RefTensor,
+  p: Precision,
+  entry: (row: number, i: number, j: number, s: number, t: number) => number,
+): RefTensor => {
+  const r = x.shape.length;
+  const count = sizeOf(x.shape.slice(0, r - 2)), s = x.shape[r - 2], t = x.shape[r - 1];
   const out = floatArray(x.data.length, p);
   for (let c = 0; c < count; c++) {
     for (let i = 0; i < s; i++) {
-      for (let j = 0; j < t; j++) {
-        const f = (c * s + i) * t + j;
-        // Added, not assigned: identical in float32 for |x| < 32 (the ulp of
-        // 1e9 is 64) and it is what the tfjs lowering can do in one kernel,
-        // which fixes the gradient at masked entries to pass through.
-        out[f] = j > i + (t - s) ? x.data[f] + MASKED : x.data[f];
-      }
+      const row = (c * s + i) * t;
+      for (let j = 0; j < t; j++) out[row + j] = entry(row, i, j, s, t);
     }
   }
   return { shape: x.shape, dtype: "float32", data: out };
 };
 
-const relShift = (x: RefTensor, p: Precision): RefTensor => {
-  const { count, s, t } = lastTwo(x.shape);
-  const out = floatArray(x.data.length, p);
-  for (let c = 0; c < count; c++) {
-    for (let i = 0; i < s; i++) {
-      for (let j = 0; j < t; j++) {
-        const src = j + s - 1 - i;
-        out[(c * s + i) * t + j] = src < t ? x.data[(c * s + i) * t + src] : 0;
-      }
-    }
-  }
-  return { shape: x.shape, dtype: "float32", data: out };
-};
+// Added, not assigned: identical in float32 for |x| < 32 (the ulp of 1e9 is
+// 64) and it is what the tfjs lowering can do in one kernel, which fixes the
+// gradient at masked entries to pass through.
+const causalMask = (x: RefTensor, p: Precision): RefTensor =>
+  perMatrixEntry(
+    x,
+    p,
+    (row, i, j, s, t) => j > i + (t - s) ? x.data[row + j] + MASKED : x.data[row + j],
+  );
+
+const relShift = (x: RefTensor, p: Precision): RefTensor =>
+  perMatrixEntry(x, p, (row, i, j, s, t) => {
+    const src = j + s - 1 - i;
+    return src < t ? x.data[row + src] : 0;
+  });
 
 const crossEntropy = (logits: RefTensor, targets: RefTensor, p: Precision): RefTensor => {
   const [n, v] = logits.shape;

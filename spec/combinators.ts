@@ -82,12 +82,16 @@ export function numberWhere(options: {
  * ```
  */
 export function intAtLeast(min: number): NumberCodec {
-  return numberWhere({
-    name: `IntAtLeast${min}`,
-    expected: `an integer >= ${min}`,
-    accepts: (n) => Number.isInteger(n) && n >= min,
-  });
+  return integerFrom(min, `IntAtLeast${min}`, `an integer >= ${min}`);
 }
+
+/** An integer `≥ min` under its own codec name and wording. */
+const integerFrom = (min: number, name: string, expected: string): NumberCodec =>
+  numberWhere({ name, expected, accepts: (n) => Number.isInteger(n) && n >= min });
+
+/** A finite number `> 0`, or `≥ 0` when `zero` is allowed, under its own name and wording. */
+const finiteFrom = (zero: boolean, name: string, expected: string): NumberCodec =>
+  numberWhere({ name, expected, accepts: (n) => Number.isFinite(n) && (zero ? n >= 0 : n > 0) });
 
 /**
  * An integer ≥ 1: sizes, lengths, counts.
@@ -99,11 +103,7 @@ export function intAtLeast(min: number): NumberCodec {
  * console.log(PositiveInt.is(256), PositiveInt.is(0), PositiveInt.is(1.5)); // true false false
  * ```
  */
-export const PositiveInt: NumberCodec = numberWhere({
-  name: "PositiveInt",
-  expected: "a positive integer",
-  accepts: (n) => Number.isInteger(n) && n >= 1,
-});
+export const PositiveInt: NumberCodec = integerFrom(1, "PositiveInt", "a positive integer");
 
 /**
  * An integer ≥ 0: lengths that may be empty (Transformer-XL `memLen`).
@@ -115,11 +115,11 @@ export const PositiveInt: NumberCodec = numberWhere({
  * console.log(NonNegativeInt.is(0), NonNegativeInt.is(-1)); // true false
  * ```
  */
-export const NonNegativeInt: NumberCodec = numberWhere({
-  name: "NonNegativeInt",
-  expected: "a non-negative integer",
-  accepts: (n) => Number.isInteger(n) && n >= 0,
-});
+export const NonNegativeInt: NumberCodec = integerFrom(
+  0,
+  "NonNegativeInt",
+  "a non-negative integer",
+);
 
 /**
  * A finite number > 0: learning rates, scales.
@@ -131,11 +131,7 @@ export const NonNegativeInt: NumberCodec = numberWhere({
  * console.log(PositiveNumber.is(1e-3), PositiveNumber.is(0)); // true false
  * ```
  */
-export const PositiveNumber: NumberCodec = numberWhere({
-  name: "PositiveNumber",
-  expected: "a positive number",
-  accepts: (n) => Number.isFinite(n) && n > 0,
-});
+export const PositiveNumber: NumberCodec = finiteFrom(false, "PositiveNumber", "a positive number");
 
 /**
  * A finite number ≥ 0: weight decay, clipping norms.
@@ -147,11 +143,11 @@ export const PositiveNumber: NumberCodec = numberWhere({
  * console.log(NonNegativeNumber.is(0), NonNegativeNumber.is(Infinity)); // true false
  * ```
  */
-export const NonNegativeNumber: NumberCodec = numberWhere({
-  name: "NonNegativeNumber",
-  expected: "a non-negative number",
-  accepts: (n) => Number.isFinite(n) && n >= 0,
-});
+export const NonNegativeNumber: NumberCodec = finiteFrom(
+  true,
+  "NonNegativeNumber",
+  "a non-negative number",
+);
 
 /**
  * A number in [0, 1): a drop probability (1 would drop everything).
