@@ -280,7 +280,7 @@ export async function writeWt103Sample(
   for (const [name, text] of files) await Deno.writeTextFile(join(dir, name), text);
   if (opts.zip) {
     const enc = new TextEncoder();
-    const zip = await createZip(
+    const zip = createZip(
       files.map(([name, text]) => ({ name: `wikitext-103/${name}`, data: enc.encode(text) })),
     );
     await Deno.writeFile(join(dir, "wikitext-103-v1.zip"), zip);
