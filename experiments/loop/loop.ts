@@ -34,6 +34,7 @@ import { createProgress, type Progress } from "./progress.ts";
 import type { ModelSpec } from "../../spec/types.ts";
 import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./memory.ts";
 import {
+  checkedExperiment,
   checkRunFolder,
   describe,
   failed,
@@ -632,31 +633,25 @@ export interface RunnableExperiment {
 }
 
 /**
- * What {@linkcode runTask} needs to run a task in a run folder.
+ * What a task gives {@linkcode runTask} once its data is read and its model
+ * compiled: everything the loop cannot know about the task.
  *
  * @example
  * ```ts
- * import type { TaskRun } from "./loop.ts";
- * const where = (r: TaskRun<{ kind: string; step: number }, unknown, never>) => r.runDir;
+ * import type { TaskSetup } from "./loop.ts";
+ * const where = (s: TaskSetup<{ kind: string; step: number }, unknown>) => s.data.dir;
  * ```
  */
-export interface TaskRun<R extends LoopRecord, X, Exp extends RunnableExperiment> {
-  readonly runDir: string;
-  readonly options: SessionOptions;
-  /** The experiment, decoded. */
-  readonly experiment: Exp;
-  /** Its codec, to check the run folder's `config.json` again once the folder is locked. */
-  readonly decode: (u: unknown) => E.Either<{ readonly message: string }, Exp>;
-  readonly program: Program;
-  readonly backend: string;
+export interface TaskSetup<R extends LoopRecord, X> {
+  /** The backend started and the model compiled (`startProgram` in `run_folder.ts`). */
+  readonly started: { readonly program: Program; readonly backend: string };
+  /**
+   * The data folder (recorded in `config.json` as `data.dir`), and the
+   * SHA-256 of the files a resumed run must find unchanged (see {@linkcode openRun}).
+   */
+  readonly data: { readonly dir: string; readonly sha256: Readonly<Record<string, string>> };
   /** A step's batch for the memory estimate, and the fields that size it (for the message). */
   readonly batch: { readonly rows: number; readonly positions: number; readonly fields: string };
-  /** `config.json` of a fresh run. */
-  readonly config: unknown;
-  /** See {@linkcode openRun}. */
-  readonly dataDir: string;
-  /** See {@linkcode openRun}. */
-  readonly dataSha256: Readonly<Record<string, string>>;
   /** The training state of a fresh run. */
   readonly fresh: () => TrainState;
   /** The task, given the open run (its resumed checkpoint restores the task's generators). */
@@ -666,10 +661,13 @@ export interface TaskRun<R extends LoopRecord, X, Exp extends RunnableExperiment
 }
 
 /**
- * Runs a task in its folder, the same way for every task: refuses a model
- * that cannot fit before anything is allocated or written, locks the
- * folder, writes `config.json`, resumes or starts the run, trains, and
- * evaluates; the lock and the training state are released on every path.
+ * Runs a task in its folder, the same way for every task: decodes the
+ * experiment again and takes a first look at the folder (a wrong `--resume`
+ * is said before any data is read), lets the task read its data and compile
+ * its model (`prepare`), refuses a model that cannot fit before anything is
+ * allocated or written, locks the folder, writes `config.json`, resumes or
+ * starts the run, trains, and evaluates; the lock and the training state are
+ * released on every path.
  *
  * @example
  * ```ts
@@ -678,40 +676,47 @@ export interface TaskRun<R extends LoopRecord, X, Exp extends RunnableExperiment
  * ```
  */
 export async function runTask<R extends LoopRecord, X, Exp extends RunnableExperiment>(
-  p: TaskRun<R, X, Exp>,
+  experiment: Exp,
+  options: SessionOptions,
+  decode: (u: unknown) => E.Either<{ readonly message: string }, Exp>,
+  prepare: (exp: Exp, log: (m: string) => void) => Promise<E.Either<RunError, TaskSetup<R, X>>>,
 ): Promise<E.Either<RunError, Outcome<X>>> {
-  const { model } = p.experiment;
+  const log = options.log ?? ((m: string) => console.error(m));
+  const checked = await checkedExperiment(experiment, decode, options);
+  if (E.isLeft(checked)) return checked;
+  const exp = checked.right;
+  const setup = await prepare(exp, log);
+  if (E.isLeft(setup)) return setup;
+  const p = setup.right;
+  const { program, backend } = p.started;
   const memory = memoryProblem(
-    model,
-    estimateTrainingMemory(model, p.program.paramCount, p.batch),
-    memoryLimit(p.options.backend ?? "wasm"),
+    exp.model,
+    estimateTrainingMemory(exp.model, program.paramCount, p.batch),
+    memoryLimit(options.backend ?? "wasm"),
     p.batch.fields,
   );
   if (memory !== null) return E.left({ _tag: "BadInput", message: memory });
   // From here on the folder is this process's alone.
-  const lock = await lockRunFolder(p.runDir);
+  const runDir = options.runDir;
+  const lock = await lockRunFolder(runDir);
   if (E.isLeft(lock)) return lock;
   try {
     // Another run may have begun between the first look and the lock.
-    const folder = await checkRunFolder(
-      p.runDir,
-      p.experiment,
-      p.options.resume === true,
-      p.decode,
-    );
+    const folder = await checkRunFolder(runDir, exp, options.resume === true, decode);
     if (E.isLeft(folder)) return folder;
-    const prepared = await prepareRunFolder(p.runDir, p.config, p.options.resume === true);
+    const config = { ...exp, data: { ...exp.data, dir: p.data.dir } };
+    const prepared = await prepareRunFolder(runDir, config, options.resume === true);
     if (E.isLeft(prepared)) return prepared;
     const opened = await openRun<R>({
-      runDir: p.runDir,
-      experiment: p.experiment.name,
-      program: p.program,
-      options: p.options,
-      keepCheckpoints: p.experiment.output.keepCheckpoints,
+      runDir,
+      experiment: exp.name,
+      program,
+      options,
+      keepCheckpoints: exp.output.keepCheckpoints,
       fresh: p.fresh,
-      backend: p.backend,
-      dataSha256: p.dataSha256,
-      dataDir: p.dataDir,
+      backend,
+      dataSha256: p.data.sha256,
+      dataDir: p.data.dir,
     });
     if (E.isLeft(opened)) return opened;
     const run = opened.right;

@@ -64,12 +64,18 @@ import {
   scoreConfusion,
 } from "./classification.ts";
 import { sha256Hex } from "../data/ptb.ts";
-import { type Outcome, type RunContext, runTask, type Task, testNote } from "../loop/loop.ts";
+import {
+  type Outcome,
+  type RunContext,
+  runTask,
+  type Task,
+  type TaskSetup,
+  testNote,
+} from "../loop/loop.ts";
 import type { Progress } from "../loop/progress.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "../loop/rng.ts";
 import {
   badInput,
-  checkedExperiment,
   describe,
   failed,
   type RunError,
@@ -384,16 +390,28 @@ const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
  * if (r._tag === "Left") console.log(r.left._tag); // BadInput
  * ```
  */
-export async function runSmarthome(
+export function runSmarthome(
   experiment: SmarthomeExperiment,
   opts: SmarthomeRunOptions,
 ): Promise<Either<RunError, SmarthomeOutcome>> {
-  const log = opts.log ?? ((m: string) => console.error(m));
-  const checked = await checkedExperiment(experiment, decodeSmarthomeExperiment, opts);
-  if (E.isLeft(checked)) return checked;
-  const exp = checked.right;
-  const runDir = opts.runDir;
+  return runTask<ClipRunRecord, SmarthomeResults, SmarthomeExperiment>(
+    experiment,
+    opts,
+    decodeSmarthomeExperiment,
+    (exp, log) => prepareClips(exp, opts, log),
+  );
+}
 
+/**
+ * Clip classification's part of a run: the clip table and its split, the
+ * backend and program, the feature store (standardised on training clips),
+ * and the task.
+ */
+async function prepareClips(
+  exp: SmarthomeExperiment,
+  opts: SmarthomeRunOptions,
+  log: (m: string) => void,
+): Promise<Either<RunError, TaskSetup<ClipRunRecord, SmarthomeResults>>> {
   const loaded = await loadSmarthomeData(exp, opts.table);
   if (E.isLeft(loaded)) return badInput(loaded.left);
   const { table, split } = loaded.right;
@@ -431,21 +449,14 @@ export async function runSmarthome(
     }
   }
   const shared = { exp, program, backend, store, split, table, signal: opts.signal };
-  return runTask<ClipRunRecord, SmarthomeResults, SmarthomeExperiment>({
-    runDir,
-    options: opts,
-    experiment: exp,
-    program,
-    backend,
+  return E.right({
+    started: started.right,
+    data: { dir: table.dir, sha256: dataSha256 },
     batch: {
       rows: exp.training.batchSize,
       positions: exp.data.clipFrames,
       fields: "training.batchSize, data.clipFrames",
     },
-    decode: decodeSmarthomeExperiment,
-    config: { ...exp, data: { ...exp.data, dir: table.dir } },
-    dataDir: table.dir,
-    dataSha256,
     fresh: () => startTraining(program, { seed: exp.seed, batchSize: exp.training.batchSize }),
     task: (run) => clipTask({ ...shared, run }),
     evaluate: (run, task) => evaluateAndReport({ ...shared, run }, task, log),

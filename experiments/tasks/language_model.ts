@@ -65,13 +65,19 @@ import {
   wt103DirFromEnvironment,
 } from "../data/wt103.ts";
 import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "../experiment.ts";
-import { type Outcome, type RunContext, runTask, type Task, testNote } from "../loop/loop.ts";
+import {
+  type Outcome,
+  type RunContext,
+  runTask,
+  type Task,
+  type TaskSetup,
+  testNote,
+} from "../loop/loop.ts";
 import type { Progress } from "../loop/progress.ts";
 import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 import { createRng, restoreRng, type Rng } from "../loop/rng.ts";
 import {
   badInput,
-  checkedExperiment,
   describe,
   failed,
   type RunError,
@@ -367,17 +373,28 @@ export function adaptiveCosts(
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function runExperiment(
+export function runExperiment(
   experiment: Experiment,
   opts: RunOptions,
 ): Promise<Either<RunError, RunOutcome>> {
-  const log = opts.log ?? ((m: string) => console.error(m));
-  const checked = await checkedExperiment(experiment, decodeExperiment, opts);
-  if (E.isLeft(checked)) return checked;
-  const exp = checked.right;
-  const runDir = opts.runDir;
+  return runTask<LmRecord, Results, Experiment>(
+    experiment,
+    opts,
+    decodeExperiment,
+    (exp, log) => prepareLanguageModel(exp, opts, log),
+  );
+}
 
-  // Data first (its errors are the user's to fix, and cheap to find), then backend and program.
+/**
+ * Language modelling's part of a run: the corpus (data first: its errors
+ * are the user's to fix, and cheap to find), the backend and program, the
+ * training streams, and the task.
+ */
+async function prepareLanguageModel(
+  exp: Experiment,
+  opts: RunOptions,
+  log: (m: string) => void,
+): Promise<Either<RunError, TaskSetup<LmRecord, Results>>> {
   let corpus: Corpus;
   if (opts.corpus !== undefined) {
     corpus = opts.corpus;
@@ -411,26 +428,21 @@ export async function runExperiment(
         `batchSize·bpttSegments·segmentLen = ${B * windowOpts.bpttSegments * S} tokens`,
     );
   }
-
   const files = exp.data.dataset === "wt103" ? WT103_FILES : PTB_FILES;
-  return runTask<LmRecord, Results, Experiment>({
-    runDir,
-    options: opts,
-    experiment: exp,
-    program,
-    backend,
+  return E.right({
+    started: started.right,
+    data: {
+      dir: corpus.dir,
+      sha256: {
+        [files.train]: corpus.sha256.train,
+        [files.valid]: corpus.sha256.valid,
+        ...(corpus.sha256.test === null ? {} : { [files.test]: corpus.sha256.test }),
+      },
+    },
     batch: {
       rows: B,
       positions: windowOpts.bpttSegments * S,
       fields: "training.batchSize, training.bpttSegments",
-    },
-    decode: decodeExperiment,
-    config: { ...exp, data: { ...exp.data, dir: corpus.dir } },
-    dataDir: corpus.dir,
-    dataSha256: {
-      [files.train]: corpus.sha256.train,
-      [files.valid]: corpus.sha256.valid,
-      ...(corpus.sha256.test === null ? {} : { [files.test]: corpus.sha256.test }),
     },
     fresh: () => {
       const fresh = program.init(exp.seed);
