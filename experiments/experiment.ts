@@ -26,7 +26,6 @@
  */
 import * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
-import type { Assert, MutuallyAssignable } from "../spec/_assert.ts";
 import { decodeWith, SpecError, type SpecIssue } from "../spec/decode.ts";
 import {
   type FieldCodecs,
@@ -667,16 +666,5 @@ export function decodeExperiment(u: unknown): Either<SpecError, Experiment> {
   return issues.length === 0 ? d : E.left(new SpecError(issues));
 }
 
-// Compile-time: each codec decodes exactly the type declared above.
-
-type _DataSettings = Assert<MutuallyAssignable<t.TypeOf<typeof DataSettingsCodec>, DataSettings>>;
-type _TrainingSettings = Assert<
-  MutuallyAssignable<t.TypeOf<typeof TrainingSettingsCodec>, TrainingSettings>
->;
-type _EvaluationSettings = Assert<
-  MutuallyAssignable<t.TypeOf<typeof EvaluationSettingsCodec>, EvaluationSettings>
->;
-type _OutputSettings = Assert<
-  MutuallyAssignable<t.TypeOf<typeof OutputSettingsCodec>, OutputSettings>
->;
-type _Experiment = Assert<MutuallyAssignable<t.TypeOf<typeof ExperimentCodec>, Experiment>>;
+// Every codec here is typed `strict<FieldCodecs<T>>`, so it decodes exactly T by construction
+// (a missing, extra or differently typed field does not compile).

@@ -357,24 +357,12 @@ export const ModelSpec: TaggedUnionCodec<{
   { name: "ModelSpec", noun: "model kind" },
 );
 
-// Compile-time: each codec decodes exactly the type it is named after.
+// Compile-time: the codecs typed `strict<FieldCodecs<T>>` decode exactly T by construction
+// (a missing, extra or differently typed field does not compile); the others are asserted.
 type _Positional = Assert<MutuallyAssignable<t.TypeOf<typeof Positional>, Positional>>;
-type _LmReadout = Assert<MutuallyAssignable<t.TypeOf<typeof LmReadout>, LmReadout>>;
-type _ClassifierReadout = Assert<
-  MutuallyAssignable<t.TypeOf<typeof ClassifierReadout>, ClassifierReadout>
->;
-type _AdaptiveReadout = Assert<
-  MutuallyAssignable<t.TypeOf<typeof AdaptiveReadout>, AdaptiveReadout>
->;
 type _Readout = Assert<MutuallyAssignable<t.TypeOf<typeof Readout>, Readout>>;
 type _InputSpec = Assert<MutuallyAssignable<t.TypeOf<typeof InputSpec>, InputSpec>>;
-type _MemorySpec = Assert<MutuallyAssignable<t.TypeOf<typeof MemorySpec>, MemorySpec>>;
 type _BlockFields = Assert<MutuallyAssignable<t.TypeOf<typeof BlockFields>, BlockFields>>;
-type _CrtSpec = Assert<MutuallyAssignable<t.TypeOf<typeof CrtSpec>, CrtSpec>>;
-type _TransformerSpec = Assert<
-  MutuallyAssignable<t.TypeOf<typeof TransformerSpec>, TransformerSpec>
->;
-type _XlSpec = Assert<MutuallyAssignable<t.TypeOf<typeof XlSpec>, XlSpec>>;
 type _ModelSpec = Assert<MutuallyAssignable<t.TypeOf<typeof ModelSpec>, ModelSpec>>;
 
 // ---------------------------------------------------------------------------

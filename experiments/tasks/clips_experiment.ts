@@ -310,19 +310,9 @@ export const SmarthomeExperimentCodec: StrictCodec<FieldCodecs<SmarthomeExperime
   output: OutputSettingsCodec,
 }, "SmarthomeExperiment");
 
-type _ClipFilter = Assert<MutuallyAssignable<t.TypeOf<typeof ClipFilterCodec>, ClipFilter>>;
+// Compile-time: the codecs typed `strict<FieldCodecs<T>>` decode exactly T by construction
+// (a missing, extra or differently typed field does not compile); the others are asserted.
 type _Split = Assert<MutuallyAssignable<t.TypeOf<typeof ValidationSplitCodec>, ValidationSplit>>;
-type _Protocol = Assert<MutuallyAssignable<t.TypeOf<typeof ProtocolCodec>, Protocol>>;
-type _Data = Assert<MutuallyAssignable<t.TypeOf<typeof SmarthomeDataCodec>, SmarthomeData>>;
-type _Training = Assert<
-  MutuallyAssignable<t.TypeOf<typeof ClassifierTrainingCodec>, ClassifierTraining>
->;
-type _Evaluation = Assert<
-  MutuallyAssignable<t.TypeOf<typeof ClassifierEvaluationCodec>, ClassifierEvaluation>
->;
-type _Experiment = Assert<
-  MutuallyAssignable<t.TypeOf<typeof SmarthomeExperimentCodec>, SmarthomeExperiment>
->;
 
 /**
  * The rules between fields (paths as `--set` writes them): feature input and
