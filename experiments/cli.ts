@@ -43,7 +43,11 @@ import { submitSweep } from "./sweep/submit.ts";
 import { parseSbatchArgs } from "./sweep/cluster/slurm.ts";
 import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./loop/memory.ts";
 import type { ModelSpec } from "../spec/types.ts";
-import { decodeSmarthomeExperiment, isSmarthomeConfig } from "./tasks/clips_experiment.ts";
+import {
+  decodeSmarthomeExperiment,
+  isSmarthomeConfig,
+  type SmarthomeExperiment,
+} from "./tasks/clips_experiment.ts";
 import { runSmarthome, smarthomeCosts } from "./tasks/clips.ts";
 
 /**
@@ -84,13 +88,15 @@ const EXIT = { ok: 0, failed: 1, badInput: 2, interrupted: 130, terminated: 143 
 /** A bad-input error message, or the value. */
 type Checked<A> = E.Either<string, A>;
 
+/** What the command line changes in a preset: `--config`'s patch, the `--set`s, `--data` and `--out`. */
+interface Overrides {
+  readonly patch: { readonly file: string; readonly value: unknown } | null;
+  readonly sets: readonly SetOverride[];
+  readonly flags: { readonly data: string | null; readonly out: string | null };
+}
+
 /** Applies the `--config` patch, the `--set` overrides and the flags to a value; no decoding. */
-function applyOverrides(
-  base: unknown,
-  patch: { file: string; value: unknown } | null,
-  sets: readonly SetOverride[],
-  flags: { data: string | null; out: string | null },
-): Checked<unknown> {
+function applyOverrides(base: unknown, { patch, sets, flags }: Overrides): Checked<unknown> {
   let value: unknown = base;
   if (patch !== null) {
     const merged = mergePatch(value, patch.value);
@@ -108,17 +114,16 @@ function applyOverrides(
   return E.right(value);
 }
 
-/** Applies the `--config` patch and `--set` overrides to one experiment, then decodes it. */
-function overrideExperiment(
-  base: Experiment,
-  patch: { file: string; value: unknown } | null,
-  sets: readonly SetOverride[],
-  flags: { data: string | null; out: string | null },
-): Checked<Experiment> {
-  const value = applyOverrides(base, patch, sets, flags);
+/** Applies the overrides to one experiment, then decodes it with its codec. */
+function overridden<X>(
+  base: X,
+  o: Overrides,
+  decode: (u: unknown) => E.Either<{ readonly message: string }, X>,
+): Checked<X> {
+  const value = applyOverrides(base, o);
   if (E.isLeft(value)) return value;
-  const decoded = decodeExperiment(value.right);
-  return E.isLeft(decoded) ? E.left(decoded.left.message) : decoded;
+  const decoded = decode(value.right);
+  return E.isLeft(decoded) ? E.left(decoded.left.message) : E.right(decoded.right);
 }
 
 /** The plan the command line asks for: a preset with its overrides, or a run folder to resume. */
@@ -206,24 +211,22 @@ async function resolveBasePlan(cli: Cli): Promise<Checked<Plan>> {
     if (E.isLeft(read)) return E.left(read.left.message);
     patch = { file: cli.config, value: read.right };
   }
-  const flags = { data: cli.data, out: cli.out };
+  const o: Overrides = { patch, sets: cli.set, flags: { data: cli.data, out: cli.out } };
   const plan = preset.right;
   if (plan._tag === "single") {
-    const exp = overrideExperiment(plan.experiment, patch, cli.set, flags);
+    const exp = overridden(plan.experiment, o, decodeExperiment);
     return E.map((experiment: Experiment): Plan => ({ _tag: "single", experiment }))(exp);
   }
   if (plan._tag === "smarthome") {
-    const value = applyOverrides(plan.experiment, patch, cli.set, flags);
-    if (E.isLeft(value)) return value;
-    const d = decodeSmarthomeExperiment(value.right);
-    return E.isLeft(d)
-      ? E.left(d.left.message)
-      : E.right({ _tag: "smarthome", experiment: d.right });
+    const exp = overridden(plan.experiment, o, decodeSmarthomeExperiment);
+    return E.map((experiment: SmarthomeExperiment): Plan => ({ _tag: "smarthome", experiment }))(
+      exp,
+    );
   }
   // A sweep: the overrides apply to every member.
   const members = [];
   for (const m of plan.sweep.members) {
-    const exp = overrideExperiment(m.experiment, patch, cli.set, flags);
+    const exp = overridden(m.experiment, o, decodeExperiment);
     if (E.isLeft(exp)) return E.left(`${plan.sweep.name} member ${m.label}: ${exp.left}`);
     members.push({ label: m.label, experiment: exp.right });
   }

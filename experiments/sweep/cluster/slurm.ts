@@ -440,11 +440,12 @@ const byIndex = (a: TaskState, b: TaskState) => a.taskIndex - b.taskIndex;
  */
 async function queryTasks(
   command: "squeue" | "sacct",
-  args: readonly string[],
+  flags: readonly string[],
   jobId: number,
   opts: SlurmOptions,
   parse: (line: string) => TaskState[] | null,
 ): Promise<E.Either<SlurmError, TaskState[]>> {
+  const args = [`--jobs=${jobId}`, "--noheader", ...flags];
   const out = await runSlurm(command, args, opts);
   if (E.isLeft(out)) return E.left(jobUnknown(command, jobId)(out.left));
   const tasks: TaskState[] = [];
@@ -494,14 +495,8 @@ export async function queryArrayTasks(
   jobId: number,
   opts: SlurmOptions = {},
 ): Promise<E.Either<SlurmError, TaskState[]>> {
-  const args = [
-    `--jobs=${jobId}`,
-    "--array",
-    "--states=all",
-    "--noheader",
-    "--format=%F|%K|%A|%T|%r",
-  ];
-  return await queryTasks("squeue", args, jobId, opts, (line) => {
+  const flags = ["--array", "--states=all", "--format=%F|%K|%A|%T|%r"];
+  return await queryTasks("squeue", flags, jobId, opts, (line) => {
     const f = line.split("|");
     const indices = f.length === 5 ? expandIndices(f[1]) : null;
     if (indices === null || !/^\d+$/.test(f[0]) || !/^\d+$/.test(f[2])) return null;
@@ -536,14 +531,8 @@ export async function queryAccounting(
   jobId: number,
   opts: SlurmOptions = {},
 ): Promise<E.Either<SlurmError, TaskState[]>> {
-  const args = [
-    `--jobs=${jobId}`,
-    "--allocations",
-    "--noheader",
-    "--parsable2",
-    "--format=JobID,JobIDRaw,State,ExitCode",
-  ];
-  return await queryTasks("sacct", args, jobId, opts, (line) => {
+  const flags = ["--allocations", "--parsable2", "--format=JobID,JobIDRaw,State,ExitCode"];
+  return await queryTasks("sacct", flags, jobId, opts, (line) => {
     const f = line.split("|");
     const id = f.length === 4 ? /^(\d+)_(.+)$/.exec(f[0]) : null;
     const indices = id === null ? null : expandIndices(id[2]);
