@@ -64,14 +64,14 @@ import {
   scoreConfusion,
 } from "./classification.ts";
 import { sha256Hex } from "../data/ptb.ts";
+import { runTask } from "../loop/loop.ts";
 import {
   type Outcome,
   type RunContext,
-  runTask,
   type Task,
   type TaskSetup,
   testNote,
-} from "../loop/loop.ts";
+} from "../loop/task.ts";
 import type { Progress } from "../loop/progress.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "../loop/rng.ts";
 import {

@@ -65,14 +65,14 @@ import {
   wt103DirFromEnvironment,
 } from "../data/wt103.ts";
 import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "../experiment.ts";
+import { runTask } from "../loop/loop.ts";
 import {
   type Outcome,
   type RunContext,
-  runTask,
   type Task,
   type TaskSetup,
   testNote,
-} from "../loop/loop.ts";
+} from "../loop/task.ts";
 import type { Progress } from "../loop/progress.ts";
 import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 import { createRng, restoreRng, type Rng } from "../loop/rng.ts";
