@@ -50,42 +50,23 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import type { Params, Program } from "../../core/program.ts";
 import { compile } from "../../core/compile.ts";
 import { startTraining } from "../../core/train.ts";
 import { tf } from "../../ops/tf.ts";
 import type { Either } from "../../spec/either.ts";
-import {
-  type ClassificationScore,
-  type ClipPredictions,
-  confusionCsv,
-  confusionMatrix,
-  predictClips,
-  scoreConfusion,
-} from "./classification.ts";
 import { sha256Hex } from "../data/ptb.ts";
 import { runTask } from "../loop/loop.ts";
-import {
-  type Outcome,
-  type RunContext,
-  type Task,
-  type TaskSetup,
-  testNote,
-} from "../loop/task.ts";
-import type { Progress } from "../loop/progress.ts";
+import type { Outcome, Task, TaskSetup } from "../loop/task.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "../loop/rng.ts";
 import {
   badInput,
   describe,
-  failed,
   type RunError,
   type SessionOptions,
   startProgram,
-  writeAtomic,
 } from "../loop/run_folder.ts";
 import {
   classCounts,
-  type ClipRecord,
   type ClipSplit,
   ClipStore,
   type ClipTable,
@@ -100,7 +81,14 @@ import {
   segmentsPerClip,
   type SmarthomeExperiment,
 } from "./clips_experiment.ts";
-import { confusionMatrixSvg, type CurvePoint, learningCurveSvg } from "../io/svg.ts";
+import {
+  type ClipContext,
+  type ClipRunRecord,
+  evaluateAndReport,
+  evaluateClips,
+  pct,
+} from "./clips_evaluate.ts";
+import { type CurvePoint, learningCurveSvg } from "../io/svg.ts";
 
 /** The environment variable naming the dataset directory when `data.dir` is null. */
 export const SMARTHOME_DIR_ENV = "CRT_SMARTHOME_DIR";
@@ -343,32 +331,6 @@ export function smarthomeCosts(exp: SmarthomeExperiment): Either<
   });
 }
 
-/** A metrics.jsonl record of a classifier's run. */
-type ClipRunRecord =
-  | {
-    readonly kind: "train";
-    readonly step: number;
-    readonly epoch: number;
-    readonly loss: number;
-    readonly lr: number;
-    readonly grad_norm: number;
-    readonly clips: number;
-    readonly clips_per_second: number;
-    readonly frames_per_second: number;
-    readonly elapsed: number;
-  }
-  | {
-    readonly kind: "valid";
-    readonly step: number;
-    readonly loss: number;
-    readonly accuracy: number;
-    readonly mean_class_accuracy: number;
-    readonly clips: number;
-    readonly elapsed: number;
-  };
-
-const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
-
 // ---------------------------------------------------------------------------
 // The runner
 
@@ -461,47 +423,6 @@ async function prepareClips(
     task: (run) => clipTask({ ...shared, run }),
     evaluate: (run, task) => evaluateAndReport({ ...shared, run }, task, log),
   });
-}
-
-/** What the clip task and its final evaluation share. */
-interface ClipContext {
-  readonly exp: SmarthomeExperiment;
-  readonly program: Program;
-  readonly backend: string;
-  readonly store: ClipStore;
-  readonly split: ClipSplit;
-  readonly table: ClipTable;
-  readonly run: RunContext<ClipRunRecord>;
-  readonly signal: AbortSignal | undefined;
-}
-
-/** A set's predictions and scores, or `null` when the abort signal cut it short. */
-async function evaluateClips(
-  c: ClipContext,
-  params: Params,
-  clips: readonly ClipRecord[],
-  label: string | null,
-): Promise<{ p: ClipPredictions; score: ClassificationScore } | null> {
-  let bar: Progress | null = null;
-  let before = 0;
-  const p = await predictClips(c.program, params, c.store, clips, {
-    batchSize: c.exp.evaluation.batchSize,
-    ...(label === null ? {} : {
-      onBatch: (done: number, total: number) => {
-        bar ??= c.run.progress(total, `eval ${label} [${c.backend}]`, "clips");
-        bar.update({ step: done, tokens: done - before });
-        before = done;
-      },
-    }),
-    ...(c.signal === undefined ? {} : { signal: c.signal }),
-  });
-  (bar as Progress | null)?.done();
-  if (p === null) return null;
-  const classes = c.split.classes;
-  return {
-    p,
-    score: scoreConfusion(confusionMatrix(p.truth, p.predicted, classes.length), classes),
-  };
 }
 
 /**
@@ -604,123 +525,5 @@ function clipTask(c: ClipContext): Either<RunError, Task<ClipRunRecord>> {
       data: { epoch: 0, position: draws },
       rng: { batches: batches.state(), dropout: dropout.state() },
     }),
-  });
-}
-
-/** The final evaluation on the validation and test sets, confusion matrices and `results.json`. */
-async function evaluateAndReport(
-  c: ClipContext,
-  task: Task<ClipRunRecord>,
-  log: (message: string) => void,
-): Promise<Either<RunError, SmarthomeOutcome>> {
-  const { exp, program, split, run, table } = c;
-  const classes = split.classes;
-  const L = exp.data.clipFrames;
-  const evalStart = performance.now();
-  const params = run.ts().params;
-  const files: string[] = [];
-  const writeConfusion = async (
-    set: "valid" | "test",
-    score: ClassificationScore,
-    p: ClipPredictions,
-  ) => {
-    const m = confusionMatrix(p.truth, p.predicted, classes.length);
-    await writeAtomic(join(run.runDir, `confusion_${set}.csv`), confusionCsv(m, classes));
-    await writeAtomic(
-      join(run.runDir, `confusion_${set}.svg`),
-      confusionMatrixSvg(m, classes, {
-        title: `${exp.name}: ${set}, ${split.protocol} — mean per-class ` +
-          `${pct(score.meanClassAccuracy)}, overall ${pct(score.accuracy)}`,
-      }),
-    );
-    files.push(`confusion_${set}.csv`, `confusion_${set}.svg`);
-  };
-  const valid = await evaluateClips(c, params, split.valid, "valid");
-  if (valid === null) return run.interrupted();
-  log(
-    `${exp.name}: valid mean per-class accuracy ${pct(valid.score.meanClassAccuracy)}, ` +
-      `overall ${pct(valid.score.accuracy)} (${valid.score.clips} clips)`,
-  );
-  let test: { p: ClipPredictions; score: ClassificationScore } | null = null;
-  const note = testNote(
-    exp.evaluation.test,
-    split.test.length > 0,
-    `protocol ${split.protocol} selects no test clips in ${table.dir}: skipped`,
-  );
-  if (note === null) {
-    test = await evaluateClips(c, params, split.test, "test");
-    if (test === null) return run.interrupted();
-    log(
-      `${exp.name}: test mean per-class accuracy ${pct(test.score.meanClassAccuracy)}, ` +
-        `overall ${pct(test.score.accuracy)} (${test.score.clips} clips)`,
-    );
-  } else {
-    log(`${exp.name}: ${note}`);
-  }
-  const evalSeconds = (performance.now() - evalStart) / 1000;
-  const step = run.ts().step;
-  await run.appendRecord({
-    kind: "valid",
-    step,
-    loss: valid.p.loss,
-    accuracy: valid.score.accuracy,
-    mean_class_accuracy: valid.score.meanClassAccuracy,
-    clips: valid.score.clips,
-    elapsed: run.elapsed(),
-  });
-  const perClassFrom = test ?? valid;
-  const meta = run.meta();
-  const cps = meta.trainSeconds > 0 ? meta.trainUnits / meta.trainSeconds : 0;
-  try {
-    await writeConfusion("valid", valid.score, valid.p);
-    if (test !== null) await writeConfusion("test", test.score, test.p);
-    await run.writeCurve(task.curve(run.records, valid.score.meanClassAccuracy));
-    files.push("curve.svg");
-  } catch (e) {
-    return failed(`${run.runDir}: cannot write results: ${describe(e)}`, e);
-  }
-  return run.finish<SmarthomeResults>({
-    experiment: exp.name,
-    model: exp.model._tag,
-    protocol: split.protocol,
-    classes,
-    segment_len: exp.model.segmentLen,
-    clip_frames: L,
-    segments_per_clip: task.bpttSegments,
-    valid_mean_class_accuracy: valid.score.meanClassAccuracy,
-    valid_accuracy: valid.score.accuracy,
-    valid_loss: valid.p.loss,
-    valid_clips: valid.score.clips,
-    test_mean_class_accuracy: test?.score.meanClassAccuracy ?? null,
-    test_accuracy: test?.score.accuracy ?? null,
-    test_loss: test?.p.loss ?? null,
-    test_clips: test?.score.clips ?? null,
-    test_note: note,
-    per_class: perClassFrom.score.perClass.map((x) => ({
-      class: x.name,
-      clips: x.clips,
-      accuracy: x.accuracy,
-    })),
-    per_class_set: test === null ? "valid" : "test",
-    params: program.paramCount,
-    flops_per_frame_forward: program.flops.forwardPerToken,
-    flops_per_frame_train: program.flops.trainPerToken,
-    flops_per_clip_forward: program.flops.forwardPerToken * L,
-    train_clips: split.train.length,
-    train_draws: meta.trainUnits,
-    train_steps: step,
-    epochs: meta.trainUnits / split.train.length,
-    balance: exp.training.balance,
-    stopped_by: meta.stoppedBy === "maxSeconds" ? "maxSeconds" : "epochs",
-    final_train_loss: meta.lastTrainLoss,
-    clips_per_second: cps,
-    frames_per_second: cps * L,
-    train_seconds: meta.trainSeconds,
-    eval_seconds: evalSeconds,
-    wall_seconds: run.elapsed(),
-    backend: c.backend,
-    data_dir: table.dir,
-    feature_dim: table.featureDim,
-    files: ["config.json", "metrics.jsonl", "results.json", ...files],
   });
 }
