@@ -57,7 +57,7 @@ import {
   segmentWindows,
   type Streams,
 } from "../data/ptb.ts";
-import { evaluateSplit, type SplitScore } from "./evaluate.ts";
+import { evaluateSplit } from "./evaluate.ts";
 import {
   loadWt103,
   type ReadProgress,
@@ -66,20 +66,13 @@ import {
 } from "../data/wt103.ts";
 import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "../experiment.ts";
 import { runTask } from "../loop/loop.ts";
-import {
-  type Outcome,
-  type RunContext,
-  type Task,
-  type TaskSetup,
-  testNote,
-} from "../loop/task.ts";
-import type { Progress } from "../loop/progress.ts";
+import { evaluateAndReport, type LmRecord } from "./language_model_report.ts";
+import type { Outcome, Task, TaskSetup } from "../loop/task.ts";
 import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 import { createRng, restoreRng, type Rng } from "../loop/rng.ts";
 import {
   badInput,
   describe,
-  failed,
   type RunError,
   type SessionOptions,
   startProgram,
@@ -457,30 +450,6 @@ async function prepareLanguageModel(
   });
 }
 
-/** A metrics.jsonl record of a language model's run. */
-type LmRecord =
-  | {
-    readonly kind: "train";
-    readonly step: number;
-    readonly epoch: number;
-    readonly loss: number;
-    readonly ppl: number;
-    readonly lr: number;
-    readonly grad_norm: number;
-    readonly tokens: number;
-    readonly tokens_per_second: number;
-    readonly elapsed: number;
-  }
-  | {
-    readonly kind: "valid";
-    readonly step: number;
-    readonly loss: number;
-    readonly ppl: number;
-    readonly tokens: number;
-    readonly whole_split: boolean;
-    readonly elapsed: number;
-  };
-
 /**
  * Language modelling as a {@linkcode Task}: B ordered streams of the training
  * split read in windows of K·S tokens, the memory carried from window to
@@ -592,88 +561,4 @@ function languageModelTask(
       ),
     checkpoint: () => ({ data: pos, rng: { dropout: rng.state() } }),
   });
-}
-
-/** The final evaluation on the whole valid and test splits, and `results.json`. */
-async function evaluateAndReport(
-  exp: Experiment,
-  program: Program,
-  backend: string,
-  corpus: Corpus,
-  run: RunContext<LmRecord>,
-  task: Task<LmRecord>,
-  signal: AbortSignal | undefined,
-  log: (message: string) => void,
-): Promise<Either<RunError, RunOutcome>> {
-  const evalStart = performance.now();
-  const params = run.ts().params;
-  const score = async (split: Int32Array, label: string): Promise<SplitScore | null> => {
-    let bar: Progress | null = null;
-    const r = await evaluateSplit(program, params, split, {
-      batchSize: exp.evaluation.batchSize,
-      onWindow: (done, total, tokens) => {
-        bar ??= run.progress(total, `eval ${label} [${backend}]`);
-        bar.update({ step: done, tokens });
-      },
-      ...(signal === undefined ? {} : { signal }),
-    });
-    (bar as Progress | null)?.done();
-    return r;
-  };
-  const valid = await score(corpus.valid, "valid");
-  if (valid === null) return run.interrupted();
-  log(`${exp.name}: valid ppl ${valid.ppl.toFixed(2)} (${valid.tokens} tokens)`);
-  let test: SplitScore | null = null;
-  const note = testNote(exp.evaluation.test, corpus.test !== null, "test split absent: skipped");
-  if (note === null && corpus.test !== null) {
-    test = await score(corpus.test, "test");
-    if (test === null) return run.interrupted();
-    log(`${exp.name}: test ppl ${test.ppl.toFixed(2)} (${test.tokens} tokens)`);
-  }
-  if (note !== null) log(`${exp.name}: ${note}`);
-  const evalSeconds = (performance.now() - evalStart) / 1000;
-  const step = run.ts().step;
-  await run.appendRecord({
-    kind: "valid",
-    step,
-    loss: valid.loss,
-    ppl: valid.ppl,
-    tokens: valid.tokens,
-    whole_split: true,
-    elapsed: run.elapsed(),
-  });
-  const meta = run.meta();
-  const results: Results = {
-    experiment: exp.name,
-    model: exp.model._tag,
-    segment_len: exp.model.segmentLen,
-    valid_ppl: valid.ppl,
-    valid_loss: valid.loss,
-    valid_tokens: valid.tokens,
-    test_ppl: test?.ppl ?? null,
-    test_loss: test?.loss ?? null,
-    test_tokens: test?.tokens ?? null,
-    test_note: note,
-    params: program.paramCount,
-    flops_per_token_forward: program.flops.forwardPerToken,
-    flops_per_token_train: program.flops.trainPerToken,
-    train_tokens: meta.trainUnits,
-    train_steps: step,
-    stopped_by: meta.stoppedBy === "maxSeconds" ? "maxSeconds" : "tokens",
-    final_train_loss: meta.lastTrainLoss,
-    tokens_per_second: meta.trainSeconds > 0 ? meta.trainUnits / meta.trainSeconds : 0,
-    train_seconds: meta.trainSeconds,
-    eval_seconds: evalSeconds,
-    wall_seconds: run.elapsed(),
-    backend,
-    data_dir: corpus.dir,
-    data_sha256: corpus.sha256,
-    adaptive_softmax: adaptiveCosts(exp.model, program.flops, corpus.train),
-  };
-  try {
-    await run.writeCurve(task.curve(run.records, valid.ppl));
-  } catch (e) {
-    return failed(`${run.runDir}: cannot write results: ${describe(e)}`, e);
-  }
-  return run.finish(results);
 }
