@@ -1,17 +1,15 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
+import { type Cli, type CliError, parseCli } from "./args.ts";
 import {
   applySets,
-  type Cli,
-  type CliError,
   mergePatch,
   override,
   type OverrideError,
-  parseCli,
   parseSetValue,
   readConfigFile,
   setPath,
-} from "./args.ts";
+} from "./overrides.ts";
 
 /** A temporary directory removed when the test's `await using` scope ends. */
 async function tempDir(prefix: string): Promise<AsyncDisposable & { path: string }> {

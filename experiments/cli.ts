@@ -24,14 +24,8 @@
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { startBackend } from "../ops/backend.ts";
-import {
-  applySets,
-  type Cli,
-  mergePatch,
-  parseCli,
-  readConfigFile,
-  type SetOverride,
-} from "./args.ts";
+import { type Cli, parseCli } from "./args.ts";
+import { applySets, mergePatch, readConfigFile, type SetOverride } from "./overrides.ts";
 import { decodeExperiment, type Experiment } from "./experiment.ts";
 import { decodeSweep, SLURM_DEFAULTS, type Sweep } from "./sweep_spec.ts";
 import { describePresets, type Plan, resolvePreset } from "./presets.ts";

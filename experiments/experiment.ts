@@ -454,7 +454,7 @@ export const OutputSettingsCodec: StrictCodec<FieldCodecs<OutputSettings>> = str
  *
  * @example
  * ```ts
- * import { override } from "./args.ts";
+ * import { override } from "./overrides.ts";
  * import type { Experiment } from "./experiment.ts";
  * import { presetExperiment } from "./presets.ts";
  *

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
-import { applySets } from "./args.ts";
+import { applySets } from "./overrides.ts";
 import {
   decodeExperiment,
   type Experiment,

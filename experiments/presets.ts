@@ -36,7 +36,7 @@
 import * as E from "fp-ts/lib/Either.js";
 import type { ModelSpec } from "../spec/codecs.ts";
 import { referenceCrt, referenceTransformer, referenceXl } from "../spec/reference_specs.ts";
-import { override } from "./args.ts";
+import { override } from "./overrides.ts";
 import { ADAMW_DEFAULTS, type Experiment, type TrainingSettings } from "./experiment.ts";
 import type { Sweep, SweepMember } from "./sweep_spec.ts";
 import {

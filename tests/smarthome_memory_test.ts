@@ -12,7 +12,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { ensureBackend } from "../ops/backend.ts";
 import type { CrtSpec, TransformerSpec } from "../spec/codecs.ts";
-import { override } from "../experiments/args.ts";
+import { override } from "../experiments/overrides.ts";
 import { readClipTable, writeSampleDataset } from "../experiments/data/smarthome.ts";
 import {
   type SmarthomeExperiment,

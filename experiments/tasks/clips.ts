@@ -27,7 +27,7 @@
  * @example Train on a generated dataset
  * ```ts
  * import { join } from "node:path";
- * import { override } from "../args.ts";
+ * import { override } from "../overrides.ts";
  * import { writeSampleDataset } from "../data/smarthome.ts";
  * import { smarthomePreset } from "./clips_experiment.ts";
  * import { runSmarthome } from "./clips.ts";

@@ -40,7 +40,7 @@ import {
 import type { Either } from "../../spec/either.ts";
 import type { CrtSpec, ModelSpec, TransformerSpec } from "../../spec/codecs.ts";
 import { referenceCrt, referenceTransformer } from "../../spec/reference_specs.ts";
-import { override } from "../args.ts";
+import { override } from "../overrides.ts";
 import {
   ADAMW_DEFAULTS,
   ModelSpecField,
@@ -143,7 +143,7 @@ export interface ClassifierEvaluation {
  *
  * @example
  * ```ts
- * import { override } from "../args.ts";
+ * import { override } from "../overrides.ts";
  * import { type SmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
  * const longer: SmarthomeExperiment = override(smarthomePreset("smarthome"), { training: { epochs: 60 } });
  * console.log(longer.training.epochs); // 60

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import { override } from "../args.ts";
+import { override } from "../overrides.ts";
 import { type ClipTable, readClipTable, writeSampleDataset } from "../data/smarthome.ts";
 import { type SmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
 import { runSmarthome, type SmarthomeResults } from "./clips.ts";
