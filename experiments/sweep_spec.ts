@@ -18,14 +18,8 @@ import {
   type StrictCodec,
 } from "../spec/combinators.ts";
 import type { Either } from "../spec/either.ts";
-import {
-  checkExperiment,
-  type Experiment,
-  ExperimentCodec,
-  Name,
-  nullable,
-  rootless,
-} from "./experiment.ts";
+import { checkExperiment, type Experiment, ExperimentCodec, rootless } from "./experiment.ts";
+import { Name, nullable } from "./fields.ts";
 
 /**
  * One run of a sweep.

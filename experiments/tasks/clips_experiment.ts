@@ -43,14 +43,12 @@ import { referenceCrt, referenceTransformer } from "../../spec/reference_specs.t
 import { override } from "../overrides.ts";
 import {
   ADAMW_DEFAULTS,
-  ModelSpecField,
-  Name,
-  nullable,
   type OutputSettings,
   OutputSettingsCodec,
   type SharedTraining,
   sharedTrainingFields,
 } from "../experiment.ts";
+import { ModelSpecField, Name, nullable } from "../fields.ts";
 import {
   type Balance,
   type ClipFilter,
