@@ -19,14 +19,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type SbatchSpec, writeSbatchScript } from "../experiments/sweep/cluster/sbatch.ts";
+import { type SlurmOptions, submitSbatch } from "../experiments/sweep/cluster/slurm.ts";
 import {
-  cancelTasks,
-  queryArrayTasks,
-  type SlurmOptions,
-  submitSbatch,
-  type TaskState,
-} from "../experiments/sweep/cluster/slurm.ts";
-import { parseSlurmdC, renderSlurmConf, slurmTestGate, until, withTestCluster } from "./_slurm.ts";
+  cancelMidRun,
+  parseSlurmdC,
+  renderSlurmConf,
+  showTasks,
+  slurmTestGate,
+  untilArrayEnds,
+  type Watch,
+  withTestCluster,
+} from "./_slurm.ts";
 
 const gate = slurmTestGate("tests/slurm_array_test.ts");
 
@@ -65,9 +68,6 @@ const readInt = (path: string): number | null => {
     return null;
   }
 };
-
-const showStates = (jobId: number, tasks: readonly TaskState[]): string =>
-  tasks.map((t) => `${jobId}_${t.taskIndex}=${t.state}`).join(" ");
 
 /** The local addresses of listening TCP sockets on `port` (`/proc/net/tcp`, read with cat). */
 const listeners = async (port: number): Promise<string[]> => {
@@ -138,6 +138,7 @@ Deno.test({
     return withTestCluster("crt-slurm-test-", async (cluster, root) => {
       const sweepDir = join(root, "sweep");
       const slurm: SlurmOptions = { env: cluster.env, timeoutMs: 20_000 };
+      const watch: Watch = { slurm, deadline };
       const { ports } = cluster;
       {
         // Both daemons listen on 127.0.0.1 (0100007F in /proc/net/tcp) and nowhere else.
@@ -172,37 +173,15 @@ Deno.test({
           `slurm: submitted array job ${jobId} (4 tasks, node ${cluster.machine.node})`,
         );
 
-        let states: TaskState[] = [];
-        const query = async (id: number): Promise<TaskState[]> => {
-          const r = await queryArrayTasks(id, slurm);
-          if (r._tag === "Left") throw new Error(r.left.message);
-          return r.right;
-        };
-        const show = () => showStates(jobId, states);
-
-        // Task 1 a few steps in: cancel it.
+        // Task 1 a few steps in: cancel it. All four end: 0, 2, 3 completed, 1 cancelled.
         const victim = 1;
-        await until("task 1 to be a few steps in", deadline, async () => {
-          states = await query(jobId);
-          return (readInt(join(runDir(victim), "progress")) ?? 0) >= 3 ? true : null;
-        }, show);
-        const cancelled = await cancelTasks(jobId, { ...slurm, taskIndices: [victim] });
-        assert(cancelled._tag === "Right", JSON.stringify(cancelled));
-
-        // All four ended: 0, 2, 3 completed, 1 cancelled.
-        states = await until("the array to end", deadline, async () => {
-          states = await query(jobId);
-          const ended = states.length === 4 &&
-            states.every((t) => t.phase === "completed" || t.phase === "ended");
-          return ended ? states : null;
-        }, show);
-        console.log(`slurm: job ${jobId} tasks: ${show()}`);
-        assert.deepEqual(states.map((t) => [t.taskIndex, t.state]), [
-          [0, "COMPLETED"],
-          [1, "CANCELLED"],
-          [2, "COMPLETED"],
-          [3, "COMPLETED"],
-        ]);
+        const states = await cancelMidRun(
+          watch,
+          { jobId, count: 4, victim },
+          "task 1 to be a few steps in",
+          () => (readInt(join(runDir(victim), "progress")) ?? 0) >= 3,
+        );
+        console.log(`slurm: job ${jobId} tasks: ${showTasks(states)}`);
         const before = readInt(join(runDir(victim), "progress"));
         assert(before !== null && before >= 3 && before < STEPS, `task 1 stopped at ${before}`);
         assert.throws(() => Deno.statSync(join(runDir(victim), "done")), "task 1 not done yet");
@@ -213,15 +192,8 @@ Deno.test({
         const job2 = await submitSbatch(script, slurm);
         if (job2._tag === "Left") throw new Error(job2.left.message);
         const jobId2 = job2.right.jobId;
-        let states2: TaskState[] = [];
-        states2 = await until("the re-submitted task to end", deadline, async () => {
-          states2 = await query(jobId2);
-          return states2.length === 1 && states2[0].phase !== "waiting" &&
-              states2[0].phase !== "running"
-            ? states2
-            : null;
-        }, () => showStates(jobId2, states2));
-        console.log(`slurm: re-submitted job ${jobId2} tasks: ${showStates(jobId2, states2)}`);
+        const states2 = await untilArrayEnds(watch, "the re-submitted task to end", jobId2, 1);
+        console.log(`slurm: re-submitted job ${jobId2} tasks: ${showTasks(states2)}`);
         assert.deepEqual(states2.map((t) => [t.taskIndex, t.state]), [[victim, "COMPLETED"]]);
 
         // Every task finished; the cancelled one continued from where it stopped.

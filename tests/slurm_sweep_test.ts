@@ -15,13 +15,15 @@ import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { tinyExperiment, writeCorpus } from "./_corpus.ts";
 import type { Sweep } from "../experiments/sweep_spec.ts";
+import type { SlurmOptions } from "../experiments/sweep/cluster/slurm.ts";
 import {
-  cancelTasks,
-  queryArrayTasks,
-  type SlurmOptions,
-  type TaskState,
-} from "../experiments/sweep/cluster/slurm.ts";
-import { slurmTestGate, until, withTestCluster } from "./_slurm.ts";
+  cancelMidRun,
+  showTasks,
+  slurmTestGate,
+  untilArrayEnds,
+  type Watch,
+  withTestCluster,
+} from "./_slurm.ts";
 
 const gate = slurmTestGate("tests/slurm_sweep_test.ts");
 
@@ -52,6 +54,7 @@ Deno.test({
     const deadline = Date.now() + LIMIT_MS;
     return withTestCluster("crt-slurm-sweep-", async (cluster, root) => {
       const slurm: SlurmOptions = { env: cluster.env, timeoutMs: 20_000 };
+      const watch: Watch = { slurm, deadline };
       const experiment = async (...args: string[]) => {
         const out = await new Deno.Command(Deno.execPath(), {
           args: ["run", "-A", CLI, "ptb-sweep", ...args],
@@ -103,36 +106,16 @@ Deno.test({
         assert.match(script, /#SBATCH --cpus-per-task=1\n#SBATCH --mem=1024M\n#SBATCH --time=10\n/);
         console.log(`slurm sweep: submitted array job ${jobId}`);
 
-        let states: TaskState[] = [];
-        const query = async (id: number) => {
-          const r = await queryArrayTasks(id, slurm);
-          if (r._tag === "Left") throw new Error(r.left.message);
-          return r.right;
-        };
-        const show = () => states.map((t) => `${t.arrayJobId}_${t.taskIndex}=${t.state}`).join(" ");
-
-        // Task 1 past its first checkpoints: cancel it.
+        // Task 1 past its first checkpoints: cancel it. All four end: 0, 2, 3 completed.
         const victim = 1;
         const victimDir = runDir(tasks[victim].label, tasks[victim].seed);
-        await until("task 1 to be a few checkpoints in", deadline, async () => {
-          states = await query(jobId);
-          return (await lastStep(victimDir)) >= 50 ? true : null;
-        }, show);
-        const cancelled = await cancelTasks(jobId, { ...slurm, taskIndices: [victim] });
-        assert.ok(cancelled._tag === "Right", JSON.stringify(cancelled));
-        states = await until("the array to end", deadline, async () => {
-          states = await query(jobId);
-          const ended = states.length === 4 &&
-            states.every((t) => t.phase === "completed" || t.phase === "ended");
-          return ended ? states : null;
-        }, show);
-        console.log(`slurm sweep: job ${jobId} tasks: ${show()}`);
-        assert.deepEqual(states.map((t) => [t.taskIndex, t.state]), [
-          [0, "COMPLETED"],
-          [1, "CANCELLED"],
-          [2, "COMPLETED"],
-          [3, "COMPLETED"],
-        ]);
+        const states = await cancelMidRun(
+          watch,
+          { jobId, count: 4, victim },
+          "task 1 to be a few checkpoints in",
+          async () => (await lastStep(victimDir)) >= 50,
+        );
+        console.log(`slurm sweep: job ${jobId} tasks: ${showTasks(states)}`);
         const before = await lastStep(victimDir);
         assert.ok(before >= 50 && before < 300, `task 1 stopped at step ${before}`);
         const victimLog = join(sweepDir, "slurm", `slurm-${jobId}_${victim}.err`);
@@ -161,14 +144,7 @@ Deno.test({
           await Deno.readTextFile(join(sweepDir, "slurm", "sweep.sbatch")),
           /#SBATCH --array=1\n/,
         );
-        let states2: TaskState[] = [];
-        states2 = await until("the re-submitted task to end", deadline, async () => {
-          states2 = await query(jobId2);
-          return states2.length === 1 && states2[0].phase !== "waiting" &&
-              states2[0].phase !== "running"
-            ? states2
-            : null;
-        }, () => states2.map((t) => `${t.arrayJobId}_${t.taskIndex}=${t.state}`).join(" "));
+        const states2 = await untilArrayEnds(watch, "the re-submitted task to end", jobId2, 1);
         assert.deepEqual(states2.map((t) => [t.taskIndex, t.state]), [[victim, "COMPLETED"]]);
         const resumedLog = await Deno.readTextFile(
           join(sweepDir, "slurm", `slurm-${jobId2}_${victim}.err`),
