@@ -609,6 +609,39 @@ export const cancelMidRun = async (
   return tasks;
 };
 
+/** How long a cluster test's Slurm commands may take. */
+const SLURM_TIMEOUT_MS = 20_000;
+
+/**
+ * Registers the test `name`, which runs `body` on a fresh test cluster
+ * ({@linkcode withTestCluster} with `prefix`), with a {@linkcode Watch} on
+ * it whose deadline is `limitMs` from the test's start. Skipped or failed
+ * as {@linkcode slurmTestGate} says for `file`; checks that the test leaves
+ * no operations or resources open.
+ */
+export const slurmClusterTest = (
+  name: string,
+  opts: { readonly file: string; readonly prefix: string; readonly limitMs: number },
+  body: (cluster: Cluster, root: string, watch: Watch) => Promise<void>,
+): void => {
+  const gate = slurmTestGate(opts.file);
+  Deno.test({
+    name,
+    ignore: gate.ignore,
+    sanitizeOps: true,
+    sanitizeResources: true,
+    fn: () => {
+      if (gate.why !== null) throw new Error(`under CI the Slurm test must run: ${gate.why}`);
+      const deadline = Date.now() + opts.limitMs;
+      return withTestCluster(opts.prefix, (cluster, root) =>
+        body(cluster, root, {
+          slurm: { env: cluster.env, timeoutMs: SLURM_TIMEOUT_MS },
+          deadline,
+        }));
+    },
+  });
+};
+
 async function main(args: readonly string[]): Promise<number> {
   const [command, dir] = args;
   if (command === "start") {
