@@ -16,6 +16,7 @@
 import { parseArgs } from "node:util";
 import { compile, encodeModelFile, referenceCrt, startBackend } from "../mod.ts";
 import { flattenParams } from "../core/params.ts";
+import { CHROMIUM, CHROMIUM_ARGS } from "../tests/_browser.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -28,7 +29,6 @@ const { values } = parseArgs({
 });
 const root = values.root ?? new URL("../", import.meta.url).pathname;
 const tokens = Number(values.tokens), runs = Number(values.runs), port = Number(values.port);
-const CHROMIUM = Deno.env.get("CRT_CHROMIUM") ?? "/usr/bin/chromium";
 
 // Reference-size model files of random weights, written where the server reads them.
 await startBackend({ backend: "cpu" });
@@ -64,15 +64,7 @@ const server = new Deno.Command(Deno.execPath(), {
 const { chromium } = await import("playwright-core");
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
+  args: [...CHROMIUM_ARGS],
 });
 try {
   const base = `http://127.0.0.1:${port}/`;

@@ -32,8 +32,8 @@ import {
 import { flattenParams } from "../core/params.ts";
 import { buildBundle } from "../web/build.ts";
 import { startServer } from "../web/serve.ts";
+import { CHROMIUM, CHROMIUM_ARGS } from "./_browser.ts";
 
-const CHROMIUM = Deno.env.get("CRT_CHROMIUM") ?? "/usr/bin/chromium";
 const root = new URL("../", import.meta.url);
 const SCREENSHOT = new URL(".ci/out/browser.png", root).pathname;
 
@@ -175,16 +175,7 @@ Deno.test({
     const context = await chromium.launchPersistentContext(`${work}/profile`, {
       executablePath: CHROMIUM,
       headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
+      args: ["--headless", ...CHROMIUM_ARGS],
     });
     cleanups.unshift(() => context.close());
     const page = context.pages()[0] ?? await context.newPage();

@@ -66,72 +66,75 @@ const quantized = (w: RefTensor, axis: 0 | 1): RefTensor => {
   return t;
 };
 
-/** A linear region of `x`, `w` (and `b`, `r` when given), its gradient checked for `wrt`. */
+/**
+ * A linear region of `x`, `w` (and `b`, `r` when given), its gradient
+ * checked for every input unless it is inference-only.
+ */
 const linear = (
   name: string,
   inputs: Record<string, RefTensor>,
   build: Case["build"],
-  wrt: readonly string[],
-): Case => ({ name: `linear: ${name}`, kind: "linear", inputs, build, wrt });
+  use: "training" | "inference" = "training",
+): Case => ({
+  name: `linear: ${name}`,
+  kind: "linear",
+  inputs,
+  build,
+  wrt: use === "training" ? Object.keys(inputs) : [],
+});
+
+/** An attention region of heads 2 over `q` and `kv` of these shapes, its gradient checked for both. */
+const attention = (
+  name: string,
+  shapes: { readonly q: readonly number[]; readonly kv: readonly number[] },
+  dropout: number,
+): Case => ({
+  name: `attention: ${name}`,
+  kind: "attention",
+  inputs: { q: s.normal([...shapes.q]), kv: s.normal([...shapes.kv]) },
+  build: (o, i) => attentionCore(o, i.q, i.kv, { heads: 2, dropout }),
+  wrt: ["q", "kv"],
+});
 
 const cases = (): Case[] => [
   linear(
     "bias and ReLU, 6 rows",
     { x: s.normal([6, 8]), w: s.normal([8, 12]), b: s.normal([12]) },
     (o, i) => o.linear(i.x, i.w, i.b, { relu: true }),
-    ["x", "w", "b"],
   ),
   linear(
     "bias and residual, a rank-3 input",
     { x: s.normal([2, 3, 8]), w: s.normal([8, 8]), b: s.normal([8]), r: s.normal([2, 3, 8]) },
     (o, i) => o.linear(i.x, i.w, i.b, { residual: i.r }),
-    ["x", "w", "b", "r"],
   ),
   linear(
     "dropout, then the residual",
     { x: s.normal([6, 8]), w: s.normal([8, 8]), b: s.normal([8]), r: s.normal([6, 8]) },
     (o, i) => o.linear(i.x, i.w, i.b, { dropout: 0.3, residual: i.r }),
-    ["x", "w", "b", "r"],
   ),
   linear(
     "one row (the matrix-vector path), no bias",
     { x: s.normal([1, 16]), w: s.normal([16, 20]) },
     (o, i) => o.linear(i.x, i.w),
-    ["x", "w"],
   ),
   linear(
     "a tied readout (W transposed), two rows",
     { x: s.normal([2, 8]), w: s.normal([10, 8]), b: s.normal([10]) },
     (o, i) => o.linear(i.x, i.w, i.b, { transposeW: true }),
-    ["x", "w", "b"],
   ),
   linear(
     "q8 weight, 3 rows, bias and ReLU",
     { x: s.normal([3, 16]), w: quantized(s.normal([16, 20]), 1), b: s.normal([20]) },
     (o, i) => o.linear(i.x, o.dequantize(i.w, 1), i.b, { relu: true }),
-    [],
+    "inference",
   ),
-  {
-    name: "attention: S = T (a segment)",
-    kind: "attention",
-    inputs: { q: s.normal([2, 5, 8]), kv: s.normal([2, 5, 16]) },
-    build: (o, i) => attentionCore(o, i.q, i.kv, { heads: 2, dropout: 0 }),
-    wrt: ["q", "kv"],
-  },
-  {
-    name: "attention: T > S (a memory token or cache before the queries)",
-    kind: "attention",
-    inputs: { q: s.normal([2, 3, 8]), kv: s.normal([2, 6, 16]) },
-    build: (o, i) => attentionCore(o, i.q, i.kv, { heads: 2, dropout: 0 }),
-    wrt: ["q", "kv"],
-  },
-  {
-    name: "attention: dropout on the probabilities",
-    kind: "attention",
-    inputs: { q: s.normal([2, 4, 8]), kv: s.normal([2, 5, 16]) },
-    build: (o, i) => attentionCore(o, i.q, i.kv, { heads: 2, dropout: 0.25 }),
-    wrt: ["q", "kv"],
-  },
+  attention("S = T (a segment)", { q: [2, 5, 8], kv: [2, 5, 16] }, 0),
+  attention(
+    "T > S (a memory token or cache before the queries)",
+    { q: [2, 3, 8], kv: [2, 6, 16] },
+    0,
+  ),
+  attention("dropout on the probabilities", { q: [2, 4, 8], kv: [2, 5, 16] }, 0.25),
   ...(["gru", "ncgru"] as const).map((cell): Case => ({
     name: `recurrent: ${cell} step`,
     kind: "recurrent",

@@ -19,16 +19,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type SbatchSpec, writeSbatchScript } from "../experiments/sweep/cluster/sbatch.ts";
+import { submitSbatch } from "../experiments/sweep/cluster/slurm.ts";
 import {
-  cancelTasks,
-  queryArrayTasks,
-  type SlurmOptions,
-  submitSbatch,
-  type TaskState,
-} from "../experiments/sweep/cluster/slurm.ts";
-import { parseSlurmdC, renderSlurmConf, slurmTestGate, until, withTestCluster } from "./_slurm.ts";
-
-const gate = slurmTestGate("tests/slurm_array_test.ts");
+  cancelMidRun,
+  parseSlurmdC,
+  renderSlurmConf,
+  showTasks,
+  slurmClusterTest,
+  untilArrayEnds,
+} from "./_slurm.ts";
 
 /** Steps each task counts to; one step every STEP_SECONDS. */
 const STEPS = 20;
@@ -65,9 +64,6 @@ const readInt = (path: string): number | null => {
     return null;
   }
 };
-
-const showStates = (jobId: number, tasks: readonly TaskState[]): string =>
-  tasks.map((t) => `${jobId}_${t.taskIndex}=${t.state}`).join(" ");
 
 /** The local addresses of listening TCP sockets on `port` (`/proc/net/tcp`, read with cat). */
 const listeners = async (port: number): Promise<string[]> => {
@@ -127,130 +123,93 @@ Deno.test("tests/_slurm.ts: slurm.conf for the machine slurmd -C reports, on loo
   ) assert(lines.has(want), want);
 });
 
-Deno.test({
-  name: "slurm: a 4-task array runs, a cancelled task resumes from its progress when re-submitted",
-  ignore: gate.ignore,
-  sanitizeOps: true,
-  sanitizeResources: true,
-  fn: () => {
-    if (gate.why !== null) throw new Error(`under CI the Slurm test must run: ${gate.why}`);
-    const deadline = Date.now() + LIMIT_MS;
-    return withTestCluster("crt-slurm-test-", async (cluster, root) => {
-      const sweepDir = join(root, "sweep");
-      const slurm: SlurmOptions = { env: cluster.env, timeoutMs: 20_000 };
-      const { ports } = cluster;
-      {
-        // Both daemons listen on 127.0.0.1 (0100007F in /proc/net/tcp) and nowhere else.
-        for (const [name, port] of Object.entries(ports)) {
-          assert.deepEqual(await listeners(port), ["0100007F"], `${name} on port ${port}`);
-        }
-        await Deno.mkdir(sweepDir);
-        const taskScript = join(root, "task.sh");
-        await Deno.writeTextFile(taskScript, TASK_SCRIPT, { mode: 0o755 });
-        const labels = ["a seed 1", "a seed 2", "b seed 1", "b seed 2"];
-        const runDir = (i: number) => join(sweepDir, labels[i].replaceAll(" ", "-"));
-        const spec: SbatchSpec = {
-          jobName: "crt-test-sweep",
-          workDir: root,
-          logDir: sweepDir,
-          tasks: labels.map((label, i) => ({
-            label,
-            argv: ["bash", taskScript, runDir(i), `${STEPS}`, `${STEP_SECONDS}`],
-          })),
-          cpusPerTask: 1,
-          memoryMb: 64,
-          timeLimitMinutes: 5,
-        };
-        const script = join(sweepDir, "sweep.sbatch");
-        const written = await writeSbatchScript(script, spec);
-        assert(written._tag === "Right", JSON.stringify(written));
+slurmClusterTest(
+  "slurm: a 4-task array runs, a cancelled task resumes from its progress when re-submitted",
+  { file: "tests/slurm_array_test.ts", prefix: "crt-slurm-test-", limitMs: LIMIT_MS },
+  async (cluster, root, watch) => {
+    const sweepDir = join(root, "sweep");
+    const { slurm } = watch;
+    const { ports } = cluster;
+    // Both daemons listen on 127.0.0.1 (0100007F in /proc/net/tcp) and nowhere else.
+    for (const [name, port] of Object.entries(ports)) {
+      assert.deepEqual(await listeners(port), ["0100007F"], `${name} on port ${port}`);
+    }
+    await Deno.mkdir(sweepDir);
+    const taskScript = join(root, "task.sh");
+    await Deno.writeTextFile(taskScript, TASK_SCRIPT, { mode: 0o755 });
+    const labels = ["a seed 1", "a seed 2", "b seed 1", "b seed 2"];
+    const runDir = (i: number) => join(sweepDir, labels[i].replaceAll(" ", "-"));
+    const spec: SbatchSpec = {
+      jobName: "crt-test-sweep",
+      workDir: root,
+      logDir: sweepDir,
+      tasks: labels.map((label, i) => ({
+        label,
+        argv: ["bash", taskScript, runDir(i), `${STEPS}`, `${STEP_SECONDS}`],
+      })),
+      cpusPerTask: 1,
+      memoryMb: 64,
+      timeLimitMinutes: 5,
+    };
+    const script = join(sweepDir, "sweep.sbatch");
+    const written = await writeSbatchScript(script, spec);
+    assert(written._tag === "Right", JSON.stringify(written));
 
-        const job = await submitSbatch(script, slurm);
-        if (job._tag === "Left") throw new Error(job.left.message);
-        const jobId = job.right.jobId;
-        console.log(
-          `slurm: submitted array job ${jobId} (4 tasks, node ${cluster.machine.node})`,
-        );
+    const job = await submitSbatch(script, slurm);
+    if (job._tag === "Left") throw new Error(job.left.message);
+    const jobId = job.right.jobId;
+    console.log(
+      `slurm: submitted array job ${jobId} (4 tasks, node ${cluster.machine.node})`,
+    );
 
-        let states: TaskState[] = [];
-        const query = async (id: number): Promise<TaskState[]> => {
-          const r = await queryArrayTasks(id, slurm);
-          if (r._tag === "Left") throw new Error(r.left.message);
-          return r.right;
-        };
-        const show = () => showStates(jobId, states);
+    // Task 1 a few steps in: cancel it. All four end: 0, 2, 3 completed, 1 cancelled.
+    const victim = 1;
+    const states = await cancelMidRun(
+      watch,
+      { jobId, count: 4, victim },
+      "task 1 to be a few steps in",
+      () => (readInt(join(runDir(victim), "progress")) ?? 0) >= 3,
+    );
+    console.log(`slurm: job ${jobId} tasks: ${showTasks(states)}`);
+    const before = readInt(join(runDir(victim), "progress"));
+    assert(before !== null && before >= 3 && before < STEPS, `task 1 stopped at ${before}`);
+    assert.throws(() => Deno.statSync(join(runDir(victim), "done")), "task 1 not done yet");
 
-        // Task 1 a few steps in: cancel it.
-        const victim = 1;
-        await until("task 1 to be a few steps in", deadline, async () => {
-          states = await query(jobId);
-          return (readInt(join(runDir(victim), "progress")) ?? 0) >= 3 ? true : null;
-        }, show);
-        const cancelled = await cancelTasks(jobId, { ...slurm, taskIndices: [victim] });
-        assert(cancelled._tag === "Right", JSON.stringify(cancelled));
+    // Re-submit the unfinished task only; it keeps its index and resumes.
+    const again = await writeSbatchScript(script, { ...spec, arrayIndices: [victim] });
+    assert(again._tag === "Right" && again.right.includes("#SBATCH --array=1\n"));
+    const job2 = await submitSbatch(script, slurm);
+    if (job2._tag === "Left") throw new Error(job2.left.message);
+    const jobId2 = job2.right.jobId;
+    const states2 = await untilArrayEnds(watch, "the re-submitted task to end", jobId2, 1);
+    console.log(`slurm: re-submitted job ${jobId2} tasks: ${showTasks(states2)}`);
+    assert.deepEqual(states2.map((t) => [t.taskIndex, t.state]), [[victim, "COMPLETED"]]);
 
-        // All four ended: 0, 2, 3 completed, 1 cancelled.
-        states = await until("the array to end", deadline, async () => {
-          states = await query(jobId);
-          const ended = states.length === 4 &&
-            states.every((t) => t.phase === "completed" || t.phase === "ended");
-          return ended ? states : null;
-        }, show);
-        console.log(`slurm: job ${jobId} tasks: ${show()}`);
-        assert.deepEqual(states.map((t) => [t.taskIndex, t.state]), [
-          [0, "COMPLETED"],
-          [1, "CANCELLED"],
-          [2, "COMPLETED"],
-          [3, "COMPLETED"],
-        ]);
-        const before = readInt(join(runDir(victim), "progress"));
-        assert(before !== null && before >= 3 && before < STEPS, `task 1 stopped at ${before}`);
-        assert.throws(() => Deno.statSync(join(runDir(victim), "done")), "task 1 not done yet");
+    // Every task finished; the cancelled one continued from where it stopped.
+    for (let i = 0; i < 4; i++) {
+      assert.equal(readInt(join(runDir(i), "progress")), STEPS, labels[i]);
+      assert(Deno.statSync(join(runDir(i), "done")).isFile, labels[i]);
+    }
+    const starts = Deno.readTextFileSync(join(runDir(victim), "starts")).trim().split("\n");
+    const resumedAt = Number(starts.at(-1)?.replace("start ", ""));
+    console.log(
+      `slurm: task 1 (${labels[victim]}) cancelled at step ${before}, resumed at step ` +
+        `${resumedAt}, finished at step ${STEPS}; its starts: ${starts.join(" | ")}`,
+    );
+    assert.equal(starts[0], "start 0");
+    assert.equal(resumedAt, before, "the re-submitted task resumed from its progress");
+    for (const i of [0, 2, 3]) {
+      assert.equal(Deno.readTextFileSync(join(runDir(i), "starts")), "start 0\n", labels[i]);
+    }
 
-        // Re-submit the unfinished task only; it keeps its index and resumes.
-        const again = await writeSbatchScript(script, { ...spec, arrayIndices: [victim] });
-        assert(again._tag === "Right" && again.right.includes("#SBATCH --array=1\n"));
-        const job2 = await submitSbatch(script, slurm);
-        if (job2._tag === "Left") throw new Error(job2.left.message);
-        const jobId2 = job2.right.jobId;
-        let states2: TaskState[] = [];
-        states2 = await until("the re-submitted task to end", deadline, async () => {
-          states2 = await query(jobId2);
-          return states2.length === 1 && states2[0].phase !== "waiting" &&
-              states2[0].phase !== "running"
-            ? states2
-            : null;
-        }, () => showStates(jobId2, states2));
-        console.log(`slurm: re-submitted job ${jobId2} tasks: ${showStates(jobId2, states2)}`);
-        assert.deepEqual(states2.map((t) => [t.taskIndex, t.state]), [[victim, "COMPLETED"]]);
-
-        // Every task finished; the cancelled one continued from where it stopped.
-        for (let i = 0; i < 4; i++) {
-          assert.equal(readInt(join(runDir(i), "progress")), STEPS, labels[i]);
-          assert(Deno.statSync(join(runDir(i), "done")).isFile, labels[i]);
-        }
-        const starts = Deno.readTextFileSync(join(runDir(victim), "starts")).trim().split("\n");
-        const resumedAt = Number(starts.at(-1)?.replace("start ", ""));
-        console.log(
-          `slurm: task 1 (${labels[victim]}) cancelled at step ${before}, resumed at step ` +
-            `${resumedAt}, finished at step ${STEPS}; its starts: ${starts.join(" | ")}`,
-        );
-        assert.equal(starts[0], "start 0");
-        assert.equal(resumedAt, before, "the re-submitted task resumed from its progress");
-        for (const i of [0, 2, 3]) {
-          assert.equal(Deno.readTextFileSync(join(runDir(i), "starts")), "start 0\n", labels[i]);
-        }
-
-        // Logs: one per task per submission in the sweep folder, headed by the script's line.
-        const log = (id: number, i: number) => join(sweepDir, `slurm-${id}_${i}.out`);
-        for (const i of [0, 2, 3]) {
-          assert.match(Deno.readTextFileSync(log(jobId, i)), new RegExp(`finished at ${STEPS}`));
-        }
-        assert.match(
-          Deno.readTextFileSync(log(jobId2, victim)),
-          new RegExp(`crt: task 1 \\(a seed 2\\), job \\d+, on .*\\n(.|\\n)*exited with status 0`),
-        );
-      }
-    });
+    // Logs: one per task per submission in the sweep folder, headed by the script's line.
+    const log = (id: number, i: number) => join(sweepDir, `slurm-${id}_${i}.out`);
+    for (const i of [0, 2, 3]) {
+      assert.match(Deno.readTextFileSync(log(jobId, i)), new RegExp(`finished at ${STEPS}`));
+    }
+    assert.match(
+      Deno.readTextFileSync(log(jobId2, victim)),
+      new RegExp(`crt: task 1 \\(a seed 2\\), job \\d+, on .*\\n(.|\\n)*exited with status 0`),
+    );
   },
-});
+);

@@ -7,6 +7,7 @@ import {
   countWindows,
   DATA_DIR_ENV,
   type DataError,
+  type DownloadOptions,
   downloadPtb,
   loadPtb,
   parseCorpus,
@@ -229,11 +230,17 @@ Deno.test("segmentWindows: resuming from a window's nextPosition yields the rema
   assert.throws(() => segmentWindows(s, { segmentLen: 0, bpttSegments: 1 }).next(), RangeError);
 });
 
-Deno.test("downloadPtb: without network it fails fast, saying where to put the files", async () => {
+/** The error `downloadPtb` into a fresh folder fails with, checking that it saved nothing there. */
+async function failedDownload(opts: DownloadOptions): Promise<DataError> {
   await using tmp = await tempDir("crt-dl-");
-  const dir = tmp.path;
+  const e = left(await downloadPtb(tmp.path, opts));
+  assert.deepEqual(Array.from(Deno.readDirSync(tmp.path)), [], `saved files after: ${e.message}`);
+  return e;
+}
+
+Deno.test("downloadPtb: without network it fails fast, saying where to put the files", async () => {
   const offline = () => Promise.reject(new TypeError("dns error: no such host"));
-  const e = left(await downloadPtb(dir, { fetch: offline }));
+  const e = await failedDownload({ fetch: offline });
   assert.ok(e._tag === "DownloadFailed" && e.url.endsWith("/ptb.train.txt"));
   assert.match(e.message, /dns error.*--data DIR.*CRT_DATA_DIR/);
 
@@ -242,18 +249,14 @@ Deno.test("downloadPtb: without network it fails fast, saying where to put the f
     new Promise<Response>((_resolve, reject) => {
       init?.signal?.addEventListener("abort", () => reject(init.signal?.reason));
     });
-  const t = left(await downloadPtb(dir, { fetch: hang, timeoutMs: 20 }));
+  const t = await failedDownload({ fetch: hang, timeoutMs: 20 });
   assert.match(t.message, /no response within 20 ms/);
-  assert.deepEqual(Array.from(Deno.readDirSync(dir)), []);
 });
 
 Deno.test("downloadPtb: content with the wrong SHA-256 is rejected and not saved", async () => {
-  await using tmp = await tempDir("crt-dl-");
-  const dir = tmp.path;
   const wrong = () => Promise.resolve(new Response("not the real ptb\n"));
-  const e = left(await downloadPtb(dir, { fetch: wrong }));
+  const e = await failedDownload({ fetch: wrong });
   assert.ok(e._tag === "ChecksumMismatch" && e.file.endsWith("ptb.train.txt"));
-  assert.deepEqual(Array.from(Deno.readDirSync(dir)), []);
 });
 
 // The real PTB files, where $CRT_DATA_DIR points at a copy of them; the test is skipped otherwise.

@@ -229,38 +229,28 @@ Deno.test("splitClips: cross-view selects cameras and renumbers labels to the pr
 
 Deno.test("splitClips names what is wrong with a protocol", () => {
   const names = ["Walk", "Sitdown"];
-  assert.match(
-    problems(
-      E.mapLeft((m: string) => ({ message: m }))(
-        splitClips(table(grid(2), names), PROTOCOLS["cross-view-2"], { seed: 1 }),
-      ),
-    ),
-    /^protocol cross-view-2: class\(es\) Cutbread, .* not in \/data\/classes\.txt$/,
-  );
-  const nobody: Protocol = {
-    ...PROTOCOLS["cross-subject"],
-    train: { subjects: [99], cameras: null },
-  };
-  assert.match(
-    problems(
-      E.mapLeft((m: string) => ({ message: m }))(
-        splitClips(table(grid(2), names), nobody, { seed: 1 }),
-      ),
-    ),
-    /no training clips \(subjects 99, cameras any\); are clips\.csv's subject and camera the dataset's ids/,
-  );
-  const overlap: Protocol = {
-    ...PROTOCOLS["cross-subject"],
-    test: { subjects: [3], cameras: null },
-  };
-  assert.match(
-    problems(
-      E.mapLeft((m: string) => ({ message: m }))(
-        splitClips(table(grid(2), names), overlap, { seed: 1 }),
-      ),
-    ),
-    /is in both the training and the test set/,
-  );
+  const wrong: readonly (readonly [string, Protocol, RegExp])[] = [
+    [
+      "classes missing from classes.txt",
+      PROTOCOLS["cross-view-2"],
+      /^protocol cross-view-2: class\(es\) Cutbread, .* not in \/data\/classes\.txt$/,
+    ],
+    [
+      "nobody to train on",
+      { ...PROTOCOLS["cross-subject"], train: { subjects: [99], cameras: null } },
+      /no training clips \(subjects 99, cameras any\); are clips\.csv's subject and camera the dataset's ids/,
+    ],
+    [
+      "a subject in two sets",
+      { ...PROTOCOLS["cross-subject"], test: { subjects: [3], cameras: null } },
+      /is in both the training and the test set/,
+    ],
+  ];
+  for (const [what, protocol, message] of wrong) {
+    const split = splitClips(table(grid(2), names), protocol, { seed: 1 });
+    const said = problems(E.mapLeft((m: string) => ({ message: m }))(split));
+    assert.match(said, message, `${what}: ${said}`);
+  }
 });
 
 Deno.test("resampleIndex: evenly spaced frames of a long clip, repeated frames of a short one", () => {

@@ -55,6 +55,29 @@ function assertSameCheckpoint(actual: Checkpoint, expected: Checkpoint) {
   );
 }
 
+/** The header length an encoded checkpoint stores at byte 8; its JSON header follows at byte 12. */
+const headerLength = (bytes: Uint8Array): number => new DataView(bytes.buffer).getUint32(8, true);
+
+/** The JSON header of an encoded checkpoint, as text. */
+const headerText = (bytes: Uint8Array): string =>
+  new TextDecoder().decode(bytes.subarray(12, 12 + headerLength(bytes)));
+
+/**
+ * Checks that a copy of `bytes` whose header text `edit` changes (keeping
+ * its length) does not decode, with an error matching `problem`.
+ */
+async function assertForgedHeaderRejected(
+  bytes: Uint8Array,
+  edit: (header: string) => string,
+  problem: RegExp,
+): Promise<void> {
+  const copy = bytes.slice();
+  copy.set(new TextEncoder().encode(edit(headerText(bytes))), 12);
+  const r = await decodeCheckpoint(copy);
+  assert.ok(E.isLeft(r));
+  assert.match(r.left, problem);
+}
+
 Deno.test("writeCheckpoint / readLatestCheckpoint: round trip is exact", async () => {
   await using tmp = await checkpointDir();
   const dir = tmp.path;
@@ -70,9 +93,9 @@ Deno.test("writeCheckpoint / readLatestCheckpoint: round trip is exact", async (
 
 Deno.test("encodeCheckpoint: header is JSON after the magic and the payload is 8-byte aligned", async () => {
   const bytes = await encodeCheckpoint(sample(1));
-  const headerLen = new DataView(bytes.buffer).getUint32(8, true);
+  const headerLen = headerLength(bytes);
   assert.equal((12 + headerLen) % 8, 0);
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + headerLen)));
+  const header = JSON.parse(headerText(bytes));
   assert.equal(header.format, "crt-checkpoint");
   assert.equal(header.version, 2);
   assert.equal(header.payloadBytes, bytes.length - 12 - headerLen);
@@ -178,15 +201,11 @@ Deno.test("encodeCheckpoint / decodeCheckpoint: invariants and header validation
     () => encodeCheckpoint({ ...bad, optimizer: { scalars: { lr: NaN }, tensors: {} } }),
     /lr = NaN is not finite/,
   );
-  const bytes = await encodeCheckpoint(sample(1));
-  const headerLen = new DataView(bytes.buffer).getUint32(8, true);
-  const text = new TextDecoder().decode(bytes.subarray(12, 12 + headerLen));
-  const forged = new TextEncoder().encode(text.replace('"version":2', '"version":7'));
-  const copy = bytes.slice();
-  copy.set(forged, 12);
-  const r = await decodeCheckpoint(copy);
-  assert.ok(E.isLeft(r));
-  assert.match(r.left, /bad header.*version/);
+  await assertForgedHeaderRejected(
+    await encodeCheckpoint(sample(1)),
+    (text) => text.replace('"version":2', '"version":7'),
+    /bad header.*version/,
+  );
 });
 
 Deno.test("decodeCheckpoint: a version 1 file, whose memory group was named carry, reads as memory", async () => {
@@ -206,8 +225,7 @@ Deno.test("decodeCheckpoint: a version 1 file, whose memory group was named carr
   assert.deepEqual(Array.from(c.optimizer.tensors["m:w"].data), [0.5, -0.5]);
   // Written again, it is a version 2 file with the same tensors.
   const again = await encodeCheckpoint(c);
-  const headerLen = new DataView(again.buffer).getUint32(8, true);
-  const header = JSON.parse(new TextDecoder().decode(again.subarray(12, 12 + headerLen)));
+  const header = JSON.parse(headerText(again));
   assert.equal(header.version, 2);
   assert.deepEqual(header.tensors.map((e: { group: string }) => e.group), [
     "params",
@@ -217,13 +235,9 @@ Deno.test("decodeCheckpoint: a version 1 file, whose memory group was named carr
 });
 
 Deno.test("decodeCheckpoint: a version 2 file may not name a group carry", async () => {
-  const bytes = await encodeCheckpoint(sample(1));
-  const headerLen = new DataView(bytes.buffer).getUint32(8, true);
-  const text = new TextDecoder().decode(bytes.subarray(12, 12 + headerLen));
-  const forged = new TextEncoder().encode(text.replace('"group":"memory"', '"group":"carry" '));
-  const copy = bytes.slice();
-  copy.set(forged, 12);
-  const r = await decodeCheckpoint(copy);
-  assert.ok(E.isLeft(r));
-  assert.match(r.left, /bad header.*group/);
+  await assertForgedHeaderRejected(
+    await encodeCheckpoint(sample(1)),
+    (text) => text.replace('"group":"memory"', '"group":"carry" '),
+    /bad header.*group/,
+  );
 });

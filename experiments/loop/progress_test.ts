@@ -1,5 +1,27 @@
 import assert from "node:assert/strict";
-import { createProgress, formatDuration, formatProgress, formatRate } from "./progress.ts";
+import {
+  createProgress,
+  formatDuration,
+  formatProgress,
+  formatRate,
+  type Progress,
+  type ProgressOptions,
+} from "./progress.ts";
+
+/**
+ * A progress reporter that writes into `out`, on a clock of its own:
+ * `after(ms, update)` moves the clock on by `ms`, then updates.
+ */
+const recorded = (opts: Omit<ProgressOptions, "write" | "now">) => {
+  let t = 0;
+  const out: string[] = [];
+  const progress = createProgress({ ...opts, write: (s) => out.push(s), now: () => t });
+  const after = (ms: number, update: Parameters<Progress["update"]>[0]) => {
+    t += ms;
+    progress.update(update);
+  };
+  return { out, after, done: () => progress.done() };
+};
 
 Deno.test("formatProgress: shows bar, step/total, percent, loss, tokens/s and ETA", () => {
   const line = formatProgress(
@@ -46,41 +68,23 @@ Deno.test("formatDuration / formatRate: units", () => {
 });
 
 Deno.test("createProgress: not a terminal, prints one line per 25% and the last step", () => {
-  let t = 0;
-  const out: string[] = [];
-  const p = createProgress({
+  const { out, after, done } = recorded({
     total: 8,
     label: "eval",
     isTty: false,
     everyPercent: 25,
-    write: (s) => out.push(s),
-    now: () => t,
   });
-  for (let step = 1; step <= 8; step++) {
-    t += 500;
-    p.update({ step, loss: 4, tokens: 100 });
-  }
-  p.done();
+  for (let step = 1; step <= 8; step++) after(500, { step, loss: 4, tokens: 100 });
+  done();
   assert.deepEqual(out.map((l) => l.match(/ (\d+)\/8 /)?.[1]), ["2", "4", "6", "8"]);
   assert.ok(out.every((l) => l.endsWith("\n") && !l.includes("\r")));
   assert.ok(out[0].includes("200 tok/s  ETA 3s"), out[0]);
 });
 
 Deno.test("createProgress: on a terminal, rewrites one line with \\r, throttled, and ends with a newline", () => {
-  let t = 0;
-  const out: string[] = [];
-  const p = createProgress({
-    total: 100,
-    isTty: true,
-    write: (s) => out.push(s),
-    now: () => t,
-    minIntervalMs: 100,
-  });
-  for (let step = 1; step <= 100; step++) {
-    t += 10;
-    p.update({ step, tokens: 50 });
-  }
-  p.done();
+  const { out, after, done } = recorded({ total: 100, isTty: true, minIntervalMs: 100 });
+  for (let step = 1; step <= 100; step++) after(10, { step, tokens: 50 });
+  done();
   assert.equal(out.at(-1), "\n");
   const lines = out.slice(0, -1);
   assert.ok(lines.every((l) => l.startsWith("\r") && l.endsWith("\x1b[K")));
@@ -89,21 +93,9 @@ Deno.test("createProgress: on a terminal, rewrites one line with \\r, throttled,
 });
 
 Deno.test("createProgress: the slow first step is replaced in the ETA by the next one", () => {
-  let t = 0;
-  const out: string[] = [];
-  const p = createProgress({
-    total: 50,
-    isTty: false,
-    everyPercent: 50,
-    write: (s) => out.push(s),
-    now: () => t,
-  });
-  t += 30_000; // compilation
-  p.update({ step: 1, tokens: 10 });
-  for (let step = 2; step <= 25; step++) {
-    t += 100;
-    p.update({ step, tokens: 10 });
-  }
+  const { out, after } = recorded({ total: 50, isTty: false, everyPercent: 50 });
+  after(30_000, { step: 1, tokens: 10 }); // compilation
+  for (let step = 2; step <= 25; step++) after(100, { step, tokens: 10 });
   const eta = out[0].match(/ETA (\S+)/)?.[1];
   assert.equal(out.length, 1);
   assert.equal(eta, "3s"); // 25 steps left at 100 ms

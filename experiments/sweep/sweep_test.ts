@@ -33,11 +33,26 @@ const twoMembers = (dir: string, steps: number): Sweep => {
   };
 };
 
-Deno.test("runSweep: members × seeds in their run folders, the table with mean ± sd, curves", async () => {
+/** Runs `body` on a fresh generated corpus in `dir`, with `dir/sweep` for a sweep folder; removes `dir`. */
+const withCorpus = async (body: (dir: string, sweepDir: string) => Promise<void>) => {
   const dir = await writeCorpus();
   try {
+    await body(dir, join(dir, "sweep"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+};
+
+/** {@linkcode twoMembers} of `steps` steps, its sweep folder created at `sweepDir`. */
+const openTwoMembers = async (dir: string, sweepDir: string, steps: number): Promise<Sweep> => {
+  const sweep = twoMembers(dir, steps);
+  assert.ok(E.isRight(await openSweepFolder(sweep, sweepDir, { create: true })));
+  return sweep;
+};
+
+Deno.test("runSweep: members × seeds in their run folders, the table with mean ± sd, curves", async () => {
+  await withCorpus(async (dir, sweepDir) => {
     const sweep = { ...twoMembers(dir, 4), seeds: 2 };
-    const sweepDir = join(dir, "sweep");
     const r = await runSweep(sweep, { ...quiet, sweepDir });
     if (E.isLeft(r)) assert.fail(r.left.message);
     if (r.right._tag !== "Completed") return assert.fail(r.right._tag);
@@ -82,17 +97,12 @@ Deno.test("runSweep: members × seeds in their run folders, the table with mean 
     });
     assert.ok(E.isRight(again) && again.right._tag === "Completed");
     assert.equal(logs.filter((l) => l.endsWith("finished earlier, kept")).length, 4);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("runTaskOf: one member and seed; again it resumes, then does nothing", async () => {
-  const dir = await writeCorpus();
-  try {
-    const sweep = twoMembers(dir, 6);
-    const sweepDir = join(dir, "sweep");
-    assert.ok(E.isRight(await openSweepFolder(sweep, sweepDir, { create: true })));
+  await withCorpus(async (dir, sweepDir) => {
+    const sweep = await openTwoMembers(dir, sweepDir, 6);
     const task = sweepTasks(sweep, sweepDir)[1];
     const stop = new AbortController();
     const first = await runTaskOf(task, {
@@ -113,17 +123,12 @@ Deno.test("runTaskOf: one member and seed; again it resumes, then does nothing",
     assert.equal(c.right.complete, false);
     assert.deepEqual(c.right.statuses.map((s) => s.state), ["missing", "finished"]);
     assert.match(c.right.problems.join("\n"), /^crt-s6 seed 1: missing \(never started\)$/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("openSweepFolder: another sweep is refused; a new seed count is written", async () => {
-  const dir = await writeCorpus();
-  try {
-    const sweep = twoMembers(dir, 2);
-    const sweepDir = join(dir, "sweep");
-    assert.ok(E.isRight(await openSweepFolder(sweep, sweepDir, { create: true })));
+  await withCorpus(async (dir, sweepDir) => {
+    const sweep = await openTwoMembers(dir, sweepDir, 2);
     const other = { ...sweep, members: [sweep.members[0]] };
     const refused = await openSweepFolder(other, sweepDir, { create: false });
     assert.ok(E.isLeft(refused) && refused.left._tag === "BadInput");
@@ -137,9 +142,7 @@ Deno.test("openSweepFolder: another sweep is refused; a new seed count is writte
     assert.equal(saved.seeds, 3);
     const none = await openSweepFolder(sweep, join(dir, "nowhere"), { create: false });
     assert.ok(E.isLeft(none) && /not a sweep folder/.test(none.left.message));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("taskGuard: a sweep budget (per seed) lends later tasks what earlier ones left", () => {
@@ -171,13 +174,11 @@ Deno.test("taskGuard: a sweep budget (per seed) lends later tasks what earlier o
 });
 
 Deno.test("runSweep: the sweep's budget overrides a task's guard without changing its config", async () => {
-  const dir = await writeCorpus();
-  try {
+  await withCorpus(async (dir, sweepDir) => {
     const base = tinyExperiment(dir, { steps: 3 });
     // Alone, a 1 ms guard would stop training before its first step.
     const experiment = { ...base, training: { ...base.training, maxSeconds: 0.001 } };
     const logs: string[] = [];
-    const sweepDir = join(dir, "sweep");
     const r = await runSweep(
       { name: "budget", description: "", members: [{ label: "m", experiment }], maxSeconds: 600 },
       { ...quiet, log: (m) => logs.push(m), sweepDir },
@@ -197,7 +198,5 @@ Deno.test("runSweep: the sweep's budget overrides a task's guard without changin
     if (E.isLeft(alone)) assert.fail(alone.left.message);
     if (alone.right._tag !== "Completed") return assert.fail(alone.right._tag);
     assert.equal(alone.right.results.stopped_by, "maxSeconds");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -11,15 +11,20 @@ import {
 } from "./slurm.ts";
 import { quoteShell } from "./shell.ts";
 
+/** What a fake Slurm command prints and how it exits (after `sleep` seconds, when given). */
+interface Behaviour {
+  readonly stdout?: string;
+  readonly stderr?: string;
+  readonly code?: number;
+  readonly sleep?: number;
+}
+
 /**
  * A folder with a fake Slurm command `name` that records its argv (one
  * word per line in `<name>.args`) and its `SLURM_CONF`, prints `stdout`
  * and `stderr` and exits with `code`.
  */
-const fakeBin = async (
-  name: string,
-  behaviour: { stdout?: string; stderr?: string; code?: number; sleep?: number },
-): Promise<string> => {
+const fakeBin = async (name: string, behaviour: Behaviour): Promise<string> => {
   const dir = await Deno.makeTempDir();
   const script = [
     "#!/bin/bash",
@@ -33,6 +38,31 @@ const fakeBin = async (
   ].join("\n");
   await Deno.writeTextFile(join(dir, name), script, { mode: 0o755 });
   return dir;
+};
+
+/** Lines as a command prints them, each ending in a newline. */
+const printed = (...lines: string[]): string => lines.map((l) => `${l}\n`).join("");
+
+/**
+ * Runs `body` with one {@linkcode fakeBin} folder of command `name` per
+ * entry of `behaviours` (by the same keys), then removes the folders.
+ */
+const withFakeBins = async <K extends string>(
+  name: string,
+  behaviours: Readonly<Record<K, Behaviour>>,
+  body: (bins: Readonly<Record<K, string>>) => Promise<void>,
+): Promise<void> => {
+  const bins: Partial<Record<K, string>> = {};
+  try {
+    for (const key of Object.keys(behaviours) as K[]) {
+      bins[key] = await fakeBin(name, behaviours[key]);
+    }
+    await body(bins as Record<K, string>);
+  } finally {
+    for (const dir of Object.values<string | undefined>(bins)) {
+      if (dir !== undefined) await Deno.remove(dir, { recursive: true });
+    }
+  }
 };
 
 const argsOf = (bin: string, name: string): string[] =>
@@ -75,8 +105,7 @@ Deno.test("parseSbatchArgs: refuses options the sweep sets, in every spelling", 
 });
 
 Deno.test("submitSbatch: reads the job id; the extra arguments come before the script", async () => {
-  const bin = await fakeBin("sbatch", { stdout: "4242\n" });
-  try {
+  await withFakeBins("sbatch", { bin: { stdout: "4242\n" } }, async ({ bin }) => {
     const r = await submitSbatch("/srv/s.sbatch", {
       bin,
       extraArgs: ["-p", "a b"],
@@ -87,26 +116,23 @@ Deno.test("submitSbatch: reads the job id; the extra arguments come before the s
     assert.equal(r.right.cluster, null);
     assert.deepEqual(argsOf(bin, "sbatch"), ["--parsable", "-p", "a b", "/srv/s.sbatch"]);
     assert.equal(Deno.readTextFileSync(join(bin, "sbatch.conf")), "/srv/slurm.conf");
-  } finally {
-    await Deno.remove(bin, { recursive: true });
-  }
-  const onCluster = await fakeBin("sbatch", { stdout: "17;tiger\n" });
-  try {
+  });
+  await withFakeBins("sbatch", { onCluster: { stdout: "17;tiger\n" } }, async ({ onCluster }) => {
     const r = await submitSbatch("/srv/s.sbatch", { bin: onCluster });
     assert(r._tag === "Right" && r.right.jobId === 17 && r.right.cluster === "tiger");
-  } finally {
-    await Deno.remove(onCluster, { recursive: true });
-  }
+  });
 });
 
 Deno.test("submitSbatch: a refusal, a missing sbatch, odd output and a hang are typed errors", async () => {
-  const refused = await fakeBin("sbatch", {
-    stderr: "sbatch: error: Batch job submission failed: Invalid account or account/partition",
-    code: 1,
-  });
-  const odd = await fakeBin("sbatch", { stdout: "Submitted batch job 12\n" });
-  const hangs = await fakeBin("sbatch", { sleep: 5 });
-  try {
+  const behaviours = {
+    refused: {
+      stderr: "sbatch: error: Batch job submission failed: Invalid account or account/partition",
+      code: 1,
+    },
+    odd: { stdout: "Submitted batch job 12\n" },
+    hangs: { sleep: 5 },
+  };
+  await withFakeBins("sbatch", behaviours, async ({ refused, odd, hangs }) => {
     const r = await submitSbatch("/srv/s.sbatch", { bin: refused });
     assert(r._tag === "Left" && r.left._tag === "SlurmCommandFailed");
     assert.equal(r.left.command, "sbatch");
@@ -125,9 +151,7 @@ Deno.test("submitSbatch: a refusal, a missing sbatch, odd output and a hang are 
     const h = await submitSbatch("/srv/s.sbatch", { bin: hangs, timeoutMs: 300 });
     assert(h._tag === "Left" && h.left._tag === "SlurmCommandTimedOut");
     assert.equal(h.left.timeoutMs, 300);
-  } finally {
-    for (const d of [refused, odd, hangs]) await Deno.remove(d, { recursive: true });
-  }
+  });
 });
 
 Deno.test("taskPhase and expandIndices: Slurm's words and index lists", () => {
@@ -147,17 +171,14 @@ Deno.test("taskPhase and expandIndices: Slurm's words and index lists", () => {
 });
 
 Deno.test("queryArrayTasks: one state per task index, pending ranges expanded", async () => {
-  const bin = await fakeBin("squeue", {
-    stdout: [
-      "7|3|7|PENDING|Resources",
-      "7|[4-5]|7|PENDING|Priority",
-      "7|1|9|CANCELLED|None",
-      "7|0|8|RUNNING|None",
-      "7|2|10|COMPLETED|None",
-      "",
-    ].join("\n"),
-  });
-  try {
+  const stdout = printed(
+    "7|3|7|PENDING|Resources",
+    "7|[4-5]|7|PENDING|Priority",
+    "7|1|9|CANCELLED|None",
+    "7|0|8|RUNNING|None",
+    "7|2|10|COMPLETED|None",
+  );
+  await withFakeBins("squeue", { bin: { stdout } }, async ({ bin }) => {
     const r = await queryArrayTasks(7, { bin });
     assert(r._tag === "Right");
     assert.deepEqual(r.right.map((t) => [t.taskIndex, t.jobId, t.state, t.phase, t.reason]), [
@@ -171,19 +192,16 @@ Deno.test("queryArrayTasks: one state per task index, pending ranges expanded", 
     assert(r.right.every((t) => t.arrayJobId === 7 && t.exit === null));
     const args = argsOf(bin, "squeue");
     assert(args.includes("--jobs=7") && args.includes("--array") && args.includes("--states=all"));
-  } finally {
-    await Deno.remove(bin, { recursive: true });
-  }
+  });
 });
 
 Deno.test("queryArrayTasks: an unknown job and unreadable lines are typed errors", async () => {
-  const gone = await fakeBin("squeue", {
-    stderr: "slurm_load_jobs error: Invalid job id specified",
-    code: 1,
-  });
-  const empty = await fakeBin("squeue", { stdout: "" });
-  const odd = await fakeBin("squeue", { stdout: "7 RUNNING\n" });
-  try {
+  const behaviours = {
+    gone: { stderr: "slurm_load_jobs error: Invalid job id specified", code: 1 },
+    empty: { stdout: "" },
+    odd: { stdout: "7 RUNNING\n" },
+  };
+  await withFakeBins("squeue", behaviours, async ({ gone, empty, odd }) => {
     const g = await queryArrayTasks(7, { bin: gone });
     assert(g._tag === "Left" && g.left._tag === "SlurmJobUnknown" && g.left.jobId === 7);
     assert.match(g.left.stderr, /Invalid job id/);
@@ -193,26 +211,22 @@ Deno.test("queryArrayTasks: an unknown job and unreadable lines are typed errors
     const o = await queryArrayTasks(7, { bin: odd });
     assert(o._tag === "Left" && o.left._tag === "SlurmOutputUnreadable");
     assert.match(o.left.message, /cannot read the line "7 RUNNING"/);
-  } finally {
-    for (const d of [gone, empty, odd]) await Deno.remove(d, { recursive: true });
-  }
+  });
 });
 
 Deno.test("queryAccounting: states and exit codes from sacct; disabled accounting is an error", async () => {
-  const bin = await fakeBin("sacct", {
-    stdout: [
-      "12_0|13|COMPLETED|0:0",
-      "12_1|14|CANCELLED by 0|0:15",
-      "12_2|15|FAILED|3:0",
-      "12_[3-4]|12|PENDING|0:0",
-      "",
-    ].join("\n"),
-  });
-  const disabled = await fakeBin("sacct", {
-    stderr: "Slurm accounting storage is disabled",
-    code: 1,
-  });
-  try {
+  const behaviours = {
+    bin: {
+      stdout: printed(
+        "12_0|13|COMPLETED|0:0",
+        "12_1|14|CANCELLED by 0|0:15",
+        "12_2|15|FAILED|3:0",
+        "12_[3-4]|12|PENDING|0:0",
+      ),
+    },
+    disabled: { stderr: "Slurm accounting storage is disabled", code: 1 },
+  };
+  await withFakeBins("sacct", behaviours, async ({ bin, disabled }) => {
     const r = await queryAccounting(12, { bin });
     assert(r._tag === "Right");
     assert.deepEqual(r.right.map((t) => [t.taskIndex, t.jobId, t.phase, t.exit]), [
@@ -225,14 +239,11 @@ Deno.test("queryAccounting: states and exit codes from sacct; disabled accountin
     const d = await queryAccounting(12, { bin: disabled });
     assert(d._tag === "Left" && d.left._tag === "SlurmCommandFailed");
     assert.match(d.left.stderr, /accounting storage is disabled/);
-  } finally {
-    for (const b of [bin, disabled]) await Deno.remove(b, { recursive: true });
-  }
+  });
 });
 
 Deno.test("cancelTasks: names each task, or the whole array", async () => {
-  const bin = await fakeBin("scancel", {});
-  try {
+  await withFakeBins("scancel", { bin: {} }, async ({ bin }) => {
     assert.deepEqual(await cancelTasks(5, { bin, taskIndices: [1, 3] }), {
       _tag: "Right",
       right: undefined,
@@ -240,7 +251,5 @@ Deno.test("cancelTasks: names each task, or the whole array", async () => {
     assert.deepEqual(argsOf(bin, "scancel"), ["5_1", "5_3"]);
     await cancelTasks(5, { bin });
     assert.deepEqual(argsOf(bin, "scancel"), ["5"]);
-  } finally {
-    await Deno.remove(bin, { recursive: true });
-  }
+  });
 });
