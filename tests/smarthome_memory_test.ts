@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { ensureBackend } from "../ops/backend.ts";
 import type { CrtSpec, TransformerSpec } from "../spec/codecs.ts";
 import { override } from "../experiments/overrides.ts";
-import { readClipTable, writeSampleDataset } from "../experiments/data/smarthome.ts";
+import { withSampleClips } from "./_clips.ts";
 import {
   type SmarthomeExperiment,
   smarthomePreset,
@@ -42,22 +42,18 @@ const transformer: TransformerSpec = {
 
 Deno.test("smarthome: CRT classifies clips by their first segment; the Transformer of its segment length cannot", async () => {
   const started = performance.now();
-  const dir = await Deno.makeTempDir({ prefix: "crt-smarthome-" });
-  try {
-    // 200 clips of 16–24 frames; the class shows in the first quarter (the first of K = 4
-    // segments once resampled to 16 frames).
-    await writeSampleDataset(join(dir, "data"), {
-      clips: 200,
-      dim: F,
-      classes: CLASSES,
-      minFrames: 16,
-      maxFrames: 24,
-      signalFraction: 1 / K,
-      signal: 1.5,
-      seed: 3,
-    });
-    const table = await readClipTable(join(dir, "data"));
-    if (E.isLeft(table)) throw new Error(table.left.message);
+  // 200 clips of 16–24 frames; the class shows in the first quarter (the first of K = 4
+  // segments once resampled to 16 frames).
+  await withSampleClips("crt-smarthome-", {
+    clips: 200,
+    dim: F,
+    classes: CLASSES,
+    minFrames: 16,
+    maxFrames: 24,
+    signalFraction: 1 / K,
+    signal: 1.5,
+    seed: 3,
+  }, async (dir, table) => {
     const base = smarthomePreset("smarthome", { quick: true });
     const run = async (label: string, model: CrtSpec | TransformerSpec) => {
       const exp: SmarthomeExperiment = override(base, {
@@ -78,7 +74,7 @@ Deno.test("smarthome: CRT classifies clips by their first segment; the Transform
       });
       const r = await runSmarthome(exp, {
         runDir: join(dir, label),
-        table: table.right,
+        table,
         progress: false,
         log: () => {},
       });
@@ -98,7 +94,5 @@ Deno.test("smarthome: CRT classifies clips by their first segment; the Transform
     assert.ok(a.test_mean_class_accuracy! > 0.8, `CRT ${a.test_mean_class_accuracy}`);
     assert.ok(b.test_mean_class_accuracy! < 0.45, `Transformer ${b.test_mean_class_accuracy}`);
     assert.ok(seconds < 60, `took ${seconds} s`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

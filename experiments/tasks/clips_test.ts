@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { override } from "../overrides.ts";
-import { type ClipTable, readClipTable, writeSampleDataset } from "../data/smarthome.ts";
+import type { ClipTable } from "../data/smarthome.ts";
+import { withSampleClips } from "../../tests/_clips.ts";
 import { type SmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
 import { runSmarthome, type SmarthomeResults } from "./clips.ts";
 
@@ -36,24 +37,15 @@ const tiny = (dataDir: string): SmarthomeExperiment =>
     evaluation: { batchSize: 16, test: true },
   });
 
-async function withData(f: (dir: string, table: ClipTable) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "crt-sh-run-" });
-  try {
-    await writeSampleDataset(join(dir, "data"), {
-      clips: 60,
-      dim: F,
-      classes: CLASSES,
-      minFrames: 10,
-      maxFrames: 20,
-      seed: 2,
-    });
-    const table = await readClipTable(join(dir, "data"));
-    if (E.isLeft(table)) throw new Error(table.left.message);
-    await f(dir, table.right);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withData = (f: (dir: string, table: ClipTable) => Promise<void>): Promise<void> =>
+  withSampleClips("crt-sh-run-", {
+    clips: 60,
+    dim: F,
+    classes: CLASSES,
+    minFrames: 10,
+    maxFrames: 20,
+    seed: 2,
+  }, f);
 
 const completed = (r: Awaited<ReturnType<typeof runSmarthome>>): SmarthomeResults => {
   if (E.isLeft(r)) assert.fail(r.left.message);
