@@ -102,7 +102,7 @@ export { decodeModelSpec } from "./spec/codecs.ts";
 export { referenceCrt, referenceTransformer, referenceXl } from "./spec/reference_specs.ts";
 export { SpecError } from "./spec/decode.ts";
 export type { SpecIssue } from "./spec/decode.ts";
-export { paramLayout } from "./spec/stages.ts";
+export { paramLayout } from "./spec/layout.ts";
 export type {
   AttentionParams,
   BlockParams,
@@ -112,8 +112,8 @@ export type {
   MemoryParams,
   ModelParams,
   RecurrentParams,
-  State,
-} from "./spec/stages.ts";
+} from "./spec/layout.ts";
+export type { State } from "./spec/stages.ts";
 export type { Init, ParamSpec } from "./spec/params.ts";
 export {
   adaptiveFeeds,

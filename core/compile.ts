@@ -14,7 +14,7 @@ import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
 import type { ModelSpec } from "../spec/types.ts";
 import { decodeModelSpec } from "../spec/codecs.ts";
-import { paramLayout } from "../spec/stages.ts";
+import { paramLayout } from "../spec/layout.ts";
 import { isParamSpec, numel } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
 import { checkKernels } from "../ops/lower.ts";

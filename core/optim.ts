@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { ModelParams } from "../spec/stages.ts";
+import type { ModelParams } from "../spec/layout.ts";
 import { isParamSpec, type ParamSpec } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
 import { adamwUpdate, sumOfSquares } from "../ops/fused.ts";

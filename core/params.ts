@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ModelParams } from "../spec/stages.ts";
+import type { ModelParams } from "../spec/layout.ts";
 import { isParamSpec, numel, type ParamSpec } from "../spec/params.ts";
 import { flatten, mapTree } from "../spec/tree.ts";
 import { tf } from "../ops/tf.ts";

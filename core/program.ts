@@ -14,7 +14,8 @@
  * @module
  */
 import type { ModelSpec } from "../spec/types.ts";
-import type { ModelParams, State } from "../spec/stages.ts";
+import type { State } from "../spec/stages.ts";
+import type { ModelParams } from "../spec/layout.ts";
 import type { ParamSpec } from "../spec/params.ts";
 import type { Graph } from "../spec/graph.ts";
 import type { Tensor as TfTensor } from "../ops/tf.ts";

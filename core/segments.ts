@@ -8,7 +8,7 @@
 import { adaptiveFeeds, adaptiveGeometry, planAdaptiveTargets } from "../spec/adaptive.ts";
 import { inputsReaching } from "../spec/graph.ts";
 import type { ModelSpec } from "../spec/types.ts";
-import { paramLayout } from "../spec/stages.ts";
+import { paramLayout } from "../spec/layout.ts";
 import { isParamSpec } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
 import { evalTf, type LowerCtx } from "../ops/lower.ts";

@@ -14,7 +14,8 @@
  * @module
  */
 import type { ModelSpec } from "../spec/types.ts";
-import { type ModelParams, paramLayout, runSegment, stateShapes } from "../spec/stages.ts";
+import { runSegment, stateShapes } from "../spec/stages.ts";
+import { type ModelParams, paramLayout } from "../spec/layout.ts";
 import { openShapes, type StepReadout, streamStep } from "../spec/stream.ts";
 import { adaptiveGeometry, adaptiveInputs, type AdaptiveTargets } from "../spec/adaptive.ts";
 import { isParamSpec, type ParamSpec } from "../spec/params.ts";

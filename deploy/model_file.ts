@@ -39,7 +39,7 @@ import { decodeWith } from "../spec/decode.ts";
 import { NonNegativeInt, oneOf, optional, strict } from "../spec/combinators.ts";
 import { decodeModelSpec } from "../spec/codecs.ts";
 import type { ModelSpec } from "../spec/types.ts";
-import { paramLayout } from "../spec/stages.ts";
+import { paramLayout } from "../spec/layout.ts";
 import { isParamSpec, numel, type ParamSpec } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";
 import { dequantize, type Int8Matrix, quantize } from "./quantize.ts";
@@ -262,7 +262,7 @@ const vocabProblem = (vocab: readonly string[], spec: ModelSpec): string | null 
  * ```ts
  * import assert from "node:assert/strict";
  * import { decodeModelFile, encodeModelFile } from "./model_file.ts";
- * import { paramLayout } from "../spec/stages.ts";
+ * import { paramLayout } from "../spec/layout.ts";
  * import { referenceTransformer } from "../spec/reference_specs.ts";
  * import { isParamSpec, numel } from "../spec/params.ts";
  * import { flatten } from "../spec/tree.ts";
@@ -372,7 +372,7 @@ export async function encodeModelFile(
  * ```ts
  * import assert from "node:assert/strict";
  * import { decodeModelFile, encodeModelFile, ModelFileError } from "./model_file.ts";
- * import { paramLayout } from "../spec/stages.ts";
+ * import { paramLayout } from "../spec/layout.ts";
  * import { referenceTransformer } from "../spec/reference_specs.ts";
  * import { isParamSpec, numel } from "../spec/params.ts";
  * import { flatten } from "../spec/tree.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ensureBackend } from "../ops/backend.ts";
-import { paramLayout } from "../spec/stages.ts";
+import { paramLayout } from "../spec/layout.ts";
 import { referenceCrt } from "../spec/reference_specs.ts";
 import { isParamSpec } from "../spec/params.ts";
 import { flatten } from "../spec/tree.ts";

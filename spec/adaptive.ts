@@ -146,7 +146,7 @@ export const adaptiveGeometry = (
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { paramLayout } from "./stages.ts";
+ * import { paramLayout } from "./layout.ts";
  * import { referenceCrt } from "./reference_specs.ts";
  *
  * const readout = { _tag: "adaptive", cutoffs: [2000, 6000], divValue: 4 } as const;

@@ -25,17 +25,15 @@
  */
 import type { ModelSpec } from "./types.ts";
 import {
-  type AttentionParams,
-  type BlockParams,
   lmLogits,
   mergeHeads,
-  type ModelParams,
   newCache,
   sinusoid,
   splitHeads,
   type State,
   updateMemory,
 } from "./stages.ts";
+import { type AttentionParams, type BlockParams, type ModelParams } from "./layout.ts";
 import type { Shape } from "./ops.ts";
 import type { Ops } from "./ops_builder.ts";
 
@@ -144,7 +142,7 @@ export const openShapes = (
  * ```ts
  * import assert from "node:assert/strict";
  * import { Tracer } from "./graph.ts";
- * import { paramLayout, type ModelParams } from "./stages.ts";
+ * import { paramLayout, type ModelParams } from "./layout.ts";
  * import { referenceCrt } from "./reference_specs.ts";
  * import { isParamSpec, type ParamSpec } from "./params.ts";
  * import { openShapes, streamStep } from "./stream.ts";

@@ -17,7 +17,7 @@ import {
   type TransformerSpec,
 } from "../spec/codecs.ts";
 import { referenceCrt } from "../spec/reference_specs.ts";
-import { paramLayout } from "../spec/stages.ts";
+import { paramLayout } from "../spec/layout.ts";
 import { compiled, disposeTrainStep } from "./_program.ts";
 import {
   assertGradients,

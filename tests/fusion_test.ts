@@ -21,7 +21,7 @@ import { interpret, type RefTensor, refTensor } from "../ops/reference.ts";
 import { type Graph, type Sym, Tracer } from "../spec/graph.ts";
 import type { Ops } from "../spec/ops_builder.ts";
 import { attentionCore, recurrentStep } from "../spec/stages.ts";
-import type { RecurrentParams } from "../spec/stages.ts";
+import type { RecurrentParams } from "../spec/layout.ts";
 import { compile } from "../core/compile.ts";
 import { fuse, fuseGraph } from "../core/fuse.ts";
 import { flattenParams } from "../core/params.ts";
