@@ -124,5 +124,37 @@ export const runCommand = async (
   }
 };
 
+/** A command line: its options, its `--help` text and the positionals it takes. */
+export interface CommandLine<O extends NonNullable<ParseArgsConfig["options"]>> {
+  /** The `parseArgs` options (a `help` boolean among them). */
+  readonly options: O;
+  /** Printed for `--help` and after a bad-input message about the arguments. */
+  readonly usage: string;
+  /** How many positionals, and what to say when there are none or another number. */
+  readonly positionals: {
+    readonly count: number;
+    readonly missing: string;
+    readonly wrong: string;
+  };
+}
+
+/**
+ * A command's main: {@linkcode parseCommand} `args` as `line` says, then
+ * `body` on the values and positionals, all under {@linkcode runCommand}
+ * (bad input → 2 with its message, another error → 1). `--help` prints the
+ * usage and returns 0 without running `body`.
+ */
+export const runCommandLine = <O extends NonNullable<ParseArgsConfig["options"]>>(
+  io: CliIo,
+  args: readonly string[],
+  line: CommandLine<O>,
+  body: (parsed: ReturnType<typeof parse<O>>) => Promise<number>,
+  isBadInput?: (e: unknown) => boolean,
+): Promise<number> =>
+  runCommand(io, async () => {
+    const parsed = parseCommand(io, args, line.options, line.usage, line.positionals);
+    return parsed === null ? EXIT.ok : await body(parsed);
+  }, isBadInput);
+
 /** 12345678 → "12.3 MB". */
 export const megabytes = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;

@@ -35,12 +35,12 @@ import { decodeExperiment, type Experiment } from "../experiments/experiment.ts"
 import {
   BadInput,
   type CliIo,
+  type CommandLine,
   defaultIo,
   EXIT,
   megabytes,
-  parseCommand,
   readBytes,
-  runCommand,
+  runCommandLine,
 } from "./_cli.ts";
 import { encodeModelFile, ModelFileError } from "./model_file.ts";
 
@@ -61,6 +61,12 @@ const OPTIONS = {
   data: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
+
+const COMMAND_LINE: CommandLine<typeof OPTIONS> = {
+  options: OPTIONS,
+  usage: USAGE,
+  positionals: { count: 1, missing: "missing the run folder", wrong: "give one run folder" },
+};
 
 const readJson = async (file: string, what: string): Promise<unknown> => {
   const text = new TextDecoder().decode(await readBytes(file, what));
@@ -196,14 +202,7 @@ const readVocab = async (
  */
 export async function main(args: readonly string[], io: CliIo = defaultIo): Promise<number> {
   const log = (m: string) => io.stderr(`${m}\n`);
-  return await runCommand(io, async () => {
-    const parsed = parseCommand(io, args, OPTIONS, USAGE, {
-      count: 1,
-      missing: "missing the run folder",
-      wrong: "give one run folder",
-    });
-    if (parsed === null) return EXIT.ok;
-    const { values, positionals } = parsed;
+  return await runCommandLine(io, args, COMMAND_LINE, async ({ values, positionals }) => {
     const runDir = positionals[0];
     const configFile = join(runDir, "config.json");
     const exp = decodeExperiment(await readJson(configFile, "run config"));

@@ -22,12 +22,12 @@
 import {
   BadInput,
   type CliIo,
+  type CommandLine,
   defaultIo,
   EXIT,
   numberOption,
-  parseCommand,
   readBytes,
-  runCommand,
+  runCommandLine,
   startNamedBackend,
 } from "./_cli.ts";
 import { generateTokens } from "./generate.ts";
@@ -59,6 +59,12 @@ const OPTIONS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
+const COMMAND_LINE: CommandLine<typeof OPTIONS> = {
+  options: OPTIONS,
+  usage: USAGE,
+  positionals: { count: 1, missing: "missing the model file", wrong: "give one model file" },
+};
+
 /**
  * The generate command. Returns the exit status.
  *
@@ -74,14 +80,7 @@ const OPTIONS = {
  * ```
  */
 export async function main(args: readonly string[], io: CliIo = defaultIo): Promise<number> {
-  return await runCommand(io, async () => {
-    const parsed = parseCommand(io, args, OPTIONS, USAGE, {
-      count: 1,
-      missing: "missing the model file",
-      wrong: "give one model file",
-    });
-    if (parsed === null) return EXIT.ok;
-    const { values, positionals } = parsed;
+  return await runCommandLine(io, args, COMMAND_LINE, async ({ values, positionals }) => {
     const maxTokens = numberOption(
       values["max-tokens"],
       "max-tokens",

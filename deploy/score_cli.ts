@@ -23,11 +23,11 @@
 import {
   BadInput,
   type CliIo,
+  type CommandLine,
   defaultIo,
   EXIT,
-  parseCommand,
   readBytes,
-  runCommand,
+  runCommandLine,
   startNamedBackend,
 } from "./_cli.ts";
 import { loadModel } from "./loaded.ts";
@@ -49,6 +49,16 @@ const OPTIONS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
+const COMMAND_LINE: CommandLine<typeof OPTIONS> = {
+  options: OPTIONS,
+  usage: USAGE,
+  positionals: {
+    count: 2,
+    missing: "give a model file and a text file",
+    wrong: "give a model file and a text file",
+  },
+};
+
 /**
  * The score command. Returns the exit status.
  *
@@ -61,14 +71,7 @@ const OPTIONS = {
  * ```
  */
 export async function main(args: readonly string[], io: CliIo = defaultIo): Promise<number> {
-  return await runCommand(io, async () => {
-    const parsed = parseCommand(io, args, OPTIONS, USAGE, {
-      count: 2,
-      missing: "give a model file and a text file",
-      wrong: "give a model file and a text file",
-    });
-    if (parsed === null) return EXIT.ok;
-    const { values, positionals } = parsed;
+  return await runCommandLine(io, args, COMMAND_LINE, async ({ values, positionals }) => {
     const [modelPath, textPath] = positionals;
     const modelBytes = await readBytes(modelPath, "model file");
     let text: string;

@@ -59,9 +59,15 @@ import type * as types from "./types.ts";
 // ---------------------------------------------------------------------------
 // Codecs
 //
-// Each codec is `strict<FieldCodecs<T>>({...})` for its type T, so a field
+// Each record codec is `recordOf<T>({...})` for its type T, so a field
 // missing from either side, an extra field or a different literal list fails
 // to compile. Field order is message order.
+
+/** The codec of a record type `A`: a {@linkcode strict} object of one codec per field of `A`. */
+export type RecordCodec<A> = StrictCodec<FieldCodecs<A>>;
+
+/** {@linkcode strict} typed from the record type `A` it decodes (see above). */
+const recordOf = <A>(fields: FieldCodecs<A>, name: string): RecordCodec<A> => strict(fields, name);
 
 /** Positional encoding: `"learned" | "sinusoidal"` (see `types.ts`). */
 export type Positional = types.Positional;
@@ -92,7 +98,7 @@ export type LmReadout = types.LmReadout;
  * console.log(LmReadout.is({ _tag: "lm", tie: true })); // true
  * ```
  */
-export const LmReadout: StrictCodec<FieldCodecs<LmReadout>> = strict<FieldCodecs<LmReadout>>({
+export const LmReadout: RecordCodec<LmReadout> = recordOf<LmReadout>({
   _tag: t.literal("lm"),
   tie: t.boolean,
 }, "LmReadout");
@@ -109,9 +115,7 @@ export type ClassifierReadout = types.ClassifierReadout;
  * console.log(ClassifierReadout.is({ _tag: "classifier", nClasses: 31, pool: "memory" })); // true
  * ```
  */
-export const ClassifierReadout: StrictCodec<FieldCodecs<ClassifierReadout>> = strict<
-  FieldCodecs<ClassifierReadout>
->({
+export const ClassifierReadout: RecordCodec<ClassifierReadout> = recordOf<ClassifierReadout>({
   _tag: t.literal("classifier"),
   nClasses: intAtLeast(2),
   pool: oneOf(["memory", "mean"], "pooling"),
@@ -131,9 +135,7 @@ export type AdaptiveReadout = types.AdaptiveReadout;
  * console.log(AdaptiveReadout.is({ _tag: "adaptive", cutoffs: [20000, 40000, 200000], divValue: 4 })); // true
  * ```
  */
-export const AdaptiveReadout: StrictCodec<FieldCodecs<AdaptiveReadout>> = strict<
-  FieldCodecs<AdaptiveReadout>
->({
+export const AdaptiveReadout: RecordCodec<AdaptiveReadout> = recordOf<AdaptiveReadout>({
   _tag: t.literal("adaptive"),
   cutoffs: t.readonlyArray(PositiveInt),
   divValue: numberWhere({
@@ -177,7 +179,7 @@ export type TokenInput = types.TokenInput;
  * console.log(TokenInput.is({ _tag: "tokens" })); // true
  * ```
  */
-export const TokenInput: StrictCodec<FieldCodecs<TokenInput>> = strict<FieldCodecs<TokenInput>>({
+export const TokenInput: RecordCodec<TokenInput> = recordOf<TokenInput>({
   _tag: t.literal("tokens"),
 }, "TokenInput");
 
@@ -193,9 +195,7 @@ export type FeatureInput = types.FeatureInput;
  * console.log(FeatureInput.is({ _tag: "features", dim: 1024 }), FeatureInput.is({ _tag: "features", dim: 0 })); // true false
  * ```
  */
-export const FeatureInput: StrictCodec<FieldCodecs<FeatureInput>> = strict<
-  FieldCodecs<FeatureInput>
->({
+export const FeatureInput: RecordCodec<FeatureInput> = recordOf<FeatureInput>({
   _tag: t.literal("features"),
   dim: PositiveInt,
 }, "FeatureInput");
@@ -233,7 +233,7 @@ export type MemorySpec = types.MemorySpec;
  * console.log(MemorySpec.is(referenceCrt.memory)); // true
  * ```
  */
-export const MemorySpec: StrictCodec<FieldCodecs<MemorySpec>> = strict<FieldCodecs<MemorySpec>>({
+export const MemorySpec: RecordCodec<MemorySpec> = recordOf<MemorySpec>({
   cell: oneOf(["gru", "ncgru"], "cell"),
   dMemory: PositiveInt,
   injection: oneOf(["prependToken", "addToEmbeddings"], "injection"),
@@ -268,7 +268,7 @@ const blockFields: FieldCodecs<BlockFields> = {
  * // vocabSize, dModel, nHeads, dFF, nLayers, dropout, segmentLen, readout, input
  * ```
  */
-export const BlockFields: StrictCodec<FieldCodecs<BlockFields>> = strict(
+export const BlockFields: RecordCodec<BlockFields> = recordOf<BlockFields>(
   blockFields,
   "BlockFields",
 );
@@ -287,7 +287,7 @@ export type CrtSpec = types.CrtSpec;
  * console.log(CrtSpec.is({ ...referenceCrt, segmentLen: 17 })); // true
  * ```
  */
-export const CrtSpec: StrictCodec<FieldCodecs<CrtSpec>> = strict<FieldCodecs<CrtSpec>>({
+export const CrtSpec: RecordCodec<CrtSpec> = recordOf<CrtSpec>({
   _tag: t.literal("crt"),
   ...blockFields,
   positional: Positional,
@@ -307,9 +307,7 @@ export type TransformerSpec = types.TransformerSpec;
  * console.log(TransformerSpec.is(referenceTransformer)); // true
  * ```
  */
-export const TransformerSpec: StrictCodec<FieldCodecs<TransformerSpec>> = strict<
-  FieldCodecs<TransformerSpec>
->({
+export const TransformerSpec: RecordCodec<TransformerSpec> = recordOf<TransformerSpec>({
   _tag: t.literal("transformer"),
   ...blockFields,
   positional: Positional,
@@ -328,7 +326,7 @@ export type XlSpec = types.XlSpec;
  * console.log(XlSpec.is(referenceXl)); // true
  * ```
  */
-export const XlSpec: StrictCodec<FieldCodecs<XlSpec>> = strict<FieldCodecs<XlSpec>>({
+export const XlSpec: RecordCodec<XlSpec> = recordOf<XlSpec>({
   _tag: t.literal("xl"),
   ...blockFields,
   memLen: NonNegativeInt,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type * as t from "io-ts";
 import * as E from "fp-ts/lib/Either.js";
 import type { SpecError, SpecIssue } from "./decode.ts";
 import {
@@ -6,6 +7,7 @@ import {
   checkModelSpec,
   type CrtSpec,
   decodeModelSpec,
+  type InputSpec,
   type MemorySpec,
   type ModelSpec,
   type Positional,
@@ -13,61 +15,28 @@ import {
   type TransformerSpec,
   type XlSpec,
 } from "./codecs.ts";
+import type * as types from "./types.ts";
 import { referenceCrt, referenceTransformer, referenceXl } from "./reference_specs.ts";
 
 // ---------------------------------------------------------------------------
 // The decoded types are exactly the shapes the rest of the code was written
-// against (the provisional plain types this module replaced).
+// against: what each codec decodes is its type of types.ts, to the letter
+// (readonly, optional fields, literal lists), not only assignable both ways
+// as codecs.ts checks at compile time.
 
 type Equals<X, Y> = (<T>() => T extends X ? 1 : 2) extends (<T>() => T extends Y ? 1 : 2) ? true
   : false;
 function assertType<_T extends true>(): void {}
 
-type PlainReadout =
-  | { readonly _tag: "lm"; readonly tie: boolean }
-  | { readonly _tag: "adaptive"; readonly cutoffs: readonly number[]; readonly divValue: number }
-  | { readonly _tag: "classifier"; readonly nClasses: number; readonly pool: "memory" | "mean" };
-interface PlainMemory {
-  readonly cell: "gru" | "ncgru";
-  readonly dMemory: number;
-  readonly injection: "prependToken" | "addToEmbeddings";
-  readonly rnnInput: "tokens" | "mean" | "slot";
-  readonly orthogonal: "candidate" | "candidateAndReset";
-}
-type PlainInput = { readonly _tag: "tokens" } | { readonly _tag: "features"; readonly dim: number };
-interface PlainBlocks {
-  readonly vocabSize: number;
-  readonly dModel: number;
-  readonly nHeads: number;
-  readonly dFF: number;
-  readonly nLayers: number;
-  readonly dropout: number;
-  readonly segmentLen: number;
-  readonly readout: PlainReadout;
-  readonly input?: PlainInput;
-}
-interface PlainCrt extends PlainBlocks {
-  readonly _tag: "crt";
-  readonly positional: "learned" | "sinusoidal";
-  readonly memory: PlainMemory;
-}
-interface PlainTransformer extends PlainBlocks {
-  readonly _tag: "transformer";
-  readonly positional: "learned" | "sinusoidal";
-}
-interface PlainXl extends PlainBlocks {
-  readonly _tag: "xl";
-  readonly memLen: number;
-}
-
-assertType<Equals<Positional, "learned" | "sinusoidal">>();
-assertType<Equals<Readout, PlainReadout>>();
-assertType<Equals<MemorySpec, PlainMemory>>();
-assertType<Equals<BlockFields, PlainBlocks>>();
-assertType<Equals<CrtSpec, PlainCrt>>();
-assertType<Equals<TransformerSpec, PlainTransformer>>();
-assertType<Equals<XlSpec, PlainXl>>();
-assertType<Equals<ModelSpec, PlainCrt | PlainTransformer | PlainXl>>();
+assertType<Equals<t.TypeOf<typeof Positional>, types.Positional>>();
+assertType<Equals<t.TypeOf<typeof Readout>, types.Readout>>();
+assertType<Equals<t.TypeOf<typeof InputSpec>, types.InputSpec>>();
+assertType<Equals<t.TypeOf<typeof MemorySpec>, types.MemorySpec>>();
+assertType<Equals<t.TypeOf<typeof BlockFields>, types.BlockFields>>();
+assertType<Equals<t.TypeOf<typeof CrtSpec>, types.CrtSpec>>();
+assertType<Equals<t.TypeOf<typeof TransformerSpec>, types.TransformerSpec>>();
+assertType<Equals<t.TypeOf<typeof XlSpec>, types.XlSpec>>();
+assertType<Equals<t.TypeOf<typeof ModelSpec>, types.ModelSpec>>();
 
 // ---------------------------------------------------------------------------
 // Helpers

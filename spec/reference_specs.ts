@@ -26,6 +26,17 @@ const blocks = {
 } as const;
 
 /**
+ * The fields after `_tag` that all three reference specs share, in their
+ * order: the block sizes, segments of `segmentLen` tokens and an untied
+ * language-model head (a fresh object per spec, frozen with it).
+ */
+const lmBlocks = (segmentLen: number): types.BlockFields => ({
+  ...blocks,
+  segmentLen,
+  readout: { _tag: "lm", tie: false },
+});
+
+/**
  * The reference CRT (docs/substrate.md; ≈ 7.1 M parameters): V = 10,000,
  * D = 256, 4 heads, FFN 1024, 2 pre-LN layers, dropout 0.1, learned
  * positions, segments of 35 tokens, one prepended memory token, a
@@ -45,9 +56,7 @@ const blocks = {
  */
 export const referenceCrt: types.CrtSpec = deepFreeze({
   _tag: "crt",
-  ...blocks,
-  segmentLen: 35,
-  readout: { _tag: "lm", tie: false },
+  ...lmBlocks(35),
   positional: "learned",
   memory: {
     cell: "gru",
@@ -73,9 +82,7 @@ export const referenceCrt: types.CrtSpec = deepFreeze({
  */
 export const referenceTransformer: types.TransformerSpec = deepFreeze({
   _tag: "transformer",
-  ...blocks,
-  segmentLen: 70,
-  readout: { _tag: "lm", tie: false },
+  ...lmBlocks(70),
   positional: "learned",
 });
 
@@ -93,8 +100,6 @@ export const referenceTransformer: types.TransformerSpec = deepFreeze({
  */
 export const referenceXl: types.XlSpec = deepFreeze({
   _tag: "xl",
-  ...blocks,
-  segmentLen: 35,
-  readout: { _tag: "lm", tie: false },
+  ...lmBlocks(35),
   memLen: 35,
 });

@@ -15,7 +15,7 @@ import type { Blas } from "../blas.ts";
 import { dropoutMask } from "../dropout.ts";
 import { installedBlas } from "../matmul.ts";
 import { type KernelArgs, offsetOf, scratch, type WasmBackend } from "../heap.ts";
-import { blocks } from "./blocks.ts";
+import { blocks, type BlocksExports } from "./blocks.ts";
 
 /** Kernel name of the forward pass: out, P. */
 export const ATTENTION = "CrtAttention";
@@ -27,6 +27,18 @@ const geometry = (q: tf.TensorInfo, kv: tf.TensorInfo, heads: number) => {
   const t = kv.shape[1];
   return { nb, s, t, d, nh: heads, e: d / heads, scale: 1 / Math.sqrt(d / heads) };
 };
+
+/**
+ * What the one-kernel calls (`attention_fwd`, `attention_bwd`) take besides
+ * their operands: work space for the kernel, each operand's byte offset
+ * (0 for one not given), and the geometry `nb, s, t, nh, e, scale` in the
+ * kernels' argument order.
+ */
+const singleCall = (b: WasmBackend, k: BlocksExports, g: ReturnType<typeof geometry>) => ({
+  work: scratch(b, 4 * k.attention_work_floats(g.s, g.t)),
+  at: (x: tf.TensorInfo | undefined): number => (x === undefined ? 0 : offsetOf(b, x)),
+  dims: [g.nb, g.s, g.t, g.nh, g.e, g.scale] as const,
+});
 
 /**
  * One strided product per (batch row, head) through native BLAS: C = op(A)·op(B)
@@ -124,23 +136,8 @@ const forwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] =>
     });
     return outs;
   }
-  const work = scratch(b, 4 * k.attention_work_floats(g.s, g.t));
-  const at = (x: tf.TensorInfo | undefined) => (x === undefined ? 0 : offsetOf(b, x));
-  k.attention_fwd(
-    at(q),
-    at(kv),
-    g.nb,
-    g.s,
-    g.t,
-    g.nh,
-    g.e,
-    g.scale,
-    at(out),
-    at(probs),
-    at(dropped),
-    at(mask),
-    work,
-  );
+  const { work, at, dims } = singleCall(b, k, g);
+  k.attention_fwd(at(q), at(kv), ...dims, at(out), at(probs), at(dropped), at(mask), work);
   return outs;
 };
 
@@ -198,8 +195,7 @@ const backwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] =
     b.disposeData(dp.dataId);
     return [dq, dkv];
   }
-  const work = scratch(b, 4 * k.attention_work_floats(g.s, g.t));
-  const at = (x: tf.TensorInfo | undefined) => (x === undefined ? 0 : offsetOf(b, x));
+  const { work, at, dims } = singleCall(b, k, g);
   k.attention_bwd(
     at(q),
     at(kv),
@@ -207,12 +203,7 @@ const backwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] =
     at(dropped),
     at(mask),
     at(dy),
-    g.nb,
-    g.s,
-    g.t,
-    g.nh,
-    g.e,
-    g.scale,
+    ...dims,
     at(dq),
     at(dkv),
     work,
