@@ -56,6 +56,14 @@ import {
   type Split,
   type Vocabulary,
 } from "./ptb.ts";
+import {
+  describeError,
+  dirSourcesFromEnvironment,
+  missingFile,
+  openError,
+  resolveCacheDir,
+  unreadableFile,
+} from "./_shared.ts";
 import { extractZipEntries } from "../io/zip.ts";
 
 /**
@@ -154,19 +162,7 @@ const PLACEMENT_HINT =
 export function resolveWt103Dir(
   opts: { flag?: string; env?: string; xdgCacheHome?: string; home?: string },
 ): E.Either<DataError, DataDir> {
-  if (opts.flag) return E.right({ dir: opts.flag, source: "flag" });
-  if (opts.env) return E.right({ dir: opts.env, source: "env" });
-  if (opts.xdgCacheHome) {
-    return E.right({ dir: join(opts.xdgCacheHome, "crt", "wt103"), source: "cache" });
-  }
-  if (opts.home) {
-    return E.right({ dir: join(opts.home, ".cache", "crt", "wt103"), source: "cache" });
-  }
-  return E.left({
-    _tag: "NoDataDir",
-    message: `no data directory: neither --data, ${DATA_DIR_ENV}, XDG_CACHE_HOME nor HOME ` +
-      `is set; ${PLACEMENT_HINT}`,
-  });
+  return resolveCacheDir(opts, { folder: "wt103", envName: DATA_DIR_ENV, hint: PLACEMENT_HINT });
 }
 
 /**
@@ -180,12 +176,7 @@ export function resolveWt103Dir(
  * ```
  */
 export function wt103DirFromEnvironment(flag?: string): E.Either<DataError, DataDir> {
-  return resolveWt103Dir({
-    flag,
-    env: Deno.env.get(DATA_DIR_ENV),
-    xdgCacheHome: Deno.env.get("XDG_CACHE_HOME"),
-    home: Deno.env.get("HOME"),
-  });
+  return resolveWt103Dir(dirSourcesFromEnvironment(DATA_DIR_ENV, flag));
 }
 
 // ---------------------------------------------------------------------------
@@ -399,8 +390,6 @@ const firstInvalidUtf8 = (buf: Uint8Array, start: number, end: number): number =
   return end;
 };
 
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
 /** What a tokenising pass produced. */
 interface Pass {
   readonly tokens: Int32Array;
@@ -433,20 +422,7 @@ async function tokenise(
   try {
     f = await Deno.open(file, { read: true });
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      return E.left({
-        _tag: "MissingFile",
-        file,
-        message: `${file}: file not found; ${PLACEMENT_HINT}`,
-      });
-    }
-    const reason = describe(e);
-    return E.left({
-      _tag: "UnreadableFile",
-      file,
-      reason,
-      message: `${file}: cannot read: ${reason}`,
-    });
+    return E.left(openError(file, e, PLACEMENT_HINT));
   }
   let totalBytes = 0;
   try {
@@ -601,13 +577,7 @@ async function tokenise(
       if (err !== null) return E.left(err);
     }
   } catch (e) {
-    const reason = describe(e);
-    return E.left({
-      _tag: "UnreadableFile",
-      file,
-      reason,
-      message: `${file}: cannot read: ${reason}`,
-    });
+    return E.left(unreadableFile(file, e));
   } finally {
     f.close();
   }
@@ -739,7 +709,9 @@ async function lookUpCache(dir: string, train: Deno.FileInfo): Promise<CacheLook
   } catch (e) {
     return {
       _tag: "Miss",
-      reason: e instanceof Deno.errors.NotFound ? "no cache yet" : `unreadable (${describe(e)})`,
+      reason: e instanceof Deno.errors.NotFound
+        ? "no cache yet"
+        : `unreadable (${describeError(e)})`,
     };
   }
   if (!isVocabCache(json)) {
@@ -830,13 +802,7 @@ export async function readWt103(
       return E.right(await Deno.stat(file));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return E.right(null);
-      const reason = describe(e);
-      return E.left({
-        _tag: "UnreadableFile",
-        file,
-        reason,
-        message: `${file}: cannot read: ${reason}`,
-      });
+      return E.left(unreadableFile(file, e));
     }
   };
   const stats: Partial<Record<Split, Deno.FileInfo | null>> = {};
@@ -844,12 +810,7 @@ export async function readWt103(
     const s = await statOf(split);
     if (E.isLeft(s)) return s;
     if (s.right === null && split !== "test") {
-      const file = path(split);
-      return E.left({
-        _tag: "MissingFile",
-        file,
-        message: `${file}: file not found; ${PLACEMENT_HINT}`,
-      });
+      return E.left(missingFile(path(split), PLACEMENT_HINT));
     }
     stats[split] = s.right;
   }
@@ -903,7 +864,7 @@ export async function readWt103(
         log(`${cacheFile}: vocabulary of ${train.vocabWords.length} words cached`);
       } catch (e) {
         log(
-          `${cacheFile}: cannot write the vocabulary cache (${describe(e)}); ` +
+          `${cacheFile}: cannot write the vocabulary cache (${describeError(e)}); ` +
             `it is rebuilt on every run`,
         );
       }
@@ -1011,7 +972,7 @@ export async function downloadWt103(
         ? `no response within ${timeoutMs} ms`
         : e instanceof Error && e.cause instanceof Error
         ? `${e.message}: ${e.cause.message}`
-        : describe(e);
+        : describeError(e);
       return E.left(fail(reason));
     }
     if (!res.ok || res.body === null) {
@@ -1032,7 +993,7 @@ export async function downloadWt103(
         }
       }
     } catch (e) {
-      return E.left(fail(describe(e)));
+      return E.left(fail(describeError(e)));
     } finally {
       out.close();
     }
