@@ -58,12 +58,8 @@ import {
   type Streams,
 } from "../data/ptb.ts";
 import { evaluateSplit, type SplitScore } from "./evaluate.ts";
-import {
-  loadWt103,
-  type ReadProgress,
-  WT103_FILES,
-  wt103DirFromEnvironment,
-} from "../data/wt103.ts";
+import { type ReadProgress, WT103_FILES, wt103DirFromEnvironment } from "../data/wt103.ts";
+import { loadWt103 } from "../data/wt103_download.ts";
 import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "../experiment.ts";
 import { type Outcome, type RunContext, runTask, type Task, testNote } from "../loop/loop.ts";
 import type { Progress } from "../loop/progress.ts";
