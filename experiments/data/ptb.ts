@@ -36,6 +36,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
+import { dirSourcesFromEnvironment, openError, resolveCacheDir } from "./_shared.ts";
 
 /**
  * The end-of-line token, always id 0.
@@ -272,18 +273,7 @@ export interface SourceFile {
 export function resolveDataDir(
   opts: { flag?: string; env?: string; xdgCacheHome?: string; home?: string },
 ): E.Either<DataError, DataDir> {
-  if (opts.flag) return E.right({ dir: opts.flag, source: "flag" });
-  if (opts.env) return E.right({ dir: opts.env, source: "env" });
-  if (opts.xdgCacheHome) {
-    return E.right({ dir: join(opts.xdgCacheHome, "crt", "ptb"), source: "cache" });
-  }
-  if (opts.home) return E.right({ dir: join(opts.home, ".cache", "crt", "ptb"), source: "cache" });
-  return E.left({
-    _tag: "NoDataDir",
-    message:
-      `no data directory: neither --data, ${DATA_DIR_ENV}, XDG_CACHE_HOME nor HOME is set; ` +
-      PLACEMENT_HINT,
-  });
+  return resolveCacheDir(opts, { folder: "ptb", envName: DATA_DIR_ENV, hint: PLACEMENT_HINT });
 }
 
 /**
@@ -299,12 +289,7 @@ export function resolveDataDir(
  * ```
  */
 export function dataDirFromEnvironment(flag?: string): E.Either<DataError, DataDir> {
-  return resolveDataDir({
-    flag,
-    env: Deno.env.get(DATA_DIR_ENV),
-    xdgCacheHome: Deno.env.get("XDG_CACHE_HOME"),
-    home: Deno.env.get("HOME"),
-  });
+  return resolveDataDir(dirSourcesFromEnvironment(DATA_DIR_ENV, flag));
 }
 
 /**
@@ -527,20 +512,7 @@ async function readSource(
   try {
     return E.right({ file, bytes: await Deno.readFile(file) });
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      return E.left({
-        _tag: "MissingFile",
-        file,
-        message: `${file}: file not found; ${PLACEMENT_HINT}`,
-      });
-    }
-    const reason = e instanceof Error ? e.message : String(e);
-    return E.left({
-      _tag: "UnreadableFile",
-      file,
-      reason,
-      message: `${file}: cannot read: ${reason}`,
-    });
+    return E.left(openError(file, e, PLACEMENT_HINT));
   }
 }
 

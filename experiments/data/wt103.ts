@@ -1,7 +1,7 @@
 /**
  * WikiText-103 (Merity et al. 2016), word level: locating the data, reading
- * the split files as streams, the frequency-sorted vocabulary and its cache,
- * and fetching the public release into the cache folder.
+ * the split files as streams, the frequency-sorted vocabulary and its cache.
+ * Fetching the public release into the cache folder is `wt103_download.ts`.
  *
  * The standard release (`wikitext-103-v1.zip`, the "tokens" version) holds
  * `wiki.train.tokens`, `wiki.valid.tokens` and `wiki.test.tokens`: already
@@ -52,11 +52,17 @@ import {
   type DataDir,
   type DataError,
   EOS,
-  exists,
   type Split,
   type Vocabulary,
 } from "./ptb.ts";
-import { extractZipEntries } from "../io/zip.ts";
+import {
+  describeError,
+  dirSourcesFromEnvironment,
+  missingFile,
+  openError,
+  resolveCacheDir,
+  unreadableFile,
+} from "./_shared.ts";
 
 /**
  * File names of the splits inside a data directory (the release's names).
@@ -85,44 +91,6 @@ export const WT103_FILES: Readonly<Record<Split, string>> = {
 export const WT103_VOCAB_FILE = "wiki.vocab.json";
 
 /**
- * The public release (Salesforce Research's S3 bucket): a zip holding
- * `wikitext-103/wiki.{train,valid,test}.tokens`.
- *
- * @example
- * ```ts
- * import { WT103_URL } from "./wt103.ts";
- * console.log(WT103_URL.endsWith("wikitext-103-v1.zip")); // true
- * ```
- */
-export const WT103_URL =
-  "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-v1.zip";
-
-/**
- * Pinned SHA-256 of {@linkcode WT103_URL}'s zip. `null`: not known in this
- * workplace (the archive cannot be fetched here), so the download checks it
- * only when the caller (or `CRT_WT103_SHA256`) supplies a hash, and reports
- * the hash it computed either way.
- *
- * @example
- * ```ts
- * import { WT103_ZIP_SHA256 } from "./wt103.ts";
- * console.log(WT103_ZIP_SHA256 === null ? "unchecked unless CRT_WT103_SHA256 is set" : "pinned");
- * ```
- */
-export const WT103_ZIP_SHA256: string | null = null;
-
-/**
- * Environment variable holding the expected SHA-256 of the downloaded zip.
- *
- * @example
- * ```ts
- * import { WT103_SHA256_ENV } from "./wt103.ts";
- * console.log(WT103_SHA256_ENV); // CRT_WT103_SHA256
- * ```
- */
-export const WT103_SHA256_ENV = "CRT_WT103_SHA256";
-
-/**
  * Bytes read per chunk when streaming a split file.
  *
  * @example
@@ -133,7 +101,17 @@ export const WT103_SHA256_ENV = "CRT_WT103_SHA256";
  */
 export const CHUNK_BYTES: number = 4 * 2 ** 20;
 
-const PLACEMENT_HINT =
+/**
+ * Where WikiText-103's files belong, the end of the messages for a missing
+ * directory or file.
+ *
+ * @example
+ * ```ts
+ * import { WT103_PLACEMENT_HINT } from "./wt103.ts";
+ * console.log(WT103_PLACEMENT_HINT.includes("--data DIR")); // true
+ * ```
+ */
+export const WT103_PLACEMENT_HINT: string =
   `put ${WT103_FILES.train}, ${WT103_FILES.valid} and optionally ${WT103_FILES.test} ` +
   `(from wikitext-103-v1.zip) in a directory and pass it as --data DIR or set ${DATA_DIR_ENV}=DIR`;
 
@@ -154,18 +132,10 @@ const PLACEMENT_HINT =
 export function resolveWt103Dir(
   opts: { flag?: string; env?: string; xdgCacheHome?: string; home?: string },
 ): E.Either<DataError, DataDir> {
-  if (opts.flag) return E.right({ dir: opts.flag, source: "flag" });
-  if (opts.env) return E.right({ dir: opts.env, source: "env" });
-  if (opts.xdgCacheHome) {
-    return E.right({ dir: join(opts.xdgCacheHome, "crt", "wt103"), source: "cache" });
-  }
-  if (opts.home) {
-    return E.right({ dir: join(opts.home, ".cache", "crt", "wt103"), source: "cache" });
-  }
-  return E.left({
-    _tag: "NoDataDir",
-    message: `no data directory: neither --data, ${DATA_DIR_ENV}, XDG_CACHE_HOME nor HOME ` +
-      `is set; ${PLACEMENT_HINT}`,
+  return resolveCacheDir(opts, {
+    folder: "wt103",
+    envName: DATA_DIR_ENV,
+    hint: WT103_PLACEMENT_HINT,
   });
 }
 
@@ -180,12 +150,7 @@ export function resolveWt103Dir(
  * ```
  */
 export function wt103DirFromEnvironment(flag?: string): E.Either<DataError, DataDir> {
-  return resolveWt103Dir({
-    flag,
-    env: Deno.env.get(DATA_DIR_ENV),
-    xdgCacheHome: Deno.env.get("XDG_CACHE_HOME"),
-    home: Deno.env.get("HOME"),
-  });
+  return resolveWt103Dir(dirSourcesFromEnvironment(DATA_DIR_ENV, flag));
 }
 
 // ---------------------------------------------------------------------------
@@ -399,8 +364,6 @@ const firstInvalidUtf8 = (buf: Uint8Array, start: number, end: number): number =
   return end;
 };
 
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
 /** What a tokenising pass produced. */
 interface Pass {
   readonly tokens: Int32Array;
@@ -433,20 +396,7 @@ async function tokenise(
   try {
     f = await Deno.open(file, { read: true });
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      return E.left({
-        _tag: "MissingFile",
-        file,
-        message: `${file}: file not found; ${PLACEMENT_HINT}`,
-      });
-    }
-    const reason = describe(e);
-    return E.left({
-      _tag: "UnreadableFile",
-      file,
-      reason,
-      message: `${file}: cannot read: ${reason}`,
-    });
+    return E.left(openError(file, e, WT103_PLACEMENT_HINT));
   }
   let totalBytes = 0;
   try {
@@ -601,13 +551,7 @@ async function tokenise(
       if (err !== null) return E.left(err);
     }
   } catch (e) {
-    const reason = describe(e);
-    return E.left({
-      _tag: "UnreadableFile",
-      file,
-      reason,
-      message: `${file}: cannot read: ${reason}`,
-    });
+    return E.left(unreadableFile(file, e));
   } finally {
     f.close();
   }
@@ -739,7 +683,9 @@ async function lookUpCache(dir: string, train: Deno.FileInfo): Promise<CacheLook
   } catch (e) {
     return {
       _tag: "Miss",
-      reason: e instanceof Deno.errors.NotFound ? "no cache yet" : `unreadable (${describe(e)})`,
+      reason: e instanceof Deno.errors.NotFound
+        ? "no cache yet"
+        : `unreadable (${describeError(e)})`,
     };
   }
   if (!isVocabCache(json)) {
@@ -798,8 +744,8 @@ export interface Wt103Corpus extends Corpus {
 /**
  * Reads `wiki.train.tokens`, `wiki.valid.tokens` and, when present,
  * `wiki.test.tokens` from `dir` as streams (see the module notes), using or
- * (re)building the vocabulary cache. Never downloads (see
- * {@linkcode loadWt103}). A cache that cannot be written is reported
+ * (re)building the vocabulary cache. Never downloads (see `loadWt103` in
+ * `wt103_download.ts`). A cache that cannot be written is reported
  * through `log` and the read goes on.
  *
  * @example
@@ -830,13 +776,7 @@ export async function readWt103(
       return E.right(await Deno.stat(file));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return E.right(null);
-      const reason = describe(e);
-      return E.left({
-        _tag: "UnreadableFile",
-        file,
-        reason,
-        message: `${file}: cannot read: ${reason}`,
-      });
+      return E.left(unreadableFile(file, e));
     }
   };
   const stats: Partial<Record<Split, Deno.FileInfo | null>> = {};
@@ -844,12 +784,7 @@ export async function readWt103(
     const s = await statOf(split);
     if (E.isLeft(s)) return s;
     if (s.right === null && split !== "test") {
-      const file = path(split);
-      return E.left({
-        _tag: "MissingFile",
-        file,
-        message: `${file}: file not found; ${PLACEMENT_HINT}`,
-      });
+      return E.left(missingFile(path(split), WT103_PLACEMENT_HINT));
     }
     stats[split] = s.right;
   }
@@ -903,7 +838,7 @@ export async function readWt103(
         log(`${cacheFile}: vocabulary of ${train.vocabWords.length} words cached`);
       } catch (e) {
         log(
-          `${cacheFile}: cannot write the vocabulary cache (${describe(e)}); ` +
+          `${cacheFile}: cannot write the vocabulary cache (${describeError(e)}); ` +
             `it is rebuilt on every run`,
         );
       }
@@ -930,166 +865,4 @@ export async function readWt103(
     counts: train.counts,
     vocabFromCache: fromCache,
   });
-}
-
-// ---------------------------------------------------------------------------
-// Download
-
-/**
- * Options of {@linkcode downloadWt103} and {@linkcode loadWt103}.
- *
- * @example
- * ```ts
- * import type { Wt103DownloadOptions } from "./wt103.ts";
- * const opts: Wt103DownloadOptions = { expectedSha256: null, log: (m) => console.error(m) };
- * ```
- */
-export interface Wt103DownloadOptions extends ReadOptions {
-  /** Injected for tests; defaults to the global `fetch`. */
-  readonly fetch?: typeof fetch;
-  /** Default {@linkcode WT103_URL}. */
-  readonly url?: string;
-  /**
-   * The SHA-256 the zip must have; `null` checks nothing (the computed hash
-   * is logged). Default: `$CRT_WT103_SHA256`, else {@linkcode WT103_ZIP_SHA256}.
-   */
-  readonly expectedSha256?: string | null;
-  /** No response or no progress for this long fails the download. Default 60 s. */
-  readonly timeoutMs?: number;
-}
-
-/**
- * Downloads the release zip into `dir` (streamed to disk, hashed as it
- * arrives, checked against the expected SHA-256 when there is one),
- * extracts the three split files (each CRC-checked, written to a temporary
- * name and renamed) and deletes the zip. Files already present are kept.
- * Nothing is left behind by a failure.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { downloadWt103 } from "./wt103.ts";
- * const dir = await Deno.makeTempDir();
- * const offline = () => Promise.reject(new TypeError("network unreachable"));
- * const r = await downloadWt103(dir, { fetch: offline });
- * assert(r._tag === "Left" && r.left._tag === "DownloadFailed");
- * await Deno.remove(dir, { recursive: true });
- * ```
- */
-export async function downloadWt103(
-  dir: string,
-  opts: Wt103DownloadOptions = {},
-): Promise<E.Either<DataError, { readonly sha256: string | null }>> {
-  const present = await Promise.all(
-    (["train", "valid", "test"] as const).map((s) => exists(join(dir, WT103_FILES[s]))),
-  );
-  if (present.every((p) => p)) return E.right({ sha256: null });
-  const doFetch = opts.fetch ?? fetch;
-  const url = opts.url ?? WT103_URL;
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  const expected = opts.expectedSha256 !== undefined
-    ? opts.expectedSha256
-    : (Deno.env.get(WT103_SHA256_ENV) || WT103_ZIP_SHA256);
-  const log = opts.log ?? (() => {});
-  await Deno.mkdir(dir, { recursive: true });
-  const zip = join(dir, `wikitext-103-v1.zip.${crypto.randomUUID()}.tmp`);
-  const fail = (reason: string): DataError => ({
-    _tag: "DownloadFailed",
-    file: zip,
-    url,
-    reason,
-    message: `cannot download ${url} (${reason}); without network access, ${PLACEMENT_HINT}`,
-  });
-  const hash = createHash("sha256");
-  try {
-    log(`downloading ${url} (about 190 MB) into ${dir}`);
-    let res: Response;
-    try {
-      res = await doFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-    } catch (e) {
-      const reason = e instanceof Error && e.name === "TimeoutError"
-        ? `no response within ${timeoutMs} ms`
-        : e instanceof Error && e.cause instanceof Error
-        ? `${e.message}: ${e.cause.message}`
-        : describe(e);
-      return E.left(fail(reason));
-    }
-    if (!res.ok || res.body === null) {
-      await res.body?.cancel();
-      return E.left(fail(`HTTP ${res.status} ${res.statusText}`));
-    }
-    const size = Number(res.headers.get("content-length") ?? 0);
-    const out = await Deno.open(zip, { write: true, create: true, truncate: true });
-    let got = 0, reported = 0;
-    try {
-      for await (const piece of res.body) {
-        hash.update(piece);
-        for (let done = 0; done < piece.length;) done += await out.write(piece.subarray(done));
-        got += piece.length;
-        if (size > 0 && got - reported >= size / 20) {
-          log(`  ${(got / 2 ** 20).toFixed(0)} / ${(size / 2 ** 20).toFixed(0)} MiB`);
-          reported = got;
-        }
-      }
-    } catch (e) {
-      return E.left(fail(describe(e)));
-    } finally {
-      out.close();
-    }
-    const actual = hash.digest("hex");
-    if (expected !== null && expected.toLowerCase() !== actual) {
-      return E.left({
-        _tag: "ChecksumMismatch",
-        file: zip,
-        expected,
-        actual,
-        message: `${url}: SHA-256 ${actual} does not match the expected ${expected}; not saved`,
-      });
-    }
-    log(
-      expected === null
-        ? `${url}: SHA-256 ${actual} (not verified: no pinned hash; set ${WT103_SHA256_ENV} to require one)`
-        : `${url}: SHA-256 ${actual} verified`,
-    );
-    const wanted = (["train", "valid", "test"] as const).filter((_, i) => !present[i]);
-    const extracted = await extractZipEntries(
-      zip,
-      wanted.map((s) => ({ suffix: `/${WT103_FILES[s]}`, to: join(dir, WT103_FILES[s]) })),
-    );
-    if (E.isLeft(extracted)) {
-      return E.left({
-        _tag: "UnreadableFile",
-        file: url,
-        reason: extracted.left,
-        message: `${url}: not the WikiText-103 release: ${extracted.left}`,
-      });
-    }
-    return E.right({ sha256: actual });
-  } finally {
-    await Deno.remove(zip).catch(() => {});
-  }
-}
-
-/**
- * Locates and reads WikiText-103. For the cache folder only, missing files
- * are downloaded first ({@linkcode downloadWt103}); a directory given by
- * `--data` or `CRT_DATA_DIR` is read as is.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { loadWt103 } from "./wt103.ts";
- * const r = await loadWt103({ dir: "/nonexistent", source: "flag" });
- * assert(r._tag === "Left" && r.left._tag === "MissingFile");
- * ```
- */
-export async function loadWt103(
-  dataDir: DataDir,
-  opts: Wt103DownloadOptions = {},
-): Promise<E.Either<DataError, Wt103Corpus>> {
-  if (dataDir.source === "cache") {
-    const d = await downloadWt103(dataDir.dir, opts);
-    if (E.isLeft(d)) return d;
-  }
-  return readWt103(dataDir.dir, opts);
 }

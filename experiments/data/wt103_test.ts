@@ -5,13 +5,12 @@ import { writeWt103Sample } from "./_wt103_fixture.ts";
 import { EOS } from "./ptb.ts";
 import {
   CHUNK_BYTES,
-  downloadWt103,
-  loadWt103,
   readWt103,
   resolveWt103Dir,
   WT103_VOCAB_FILE,
   type Wt103Corpus,
 } from "./wt103.ts";
+import { downloadWt103, loadWt103 } from "./wt103_download.ts";
 
 const right = <L extends { message: string }, R>(r: E.Either<L, R>): R => {
   if (E.isLeft(r)) throw new Error(`expected Right, got ${r.left.message}`);

@@ -120,6 +120,30 @@ interface Panel {
   readonly series: readonly (readonly [number, number])[][];
 }
 
+/**
+ * The opening lines of a standalone SVG: the `<svg>` element, a white
+ * background and, when there is one, the title centred at baseline `titleY`.
+ */
+function svgHead(
+  width: number,
+  height: number,
+  title: string | undefined,
+  titleY: number,
+): string[] {
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
+    `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
+    `<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`,
+  ];
+  if (title) {
+    out.push(
+      `<text x="${n(width / 2)}" y="${titleY}" text-anchor="middle" font-size="14" ` +
+        `font-weight="bold">${escapeXml(title)}</text>`,
+    );
+  }
+  return out;
+}
+
 /** Splits points into runs of finite values (a gap wherever a value is missing or not finite). */
 function runsOf(
   points: readonly CurvePoint[],
@@ -175,18 +199,7 @@ export function learningCurveSvg(points: readonly CurvePoint[], opts: CurveOptio
   const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : 1;
   const sx = (x: number) => m.left + ((x - x0) / (x1 - x0)) * pw;
 
-  const out: string[] = [];
-  out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
-      `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
-  );
-  out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
-  if (opts.title) {
-    out.push(
-      `<text x="${n(width / 2)}" y="24" text-anchor="middle" font-size="14" font-weight="bold">` +
-        `${escapeXml(opts.title)}</text>`,
-    );
-  }
+  const out = svgHead(width, height, opts.title, 24);
   panels.forEach((panel, i) => {
     const top = m.top + i * (ph + m.gap);
     const bottom = top + ph;
@@ -301,18 +314,7 @@ export function confusionMatrixSvg(
     6 * footer.length + 20,
   );
   const height = top + c * cell + 40;
-  const out: string[] = [];
-  out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
-      `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
-  );
-  out.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
-  if (opts.title) {
-    out.push(
-      `<text x="${n(width / 2)}" y="22" text-anchor="middle" font-size="14" font-weight="bold">` +
-        `${escapeXml(opts.title)}</text>`,
-    );
-  }
+  const out = svgHead(width, height, opts.title, 22);
   const fontSize = Math.min(11, Math.max(7, cell * 0.45));
   m.forEach((row, t) => {
     const total = row.reduce((a, b) => a + b, 0);

@@ -58,12 +58,8 @@ import {
   type Streams,
 } from "../data/ptb.ts";
 import { evaluateSplit } from "./evaluate.ts";
-import {
-  loadWt103,
-  type ReadProgress,
-  WT103_FILES,
-  wt103DirFromEnvironment,
-} from "../data/wt103.ts";
+import { type ReadProgress, WT103_FILES, wt103DirFromEnvironment } from "../data/wt103.ts";
+import { loadWt103 } from "../data/wt103_download.ts";
 import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "../experiment.ts";
 import { runTask } from "../loop/loop.ts";
 import { evaluateAndReport, type LmRecord } from "./language_model_report.ts";
