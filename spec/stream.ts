@@ -33,7 +33,7 @@ import {
   type State,
   updateMemory,
 } from "./stages.ts";
-import { type AttentionParams, type BlockParams, type ModelParams } from "./layout.ts";
+import type { AttentionParams, BlockParams, ModelParams } from "./layout.ts";
 import type { Shape } from "./ops.ts";
 import type { Ops } from "./ops_builder.ts";
 
