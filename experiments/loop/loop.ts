@@ -467,3 +467,31 @@ export async function runTask<R extends LoopRecord, X, Exp extends RunnableExper
     await lock.right.release();
   }
 }
+
+/**
+ * A task's runner, made from its experiment codec and its `prepare`: the
+ * function a task exports (`runExperiment`, `runSmarthome`), which hands
+ * {@linkcode runTask} the experiment, the options and `prepare` bound to them.
+ *
+ * @example
+ * ```ts
+ * import type { taskRunner } from "./loop.ts";
+ * type Runner = ReturnType<typeof taskRunner>;
+ * ```
+ */
+export function taskRunner<
+  R extends LoopRecord,
+  X,
+  Exp extends RunnableExperiment,
+  O extends SessionOptions,
+>(
+  decode: (u: unknown) => E.Either<{ readonly message: string }, Exp>,
+  prepare: (
+    exp: Exp,
+    opts: O,
+    log: (m: string) => void,
+  ) => Promise<E.Either<RunError, TaskSetup<R, X>>>,
+): (experiment: Exp, opts: O) => Promise<E.Either<RunError, Outcome<X>>> {
+  return (experiment, opts) =>
+    runTask(experiment, opts, decode, (exp, log) => prepare(exp, opts, log));
+}

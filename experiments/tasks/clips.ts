@@ -55,7 +55,7 @@ import { startTraining } from "../../core/train.ts";
 import { tf } from "../../ops/tf.ts";
 import type { Either } from "../../spec/either.ts";
 import { sha256Hex } from "../data/ptb.ts";
-import { runTask } from "../loop/loop.ts";
+import { taskRunner } from "../loop/loop.ts";
 import type { Outcome, Task, TaskSetup } from "../loop/task.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "../loop/rng.ts";
 import {
@@ -352,17 +352,13 @@ export function smarthomeCosts(exp: SmarthomeExperiment): Either<
  * if (r._tag === "Left") console.log(r.left._tag); // BadInput
  * ```
  */
-export function runSmarthome(
+export const runSmarthome: (
   experiment: SmarthomeExperiment,
   opts: SmarthomeRunOptions,
-): Promise<Either<RunError, SmarthomeOutcome>> {
-  return runTask<ClipRunRecord, SmarthomeResults, SmarthomeExperiment>(
-    experiment,
-    opts,
-    decodeSmarthomeExperiment,
-    (exp, log) => prepareClips(exp, opts, log),
-  );
-}
+) => Promise<Either<RunError, SmarthomeOutcome>> = taskRunner(
+  decodeSmarthomeExperiment,
+  prepareClips,
+);
 
 /**
  * Clip classification's part of a run: the clip table and its split, the

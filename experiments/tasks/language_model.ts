@@ -61,7 +61,7 @@ import { evaluateSplit } from "./evaluate.ts";
 import { type ReadProgress, WT103_FILES, wt103DirFromEnvironment } from "../data/wt103.ts";
 import { loadWt103 } from "../data/wt103_download.ts";
 import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "../experiment.ts";
-import { runTask } from "../loop/loop.ts";
+import { taskRunner } from "../loop/loop.ts";
 import { evaluateAndReport, type LmRecord } from "./language_model_report.ts";
 import type { Outcome, Task, TaskSetup } from "../loop/task.ts";
 import { unigramBias, withReadoutBias } from "./readout_bias.ts";
@@ -362,17 +362,10 @@ export function adaptiveCosts(
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export function runExperiment(
+export const runExperiment: (
   experiment: Experiment,
   opts: RunOptions,
-): Promise<Either<RunError, RunOutcome>> {
-  return runTask<LmRecord, Results, Experiment>(
-    experiment,
-    opts,
-    decodeExperiment,
-    (exp, log) => prepareLanguageModel(exp, opts, log),
-  );
-}
+) => Promise<Either<RunError, RunOutcome>> = taskRunner(decodeExperiment, prepareLanguageModel);
 
 /**
  * Language modelling's part of a run: the corpus (data first: its errors
