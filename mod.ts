@@ -101,6 +101,7 @@ export type {
 export { decodeModelSpec } from "./spec/codecs.ts";
 export { referenceCrt, referenceTransformer, referenceXl } from "./spec/reference_specs.ts";
 export { SpecError } from "./spec/decode.ts";
+export { type DenoErrorName, describeError } from "./spec/errors.ts";
 export type { SpecIssue } from "./spec/decode.ts";
 export { paramLayout } from "./spec/layout.ts";
 export type {

@@ -78,6 +78,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 import { CpuMeter, cpuModel, describeLoad, type Load, sampleLoad } from "./_load.ts";
@@ -1130,7 +1131,7 @@ const optionsOrExit = (args: string[]): Options => {
   try {
     return parseOptions(args);
   } catch (e) {
-    console.error(`bench:peers: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+    console.error(`bench:peers: ${describeError(e)}\n${USAGE}`);
     Deno.exit(2);
   }
 };

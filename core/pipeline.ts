@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
 import type { Graph } from "../spec/graph.ts";
@@ -73,7 +74,7 @@ export const buildSegment = (
   try {
     traced = traceSegment(spec, { ...key, quantized }).graph;
   } catch (e) {
-    return compileError("trace", e instanceof Error ? e.message : String(e));
+    return compileError("trace", describeError(e));
   }
   return optimize(traced, passes);
 };

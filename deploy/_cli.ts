@@ -5,9 +5,9 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { type BackendInfo, startBackend } from "../ops/backend.ts";
-import { describe } from "../experiments/loop/run_folder.ts";
 
 /** Where a command writes (injected by tests). */
 export interface CliIo {
@@ -42,7 +42,7 @@ export const parse = <O extends NonNullable<ParseArgsConfig["options"]>>(
   try {
     return parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new BadInput(`${describe(e)}\n\n${usage}`);
+    throw new BadInput(`${describeError(e)}\n\n${usage}`);
   }
 };
 
@@ -91,7 +91,7 @@ export const readBytes = async (file: string, what: string): Promise<Uint8Array>
   try {
     return await Deno.readFile(file);
   } catch (e) {
-    throw new BadInput(`${what} ${file}: ${describe(e, { NotFound: "not found" })}`);
+    throw new BadInput(`${what} ${file}: ${describeError(e, { NotFound: "not found" })}`);
   }
 };
 

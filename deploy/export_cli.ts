@@ -26,6 +26,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import { readCheckpoint, readLatestCheckpoint } from "../experiments/loop/checkpoint.ts";
@@ -73,7 +74,7 @@ const readJson = async (file: string, what: string): Promise<unknown> => {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new BadInput(`${what} ${file}: not JSON (${e instanceof Error ? e.message : e})`);
+    throw new BadInput(`${what} ${file}: not JSON (${describeError(e)})`);
   }
 };
 
@@ -242,7 +243,7 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
       await Deno.rename(tmp, out);
     } catch (e) {
       await Deno.remove(tmp).catch(() => {});
-      throw new BadInput(`cannot write ${out}: ${e instanceof Error ? e.message : String(e)}`);
+      throw new BadInput(`cannot write ${out}: ${describeError(e)}`);
     }
     const seconds = (performance.now() - t0) / 1000;
     io.stdout(

@@ -34,6 +34,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import * as t from "io-ts";
 import { decodeWith } from "../spec/decode.ts";
 import { NonNegativeInt, oneOf, optional, strict } from "../spec/combinators.ts";
@@ -445,7 +446,7 @@ export async function decodeModelFile(bytes: Uint8Array): Promise<ModelFile> {
       new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(PREFIX, PREFIX + h)),
     );
   } catch (e) {
-    throw bad("header", `header is not JSON: ${e instanceof Error ? e.message : String(e)}`);
+    throw bad("header", `header is not JSON: ${describeError(e)}`);
   }
   const hd = decodeWith(Header, "header", raw);
   if (hd._tag === "Left") throw bad("header", hd.left.message);

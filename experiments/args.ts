@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { parseArgs } from "node:util";
 import type { SetOverride } from "./overrides.ts";
@@ -213,7 +214,7 @@ export function parseCli(argv: readonly string[]): E.Either<CliError, Cli> {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
   } catch (e) {
     const code = (e as { code?: unknown }).code;
-    const message = e instanceof Error ? e.message : String(e);
+    const message = describeError(e);
     const option = /'(-[^' ]+)/.exec(message)?.[1] ?? "";
     if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
       return E.left({

@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { startBackend } from "../ops/backend.ts";
@@ -30,7 +31,7 @@ import { decodeExperiment, type Experiment } from "./experiment.ts";
 import { decodeSweep, SLURM_DEFAULTS, type Sweep } from "./sweep_spec.ts";
 import { describePresets, type Plan, resolvePreset } from "./presets.ts";
 import { modelCosts, runExperiment, type RunOptions } from "./tasks/language_model.ts";
-import { describe, newRunDir, type RunError } from "./loop/run_folder.ts";
+import { newRunDir, type RunError } from "./loop/run_folder.ts";
 import { openSweepFolder, runSweep } from "./sweep/sweep.ts";
 import { type Collected, collectSweep } from "./sweep/collect.ts";
 import { submitSweep } from "./sweep/submit.ts";
@@ -151,7 +152,9 @@ async function resolveBasePlan(cli: Cli): Promise<Checked<Plan>> {
     try {
       json = JSON.parse(await Deno.readTextFile(file));
     } catch (e) {
-      return E.left(`${file}: ${describe(e, { NotFound: "not found (is it a run folder?)" })}`);
+      return E.left(
+        `${file}: ${describeError(e, { NotFound: "not found (is it a run folder?)" })}`,
+      );
     }
     if (isSmarthomeConfig(json)) {
       const d = decodeSmarthomeExperiment(json);

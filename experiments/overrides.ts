@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 
 /**
@@ -372,13 +373,13 @@ export async function readConfigFile(file: string): Promise<E.Either<ConfigFileE
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    const reason = e instanceof Error ? e.message : String(e);
+    const reason = describeError(e);
     return E.left({ _tag: "ConfigUnreadable", file, message: `${file}: cannot read: ${reason}` });
   }
   try {
     return E.right(JSON.parse(text));
   } catch (e) {
-    const reason = e instanceof Error ? e.message : String(e);
+    const reason = describeError(e);
     return E.left({ _tag: "ConfigNotJson", file, message: `${file}: not JSON: ${reason}` });
   }
 }

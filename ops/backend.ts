@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { registerFusedKernels } from "./fused.ts";
@@ -165,8 +166,6 @@ export class BackendError extends Error {
 export const wasmDistUrl = (): string =>
   new URL("./", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href;
 
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
 /** Whether this runtime is Deno (and so may have FFI); false in a browser. */
 const isDeno = (): boolean => typeof Deno !== "undefined";
 
@@ -185,7 +184,7 @@ const wasmPrefix = (given: string | undefined): Either<string, string> => {
     return right(wasmDistUrl());
   } catch (e) {
     return left(
-      `cannot locate tfjs-backend-wasm's .wasm files (${describe(e)}); outside Deno pass ` +
+      `cannot locate tfjs-backend-wasm's .wasm files (${describeError(e)}); outside Deno pass ` +
         `{ wasmPaths: "<URL of the folder serving the installed package's dist/ files>/" }`,
     );
   }
@@ -329,7 +328,7 @@ export const startBackend = async (
     if (mm._tag === "Left") return left(new BackendError(name, mm.left));
     return right({ name, simd, ...mm.right, kernels: build!, ...arch });
   } catch (e) {
-    return left(new BackendError(name, describe(e), { cause: e }));
+    return left(new BackendError(name, describeError(e), { cause: e }));
   }
 };
 

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 
 /**
@@ -125,8 +126,6 @@ const SYMBOLS = {
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
 } as const;
 
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
 const fail = (kind: BlasError["kind"], reason: string): Either<BlasError, never> =>
   left({ _tag: "BlasError", kind, reason });
 
@@ -171,7 +170,7 @@ export const loadBlas = (
     try {
       lib = Deno.dlopen(library, SYMBOLS);
     } catch (e) {
-      const why = describe(e);
+      const why = describeError(e);
       if (/undefined symbol|obtain symbol/i.test(why)) {
         // The library exists but is no CBLAS (e.g. a Fortran-only libblas): try the next one.
         tried.push(`${library}: no cblas_sgemm`);

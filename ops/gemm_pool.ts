@@ -37,6 +37,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import * as localGemm from "../kernels/gemm_wasm.ts";
 import * as sharedGemm from "../kernels/gemm_shared_wasm.ts";
 import { moduleBytes } from "./heap.ts";
@@ -290,9 +291,7 @@ const sharedMemory = (bytes: number): WebAssembly.Memory | string => {
       shared: true,
     });
   } catch (e) {
-    return `a shared WebAssembly.Memory cannot be made here: ${
-      e instanceof Error ? e.message : String(e)
-    }`;
+    return `a shared WebAssembly.Memory cannot be made here: ${describeError(e)}`;
   }
 };
 

@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { left, right } from "fp-ts/lib/Either.js";
 import { bodyFeeds, bodyOutputs, type Graph, type Node, walkGraph } from "../spec/graph.ts";
@@ -428,7 +429,7 @@ export class TfBackend implements OpBackend<tf.Tensor> {
       );
       return evalTf(op, inputs, this.ctx);
     } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
+      const why = describeError(e);
       throw new Error(`${path}: ${op._tag}: ${why}`, { cause: e });
     }
   }

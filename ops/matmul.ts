@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { type Blas, type BlasError, loadBlas } from "./blas.ts";
@@ -269,7 +270,7 @@ const poolOf = (p: Portable, backend: WasmBackend): GemmPool | null => {
       p.pool = { backend, pool };
       return pool;
     } catch (e) {
-      p.failed = `the GEMM kernel cannot start: ${e instanceof Error ? e.message : String(e)}`;
+      p.failed = `the GEMM kernel cannot start: ${describeError(e)}`;
     }
   }
   console.warn(`portable matmul: running XNNPACK on one thread: ${p.failed}`);

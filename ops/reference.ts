@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { describeError } from "../spec/errors.ts";
 import { bodyFeeds, bodyOutputs, type Graph, type Node, walkGraph } from "../spec/graph.ts";
 import { type DType, inferShape, type Op, type Shape } from "../spec/ops.ts";
 import type { OpBackend } from "../spec/ops_builder.ts";
@@ -620,7 +621,7 @@ export class RefBackend implements OpBackend<RefTensor> {
     try {
       return evalRef(op, inputs, this.ctx);
     } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
+      const why = describeError(e);
       throw new Error(`${path}: ${op._tag}: ${why}`, { cause: e });
     }
   }

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { describeError } from "./errors.ts";
 import {
   type DType,
   type FusedAttrs,
@@ -253,7 +254,7 @@ export const walkGraph = <T>(
         values.push(all[0]);
       } else values.push(v as T);
     } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
+      const why = describeError(e);
       const name = op._tag === "fused" ? `fused ${op.kind}` : op._tag;
       throw new Error(`${node.path}: ${name} (node %${node.id}): ${why}`, { cause: e });
     }

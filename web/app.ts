@@ -20,7 +20,14 @@
  *
  * @module
  */
-import { decodeModelFile, generate, type LoadedModel, loadModel, startBackend } from "../mod.ts";
+import {
+  decodeModelFile,
+  describeError,
+  generate,
+  type LoadedModel,
+  loadModel,
+  startBackend,
+} from "../mod.ts";
 
 /** The element with id `id`, which the page must have. */
 const $ = <T extends HTMLElement>(id: string): T => {
@@ -56,8 +63,6 @@ const show = (state: PageState, message: string): void => {
   document.body.dataset.state = state;
   ui.status.textContent = message;
 };
-
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** Pause after the last keystroke before generating, ms. */
 const DEBOUNCE_MS = 250;
@@ -105,7 +110,7 @@ const loadBytes = async (bytes: Uint8Array, name: string): Promise<void> => {
   } catch (e) {
     // The model loaded before (if any) stays in use.
     if (model !== null) ui.prompt.disabled = false;
-    show("error", `Could not load ${name}: ${describe(e)}`);
+    show("error", `Could not load ${name}: ${describeError(e)}`);
   }
 };
 
@@ -115,7 +120,7 @@ const loadUrl = async (url: string): Promise<void> => {
   try {
     response = await fetch(url);
   } catch (e) {
-    show("error", `Could not fetch ${url}: ${describe(e)}`);
+    show("error", `Could not fetch ${url}: ${describeError(e)}`);
     return;
   }
   if (!response.ok) {
@@ -194,7 +199,7 @@ const run = (): void => {
       ui.output.dataset.generations = String(generations);
       show("done", `Generated ${n} tokens with ${name}.`);
     } catch (e) {
-      show("error", `Generation failed: ${describe(e)}`);
+      show("error", `Generation failed: ${describeError(e)}`);
     }
   }, 0);
 };
@@ -254,4 +259,4 @@ const start = async (): Promise<void> => {
   }
 };
 
-start().catch((e) => show("error", `The page failed to start: ${describe(e)}`));
+start().catch((e) => show("error", `The page failed to start: ${describeError(e)}`));

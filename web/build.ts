@@ -27,6 +27,7 @@
  */
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { describeError } from "../mod.ts";
 
 const root = new URL("../", import.meta.url);
 
@@ -148,21 +149,6 @@ export const buildBundle = async (opts: BuildOptions = {}): Promise<Either<Build
   }
   const bytes = files.reduce((s, f) => s + f.size, 0);
   return right({ outDir, mod: "mod.js", app: "web/app.js", bytes, ms });
-};
-
-/**
- * An error's message, or the thrown value as text; `named` gives the words
- * for Deno's error classes by name (e.g. `{ AddrInUse: "the port is in use" }`).
- * (The same as `experiments/loop/run_folder.ts`'s `describe`, which web/ may not import.)
- */
-export const describeError = (
-  e: unknown,
-  named: Readonly<Partial<Record<keyof typeof Deno.errors, string>>> = {},
-): string => {
-  for (const [name, words] of Object.entries(named)) {
-    if (e instanceof Deno.errors[name as keyof typeof Deno.errors]) return words;
-  }
-  return e instanceof Error ? e.message : String(e);
 };
 
 /**

@@ -28,7 +28,8 @@
  */
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { basename, resolve, sep } from "node:path";
-import { buildBundle, DEFAULT_DIST, describeError, parseFlags } from "./build.ts";
+import { describeError } from "../mod.ts";
+import { buildBundle, DEFAULT_DIST, parseFlags } from "./build.ts";
 
 const here = new URL("./", import.meta.url).pathname;
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import type { DataDir, DataError } from "./ptb.ts";
@@ -97,18 +98,6 @@ export function dirSourcesFromEnvironment(envName: string, flag?: string): DirSo
     home: Deno.env.get("HOME"),
   };
 }
-
-/**
- * A thrown value's message (an `Error`'s `message`, else the value as a
- * string).
- *
- * @example
- * ```ts
- * import { describeError } from "./_shared.ts";
- * console.log(describeError(new Error("denied")), describeError(42)); // denied 42
- * ```
- */
-export const describeError = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /**
  * The `MissingFile` error for `file`, ending with where the files belong.

@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { createZip } from "../io/zip.ts";
@@ -318,7 +319,7 @@ async function main(args: string[]): Promise<number> {
       },
     });
   } catch (e) {
-    console.error(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+    console.error(`${describeError(e)}\n${USAGE}`);
     return 2;
   }
   if (parsed.values.help) {

@@ -61,6 +61,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import type { Either } from "../../spec/either.ts";
@@ -377,7 +378,7 @@ async function readText(file: string): Promise<Either<string, string>> {
     return E.right(await Deno.readTextFile(file));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return E.left(`${file}: missing (${LAYOUT_HINT})`);
-    return E.left(`${file}: cannot read: ${e instanceof Error ? e.message : String(e)}`);
+    return E.left(`${file}: cannot read: ${describeError(e)}`);
   }
 }
 
@@ -535,7 +536,7 @@ async function probeNpy(
     f = await Deno.open(file, { read: true });
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return E.left(`${file}: missing`);
-    return E.left(`${file}: cannot open: ${e instanceof Error ? e.message : String(e)}`);
+    return E.left(`${file}: cannot open: ${describeError(e)}`);
   }
   try {
     const size = (await f.stat()).size;
@@ -863,7 +864,7 @@ export class ClipStore {
     try {
       bytes = await Deno.readFile(file);
     } catch (e) {
-      throw new Error(`${file}: cannot read: ${e instanceof Error ? e.message : String(e)}`);
+      throw new Error(`${file}: cannot read: ${describeError(e)}`);
     }
     const m = decodeNpy(bytes, file);
     if (E.isLeft(m)) throw new Error(m.left.message);

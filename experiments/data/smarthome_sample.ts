@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { exists } from "./ptb.ts";
@@ -84,7 +85,7 @@ export async function main(args: readonly string[], io: SampleIo = defaultIo): P
       },
     });
   } catch (e) {
-    io.stderr(`${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
+    io.stderr(`${describeError(e)}\n\n${USAGE}`);
     return 2;
   }
   const { values, positionals } = parsed;
@@ -150,7 +151,7 @@ export async function main(args: readonly string[], io: SampleIo = defaultIo): P
     );
     return 0;
   } catch (e) {
-    io.stderr(`${dir}: cannot write: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.stderr(`${dir}: cannot write: ${describeError(e)}\n`);
     return 1;
   }
 }

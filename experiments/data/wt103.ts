@@ -43,6 +43,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -56,7 +57,6 @@ import {
   type Vocabulary,
 } from "./ptb.ts";
 import {
-  describeError,
   dirSourcesFromEnvironment,
   missingFile,
   openError,

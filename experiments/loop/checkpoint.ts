@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from "./checkpoint_format.ts";
@@ -103,7 +104,7 @@ export function checkpointFileName(step: number): string {
 
 /** The `IoError` of `doing` (e.g. "cannot read") on `path`, with the reason `e` gives. */
 function ioError(path: string, e: unknown, doing: string): CheckpointError {
-  const reason = e instanceof Error ? e.message : String(e);
+  const reason = describeError(e);
   return { _tag: "IoError", path, reason, message: `${path}: ${doing}: ${reason}` };
 }
 

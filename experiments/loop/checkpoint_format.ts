@@ -40,6 +40,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
 import { PathReporter } from "io-ts/lib/PathReporter.js";
@@ -248,10 +249,6 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   return hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
 }
 
-function reasonOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 /**
  * Serialises a checkpoint to the bytes of a checkpoint file. Throws on a
  * broken invariant (data length ≠ product of shape, non-finite scalar,
@@ -393,7 +390,7 @@ export async function decodeCheckpoint(
       new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(PREFIX, PREFIX + headerLen)),
     );
   } catch (e) {
-    return E.left(`header is not JSON: ${reasonOf(e)}`);
+    return E.left(`header is not JSON: ${describeError(e)}`);
   }
   const decoded = CheckpointHeader.decode(fromVersion1(raw));
   if (E.isLeft(decoded)) return E.left(`bad header: ${PathReporter.report(decoded).join("; ")}`);

@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import type { Program } from "../../core/program.ts";
@@ -35,7 +36,6 @@ import { estimateTrainingMemory, memoryLimit, memoryProblem } from "./memory.ts"
 import {
   checkedExperiment,
   checkRunFolder,
-  describe,
   failed,
   lockRunFolder,
   makeYielder,
@@ -219,7 +219,7 @@ export async function openRun<R extends LoopRecord>(p: {
     await writeAtomic(metricsFile, records.map((r) => JSON.stringify(r) + "\n").join(""));
   } catch (e) {
     disposeTraining(program, ts);
-    return failed(`${metricsFile}: cannot write: ${describe(e)}`, e);
+    return failed(`${metricsFile}: cannot write: ${describeError(e)}`, e);
   }
   const metrics = await Deno.open(metricsFile, { append: true, create: true });
   const encoder = new TextEncoder();
@@ -314,7 +314,7 @@ export async function openRun<R extends LoopRecord>(p: {
         const message = e instanceof NonFiniteLoss
           ? `step ${e.step}: the training loss is ${e.loss}; training stopped before the ` +
             `parameters were updated (nothing was saved for this step)`
-          : `step ${step} failed: ${describe(e)}`;
+          : `step ${step} failed: ${describeError(e)}`;
         await append({ kind: "error", step, message });
         return failed(message, e);
       } finally {
@@ -382,7 +382,7 @@ export async function openRun<R extends LoopRecord>(p: {
       try {
         await writeAtomic(join(runDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
       } catch (e) {
-        return failed(`${runDir}: cannot write results: ${describe(e)}`, e);
+        return failed(`${runDir}: cannot write results: ${describeError(e)}`, e);
       }
       return E.right({ _tag: "Completed", runDir, results });
     },

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import type { Program } from "../../core/program.ts";
@@ -97,28 +98,6 @@ export interface SessionOptions {
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/**
- * An error's message, or the thrown value as text; `named` gives the words
- * for Deno's error classes by name (e.g. `{ NotFound: "not found" }`).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { describe } from "./run_folder.ts";
- * assert.equal(describe(new Deno.errors.NotFound("x"), { NotFound: "not found" }), "not found");
- * assert.equal(describe(new Error("boom")), "boom");
- * ```
- */
-export const describe = (
-  e: unknown,
-  named: Readonly<Partial<Record<keyof typeof Deno.errors, string>>> = {},
-): string => {
-  for (const [name, words] of Object.entries(named)) {
-    if (e instanceof Deno.errors[name as keyof typeof Deno.errors]) return words;
-  }
-  return e instanceof Error ? e.message : String(e);
-};
 
 /** A `BadInput` run error (exit 2). */
 export const badInput = (message: string): E.Either<RunError, never> =>
@@ -234,7 +213,7 @@ export const checkRunFolder = async <X extends { readonly data: { readonly dir: 
   try {
     saved = JSON.parse(await Deno.readTextFile(configFile));
   } catch (e) {
-    return badInput(`${configFile}: cannot read: ${describe(e)}`);
+    return badInput(`${configFile}: cannot read: ${describeError(e)}`);
   }
   const prev = decode(saved);
   if (E.isLeft(prev)) return badInput(`${configFile}: ${prev.left.message}`);
@@ -260,7 +239,7 @@ export const prepareRunFolder = async (
     }
     return E.right(undefined);
   } catch (e) {
-    return failed(`${runDir}: cannot write: ${describe(e)}`, e);
+    return failed(`${runDir}: cannot write: ${describeError(e)}`, e);
   }
 };
 
@@ -395,14 +374,14 @@ export async function lockRunFolder(runDir: string): Promise<E.Either<RunError, 
     await Deno.mkdir(runDir, { recursive: true });
     handle = await Deno.open(file, { read: true, write: true, create: true });
   } catch (e) {
-    return failed(`${file}: cannot create: ${describe(e)}`, e);
+    return failed(`${file}: cannot create: ${describeError(e)}`, e);
   }
   let held: boolean;
   try {
     held = await handle.tryLock(true);
   } catch (e) {
     handle.close();
-    return failed(`${file}: cannot lock: ${describe(e)}`, e);
+    return failed(`${file}: cannot lock: ${describeError(e)}`, e);
   }
   if (!held) {
     handle.close();

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import type { Either } from "../../spec/either.ts";
@@ -15,7 +16,7 @@ import type { ModelSpec } from "../../spec/types.ts";
 import { exists } from "../data/ptb.ts";
 import type { Sweep } from "../sweep_spec.ts";
 import type { Results } from "../tasks/language_model.ts";
-import { describe, failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
+import { failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
 import {
   aggregateMembers,
   type MemberAggregate,
@@ -238,7 +239,7 @@ export async function collectSweep(
         rows.push({ task, results: JSON.parse(await Deno.readTextFile(resultsFile)) });
         state = "finished";
       } catch (e) {
-        problems.push(`${task.label} seed ${task.seed}: ${resultsFile}: ${describe(e)}`);
+        problems.push(`${task.label} seed ${task.seed}: ${resultsFile}: ${describeError(e)}`);
         state = "failed";
       }
     } else if (
@@ -324,7 +325,7 @@ export async function collectSweep(
     await writeAtomic(join(sweepDir, "sweep.md"), md);
     await writeAtomic(join(sweepDir, "curves.svg"), svg);
   } catch (e) {
-    return failed(`${sweepDir}: cannot write the table: ${describe(e)}`, e);
+    return failed(`${sweepDir}: cannot write the table: ${describeError(e)}`, e);
   }
   return E.right({ complete, members, rows, statuses, table, problems });
 }

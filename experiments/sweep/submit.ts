@@ -8,12 +8,13 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import type { Either } from "../../spec/either.ts";
 import { SLURM_DEFAULTS, type Sweep } from "../sweep_spec.ts";
-import { badInput, describe, failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
+import { badInput, failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
 import { writeSbatchScript } from "./cluster/sbatch.ts";
 import { type SlurmOptions, submitSbatch } from "./cluster/slurm.ts";
 import { collectSweep, readSubmissions, slurmDir, type Submission } from "./collect.ts";
@@ -138,7 +139,7 @@ export async function submitSweep(
       JSON.stringify([...before, submission], null, 2) + "\n",
     );
   } catch (e) {
-    return failed(`${absDir}: job ${job.right.jobId} submitted, but: ${describe(e)}`, e);
+    return failed(`${absDir}: job ${job.right.jobId} submitted, but: ${describeError(e)}`, e);
   }
   return E.right({ job: submission, script, tasks: names });
 }

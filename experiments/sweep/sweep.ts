@@ -18,6 +18,7 @@
  * @module
  */
 
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import type { Either } from "../../spec/either.ts";
@@ -33,7 +34,6 @@ import {
 import {
   badInput,
   canonicalJson,
-  describe,
   failed,
   lockRunFolder,
   type RunError,
@@ -89,7 +89,7 @@ export async function openSweepFolder(
       await writeAtomic(configFile, JSON.stringify(s, null, 2) + "\n");
       return E.right(s);
     } catch (e) {
-      return failed(`${sweepDir}: cannot write: ${describe(e)}`, e);
+      return failed(`${sweepDir}: cannot write: ${describeError(e)}`, e);
     }
   };
   if (!(await exists(configFile))) {
@@ -103,7 +103,7 @@ export async function openSweepFolder(
     if (E.isLeft(d)) return badInput(`${configFile}: ${d.left.message}`);
     saved = d.right;
   } catch (e) {
-    return badInput(`${configFile}: cannot read: ${describe(e)}`);
+    return badInput(`${configFile}: cannot read: ${describeError(e)}`);
   }
   if (sweepIdentity(saved) !== sweepIdentity(sweep)) {
     return badInput(
@@ -162,7 +162,7 @@ export async function runTaskOf(
     try {
       return E.right(JSON.parse(await Deno.readTextFile(resultsFile)) as Results);
     } catch (e) {
-      return badInput(`${resultsFile}: cannot read: ${describe(e)}`);
+      return badInput(`${resultsFile}: cannot read: ${describeError(e)}`);
     }
   };
   if (await exists(resultsFile)) {
@@ -183,7 +183,7 @@ export async function runTaskOf(
       try {
         await Deno.remove(runDir, { recursive: true });
       } catch (e) {
-        return failed(`${runDir}: cannot clear: ${describe(e)}`, e);
+        return failed(`${runDir}: cannot clear: ${describeError(e)}`, e);
       }
     }
   }

@@ -48,6 +48,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { compile } from "../../core/compile.ts";
@@ -58,13 +59,7 @@ import { sha256Hex } from "../data/ptb.ts";
 import { taskRunner } from "../loop/loop.ts";
 import type { Outcome, Task, TaskSetup } from "../loop/task.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "../loop/rng.ts";
-import {
-  badInput,
-  describe,
-  type RunError,
-  type SessionOptions,
-  startProgram,
-} from "../loop/run_folder.ts";
+import { badInput, type RunError, type SessionOptions, startProgram } from "../loop/run_folder.ts";
 import {
   classCounts,
   type ClipSplit,
@@ -393,7 +388,7 @@ async function prepareClips(
       store.standardize(stats);
     }
   } catch (e) {
-    return badInput(describe(e));
+    return badInput(describeError(e));
   }
 
   // The files that say which clips there are and what they are (the feature
@@ -464,7 +459,7 @@ function clipTask(c: ClipContext): Either<RunError, Task<ClipRunRecord>> {
       try {
         frames = await c.store.batch(clips);
       } catch (e) {
-        return E.left(describe(e));
+        return E.left(describeError(e));
       }
       // Every clip starts from a fresh memory.
       program.disposeState(ts.memory);

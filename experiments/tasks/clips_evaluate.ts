@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import { join } from "node:path";
 import type { Params, Program } from "../../core/program.ts";
 import type { Either } from "../../spec/either.ts";
@@ -24,7 +25,7 @@ import {
 } from "./classification.ts";
 import { type RunContext, type Task, testNote } from "../loop/task.ts";
 import type { Progress } from "../loop/progress.ts";
-import { describe, failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
+import { failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
 import type { ClipRecord, ClipSplit, ClipStore, ClipTable } from "../data/smarthome.ts";
 import type { SmarthomeExperiment } from "./clips_experiment.ts";
 import type { SmarthomeOutcome, SmarthomeResults } from "./clips.ts";
@@ -166,7 +167,7 @@ export async function evaluateAndReport(
     await run.writeCurve(task.curve(run.records, valid.score.meanClassAccuracy));
     files.push("curve.svg");
   } catch (e) {
-    return failed(`${run.runDir}: cannot write results: ${describe(e)}`, e);
+    return failed(`${run.runDir}: cannot write results: ${describeError(e)}`, e);
   }
   return run.finish<SmarthomeResults>({
     experiment: exp.name,

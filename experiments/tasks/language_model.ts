@@ -37,6 +37,7 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import type { Program } from "../../core/program.ts";
 import { compile } from "../../core/compile.ts";
@@ -66,13 +67,7 @@ import { evaluateAndReport, type LmRecord } from "./language_model_report.ts";
 import type { Outcome, Task, TaskSetup } from "../loop/task.ts";
 import { unigramBias, withReadoutBias } from "./readout_bias.ts";
 import { createRng, restoreRng, type Rng } from "../loop/rng.ts";
-import {
-  badInput,
-  describe,
-  type RunError,
-  type SessionOptions,
-  startProgram,
-} from "../loop/run_folder.ts";
+import { badInput, type RunError, type SessionOptions, startProgram } from "../loop/run_folder.ts";
 import { type CurvePoint, learningCurveSvg } from "../io/svg.ts";
 
 // ---------------------------------------------------------------------------
@@ -401,7 +396,7 @@ async function prepareLanguageModel(
   try {
     streams = batchify(corpus.train, B);
   } catch (e) {
-    return badInput(`training.batchSize: ${describe(e)}`);
+    return badInput(`training.batchSize: ${describeError(e)}`);
   }
   const windowOpts = { segmentLen: S, bpttSegments: exp.training.bpttSegments };
   if (countWindows(streams, windowOpts) === 0) {

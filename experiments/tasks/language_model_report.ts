@@ -11,12 +11,13 @@
  *
  * @module
  */
+import { describeError } from "../../spec/errors.ts";
 import type { Program } from "../../core/program.ts";
 import type { Either } from "../../spec/either.ts";
 import type { Corpus } from "../data/ptb.ts";
 import type { Experiment } from "../experiment.ts";
 import type { Progress } from "../loop/progress.ts";
-import { describe, failed, type RunError } from "../loop/run_folder.ts";
+import { failed, type RunError } from "../loop/run_folder.ts";
 import { type RunContext, type Task, testNote } from "../loop/task.ts";
 import { evaluateSplit, type SplitScore } from "./evaluate.ts";
 import { adaptiveCosts, type Results, type RunOutcome } from "./language_model.ts";
@@ -123,7 +124,7 @@ export async function evaluateAndReport(
   try {
     await run.writeCurve(task.curve(run.records, valid.ppl));
   } catch (e) {
-    return failed(`${run.runDir}: cannot write results: ${describe(e)}`, e);
+    return failed(`${run.runDir}: cannot write results: ${describeError(e)}`, e);
   }
   return run.finish(results);
 }

@@ -51,6 +51,7 @@
  *
  * @module
  */
+import { describeError } from "../../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { isAbsolute, join } from "node:path";
 import { quoteShell } from "./shell.ts";
@@ -333,7 +334,7 @@ export async function writeSbatchScript(
       _tag: "SbatchWriteFailed",
       field,
       path: at,
-      message: `${at}: ${e instanceof Error ? e.message : String(e)}`,
+      message: `${at}: ${describeError(e)}`,
     });
   try {
     await Deno.mkdir(spec.logDir, { recursive: true });

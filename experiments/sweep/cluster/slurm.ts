@@ -33,6 +33,7 @@
  *
  * @module
  */
+import { describeError } from "../../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { splitShellWords } from "./shell.ts";
@@ -147,7 +148,7 @@ async function runSlurm(
         }): is Slurm installed here?`,
       });
     }
-    const why = e instanceof Error ? e.message : String(e);
+    const why = describeError(e);
     return E.left({
       _tag: "SlurmCommandFailed",
       command,
