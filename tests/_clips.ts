@@ -4,12 +4,8 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
-import {
-  type ClipTable,
-  readClipTable,
-  type SampleOptions,
-  writeSampleDataset,
-} from "../experiments/data/smarthome.ts";
+import { type ClipTable, readClipTable } from "../experiments/data/smarthome.ts";
+import { type SampleOptions, writeSampleDataset } from "../experiments/data/smarthome_sample.ts";
 
 /** Runs `f` with a temporary folder holding a generated dataset in `data/`, and its clip table. */
 export async function withSampleClips(

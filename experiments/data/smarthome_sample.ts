@@ -28,8 +28,10 @@
 import { describeError } from "../../spec/errors.ts";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { encodeNpy } from "../io/npy.ts";
+import { createRng } from "../loop/rng.ts";
 import { exists } from "./ptb.ts";
-import { writeSampleDataset } from "./smarthome.ts";
+import { featuresFile, SMARTHOME_CLASSES } from "./smarthome.ts";
 
 const USAGE = `usage: deno task smarthome:sample DIR [options]
 
@@ -157,3 +159,161 @@ export async function main(args: readonly string[], io: SampleIo = defaultIo): P
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
+
+// ---------------------------------------------------------------------------
+// Synthetic datasets
+
+/** Smarthome's subjects with cross-subject training and test subjects alternating. */
+const SUBJECT_ORDER = [3, 2, 4, 10, 6, 11, 7, 14, 9, 16, 12, 18, 13, 20, 15, 17, 19, 25];
+/** Cameras with the cross-view training (1), test (2) and validation (5) cameras first. */
+const CAMERA_ORDER = [1, 2, 5, 3, 4, 6, 7];
+
+/**
+ * Options of {@linkcode writeSampleDataset}.
+ *
+ * @example
+ * ```ts
+ * import type { SampleOptions } from "./smarthome_sample.ts";
+ * const tiny: SampleOptions = { clips: 200, dim: 8, classes: 4, seed: 1 };
+ * ```
+ */
+export interface SampleOptions {
+  /** Clips in all. Default 600. */
+  readonly clips?: number;
+  /** F: features per frame. Default 1024 (the presets' `model.input.dim`). */
+  readonly dim?: number;
+  /**
+   * Number of classes, the first of {@linkcode SMARTHOME_CLASSES} (named
+   * `class-k` beyond 31). Default 31.
+   */
+  readonly classes?: number;
+  /** Shortest clip, in frames. Default 64. */
+  readonly minFrames?: number;
+  /** Longest clip, in frames. Default 192. */
+  readonly maxFrames?: number;
+  /**
+   * The class signal occupies the first `signalFraction` of each clip's
+   * frames; the rest is noise. Default 1/8 (the first segment of the
+   * presets' 8-segment clips).
+   */
+  readonly signalFraction?: number;
+  /** Signal amplitude over unit noise, per feature. Default 1. */
+  readonly signal?: number;
+  /**
+   * The noise of every frame is A·z + jitter·n: z (unit Gaussian, `noiseRank`
+   * values) through a fixed random A [F, noiseRank] scaled to unit variance
+   * per feature, plus isotropic jitter n. Low-rank noise, as real features
+   * lie near a low-dimensional manifold, keeps a model from telling training
+   * clips apart by their noise alone (memorising them). Default 16 (at most F).
+   */
+  readonly noiseRank?: number;
+  /** Standard deviation of the isotropic part of the noise. Default 0.1. */
+  readonly jitter?: number;
+  /**
+   * Class frequencies fall as 1/(k + 1)^imbalance (Smarthome is heavily
+   * imbalanced); 0 makes classes equally frequent. Default 1.
+   */
+  readonly imbalance?: number;
+  /** Seed of everything drawn. Default 1. */
+  readonly seed?: number;
+}
+
+/**
+ * Writes a synthetic dataset in the layout {@linkcode readClipTable} reads,
+ * built so that only memory across segments can classify it: each class
+ * has a random prototype vector, which is added to the frames of the first
+ * `signalFraction` of every clip of that class; every frame is also noise of
+ * unit variance per feature (low-rank, see `noiseRank`). A model that sees
+ * only the end of a clip is at chance.
+ * Clip lengths vary uniformly in [minFrames, maxFrames]; subjects
+ * (Smarthome's 18 ids) and cameras (1–7) are assigned round-robin within
+ * each class, alternating the protocols' sides, so every protocol finds
+ * clips of most classes on each side; class frequencies are imbalanced
+ * (1/(k + 1)). Resolves to the clip count per class.
+ *
+ * @example
+ * ```ts
+ * import { writeSampleDataset } from "./smarthome_sample.ts";
+ * const dir = await Deno.makeTempDir();
+ * const counts = await writeSampleDataset(dir, { clips: 50, dim: 4, classes: 3 });
+ * console.log(counts.reduce((a, b) => a + b, 0)); // 50
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function writeSampleDataset(dir: string, opts: SampleOptions = {}): Promise<number[]> {
+  const n = opts.clips ?? 600;
+  const dim = opts.dim ?? 1024;
+  const k = opts.classes ?? 31;
+  const minFrames = opts.minFrames ?? 64;
+  const maxFrames = opts.maxFrames ?? 192;
+  const fraction = opts.signalFraction ?? 1 / 8;
+  const amplitude = opts.signal ?? 1;
+  const imbalance = opts.imbalance ?? 1;
+  const rank = Math.min(opts.noiseRank ?? 16, dim);
+  const jitter = opts.jitter ?? 0.1;
+  if (!(Number.isInteger(n) && n >= k && k >= 2)) {
+    throw new RangeError(`writeSampleDataset: need clips ≥ classes ≥ 2, got ${n} and ${k}`);
+  }
+  if (!(Number.isInteger(minFrames) && minFrames >= 1 && maxFrames >= minFrames)) {
+    throw new RangeError(`writeSampleDataset: bad frame range [${minFrames}, ${maxFrames}]`);
+  }
+  if (!(fraction > 0 && fraction <= 1)) {
+    throw new RangeError(`writeSampleDataset: signalFraction must be in (0, 1], got ${fraction}`);
+  }
+  const rng = createRng(opts.seed ?? 1);
+  // Box–Muller on two uniforms, both outputs used.
+  let spare: number | null = null;
+  const gauss = (): number => {
+    if (spare !== null) {
+      const s = spare;
+      spare = null;
+      return s;
+    }
+    const r = Math.sqrt(-2 * Math.log(1 - rng.float())), a = 2 * Math.PI * rng.float();
+    spare = r * Math.sin(a);
+    return r * Math.cos(a);
+  };
+  const names = Array.from({ length: k }, (_, i) => SMARTHOME_CLASSES[i] ?? `class-${i}`);
+  // Imbalanced counts: every class at least one clip, the rest by weight 1/(i + 1)^imbalance.
+  const weights = names.map((_, i) => 1 / Math.pow(i + 1, imbalance));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const counts = weights.map((w) => 1 + Math.floor(((n - k) * w) / total));
+  for (let i = 0; counts.reduce((a, b) => a + b, 0) < n; i = (i + 1) % k) counts[i]++;
+  // Prototypes: unit Gaussian per feature, scaled.
+  const protos = names.map(() => Float32Array.from({ length: dim }, () => amplitude * gauss()));
+  // The noise map A [F, rank], unit variance per feature.
+  const mix = Float32Array.from({ length: dim * rank }, () => gauss() / Math.sqrt(rank));
+  const z = new Float32Array(rank);
+  await Deno.mkdir(join(dir, "features"), { recursive: true });
+  await Deno.writeTextFile(join(dir, "classes.txt"), names.join("\n") + "\n");
+  const rows = ["clip_id,label,subject,camera,frames"];
+  let serial = 0;
+  for (let c = 0; c < k; c++) {
+    for (let j = 0; j < counts[c]; j++) {
+      // Round-robin, so every class with a few clips has some on each side of each protocol.
+      const subject = SUBJECT_ORDER[j % SUBJECT_ORDER.length];
+      const camera = CAMERA_ORDER[(j + Math.floor(j / CAMERA_ORDER.length)) % CAMERA_ORDER.length];
+      const t = minFrames + rng.int(maxFrames - minFrames + 1);
+      const id = `${names[c]}_p${String(subject).padStart(2, "0")}_r${
+        String(serial++).padStart(4, "0")
+      }_c${String(camera).padStart(2, "0")}`;
+      const data = new Float32Array(t * dim);
+      for (let f = 0; f < t; f++) {
+        for (let r = 0; r < rank; r++) z[r] = gauss();
+        for (let d = 0; d < dim; d++) {
+          let v = jitter * gauss();
+          for (let r = 0; r < rank; r++) v += mix[d * rank + r] * z[r];
+          data[f * dim + d] = v;
+        }
+      }
+      const signalFrames = Math.max(1, Math.floor(fraction * t));
+      for (let f = 0; f < signalFrames; f++) {
+        for (let d = 0; d < dim; d++) data[f * dim + d] += protos[c][d];
+      }
+      await Deno.writeFile(featuresFile(dir, id), encodeNpy({ shape: [t, dim], data }));
+      rows.push(`${id},${c},${subject},${camera},${t}`);
+    }
+  }
+  await Deno.writeTextFile(join(dir, "clips.csv"), rows.join("\n") + "\n");
+  return counts;
+}

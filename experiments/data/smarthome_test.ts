@@ -3,24 +3,18 @@ import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { encodeNpy } from "../io/npy.ts";
 import { createRng } from "../loop/rng.ts";
+import { classCounts, type Protocol, PROTOCOLS, splitClips } from "./smarthome_protocols.ts";
 import {
-  classCounts,
   type ClipRecord,
-  ClipStore,
   type ClipTable,
-  drawBatch,
   featuresFile,
-  featureStats,
   parseClasses,
   parseClipsCsv,
-  type Protocol,
-  PROTOCOLS,
   readClipTable,
-  resampleIndex,
   SMARTHOME_CV_CLASSES,
-  splitClips,
-  writeSampleDataset,
 } from "./smarthome.ts";
+import { ClipStore, drawBatch, featureStats, resampleIndex } from "./smarthome_store.ts";
+import { writeSampleDataset } from "./smarthome_sample.ts";
 
 /** A dataset directory from rows `[id, label, subject, camera, frames]`, F features per frame. */
 async function writeDataset(

@@ -170,3 +170,22 @@ export function createRng(seed: number): Rng {
   // mix32 is a bijection and the four inputs differ, so at most one word is zero.
   return restoreRng([words[0], words[1], words[2], words[3]]);
 }
+
+/**
+ * Shuffles `xs` in place (Fisher–Yates), drawing from `rng`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createRng, shuffle } from "./rng.ts";
+ * const xs = [1, 2, 3, 4, 5];
+ * shuffle(xs, createRng(1));
+ * assert.deepEqual([...xs].sort(), [1, 2, 3, 4, 5]);
+ * ```
+ */
+export function shuffle<A>(xs: A[], rng: Rng): void {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [xs[i], xs[j]] = [xs[j], xs[i]];
+  }
+}

@@ -20,7 +20,8 @@
  */
 import type { Params, Program } from "../../core/program.ts";
 import { tf } from "../../ops/tf.ts";
-import type { ClipRecord, ClipStore } from "../data/smarthome.ts";
+import type { ClipRecord } from "../data/smarthome.ts";
+import type { ClipStore } from "../data/smarthome_store.ts";
 
 /**
  * Counts [C][C]: `m[t][p]` clips of true class t predicted as p.
@@ -205,7 +206,8 @@ export interface ClipPredictions {
  * ```ts
  * import type { Params, Program } from "../../core/program.ts";
  * import { confusionMatrix, predictClips, scoreConfusion } from "./classification.ts";
- * import type { ClipRecord, ClipStore } from "../data/smarthome.ts";
+ * import type { ClipRecord } from "../data/smarthome.ts";
+ * import type { ClipStore } from "../data/smarthome_store.ts";
  *
  * async function meanClassAccuracy(
  *   program: Program, params: Params, store: ClipStore, clips: ClipRecord[], classes: string[],

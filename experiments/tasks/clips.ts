@@ -28,7 +28,7 @@
  * ```ts
  * import { join } from "node:path";
  * import { override } from "../overrides.ts";
- * import { writeSampleDataset } from "../data/smarthome.ts";
+ * import { writeSampleDataset } from "../data/smarthome_sample.ts";
  * import { smarthomePreset } from "./clips_experiment.ts";
  * import { runSmarthome } from "./clips.ts";
  *
@@ -60,16 +60,9 @@ import { taskRunner } from "../loop/loop.ts";
 import type { Outcome, Task, TaskSetup } from "../loop/task.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "../loop/rng.ts";
 import { badInput, type RunError, type SessionOptions, startProgram } from "../loop/run_folder.ts";
-import {
-  classCounts,
-  type ClipSplit,
-  ClipStore,
-  type ClipTable,
-  drawBatch,
-  featureStats,
-  readClipTable,
-  splitClips,
-} from "../data/smarthome.ts";
+import { classCounts, type ClipSplit, splitClips } from "../data/smarthome_protocols.ts";
+import { ClipStore, drawBatch, featureStats } from "../data/smarthome_store.ts";
+import { type ClipTable, readClipTable } from "../data/smarthome.ts";
 import {
   classifierSteps,
   decodeSmarthomeExperiment,

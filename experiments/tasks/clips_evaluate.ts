@@ -26,7 +26,9 @@ import {
 import { type RunContext, type Task, testNote } from "../loop/task.ts";
 import type { Progress } from "../loop/progress.ts";
 import { failed, type RunError, writeAtomic } from "../loop/run_folder.ts";
-import type { ClipRecord, ClipSplit, ClipStore, ClipTable } from "../data/smarthome.ts";
+import type { ClipRecord, ClipTable } from "../data/smarthome.ts";
+import type { ClipSplit } from "../data/smarthome_protocols.ts";
+import type { ClipStore } from "../data/smarthome_store.ts";
 import type { SmarthomeExperiment } from "./clips_experiment.ts";
 import type { SmarthomeOutcome, SmarthomeResults } from "./clips.ts";
 import { confusionMatrixSvg } from "../io/svg.ts";

@@ -49,14 +49,14 @@ import {
   sharedTrainingFields,
 } from "../experiment.ts";
 import { ModelSpecField, Name, nullable } from "../fields.ts";
+import type { Balance } from "../data/smarthome_store.ts";
 import {
-  type Balance,
   type ClipFilter,
   type Protocol,
   PROTOCOLS,
-  SMARTHOME_CLASSES,
   type ValidationSplit,
-} from "../data/smarthome.ts";
+} from "../data/smarthome_protocols.ts";
+import { SMARTHOME_CLASSES } from "../data/smarthome.ts";
 
 // ---------------------------------------------------------------------------
 // Settings
@@ -67,7 +67,7 @@ import {
  * @example
  * ```ts
  * import type { SmarthomeData } from "./clips_experiment.ts";
- * import { PROTOCOLS } from "../data/smarthome.ts";
+ * import { PROTOCOLS } from "../data/smarthome_protocols.ts";
  * const data: SmarthomeData = {
  *   dir: "/data/smarthome", protocol: PROTOCOLS["cross-subject"], clipFrames: 128, standardize: true,
  * };
@@ -224,7 +224,7 @@ export const ValidationSplitCodec: TaggedUnionCodec<{
  * @example
  * ```ts
  * import { ProtocolCodec } from "./clips_experiment.ts";
- * import { PROTOCOLS } from "../data/smarthome.ts";
+ * import { PROTOCOLS } from "../data/smarthome_protocols.ts";
  * console.log(ProtocolCodec.is(PROTOCOLS["cross-view-1"])); // true
  * ```
  */

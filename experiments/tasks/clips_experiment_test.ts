@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import * as E from "fp-ts/lib/Either.js";
 import { main } from "../cli.ts";
 import { presetNames, presetPlan } from "../presets.ts";
-import { PROTOCOLS, SMARTHOME_CV_CLASSES } from "../data/smarthome.ts";
+import { PROTOCOLS } from "../data/smarthome_protocols.ts";
+import { SMARTHOME_CV_CLASSES } from "../data/smarthome.ts";
 import {
   classifierSteps,
   decodeSmarthomeExperiment,
