@@ -31,7 +31,8 @@ import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import { readCheckpoint, readLatestCheckpoint } from "../experiments/loop/checkpoint.ts";
 import type { Checkpoint } from "../experiments/loop/checkpoint_format.ts";
-import { exists, readCorpus } from "../experiments/data/ptb.ts";
+import { exists } from "../experiments/data/_shared.ts";
+import { readCorpus } from "../experiments/data/ptb.ts";
 import { decodeExperiment, type Experiment } from "../experiments/experiment.ts";
 import {
   BadInput,

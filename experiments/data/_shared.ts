@@ -143,3 +143,22 @@ export function unreadableFile(file: string, e: unknown): DataError {
 export function openError(file: string, e: unknown, hint: string): DataError {
   return e instanceof Deno.errors.NotFound ? missingFile(file, hint) : unreadableFile(file, e);
 }
+
+/**
+ * Whether a file or folder exists (other stat errors propagate).
+ *
+ * @example
+ * ```ts
+ * import { exists } from "./_shared.ts";
+ * console.log(await exists("/")); // true
+ * ```
+ */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}

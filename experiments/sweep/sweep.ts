@@ -23,7 +23,8 @@ import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import type { Either } from "../../spec/either.ts";
 import { readLatestCheckpoint } from "../loop/checkpoint.ts";
-import { type Corpus, exists } from "../data/ptb.ts";
+import type { Corpus } from "../data/ptb.ts";
+import { exists } from "../data/_shared.ts";
 import { decodeSweep, type Sweep } from "../sweep_spec.ts";
 import {
   loadExperimentData,

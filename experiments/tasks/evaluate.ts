@@ -30,7 +30,7 @@
  */
 import type { ModelState, Params, Program } from "../../core/program.ts";
 import { tf } from "../../ops/tf.ts";
-import { batchify, countWindows, segmentWindows } from "../data/ptb.ts";
+import { batchify, countWindows, segmentWindows } from "../data/windows.ts";
 
 /**
  * What {@linkcode evaluateSplit} measured.

@@ -49,17 +49,16 @@ import type { ModelSpec } from "../../spec/types.ts";
 import type { Checkpoint } from "../loop/checkpoint_format.ts";
 import {
   batchify,
-  type Corpus,
   countWindows,
-  dataDirFromEnvironment,
   type DataPosition,
-  loadPtb,
-  PTB_FILES,
   segmentWindows,
   type Streams,
-} from "../data/ptb.ts";
+} from "../data/windows.ts";
+import { type Corpus, dataDirFromEnvironment, PTB_FILES } from "../data/ptb.ts";
+import { loadPtb } from "../data/ptb_download.ts";
 import { evaluateSplit } from "./evaluate.ts";
-import { type ReadProgress, WT103_FILES, wt103DirFromEnvironment } from "../data/wt103.ts";
+import type { ReadProgress } from "../data/wt103_stream.ts";
+import { WT103_FILES, wt103DirFromEnvironment } from "../data/wt103.ts";
 import { loadWt103 } from "../data/wt103_download.ts";
 import { decodeExperiment, type Experiment, tokensPerStep, totalSteps } from "../experiment.ts";
 import { taskRunner } from "../loop/loop.ts";
