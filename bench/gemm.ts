@@ -41,7 +41,8 @@ import {
   stopMatmulWorkers,
   uninstallMatmul,
 } from "../ops/matmul.ts";
-import { chunksOf, startGemmPool } from "../ops/gemm_pool.ts";
+import { chunksOf } from "../ops/gemm_chunks.ts";
+import { startGemmPool } from "../ops/gemm_pool.ts";
 import { compileReference, makeRunner, type Runner } from "./peers/ours.ts";
 import { CpuMeter, describeLoad } from "./_load.ts";
 

@@ -19,7 +19,7 @@ import { registerFusedKernels } from "./fused.ts";
 import { registerFusionKernels } from "./fusion/mod.ts";
 import { chooseKernelBuild, type KernelBuildChoice, type KernelBuildName } from "./heap.ts";
 import { registerGradients } from "./lower.ts";
-import { compileGemm } from "./gemm_pool.ts";
+import { compileGemm } from "./gemm_kernel.ts";
 import { installMatmul, matmulThreads, type MatmulTier } from "./matmul.ts";
 
 /**

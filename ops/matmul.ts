@@ -32,17 +32,13 @@
  *
  * @module
  */
-import { describeError } from "../spec/errors.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { type Blas, type BlasError, loadBlas } from "./blas.ts";
-import {
-  type GemmPool,
-  type GemmPoolStats,
-  type GemmThreads,
-  gemmThreads,
-  startGemmPool,
-} from "./gemm_pool.ts";
+import type { GemmPoolStats } from "./gemm_pool.ts";
+import { gemmThreads } from "./gemm_threads.ts";
+import { poolOf, type Portable, portableKernel } from "./matmul_portable.ts";
+import { type Args, planOf, sizeOf, type WasmBackend, zeros } from "./matmul_wasm.ts";
 
 /**
  * Which replacement kernel runs: native BLAS or pure wasm.
@@ -83,7 +79,7 @@ export interface MatmulOptions {
   /**
    * Portable tier: products with fewer FLOPs per element of A, B and C run
    * on the calling thread alone (default `DEFAULT_MIN_INTENSITY` of
-   * `ops/gemm_pool.ts`).
+   * `ops/gemm_chunks.ts`).
    */
   readonly minIntensity?: number;
   /**
@@ -93,108 +89,6 @@ export interface MatmulOptions {
    */
   readonly portableKernel?: "gemm" | "xnnpack";
 }
-
-// --- what the kernels use of tfjs-backend-wasm -------------------------------
-
-/**
- * The parts of tfjs-backend-wasm's `BackendWasm` the kernels rely on (fields
- * its typings mark private included), checked against version 4.22.
- */
-interface WasmBackend {
-  readonly wasm: {
-    /** Emscripten re-creates this view when memory grows: read it after every allocation. */
-    readonly HEAPF32: Float32Array;
-    readonly tfjs: {
-      registerTensor(id: number, size: number, memoryOffset: number): void;
-      disposeData(id: number): void;
-    };
-    cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
-    /** Emscripten's allocator on the heap (byte offsets). */
-    _malloc(bytes: number): number;
-    _free(offset: number): void;
-    /** The exports of tfjs's own module; `memory` is its heap. */
-    readonly asm?: { readonly memory?: WebAssembly.Memory };
-  };
-  /** Next free C++ tensor id; views of slices reserve ids from it so they never collide. */
-  dataIdNextNumber: number;
-  readonly dataIdMap: { get(dataId: unknown): { id: number; memoryOffset: number } };
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  disposeData(dataId: unknown): boolean;
-}
-
-/** The C++ entry point of the stock kernel, for XNNPACK on slice views. */
-type RawBatchMatMul = (
-  aId: number,
-  aShape: Uint8Array,
-  aRank: number,
-  bId: number,
-  bShape: Uint8Array,
-  bRank: number,
-  transposeA: number,
-  transposeB: number,
-  outId: number,
-) => void;
-
-interface Args {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}
-
-/** A product the replacement handles, as rank-3 operands with batches `batchA`, `batchB`. */
-interface Plan {
-  readonly a: tf.TensorInfo;
-  readonly b: tf.TensorInfo;
-  readonly transposeA: boolean;
-  readonly transposeB: boolean;
-  readonly batchA: number;
-  readonly batchB: number;
-  readonly m: number;
-  readonly n: number;
-  readonly k: number;
-  /** tfjs's output shape: the broadcast batch dims, then [M, N]. */
-  readonly outShape: number[];
-}
-
-const sizeOf = (s: readonly number[]): number => s.reduce((p, d) => p * d, 1);
-
-/** The product as rank-3 batches, or null when the stock kernel should take it. */
-const planOf = (args: Args): Plan | null => {
-  const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-  const transposeA = args.attrs?.transposeA === true;
-  const transposeB = args.attrs?.transposeB === true;
-  if (a.dtype !== "float32" || b.dtype !== "float32") return null;
-  const ra = a.shape.length, rb = b.shape.length;
-  if (ra < 2 || rb < 2) return null;
-  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
-  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
-  const kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
-  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
-  if (k !== kb) return null;
-  const outerA = a.shape.slice(0, -2), outerB = b.shape.slice(0, -2);
-  const batchA = sizeOf(outerA), batchB = sizeOf(outerB);
-  // Only equal batches or a batch of 1 flatten to one batch index; anything
-  // else (e.g. [2, 1] against [1, 3]) stays with the stock kernel.
-  if (batchA !== batchB && batchA !== 1 && batchB !== 1) return null;
-  let outer: number[];
-  try {
-    outer = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
-  } catch {
-    return null;
-  }
-  return { a, b, transposeA, transposeB, batchA, batchB, m, n, k, outShape: [...outer, m, n] };
-};
-
-/**
- * An all-zero output: an empty sum (K = 0) or an empty result. The stock
- * kernel returns uninitialised memory for K = 0 on its XNNPACK path.
- */
-const zeros = (backend: WasmBackend, shape: number[]): tf.TensorInfo => {
-  const out = backend.makeOutput(shape, "float32");
-  const at = backend.dataIdMap.get(out.dataId).memoryOffset >>> 2;
-  backend.wasm.HEAPF32.fill(0, at, at + sizeOf(shape));
-  return out;
-};
 
 // --- native tier ---------------------------------------------------------------
 
@@ -233,213 +127,6 @@ const nativeKernel = (blas: Blas, stock: tf.KernelFunc): tf.KernelFunc => (args)
     );
   }
   return out;
-};
-
-// --- portable tier -------------------------------------------------------------
-
-/** The portable tier's GEMM pool, made on the first product (it needs the backend's heap). */
-interface Portable {
-  readonly opts: {
-    readonly threads?: number;
-    readonly minParallelFlops?: number;
-    readonly minIntensity?: number;
-  };
-  /** What the environment allows, found at installation (before any pool exists). */
-  readonly probe: GemmThreads;
-  pool: { readonly backend: WasmBackend; readonly pool: GemmPool } | null;
-  /** Why the pool cannot run on this backend: the tier then runs XNNPACK. */
-  failed: string | null;
-}
-
-/** The pool of `backend`, or null (and `p.failed` set) when it cannot be made. */
-const poolOf = (p: Portable, backend: WasmBackend): GemmPool | null => {
-  if (p.pool?.backend === backend) return p.pool.pool;
-  if (p.failed !== null) return null;
-  p.pool?.pool.dispose(); // a backend made anew (tf.removeBackend): start over on its heap
-  p.pool = null;
-  const memory = backend.wasm.asm?.memory;
-  if (!(memory instanceof WebAssembly.Memory)) {
-    p.failed = "tfjs-backend-wasm does not expose its memory (Module.asm.memory)";
-  } else {
-    try {
-      const pool = startGemmPool({
-        memory,
-        alloc: (bytes) => backend.wasm._malloc(bytes) >>> 0,
-        free: (at) => backend.wasm._free(at),
-      }, p.opts);
-      p.pool = { backend, pool };
-      return pool;
-    } catch (e) {
-      p.failed = `the GEMM kernel cannot start: ${describeError(e)}`;
-    }
-  }
-  console.warn(`portable matmul: running XNNPACK on one thread: ${p.failed}`);
-  return null;
-};
-
-/** From 5 to this many rows − 1 (batch folded in) an untransposed product with a shared B runs XNNPACK. */
-const FEW_ROWS = 16;
-
-const portableKernel = (
-  stock: tf.KernelFunc,
-  transpose: tf.KernelFunc,
-  portable: Portable,
-): tf.KernelFunc => {
-  const xnnpack = xnnpackKernel(stock, transpose);
-  return (args) => {
-    const plan = planOf(args as Args);
-    if (plan === null) return stock(args);
-    const backend = args.backend as unknown as WasmBackend;
-    if (plan.k === 0 || sizeOf(plan.outShape) === 0) return zeros(backend, plan.outShape);
-    const { m, n, k, batchA, batchB, transposeA, transposeB } = plan;
-    // 5–15 rows times a shared, untransposed B (batch-1 inference over a prefix):
-    // the kernel would spend about as much on packing B as on the product, while
-    // XNNPACK packs a weight once and keeps it. (Up to 4 rows the kernel reads B
-    // unpacked, faster than XNNPACK, and, unlike it, as fast on a B it has not seen.)
-    const rows = batchA * m;
-    const fewRows = !transposeA && !transposeB && batchB === 1 && rows > 4 && rows < FEW_ROWS;
-    const pool = fewRows ? null : poolOf(portable, backend);
-    if (pool === null) return xnnpack(args, plan);
-    const out = backend.makeOutput(plan.outShape, "float32");
-    // After makeOutput, which may have grown the heap: the offsets stay valid.
-    const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
-    const fold = batchB === 1 && !transposeA; // a shared B: A's batch is just more rows
-    const batch = fold ? 1 : Math.max(batchA, batchB);
-    pool.gemm({
-      batch,
-      m: fold ? batchA * m : m,
-      n,
-      k,
-      a: at(plan.a),
-      transposeA,
-      batchA: fold ? 1 : batchA,
-      b: at(plan.b),
-      transposeB,
-      batchB,
-      c: at(out),
-    });
-    return out;
-  };
-};
-
-/**
- * The fallback: XNNPACK, which wants untransposed operands, so transposed
- * ones are transposed explicitly with the wasm `Transpose` kernel first.
- */
-const xnnpackKernel = (
-  stock: tf.KernelFunc,
-  transpose: tf.KernelFunc,
-): (args: Parameters<tf.KernelFunc>[0], plan: Plan) => tf.TensorInfo | tf.TensorInfo[] => {
-  let raw: { backend: WasmBackend; call: RawBatchMatMul } | null = null;
-  const rawFor = (backend: WasmBackend): RawBatchMatMul => {
-    if (raw === null || raw.backend !== backend) {
-      const call = backend.wasm.cwrap("BatchMatMul", null, [
-        "number",
-        "array",
-        "number",
-        "number",
-        "array",
-        "number",
-        "number",
-        "number",
-        "number",
-      ]) as RawBatchMatMul;
-      raw = { backend, call };
-    }
-    return raw.call;
-  };
-
-  return (args, plan) => {
-    const backend = args.backend as unknown as WasmBackend;
-    const { m, n, k, batchA, batchB, transposeA, transposeB } = plan;
-    // The stock kernel already runs XNNPACK on this one (and caches B's packing by its id).
-    if (!transposeA && !transposeB && batchA === 1 && batchB === 1) return stock(args);
-    const temps: tf.TensorInfo[] = [];
-    try {
-      // Untransposed rank-3 operands: A [batchA, M, K], B [batchB, K, N].
-      const upright = (
-        t: tf.TensorInfo,
-        batch: number,
-        rows: number,
-        cols: number,
-        flip: boolean,
-      ) => {
-        if (!flip) return { dataId: t.dataId, shape: [batch, rows, cols], dtype: t.dtype };
-        const stored = { dataId: t.dataId, shape: [batch, cols, rows], dtype: t.dtype };
-        const y = transpose({
-          inputs: { x: stored },
-          backend: args.backend,
-          attrs: { perm: [0, 2, 1] },
-        }) as tf.TensorInfo;
-        temps.push(y);
-        return { dataId: y.dataId, shape: [batch, rows, cols], dtype: t.dtype };
-      };
-      const a = upright(plan.a, batchA, m, k, transposeA);
-      const b = upright(plan.b, batchB, k, n, transposeB);
-      const attrs = { transposeA: false, transposeB: false };
-      if (batchB === 1) {
-        // A shared B: fold A's batch into its rows, one XNNPACK product.
-        const out = stock({
-          inputs: { a: { ...a, shape: [1, batchA * m, k] }, b: { ...b, shape: [1, k, n] } },
-          backend: args.backend,
-          attrs,
-        }) as tf.TensorInfo;
-        out.shape = plan.outShape;
-        return out;
-      }
-      const out = backend.makeOutput(plan.outShape, "float32");
-      slices(backend, rawFor(backend), { a, b, out, batchA, batchB, m, n, k });
-      return out;
-    } finally {
-      for (const t of temps) backend.disposeData(t.dataId);
-    }
-  };
-};
-
-/**
- * XNNPACK once per batch entry: each slice of A, B and the output gets a
- * C++ tensor id of its own pointing into its operand's memory (no copy), and
- * the stock C++ entry point runs on those batch-1 views. The views are
- * unregistered afterwards, which also frees XNNPACK's operator cached for
- * each B slice; their memory belongs to the operands and is never freed here.
- */
-const slices = (
-  backend: WasmBackend,
-  raw: RawBatchMatMul,
-  p: {
-    a: tf.TensorInfo;
-    b: tf.TensorInfo;
-    out: tf.TensorInfo;
-    batchA: number;
-    batchB: number;
-    m: number;
-    n: number;
-    k: number;
-  },
-): void => {
-  const { m, n, k } = p;
-  const tfjs = backend.wasm.tfjs;
-  const a0 = backend.dataIdMap.get(p.a.dataId), b0 = backend.dataIdMap.get(p.b.dataId);
-  const c0 = backend.dataIdMap.get(p.out.dataId);
-  const shapeA = new Uint8Array(new Int32Array([1, m, k]).buffer);
-  const shapeB = new Uint8Array(new Int32Array([1, k, n]).buffer);
-  const views: number[] = [];
-  const view = (memoryOffset: number, size: number): number => {
-    const id = backend.dataIdNextNumber++;
-    tfjs.registerTensor(id, size, memoryOffset);
-    views.push(id);
-    return id;
-  };
-  try {
-    for (let i = 0; i < p.batchB; i++) {
-      const ai = p.batchA === 1 ? a0.id : view(a0.memoryOffset + 4 * i * m * k, m * k);
-      const bi = view(b0.memoryOffset + 4 * i * k * n, k * n);
-      const ci = view(c0.memoryOffset + 4 * i * m * n, m * n);
-      raw(ai, shapeA, 3, bi, shapeB, 3, 0, 0, ci);
-    }
-  } finally {
-    for (const id of views) tfjs.disposeData(id);
-  }
 };
 
 // --- installation ----------------------------------------------------------------

@@ -11,15 +11,14 @@
  * largest entries; a wrong stride, block or copy gives O(1).
  */
 import assert from "node:assert/strict";
+import { chunksOf, type GemmProduct } from "../ops/gemm_chunks.ts";
 import {
-  chunksOf,
   DEFAULT_MIN_PARALLEL_FLOPS,
   type GemmHeap,
   type GemmPool,
-  type GemmProduct,
-  gemmThreads,
   startGemmPool,
 } from "../ops/gemm_pool.ts";
+import { gemmThreads } from "../ops/gemm_threads.ts";
 import { prng } from "./_ops_cases.ts";
 
 const TOL = 1e-5;

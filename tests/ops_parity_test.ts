@@ -23,7 +23,8 @@ import {
   TfBackend,
   toTensor,
 } from "../ops/lower.ts";
-import { evalRef, interpret, MASKED, type RefTensor, refTensor } from "../ops/reference.ts";
+import { evalRef, interpret, type RefTensor, refTensor } from "../ops/reference.ts";
+import { MASKED } from "../ops/reference_ops.ts";
 import { Ops } from "../spec/ops_builder.ts";
 import { lmTracer, mixedError, opCases, sampler, scoped } from "./_ops_cases.ts";
 

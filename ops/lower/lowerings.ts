@@ -8,7 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { MASKED } from "../reference.ts";
+import { MASKED } from "../reference_ops.ts";
 import { gatherRows, softmaxXent, softmaxXentGrad } from "../fused.ts";
 import { dropoutMask } from "../dropout.ts";
 import { LAYER_NORM, layerNormKernel } from "../fusion/norm.ts";
