@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tempDir } from "../tests/_temp.ts";
 import * as E from "fp-ts/lib/Either.js";
 import { type Cli, type CliError, parseCli } from "./args.ts";
 import {
@@ -10,12 +11,6 @@ import {
   readConfigFile,
   setPath,
 } from "./overrides.ts";
-
-/** A temporary directory removed when the test's `await using` scope ends. */
-async function tempDir(prefix: string): Promise<AsyncDisposable & { path: string }> {
-  const path = await Deno.makeTempDir({ prefix });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
 
 function cli(argv: string[]): Cli {
   const r = parseCli(argv);

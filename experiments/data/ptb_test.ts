@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tempDir } from "../../tests/_temp.ts";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as E from "fp-ts/lib/Either.js";
@@ -12,12 +13,6 @@ import {
   resolveDataDir,
 } from "./ptb.ts";
 import { type DownloadOptions, downloadPtb, loadPtb } from "./ptb_download.ts";
-
-/** A temporary directory removed when the test's `await using` scope ends. */
-async function tempDir(prefix: string): Promise<AsyncDisposable & { path: string }> {
-  const path = await Deno.makeTempDir({ prefix });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
 
 const TRAIN = " the cat sat\n the dog sat on the mat\n a cat\n";
 const VALID = " the mat sat\n a dog\n";

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tempDir } from "../../tests/_temp.ts";
 import { join } from "node:path";
 import * as E from "fp-ts/lib/Either.js";
 import {
@@ -31,10 +32,7 @@ function sample(step: number): Checkpoint {
 }
 
 /** A fresh checkpoint directory, removed when the test's `await using` scope ends. */
-async function checkpointDir(): Promise<AsyncDisposable & { path: string }> {
-  const path = await Deno.makeTempDir({ prefix: "crt-ckpt-" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
+const checkpointDir = (): Promise<AsyncDisposable & { path: string }> => tempDir("crt-ckpt-");
 
 function right<A>(r: E.Either<CheckpointError, A>): A {
   if (E.isLeft(r)) assert.fail(`${r.left._tag}: ${r.left.message}`);
