@@ -41,10 +41,10 @@ import { ADAMW_DEFAULTS, type Experiment, type TrainingSettings } from "./experi
 import type { Sweep, SweepMember } from "./sweep_spec.ts";
 import {
   describeSmarthomePreset,
-  type SmarthomeExperiment,
   smarthomePreset,
   smarthomePresetNames,
-} from "./tasks/clips_experiment.ts";
+} from "./tasks/clips_presets.ts";
+import type { SmarthomeExperiment } from "./tasks/clips_experiment.ts";
 
 /**
  * What a preset resolves to: one experiment, or a sweep of several.

@@ -20,14 +20,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type SbatchSpec, writeSbatchScript } from "../experiments/sweep/cluster/sbatch.ts";
 import { submitSbatch } from "../experiments/sweep/cluster/slurm.ts";
-import {
-  cancelMidRun,
-  parseSlurmdC,
-  renderSlurmConf,
-  showTasks,
-  slurmClusterTest,
-  untilArrayEnds,
-} from "./_slurm.ts";
+import { cancelMidRun, showTasks, untilArrayEnds } from "./_slurm_jobs.ts";
+import { parseSlurmdC, renderSlurmConf, slurmClusterTest } from "./_slurm.ts";
 
 /** Steps each task counts to; one step every STEP_SECONDS. */
 const STEPS = 20;

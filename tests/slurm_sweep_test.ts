@@ -15,7 +15,8 @@ import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { tinyExperiment, writeCorpus } from "./_corpus.ts";
 import type { Sweep } from "../experiments/sweep_spec.ts";
-import { cancelMidRun, showTasks, slurmClusterTest, untilArrayEnds } from "./_slurm.ts";
+import { cancelMidRun, showTasks, untilArrayEnds } from "./_slurm_jobs.ts";
+import { slurmClusterTest } from "./_slurm.ts";
 
 /** The whole test, cluster start to stop, must end well within this. */
 const LIMIT_MS = 240_000;

@@ -14,10 +14,8 @@ import { ensureBackend } from "../ops/backend.ts";
 import type { CrtSpec, TransformerSpec } from "../spec/codecs.ts";
 import { override } from "../experiments/overrides.ts";
 import { withSampleClips } from "./_clips.ts";
-import {
-  type SmarthomeExperiment,
-  smarthomePreset,
-} from "../experiments/tasks/clips_experiment.ts";
+import type { SmarthomeExperiment } from "../experiments/tasks/clips_experiment.ts";
+import { smarthomePreset } from "../experiments/tasks/clips_presets.ts";
 import { runSmarthome, type SmarthomeResults } from "../experiments/tasks/clips.ts";
 import { tinyCrtGru, tinyTransformer, wide } from "./_tiny.ts";
 

@@ -29,7 +29,7 @@
  * import { join } from "node:path";
  * import { override } from "../overrides.ts";
  * import { writeSampleDataset } from "../data/smarthome_sample.ts";
- * import { smarthomePreset } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * import { runSmarthome } from "./clips.ts";
  *
  * const dir = await Deno.makeTempDir();
@@ -243,7 +243,7 @@ function dataDir(exp: SmarthomeExperiment): Either<string, string> {
  * @example
  * ```ts
  * import { loadSmarthomeData } from "./clips.ts";
- * import { smarthomePreset } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * const exp = smarthomePreset("smarthome");
  * const r = await loadSmarthomeData({ ...exp, data: { ...exp.data, dir: "/nonexistent" } });
  * if (r._tag === "Left") console.log(r.left.split("\n")[0]);
@@ -288,7 +288,7 @@ export async function loadSmarthomeData(
  * @example
  * ```ts
  * import { ensureBackend } from "../../ops/backend.ts";
- * import { smarthomePreset } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * import { smarthomeCosts } from "./clips.ts";
  * await ensureBackend();
  * const c = smarthomeCosts(smarthomePreset("smarthome"));
@@ -332,7 +332,7 @@ export function smarthomeCosts(exp: SmarthomeExperiment): Either<
  * @example
  * ```ts
  * import { runSmarthome } from "./clips.ts";
- * import { smarthomePreset } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * const exp = smarthomePreset("smarthome", { quick: true });
  * const r = await runSmarthome({ ...exp, data: { ...exp.data, dir: "/nonexistent" } }, {
  *   runDir: await Deno.makeTempDir(), progress: false,

@@ -5,13 +5,14 @@
  * output settings as one plain, JSON-serialisable value, decoded strictly
  * by {@linkcode decodeSmarthomeExperiment} (every problem names its path, as
  * `--set` writes it). The presets `smarthome`, `smarthome-full`,
- * `smarthome-cv1` and `smarthome-cv2` are built here
- * ({@linkcode smarthomePreset}) and listed in `presets.ts`.
+ * `smarthome-cv1` and `smarthome-cv2` are built in `clips_presets.ts` and
+ * listed in `presets.ts`.
  *
  * @example Decode an override
  * ```ts
  * import * as E from "fp-ts/lib/Either.js";
- * import { decodeSmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
+ * import { decodeSmarthomeExperiment } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  *
  * const exp = smarthomePreset("smarthome", { quick: true });
  * const r = decodeSmarthomeExperiment({ ...exp, data: { ...exp.data, clipFrames: 100 } });
@@ -38,11 +39,8 @@ import {
   type TaggedUnionCodec,
 } from "../../spec/combinators.ts";
 import type { Either } from "../../spec/either.ts";
-import type { CrtSpec, ModelSpec, TransformerSpec } from "../../spec/codecs.ts";
-import { referenceCrt, referenceTransformer } from "../../spec/reference_specs.ts";
-import { override } from "../overrides.ts";
+import type { ModelSpec } from "../../spec/codecs.ts";
 import {
-  ADAMW_DEFAULTS,
   type OutputSettings,
   OutputSettingsCodec,
   type SharedTraining,
@@ -50,13 +48,7 @@ import {
 } from "../experiment.ts";
 import { ModelSpecField, Name, nullable } from "../fields.ts";
 import type { Balance } from "../data/smarthome_store.ts";
-import {
-  type ClipFilter,
-  type Protocol,
-  PROTOCOLS,
-  type ValidationSplit,
-} from "../data/smarthome_protocols.ts";
-import { SMARTHOME_CLASSES } from "../data/smarthome.ts";
+import type { ClipFilter, Protocol, ValidationSplit } from "../data/smarthome_protocols.ts";
 
 // ---------------------------------------------------------------------------
 // Settings
@@ -100,7 +92,7 @@ export interface SmarthomeData {
  *
  * @example
  * ```ts
- * import { smarthomePreset } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * console.log(smarthomePreset("smarthome").training.balance); // classBalanced
  * ```
  */
@@ -142,7 +134,8 @@ export interface ClassifierEvaluation {
  * @example
  * ```ts
  * import { override } from "../overrides.ts";
- * import { type SmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
+ * import type { SmarthomeExperiment } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * const longer: SmarthomeExperiment = override(smarthomePreset("smarthome"), { training: { epochs: 60 } });
  * console.log(longer.training.epochs); // 60
  * ```
@@ -241,7 +234,8 @@ export const ProtocolCodec: StrictCodec<FieldCodecs<Protocol>> = strict<FieldCod
  *
  * @example
  * ```ts
- * import { SmarthomeDataCodec, smarthomePreset } from "./clips_experiment.ts";
+ * import { SmarthomeDataCodec } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * console.log(SmarthomeDataCodec.is(smarthomePreset("smarthome").data)); // true
  * ```
  */
@@ -259,7 +253,8 @@ export const SmarthomeDataCodec: StrictCodec<FieldCodecs<SmarthomeData>> = stric
  *
  * @example
  * ```ts
- * import { ClassifierTrainingCodec, smarthomePreset } from "./clips_experiment.ts";
+ * import { ClassifierTrainingCodec } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * console.log(ClassifierTrainingCodec.is(smarthomePreset("smarthome").training)); // true
  * ```
  */
@@ -290,7 +285,8 @@ export const ClassifierEvaluationCodec: StrictCodec<FieldCodecs<ClassifierEvalua
  *
  * @example
  * ```ts
- * import { SmarthomeExperimentCodec, smarthomePreset } from "./clips_experiment.ts";
+ * import { SmarthomeExperimentCodec } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * console.log(SmarthomeExperimentCodec.is(smarthomePreset("smarthome-cv2"))); // true
  * ```
  */
@@ -319,7 +315,8 @@ type _Split = Assert<MutuallyAssignable<t.TypeOf<typeof ValidationSplitCodec>, V
  *
  * @example
  * ```ts
- * import { checkSmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
+ * import { checkSmarthomeExperiment } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * const exp = smarthomePreset("smarthome");
  * console.log(checkSmarthomeExperiment({ ...exp, model: { ...exp.model, input: undefined } })[0].path);
  * // model.input
@@ -382,7 +379,8 @@ function rootless(e: SpecError): SpecError {
  *
  * @example
  * ```ts
- * import { decodeSmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
+ * import { decodeSmarthomeExperiment } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * const exp = smarthomePreset("smarthome");
  * const r = decodeSmarthomeExperiment({ ...exp, training: { ...exp.training, balance: "weighted" } });
  * if (r._tag === "Left") console.log(r.left.message);
@@ -420,7 +418,8 @@ export function isSmarthomeConfig(u: unknown): boolean {
  *
  * @example
  * ```ts
- * import { segmentsPerClip, smarthomePreset } from "./clips_experiment.ts";
+ * import { segmentsPerClip } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * console.log(segmentsPerClip(smarthomePreset("smarthome"))); // 8
  * ```
  */
@@ -434,214 +433,12 @@ export function segmentsPerClip(exp: SmarthomeExperiment): number {
  *
  * @example
  * ```ts
- * import { classifierSteps, smarthomePreset } from "./clips_experiment.ts";
+ * import { classifierSteps } from "./clips_experiment.ts";
+ * import { smarthomePreset } from "./clips_presets.ts";
  * const exp = smarthomePreset("smarthome");
  * console.log(classifierSteps(exp, 1000) === Math.ceil(exp.training.epochs * 1000 / exp.training.batchSize)); // true
  * ```
  */
 export function classifierSteps(exp: SmarthomeExperiment, trainClips: number): number {
   return Math.max(1, Math.ceil((exp.training.epochs * trainClips) / exp.training.batchSize));
-}
-
-// ---------------------------------------------------------------------------
-// Presets
-
-/** F of the presets: I3D's pooled RGB features (1024 per frame or snippet). */
-export const PRESET_FEATURE_DIM = 1024;
-
-/**
- * The preset CRT: the reference CRT's blocks and memory over per-frame
- * features [F = 1024] → D = 256 by a linear projection, learned positions, segments of 16 frames, one prepended memory
- * token, a GRU(256) fed the mean of the segment's outputs, 2 pre-LN blocks
- * of 4 heads and FFN 1024, dropout 0.1, and a linear classifier on the
- * final memory (31 classes).
- *
- * @example
- * ```ts
- * import { smarthomeCrt } from "./clips_experiment.ts";
- * console.log(smarthomeCrt.segmentLen, smarthomeCrt.readout); // 16 { _tag: "classifier", nClasses: 31, pool: "memory" }
- * ```
- */
-export const smarthomeCrt: CrtSpec = {
-  ...referenceCrt,
-  vocabSize: 2, // unused with feature input
-  segmentLen: 16,
-  readout: { _tag: "classifier", nClasses: SMARTHOME_CLASSES.length, pool: "memory" },
-  input: { _tag: "features", dim: PRESET_FEATURE_DIM },
-};
-
-/**
- * The full-length Transformer baseline: the blocks of {@linkcode smarthomeCrt}
- * over the whole 128-frame clip in one segment, no memory, the classifier on
- * the mean of the outputs.
- *
- * @example
- * ```ts
- * import { smarthomeTransformer } from "./clips_experiment.ts";
- * console.log(smarthomeTransformer.segmentLen); // 128
- * ```
- */
-export const smarthomeTransformer: TransformerSpec = {
-  ...referenceTransformer,
-  vocabSize: 2,
-  segmentLen: 128,
-  readout: { _tag: "classifier", nClasses: SMARTHOME_CLASSES.length, pool: "mean" },
-  input: { _tag: "features", dim: PRESET_FEATURE_DIM },
-};
-
-/**
- * The reference recipe: CRT on the cross-subject protocol, clips of 128
- * frames (8 segments of 16), class-balanced batches of 16 clips, AdamW lr
- * 5e-4 with 100 warm-up steps and cosine decay, clip 1, 30 epochs.
- *
- * @example
- * ```ts
- * import { smarthomeReference } from "./clips_experiment.ts";
- * console.log(smarthomeReference.data.protocol.name, smarthomeReference.training.epochs); // cross-subject 30
- * ```
- */
-export const smarthomeReference: SmarthomeExperiment = {
-  _tag: "smarthome",
-  name: "smarthome",
-  description: "CRT (segments of 16 frames, GRU memory, classifier on the final memory) on " +
-    "Toyota Smarthome, cross-subject",
-  seed: 1,
-  model: smarthomeCrt,
-  data: { dir: null, protocol: PROTOCOLS["cross-subject"], clipFrames: 128, standardize: true },
-  training: {
-    batchSize: 16,
-    epochs: 30,
-    maxSeconds: null,
-    balance: "classBalanced",
-    lr: 5e-4,
-    warmupSteps: 100,
-    decay: "cosine",
-    finalLrRatio: 0,
-    ...ADAMW_DEFAULTS,
-    clipNorm: 1,
-    cayleyRefresh: 100,
-    validEvery: 500,
-    checkpointEvery: 500,
-    logEvery: 10,
-  },
-  evaluation: { batchSize: 32, test: true },
-  output: { dir: "runs", keepCheckpoints: 2 },
-};
-
-/**
- * What `--quick` changes: a budget sized for the generated sample dataset
- * (`deno task smarthome:sample DIR`: 600 clips, ≈ 300 training clips under
- * cross-subject): 16 epochs ≈ 300 steps of 16 clips at lr 1e-3. Measured on
- * the project's 2-core machine shared with other jobs: 302 steps in 5 min 18 s
- * (2,015 training frames/s; 11 min at the busiest, 950 frames/s). The model
- * first memorises the training clips (valid accuracy at chance after 100
- * steps), then finds the first-segment signal: test mean per-class accuracy
- * 33.1 %, overall 61.0 % (chance 3.2 %). `maxSeconds` (13 min) is a guard
- * for a busier machine.
- *
- * @example
- * ```ts
- * import { SMARTHOME_QUICK } from "./clips_experiment.ts";
- * console.log(SMARTHOME_QUICK.epochs); // 16
- * ```
- */
-export const SMARTHOME_QUICK = {
-  epochs: 16,
-  maxSeconds: 780,
-  warmupSteps: 30,
-  lr: 1e-3,
-  validEvery: 100,
-  checkpointEvery: 100,
-  logEvery: 5,
-} as const;
-
-/** The named presets: description and what each changes from the reference. */
-const SMARTHOME_PRESETS: Readonly<
-  Record<string, { readonly description: string; readonly build: () => SmarthomeExperiment }>
-> = {
-  smarthome: {
-    description: "CRT on Toyota Smarthome clips (features), cross-subject, segments of 16 frames",
-    build: () => smarthomeReference,
-  },
-  "smarthome-full": {
-    description: "full-length Transformer on the whole 128-frame clip (no memory), cross-subject",
-    build: () =>
-      override(smarthomeReference, {
-        name: "smarthome-full",
-        description: "full-length Transformer (one 128-frame segment, classifier on the mean of " +
-          "the outputs) on Toyota Smarthome, cross-subject",
-        model: smarthomeTransformer,
-      }),
-  },
-  "smarthome-cv1": {
-    description:
-      "CRT on Toyota Smarthome, cross-view 1 (train camera 1, test camera 2; 19 classes)",
-    build: () => crossView("smarthome-cv1", PROTOCOLS["cross-view-1"]),
-  },
-  "smarthome-cv2": {
-    description: "CRT on Toyota Smarthome, cross-view 2 (train cameras 1,3,4,6,7; 19 classes)",
-    build: () => crossView("smarthome-cv2", PROTOCOLS["cross-view-2"]),
-  },
-};
-
-function crossView(name: string, protocol: Protocol): SmarthomeExperiment {
-  const nClasses = protocol.classes?.length ?? SMARTHOME_CLASSES.length;
-  return override(smarthomeReference, {
-    name,
-    description: `CRT on Toyota Smarthome, ${protocol.name} (${nClasses} classes)`,
-    model: { ...smarthomeCrt, readout: { _tag: "classifier", nClasses, pool: "memory" } },
-    data: { protocol },
-  });
-}
-
-/**
- * The clip-classification preset names, in `--help` order.
- *
- * @example
- * ```ts
- * import { smarthomePresetNames } from "./clips_experiment.ts";
- * console.log(smarthomePresetNames.join(" ")); // smarthome smarthome-full smarthome-cv1 smarthome-cv2
- * ```
- */
-export const smarthomePresetNames: readonly string[] = Object.keys(SMARTHOME_PRESETS);
-
-/**
- * One line describing a preset, for the usage text.
- *
- * @example
- * ```ts
- * import { describeSmarthomePreset } from "./clips_experiment.ts";
- * console.log(describeSmarthomePreset("smarthome-cv1").includes("cross-view 1")); // true
- * ```
- */
-export function describeSmarthomePreset(name: string): string {
-  const p = SMARTHOME_PRESETS[name];
-  if (p === undefined) throw new Error(`unknown smarthome preset ${JSON.stringify(name)}`);
-  return p.description;
-}
-
-/**
- * A clip-classification preset, full or `--quick` (name suffixed
- * `-quick`). Throws on an unknown name.
- *
- * @example
- * ```ts
- * import { smarthomePreset } from "./clips_experiment.ts";
- * const q = smarthomePreset("smarthome-full", { quick: true });
- * console.log(q.name, q.model._tag); // smarthome-full-quick transformer
- * ```
- */
-export function smarthomePreset(
-  name: string,
-  opts: { readonly quick?: boolean } = {},
-): SmarthomeExperiment {
-  const p = SMARTHOME_PRESETS[name];
-  if (p === undefined) throw new Error(`unknown smarthome preset ${JSON.stringify(name)}`);
-  const full = p.build();
-  if (!opts.quick) return full;
-  return override(full, {
-    name: `${full.name}-quick`,
-    description: `${full.description} (--quick: ${SMARTHOME_QUICK.epochs} epochs)`,
-    training: SMARTHOME_QUICK,
-  });
 }

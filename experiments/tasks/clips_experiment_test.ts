@@ -4,13 +4,8 @@ import { main } from "../cli.ts";
 import { presetNames, presetPlan } from "../presets.ts";
 import { PROTOCOLS } from "../data/smarthome_protocols.ts";
 import { SMARTHOME_CV_CLASSES } from "../data/smarthome.ts";
-import {
-  classifierSteps,
-  decodeSmarthomeExperiment,
-  segmentsPerClip,
-  smarthomePreset,
-  smarthomePresetNames,
-} from "./clips_experiment.ts";
+import { classifierSteps, decodeSmarthomeExperiment, segmentsPerClip } from "./clips_experiment.ts";
+import { smarthomePreset, smarthomePresetNames } from "./clips_presets.ts";
 
 const message = (u: unknown): string => {
   const r = decodeSmarthomeExperiment(u);

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { override } from "../overrides.ts";
 import type { ClipTable } from "../data/smarthome.ts";
 import { withSampleClips } from "../../tests/_clips.ts";
-import { type SmarthomeExperiment, smarthomePreset } from "./clips_experiment.ts";
+import type { SmarthomeExperiment } from "./clips_experiment.ts";
+import { smarthomePreset } from "./clips_presets.ts";
 import { runSmarthome, type SmarthomeResults } from "./clips.ts";
 
 const F = 6, CLASSES = 3;
