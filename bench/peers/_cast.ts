@@ -8,6 +8,7 @@
 import type { Options, PeerName } from "../peers.ts";
 import {
   type Command,
+  onePer,
   type Phase,
   readLines,
   type Reply,
@@ -169,15 +170,11 @@ export const spawnCast = async (o: Options, onnxDir: string | null): Promise<Cas
       // OpenBLAS takes its thread count from the environment at load time (torch_ref.py sets it too).
       { OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) },
     );
-  const torchProcs = new Map<number, Peer>();
-  const torchFor = (threads: number): Peer => {
-    const hit = torchProcs.get(threads);
-    if (hit !== undefined) return hit;
+  const torchFor = onePer((threads: number): Peer => {
     const p = torch(threads);
-    torchProcs.set(threads, p);
     procs.push(p);
     return p;
-  };
+  });
   if (wants("pytorch")) {
     const proc = torchFor(o.threads), peer = { name: "pytorch", threads: o.threads } as const;
     sides.push({ label: "PyTorch", proc, phases: ["train", "infer"], weights: "f32", peer });

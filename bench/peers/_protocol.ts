@@ -181,3 +181,28 @@ export const tokenSource = (seed: number, vocabSize: number): (n: number) => Int
     return out;
   };
 };
+
+/**
+ * `make` made once per key: the first call with a key makes and keeps the
+ * value, later calls return it (both sides keep one program or one process
+ * per setting this way).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { onePer } from "./_protocol.ts";
+ * let made = 0;
+ * const square = onePer((n: number) => (made++, n * n));
+ * assert.equal(square(3) + square(3), 18);
+ * assert.equal(made, 1);
+ * ```
+ */
+export const onePer = <K, V>(make: (key: K) => V): (key: K) => V => {
+  const kept = new Map<K, V>();
+  return (key) => {
+    if (kept.has(key)) return kept.get(key) as V;
+    const v = make(key);
+    kept.set(key, v);
+    return v;
+  };
+};

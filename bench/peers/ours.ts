@@ -44,6 +44,7 @@ import { countKernels } from "../_kernels.ts";
 import {
   type Command,
   median,
+  onePer,
   type Phase,
   readLines,
   type Reply,
@@ -431,14 +432,7 @@ if (import.meta.main) {
   const started = await startBackend({ matmul: cli.tier, blasThreads: cli.threads });
   if (E.isLeft(started)) throw started.left;
   const backend = started.right;
-  const programs = new Map<number, Program>();
-  const programFor = (s: number): Program => {
-    const hit = programs.get(s);
-    if (hit !== undefined) return hit;
-    const p = compileReference(s);
-    programs.set(s, p);
-    return p;
-  };
+  const programFor = onePer((s: number): Program => compileReference(s));
   const runners = new Map<string, Runner>();
   const runnerFor = async (k: RunnerKey): Promise<Runner> => {
     const stream = k.phase === "stream";
