@@ -158,8 +158,6 @@ export async function main(args: readonly string[], io: SampleIo = defaultIo): P
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
-
 // ---------------------------------------------------------------------------
 // Synthetic datasets
 
@@ -317,3 +315,5 @@ export async function writeSampleDataset(dir: string, opts: SampleOptions = {}):
   await Deno.writeTextFile(join(dir, "clips.csv"), rows.join("\n") + "\n");
   return counts;
 }
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -62,3 +62,36 @@ Deno.test("smarthome:sample: bad arguments exit 2 with the reason", async () => 
     assert.match(r.err, expected);
   }
 });
+
+Deno.test("smarthome:sample as a command (its own process, as `deno task` runs it)", async () => {
+  // In-process tests import the module whole before calling main; a command runs main while the
+  // module is still being evaluated, so a constant declared below the entry point is not there yet.
+  const dir = await Deno.makeTempDir({ prefix: "crt-sample-cmd-" });
+  try {
+    const data = join(dir, "d");
+    const script = new URL("./smarthome_sample.ts", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        script,
+        data,
+        "--clips",
+        "12",
+        "--dim",
+        "2",
+        "--classes",
+        "3",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const table = await readClipTable(data);
+    if (E.isLeft(table)) assert.fail(table.left.message);
+    assert.equal(table.right.clips.length, 12);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
