@@ -3,6 +3,7 @@ import { ensureBackend } from "../ops/backend.ts";
 import { tf } from "../ops/tf.ts";
 import type { ModelSpec } from "../spec/types.ts";
 import { randomTokens, tinyCrtGru, tinyCrtNcgru, tinyTransformer, tinyXl } from "../tests/_tiny.ts";
+import { denoRun } from "../tests/_deno.ts";
 import { tinyModelFile } from "./_testing.ts";
 import { type LoadedModel, loadModel } from "./loaded.ts";
 import { decodeModelFile, ModelFileError } from "./model_file.ts";
@@ -80,24 +81,18 @@ Deno.test("TokenStream: token by token, in chunks and all at once equal the forw
 Deno.test("TokenStream: 100,000 tokens keep the tensor count and the JS heap flat", async () => {
   // A child process, so that a full garbage collection can run before each heap reading.
   const script = new URL("./_stream_memory.ts", import.meta.url).pathname;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--v8-flags=--expose-gc",
-      "--allow-read",
-      "--allow-env",
-      "--allow-ffi",
-      "--allow-sys",
-      script,
-      "--tokens",
-      "100000",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, stderr);
-  const r = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+  const stdout = await denoRun([
+    "run",
+    "--v8-flags=--expose-gc",
+    "--allow-read",
+    "--allow-env",
+    "--allow-ffi",
+    "--allow-sys",
+    script,
+    "--tokens",
+    "100000",
+  ]);
+  const r = JSON.parse(stdout) as {
     points: { tokens: number; tensors: number; heapBytes: number }[];
     seconds: number;
   };

@@ -38,3 +38,19 @@ export const freshDeno = async (code: string, permissions?: readonly string[]): 
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   return new TextDecoder().decode(out.stdout).trim();
 };
+
+/**
+ * Run `deno ARGS…` (e.g. `["run", "--allow-read", script, …]`) in its own
+ * process: its stdout, or a failed assert showing its stderr when it exits
+ * non-zero.
+ */
+export const denoRun = async (args: readonly string[]): Promise<string> => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+};

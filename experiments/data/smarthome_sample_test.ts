@@ -3,6 +3,7 @@ import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
 import { readClipTable } from "./smarthome.ts";
 import { main } from "./smarthome_sample.ts";
+import { denoRun } from "../../tests/_deno.ts";
 
 const run = async (args: string[]) => {
   const out: string[] = [], err: string[] = [];
@@ -70,24 +71,8 @@ Deno.test("smarthome:sample as a command (its own process, as `deno task` runs i
   try {
     const data = join(dir, "d");
     const script = new URL("./smarthome_sample.ts", import.meta.url).pathname;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-read",
-        "--allow-write",
-        script,
-        data,
-        "--clips",
-        "12",
-        "--dim",
-        "2",
-        "--classes",
-        "3",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const args = [script, data, "--clips", "12", "--dim", "2", "--classes", "3"];
+    await denoRun(["run", "--allow-read", "--allow-write", ...args]);
     const table = await readClipTable(data);
     if (E.isLeft(table)) assert.fail(table.left.message);
     assert.equal(table.right.clips.length, 12);
