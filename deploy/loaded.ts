@@ -47,9 +47,9 @@ export interface TokenStream {
   feedAll(tokens: ArrayLike<number>): Float32Array[];
   /**
    * Feed tokens; for each, the natural log of the probability of
-   * `targets[i]` as the next token (float64, from the logits: exact where a
-   * float32 probability would underflow). Runs a segment at a time, so any
-   * length is fine.
+   * `targets[i]` as the next token (the backend's float32 log-softmax of
+   * the logits, so no underflow where a probability would). Runs a segment
+   * at a time, so any length is fine.
    */
   logProbs(tokens: ArrayLike<number>, targets: ArrayLike<number>): Float64Array;
   /**
@@ -102,26 +102,13 @@ export interface LoadedModel {
   dispose(): void;
 }
 
-/** A float64 softmax of float32 logits, rounded to float32. */
-const softmax = (logits: Float32Array, from: number, v: number): Float32Array => {
-  let max = -Infinity;
-  for (let i = 0; i < v; i++) if (logits[from + i] > max) max = logits[from + i];
-  const out = new Float32Array(v);
-  let sum = 0;
-  const e = new Float64Array(v);
-  for (let i = 0; i < v; i++) sum += e[i] = Math.exp(logits[from + i] - max);
-  for (let i = 0; i < v; i++) out[i] = e[i] / sum;
-  return out;
-};
-
-/** log softmax(logits)[target], in float64. */
-const logProbOf = (logits: Float32Array, from: number, v: number, target: number): number => {
-  let max = -Infinity;
-  for (let i = 0; i < v; i++) if (logits[from + i] > max) max = logits[from + i];
-  let sum = 0;
-  for (let i = 0; i < v; i++) sum += Math.exp(logits[from + i] - max);
-  return logits[from + target] - max - Math.log(sum);
-};
+/**
+ * What `#step` reads back: the logits, or their softmax or log-softmax over
+ * the vocabulary, computed on the backend by tfjs's kernel (one call for all
+ * rows; a float64 loop of `Math.exp` over 10,000 words on the host cost
+ * ~0.2 ms a row, as much as a third of an int8 token).
+ */
+type Readback = "logits" | "softmax" | "logSoftmax";
 
 class Streamer implements TokenStream {
   #stream: Stream | null;
@@ -157,12 +144,18 @@ class Streamer implements TokenStream {
     return ids;
   }
 
-  /** Advance by `ids`; the logits read out ([n, V] or [1, V]) as a host array. */
-  #step(ids: Int32Array, readout: "all" | "last"): Float32Array {
+  /** Advance by `ids`; the logits read out ([n, V] or [1, V]) as a host array, as `back` says. */
+  #step(ids: Int32Array, readout: "all" | "last", back: Readback): Float32Array {
     const before = this.#stream!;
     const out = this.program.inferStep(this.params, before, ids, { readout });
     try {
-      return out.logits.dataSync() as Float32Array;
+      if (back === "logits") return out.logits.dataSync() as Float32Array;
+      const read = back === "softmax" ? tf.softmax(out.logits) : tf.logSoftmax(out.logits);
+      try {
+        return read.dataSync() as Float32Array;
+      } finally {
+        read.dispose();
+      }
     } finally {
       out.logits.dispose();
       this.program.disposeState(before.state);
@@ -173,7 +166,7 @@ class Streamer implements TokenStream {
 
   feed(tokens: ArrayLike<number>): Float32Array {
     const ids = this.#ids(tokens, "feed");
-    return softmax(this.#step(ids, "last"), 0, this.program.spec.vocabSize);
+    return this.#step(ids, "last", "softmax");
   }
 
   draw(
@@ -197,8 +190,8 @@ class Streamer implements TokenStream {
   feedAll(tokens: ArrayLike<number>): Float32Array[] {
     const ids = this.#ids(tokens, "feedAll");
     const v = this.program.spec.vocabSize;
-    const logits = this.#step(ids, "all");
-    return Array.from({ length: ids.length }, (_, i) => softmax(logits, i * v, v));
+    const probs = this.#step(ids, "all", "softmax");
+    return Array.from({ length: ids.length }, (_, i) => probs.slice(i * v, (i + 1) * v));
   }
 
   logProbs(tokens: ArrayLike<number>, targets: ArrayLike<number>): Float64Array {
@@ -213,8 +206,8 @@ class Streamer implements TokenStream {
     while (at < ids.length) {
       // Up to the end of the open segment: the logits of one segment at most are on the host.
       const n = Math.min(ids.length - at, s - this.#stream!.open.length);
-      const logits = this.#step(ids.subarray(at, at + n), "all");
-      for (let i = 0; i < n; i++) out[at + i] = logProbOf(logits, i * v, v, tgt[at + i]);
+      const logp = this.#step(ids.subarray(at, at + n), "all", "logSoftmax");
+      for (let i = 0; i < n; i++) out[at + i] = logp[i * v + tgt[at + i]];
       at += n;
     }
     return out;
