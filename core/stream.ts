@@ -28,6 +28,14 @@ import { cacheLenOf, evalCtx, type SegmentRunner, stateOf } from "./segments.ts"
 /** Prefix of a stream state's open-segment caches. */
 const OPEN = "open:";
 
+/** The parameter tensors of a flattened tree, as a set (kept while the tree lives). */
+const paramSets = new WeakMap<Readonly<Record<string, Tensor>>, ReadonlySet<Tensor>>();
+const paramSet = (flat: Readonly<Record<string, Tensor>>): ReadonlySet<Tensor> => {
+  let set = paramSets.get(flat);
+  if (set === undefined) paramSets.set(flat, set = new Set(Object.values(flat)));
+  return set;
+};
+
 /** The state a stream of `batchSize` rows starts from: zeros of the spec's state shapes. */
 export const initialState = (spec: ModelSpec, batchSize: number): ModelState =>
   Object.fromEntries(
@@ -241,18 +249,20 @@ export const streamRunner = (
         readout,
         ...(draw === undefined ? {} : { draw: { temperature: draw.temperature, topK: draw.topK } }),
       });
-      const feeds: Record<string, Tensor> = {
-        ...flat,
-        tokens: tf.tensor2d(ids, [b, at.count], "int32"),
-      };
+      // The parameters are the feeds' prototype: the graph reads feeds by name, and a token's
+      // step then copies none of the ~40 parameter entries (a spread cost more than the ids).
+      const feeds: Record<string, Tensor> = Object.create(flat);
+      feeds.tokens = tf.tensor2d(ids, [b, at.count], "int32");
       if (draw !== undefined) feeds.uniforms = tf.tensor1d(draw.uniforms, "float32");
-      for (const [name, t] of Object.entries(state)) feeds[`state:${name}`] = t;
-      for (const [name, t] of Object.entries(open)) feeds[`open:${name}`] = t;
-      const fed = new Set(Object.values(feeds));
+      const fed = new Set<Tensor>();
+      for (const [name, t] of Object.entries(state)) fed.add(feeds[`state:${name}`] = t);
+      for (const [name, t] of Object.entries(open)) fed.add(feeds[`open:${name}`] = t);
       const out = exe.run(feeds, evalCtx);
-      // An output that is a feed (a cache passed on unchanged) is the caller's tensor: new handle.
+      // An output that is a feed (a cache passed on unchanged, or a parameter) is the caller's
+      // tensor: new handle.
+      const theirs = (t: Tensor) => fed.has(t) || paramSet(flat).has(t);
       return Object.fromEntries(
-        Object.entries(out).map(([name, t]) => [name, fed.has(t) ? tf.clone(t) : t]),
+        Object.entries(out).map(([name, t]) => [name, theirs(t) ? tf.clone(t) : t]),
       );
     });
 
