@@ -93,7 +93,6 @@ import { checks, printProfiles, printReport } from "./peers/_report.ts";
 import { ensureOnnxGraphs, ensureOnnxRuntime, ensurePyTorch, log, path } from "./peers/_setup.ts";
 
 // A cell's sides are keys of its results: the type is exported from here too (the tests use it).
-export type { Side };
 
 /** The runtimes ours is measured against. */
 export type PeerName = "pytorch" | "pytorch-kvcache" | "onnxruntime-node" | "onnxruntime-web";
@@ -393,7 +392,8 @@ const round = (x: number, digits: number): number => Math.round(x * 10 ** digits
  *
  * @example
  * ```ts
- * import type { Cell, Side } from "./peers.ts";
+ * import type { Cell } from "./peers.ts";
+ * import type { Side } from "./peers/_cast.ts";
  * import { rowsOf } from "./peers.ts";
  * const side = (x: Partial<Side>) => ({ label: "", proc: null, phases: [], weights: "f32", ...x });
  * const ours = side({ ours: { tier: "native" } }) as unknown as Side;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Phase } from "./peers/_protocol.ts";
-import { type Cell, rowsOf, type Side } from "./peers.ts";
+import { type Cell, rowsOf } from "./peers.ts";
+import type { Side } from "./peers/_cast.ts";
 
 /** A side without a process: rowsOf never talks to one. */
 const side = (x: Partial<Side> & { label: string }): Side =>

@@ -260,7 +260,8 @@ export const streamRunner = (
       const out = exe.run(feeds, evalCtx);
       // An output that is a feed (a cache passed on unchanged, or a parameter) is the caller's
       // tensor: new handle.
-      const theirs = (t: Tensor) => fed.has(t) || paramSet(flat).has(t);
+      const params = paramSet(flat);
+      const theirs = (t: Tensor) => fed.has(t) || params.has(t);
       return Object.fromEntries(
         Object.entries(out).map(([name, t]) => [name, theirs(t) ? tf.clone(t) : t]),
       );

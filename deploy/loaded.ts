@@ -148,15 +148,15 @@ class Streamer implements TokenStream {
   #step(ids: Int32Array, readout: "all" | "last", back: Readback): Float32Array {
     const before = this.#stream!;
     const out = this.program.inferStep(this.params, before, ids, { readout });
+    const read = back === "logits"
+      ? out.logits
+      : back === "softmax"
+      ? tf.softmax(out.logits)
+      : tf.logSoftmax(out.logits);
     try {
-      if (back === "logits") return out.logits.dataSync() as Float32Array;
-      const read = back === "softmax" ? tf.softmax(out.logits) : tf.logSoftmax(out.logits);
-      try {
-        return read.dataSync() as Float32Array;
-      } finally {
-        read.dispose();
-      }
+      return read.dataSync() as Float32Array;
     } finally {
+      if (read !== out.logits) read.dispose();
       out.logits.dispose();
       this.program.disposeState(before.state);
       this.#stream = out.stream;

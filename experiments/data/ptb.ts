@@ -35,6 +35,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { join } from "node:path";
+import { sha256Hex } from "../io/sha256.ts";
 import { dirSourcesFromEnvironment, openError, resolveCacheDir } from "./_shared.ts";
 
 /**
@@ -495,22 +496,6 @@ export function parseCorpus(
     test = t.right;
   }
   return E.right({ vocab, train: train.right.tokens, valid: valid.right, test });
-}
-
-/**
- * SHA-256 of bytes, as lowercase hex.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { sha256Hex } from "./ptb.ts";
- * const h = await sha256Hex(new Uint8Array(0));
- * assert(h === "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
- * ```
- */
-export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, hex2).join("");
 }
 
 async function readSource(

@@ -18,8 +18,8 @@ import {
   PTB_PLACEMENT_HINT,
   PTB_SHA256,
   readCorpus,
-  sha256Hex,
 } from "./ptb.ts";
+import { sha256Hex } from "../io/sha256.ts";
 
 function describeFetchError(e: unknown, timeoutMs: number): string {
   if (!(e instanceof Error)) return String(e);

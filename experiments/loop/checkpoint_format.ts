@@ -41,6 +41,7 @@
  * @module
  */
 import { describeError } from "../../spec/errors.ts";
+import { sha256Hex } from "../io/sha256.ts";
 import * as E from "fp-ts/lib/Either.js";
 import * as t from "io-ts";
 import { PathReporter } from "io-ts/lib/PathReporter.js";
@@ -241,14 +242,6 @@ function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  return hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
-}
-
 /**
  * Serialises a checkpoint to the bytes of a checkpoint file. Throws on a
  * broken invariant (data length ≠ product of shape, non-finite scalar,
@@ -319,7 +312,7 @@ export async function encodeCheckpoint(ckpt: Checkpoint): Promise<Uint8Array<Arr
     meta: ckpt.meta ?? null,
     tensors: entries,
     payloadBytes: payload.length,
-    payloadSha256: await sha256(payload),
+    payloadSha256: await sha256Hex(payload),
   };
   let json = new TextEncoder().encode(JSON.stringify(header));
   const padded = Math.ceil((PREFIX + json.length) / 8) * 8 - PREFIX;
@@ -426,7 +419,7 @@ export async function decodeCheckpoint(
   }
   if (next !== h.payloadBytes) return E.left("bad header: tensor table does not cover the payload");
   const payload = bytes.subarray(payloadStart);
-  const actual = await sha256(payload);
+  const actual = await sha256Hex(payload);
   if (actual !== h.payloadSha256) {
     return E.left(`payload SHA-256 ${actual} does not match the header's ${h.payloadSha256}`);
   }

@@ -55,7 +55,7 @@ import { compile } from "../../core/compile.ts";
 import { startTraining } from "../../core/train.ts";
 import { tf } from "../../ops/tf.ts";
 import type { Either } from "../../spec/either.ts";
-import { sha256Hex } from "../data/ptb.ts";
+import { sha256Hex } from "../io/sha256.ts";
 import { taskRunner } from "../loop/loop.ts";
 import type { Outcome, Task, TaskSetup } from "../loop/task.ts";
 import { createRng, isRngState, restoreRng, type Rng } from "../loop/rng.ts";
