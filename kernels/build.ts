@@ -63,13 +63,14 @@ export const KERNELS: readonly KernelBuild[] = [
   },
   {
     name: "gemm",
-    sources: ["gemm.c"],
-    flags: NO_AUTOVEC,
-    about: "SIMD GEMM (ops/gemm_pool.ts) on tfjs-wasm's own heap, for the calling thread",
+    sources: ["gemm.c", "gemv.c"],
+    flags: [...NO_AUTOVEC, "-mbulk-memory"],
+    about: "SIMD GEMM and int8 matrix-vector products (ops/gemm_pool.ts) on tfjs-wasm's own " +
+      "heap, for the calling thread",
   },
   {
     name: "gemm_shared",
-    sources: ["gemm.c"],
+    sources: ["gemm.c", "gemv.c"],
     flags: [
       ...NO_AUTOVEC,
       // For the pool's worker: the imported memory is declared shared, with a maximum.
@@ -78,7 +79,8 @@ export const KERNELS: readonly KernelBuild[] = [
       "-Wl,--shared-memory",
       "-Wl,--max-memory=2147483648",
     ],
-    about: "SIMD GEMM (ops/gemm_pool.ts) on a shared memory, for the pool's worker",
+    about: "SIMD GEMM and int8 matrix-vector products (ops/gemm_pool.ts) on a shared memory, " +
+      "for the pool's worker",
   },
   {
     name: "blocks",

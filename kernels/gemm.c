@@ -341,10 +341,18 @@ void gemm_batched(int batch, int m, int n, int k, const float* a, int rsa, int c
 // Units [from, to) of a product cut into chunks (ops/gemm_pool.ts): `d`
 // points to 19 ints — the kind of unit (0: batch entries, 1: rows, 2:
 // columns), an unused word, then the 17 arguments of gemm_batched.
-// Pointers are byte offsets.
+// Pointers are byte offsets. Kind 3 is a chunk of column blocks of an int8
+// matrix-vector product instead (gemv_q8_chunk, kernels/gemv.c, linked into
+// every module that has this function).
+void gemv_q8_chunk(const int* d, int from, int to);
+
 EXPORT(gemm_chunk)
 void gemm_chunk(const int* d, int from, int to) {
   const int kind = d[0];
+  if (kind == 3) {  // an int8 matrix-vector product's column blocks (kernels/gemv.c)
+    gemv_q8_chunk(d, from, to);
+    return;
+  }
   int batch = d[2], m = d[3], n = d[4];
   const int k = d[5];
   const float* a = (const float*)(unsigned long)(unsigned)d[6];

@@ -51,16 +51,38 @@ void gemv_f32(const float* x, const float* w, int k, int n, float* y, int accumu
 EXPORT(q8_work_bytes)
 int q8_work_bytes(int k) { return ((k + 1) / 2) * 16; }
 
-// Quantise x [K] into work as K/2 splatted pairs; returns its scale.
-static float quantize_pairs(const float* x, int k, v128_t* pairs) {
-  float amax = 0.0f;
-  for (int i = 0; i < k; i++) {
+// Quantise x [K] into work as K/2 splatted pairs; returns its scale. Exported
+// so that the GEMM pool (ops/gemm_pool.ts) quantises once and both threads
+// read the same pairs.
+EXPORT(q8_quantize)
+float q8_quantize(const float* x, int k, v128_t* pairs) {
+  v128_t m4 = wasm_f32x4_splat(0.0f);
+  int i = 0;
+  for (; i + 4 <= k; i += 4) m4 = wasm_f32x4_pmax(m4, wasm_f32x4_abs(wasm_v128_load(x + i)));
+  float amax = hmax(m4);
+  for (; i < k; i++) {
     const float a = x[i] < 0.0f ? -x[i] : x[i];
     amax = a > amax ? a : amax;
   }
   const float sx = amax > 0.0f ? amax / 8191.0f : 1.0f;
   const float inv = 1.0f / sx;
-  for (int p = 0; p < (k + 1) / 2; p++) {
+  // Eight values (four pairs) at a time: scale, round half away from zero (add ±0.5, truncate),
+  // narrow to int16 — each 32-bit lane of the result is one pair — and splat each pair.
+  const v128_t iv = wasm_f32x4_splat(inv), half = wasm_f32x4_splat(0.5f);
+  const v128_t sign = wasm_i32x4_splat((int)0x80000000u);
+  int p = 0;
+  for (; 2 * p + 8 <= k; p += 4) {
+    const v128_t a = wasm_f32x4_mul(wasm_v128_load(x + 2 * p), iv);
+    const v128_t b = wasm_f32x4_mul(wasm_v128_load(x + 2 * p + 4), iv);
+    const v128_t qa = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(a, wasm_v128_or(wasm_v128_and(a, sign), half)));
+    const v128_t qb = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(b, wasm_v128_or(wasm_v128_and(b, sign), half)));
+    const v128_t q = wasm_i16x8_narrow_i32x4(qa, qb);
+    pairs[p] = wasm_i32x4_shuffle(q, q, 0, 0, 0, 0);
+    pairs[p + 1] = wasm_i32x4_shuffle(q, q, 1, 1, 1, 1);
+    pairs[p + 2] = wasm_i32x4_shuffle(q, q, 2, 2, 2, 2);
+    pairs[p + 3] = wasm_i32x4_shuffle(q, q, 3, 3, 3, 3);
+  }
+  for (; p < (k + 1) / 2; p++) {
     const float a = x[2 * p] * inv;
     const float b = 2 * p + 1 < k ? x[2 * p + 1] * inv : 0.0f;
     // Round half away from zero; |a|, |b| ≤ 8191.
@@ -71,23 +93,25 @@ static float quantize_pairs(const float* x, int k, v128_t* pairs) {
   return sx;
 }
 
-// y[j] (+)= (x·W)[j] for the packed int8 W (np = padded N, a multiple of 16;
-// scales [np]); y gets its n ≤ np entries, n a multiple of 4. work:
-// q8_work_bytes(k) bytes, 16-byte aligned.
-EXPORT(gemv_q8)
-void gemv_q8(const float* x, const signed char* w, const float* scales, int k, int n, int np,
-             float* y, int accumulate, v128_t* work) {
-  const float sx = quantize_pairs(x, k, work);
+// Column blocks [b0, b1) of y (+)= (x·W) for the quantised pairs of x (scale
+// sx): w, scales and y point at column block `origin` of the packed int8 W,
+// its scales and y (a part of W copied elsewhere starts at its first block).
+// n ≤ np is y's length, a multiple of 4.
+EXPORT(gemv_q8_blocks)
+void gemv_q8_blocks(const v128_t* pairs, float sx, const signed char* w, const float* scales,
+                    float* y, int k, int n, int accumulate, int origin, int b0, int b1) {
   const int kp = (k + 1) / 2;
-  for (int jb = 0; jb < np; jb += 16) {
-    const signed char* wb = w + (long)jb * kp * 2;
+  const v128_t s = wasm_f32x4_splat(sx);
+  for (int b = b0; b < b1; b++) {
+    const int jb = 16 * b, rel = 16 * (b - origin);
+    const signed char* wb = w + (long)rel * kp * 2;
     v128_t f0 = wasm_f32x4_splat(0.0f), f1 = f0, f2 = f0, f3 = f0;
     for (int p0 = 0; p0 < kp; p0 += 1024) {
       const int p1 = p0 + 1024 < kp ? p0 + 1024 : kp;
       v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
       const signed char* wp = wb + (long)p0 * 32;
       for (int p = p0; p < p1; p++, wp += 32) {
-        const v128_t xv = work[p];
+        const v128_t xv = pairs[p];
         const v128_t w01 = wasm_v128_load(wp), w23 = wasm_v128_load(wp + 16);
         a0 = wasm_i32x4_add(a0, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w01), xv));
         a1 = wasm_i32x4_add(a1, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w01), xv));
@@ -99,16 +123,37 @@ void gemv_q8(const float* x, const signed char* w, const float* scales, int k, i
       f2 = wasm_f32x4_add(f2, wasm_f32x4_convert_i32x4(a2));
       f3 = wasm_f32x4_add(f3, wasm_f32x4_convert_i32x4(a3));
     }
-    const v128_t s = wasm_f32x4_splat(sx);
 #define Q8_STORE(c, f)                                                                             \
   if (jb + 4 * (c) < n) {                                                                          \
-    float* yj = y + jb + 4 * (c);                                                                  \
-    const v128_t v = wasm_f32x4_mul(wasm_f32x4_mul(f, s), wasm_v128_load(scales + jb + 4 * (c)));  \
+    float* yj = y + rel + 4 * (c);                                                                 \
+    const v128_t v = wasm_f32x4_mul(wasm_f32x4_mul(f, s), wasm_v128_load(scales + rel + 4 * (c))); \
     wasm_v128_store(yj, accumulate ? wasm_f32x4_add(wasm_v128_load(yj), v) : v);                   \
   }
     Q8_STORE(0, f0) Q8_STORE(1, f1) Q8_STORE(2, f2) Q8_STORE(3, f3)
 #undef Q8_STORE
   }
+}
+
+// y[j] (+)= (x·W)[j] for the packed int8 W (np = padded N, a multiple of 16;
+// scales [np]); y gets its n ≤ np entries, n a multiple of 4. work:
+// q8_work_bytes(k) bytes, 16-byte aligned.
+EXPORT(gemv_q8)
+void gemv_q8(const float* x, const signed char* w, const float* scales, int k, int n, int np,
+             float* y, int accumulate, v128_t* work) {
+  const float sx = q8_quantize(x, k, work);
+  gemv_q8_blocks(work, sx, w, scales, y, k, n, accumulate, 0, 0, np / 16);
+}
+
+// The GEMM pool's chunk of an int8 matrix-vector product (descriptor kind 3,
+// ops/gemm_pool.ts): column blocks [from, to). d: 3, 0, pairs, the bits of
+// sx, w, scales, y, k, n, accumulate, origin.
+void gemv_q8_chunk(const int* d, int from, int to) {
+  float sx;
+  __builtin_memcpy(&sx, d + 3, sizeof sx);
+  gemv_q8_blocks((const v128_t*)(unsigned long)(unsigned)d[2], sx,
+                 (const signed char*)(unsigned long)(unsigned)d[4],
+                 (const float*)(unsigned long)(unsigned)d[5], (float*)(unsigned long)(unsigned)d[6],
+                 d[7], d[8], d[9], d[10], from, to);
 }
 
 // Dequantise packed int8 rows: out [K, N] row-major float32 (the unfused

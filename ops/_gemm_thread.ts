@@ -28,6 +28,10 @@
  * owns a chunk — a worker that was slow to wake owns none and costs
  * nothing, and its later claims fail because their tags are stale.
  *
+ * After a job the worker watches `job` for `init.spinMs` before it waits on
+ * it, so that the next job of a run of short ones (the matrix-vector
+ * products of a streamed token) starts without a wake-up.
+ *
  * After `init.idleMs` without a job the worker retires (`state` READY →
  * GONE) and closes, so that an idle worker never keeps a Deno process
  * alive for long; the pool starts a new one when it next needs it.
@@ -80,6 +84,12 @@ export interface GemmWorkerInit {
   readonly idleMs: number;
   /** Wait with blocking `Atomics.wait` even where `Atomics.waitAsync` exists (for tests). */
   readonly blockingWait: boolean;
+  /**
+   * After a job, watch the `job` word this long (ms) before waiting on it:
+   * a job posted meanwhile starts at once instead of after a wake-up
+   * (tens of µs), which is what matrix-vector products of 10–100 µs need.
+   */
+  readonly spinMs: number;
   /** {@linkcode GEMM_CONTROL}, passed along because the worker's code refers to nothing outside itself. */
   readonly layout: typeof GEMM_CONTROL;
 }
@@ -141,6 +151,7 @@ export function gemmWorker(scope: GemmWorkerScope): void {
       fail(what: string, err: unknown): void;
       run(job: number): void;
       serve(timedOut: boolean): boolean;
+      spin(): void;
       end(): void;
       pump(): void;
     };
@@ -188,6 +199,12 @@ export function gemmWorker(scope: GemmWorkerScope): void {
       return !(timedOut &&
         Atomics.compareExchange(ctl, L.state, L.READY, L.GONE) === L.READY);
     };
+    w.spin = () => {
+      const until = performance.now() + init.spinMs;
+      while (Atomics.load(ctl, L.job) === w.seen && Atomics.load(ctl, L.stop) === 0) {
+        if (performance.now() > until) return;
+      }
+    };
     w.end = () => {
       Atomics.notify(ctl, L.state);
       scope.close();
@@ -195,6 +212,7 @@ export function gemmWorker(scope: GemmWorkerScope): void {
     const waitAsync = init.blockingWait ? undefined : Atomics.waitAsync;
     w.pump = () => {
       for (;;) {
+        w.spin();
         if (waitAsync === undefined) {
           // Blocking wait: allowed in every worker; `stop` + notify wakes it.
           if (!w.serve(Atomics.wait(ctl, L.job, w.seen, init.idleMs) === "timed-out")) {

@@ -1,5 +1,6 @@
 /**
- * The two WebAssembly builds of the SIMD GEMM of `kernels/gemm.c` that the
+ * The two WebAssembly builds of the SIMD GEMM of `kernels/gemm.c` (with the
+ * int8 matrix-vector product of `kernels/gemv.c`) that the
  * two-thread GEMM (`ops/gemm_pool.ts`) runs: one on tfjs-wasm's own heap,
  * for the calling thread, and one on a shared memory, for the worker. Each
  * is compiled once, ahead of use ({@linkcode compileGemm}) or on first use.
@@ -13,6 +14,8 @@ import { moduleBytes } from "./heap.ts";
 /** What `kernels/gemm.c` exports; pointers are byte offsets. */
 export interface GemmExports {
   gemm_work_floats(): number;
+  /** Quantise x [K] into K/2 int16 pairs at `pairs` (16 bytes each) for int8 products; its scale. */
+  q8_quantize(x: number, k: number, pairs: number): number;
   gemm_chunk(desc: number, from: number, to: number): void;
   gemm_batched(
     batch: number,

@@ -100,6 +100,21 @@ export interface GemmPoolOptions {
    * module `ops/gemm_worker.ts`, for a page that forbids `blob:` workers.
    */
   readonly worker?: "blob" | "url";
+  /**
+   * Int8 matrix-vector products ({@linkcode GemmPool.gemvQ8}) of weights
+   * smaller than this many entries (K·N) stay on the calling thread
+   * (default {@linkcode DEFAULT_MIN_PARALLEL_WEIGHTS}).
+   */
+  readonly minParallelWeights?: number;
+  /**
+   * How long each thread watches for the other before it blocks, in ms:
+   * the worker for the next job after one (so that a run of short jobs,
+   * such as a streamed token's matrix-vector products, starts each without
+   * a wake-up), the calling thread for the worker's part of a job. Default
+   * {@linkcode DEFAULT_SPIN_MS}; the worker's core stays busy that long
+   * after each job.
+   */
+  readonly spinMs?: number;
   /** Make the worker wait with blocking `Atomics.wait` (tests the fallback for engines without `Atomics.waitAsync`). */
   readonly blockingWait?: boolean;
   /**
@@ -120,6 +135,40 @@ export interface GemmPoolOptions {
  */
 export const DEFAULT_MIN_PARALLEL_FLOPS = 2_000_000;
 
+/**
+ * Int8 matrix-vector products of fewer weights run on the calling thread
+ * alone: posting one costs a few µs (the quantised vector copied over, the
+ * worker's part of y copied back), about what 64 k weights take.
+ */
+export const DEFAULT_MIN_PARALLEL_WEIGHTS = 131_072;
+
+/** How long each thread watches for the other before blocking (ms): see `spinMs`. */
+export const DEFAULT_SPIN_MS = 0.5;
+
+/**
+ * An int8 weight W [K, N] for {@linkcode GemmPool.gemvQ8}, on the heap in
+ * the packed layout of `ops/quant.ts`: blocks of 16 columns, within a block
+ * the rows in pairs (32 bytes a pair), then float32 scales, one per column.
+ */
+export interface Q8Weight {
+  /**
+   * The identity of the weight's data, such as its tensor's `dataId`: the
+   * worker reads its own copy of (part of) the weight, made on the first
+   * product with this key and freed once the key is garbage-collected, so
+   * the bytes behind a key must never change.
+   */
+  readonly key: object;
+  /** Byte offset of the packed int8 values. */
+  readonly at: number;
+  /** Byte offset of the scales [np]. */
+  readonly scales: number;
+  readonly k: number;
+  /** Entries of y (a multiple of 4). */
+  readonly n: number;
+  /** N padded to a multiple of 16. */
+  readonly np: number;
+}
+
 /** What a pool did: products by path, for tests and benchmarks. */
 export interface GemmPoolStats {
   /** Products run on the calling thread alone. */
@@ -132,6 +181,12 @@ export interface GemmPoolStats {
   readonly notReady: number;
   /** Workers started (a retired worker is started again when needed). */
   readonly started: number;
+  /** Int8 matrix-vector products cut into chunks for the two threads (`gemvQ8` calls that returned true). */
+  readonly matvecs: number;
+  /** Of those, products in which the worker computed columns. */
+  readonly matvecsShared: number;
+  /** Bytes of int8 weights copied into the worker's memory, alive now. */
+  readonly residentBytes: number;
 }
 
 /**
@@ -145,6 +200,16 @@ export interface GemmPool {
   readonly reason: string | undefined;
   /** Compute `p` before returning. */
   gemm(p: GemmProduct): void;
+  /**
+   * `y (+)= x·W` for x [K] and y [N] at byte offsets on the heap, shared
+   * with the worker by column blocks, when it is worth it: true when done,
+   * false (nothing done) when the caller should compute it itself — W of
+   * fewer than `minParallelWeights` entries, one thread, the worker not
+   * ready yet, or no room for its copy of W. The result is the same either
+   * way, to the bit: every column is computed by the same code from the
+   * same quantised x.
+   */
+  gemvQ8(w: Q8Weight, x: number, y: number, accumulate: boolean): boolean;
   /** Counters since the pool started. */
   stats(): GemmPoolStats;
   /**
@@ -197,6 +262,10 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
   const minFlops = opts.minParallelFlops ?? DEFAULT_MIN_PARALLEL_FLOPS;
   const minIntensity = opts.minIntensity ?? DEFAULT_MIN_INTENSITY;
   const idleMs = opts.idleMs ?? (typeof Deno === "undefined" ? Infinity : 3000);
+  const minWeights = opts.minParallelWeights ?? DEFAULT_MIN_PARALLEL_WEIGHTS;
+  const spinMs = opts.spinMs ?? DEFAULT_SPIN_MS;
+  if (!(minWeights >= 0)) throw new RangeError(`gemm pool: minParallelWeights ${minWeights} < 0`);
+  if (!(spinMs >= 0)) throw new RangeError(`gemm pool: spinMs ${spinMs} < 0`);
   if (!(minFlops >= 0)) throw new RangeError(`gemm pool: minParallelFlops ${minFlops} < 0`);
   if (!(minIntensity >= 0)) throw new RangeError(`gemm pool: minIntensity ${minIntensity} < 0`);
   if (!(idleMs > 0)) throw new RangeError(`gemm pool: idleMs must be > 0, got ${idleMs}`);
@@ -222,11 +291,52 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
       block = canBlock(ctl);
     }
   }
-  const operands = Math.ceil((WORK + workBytes) / 64) * 64; // the worker's operands from here
+  const operands = Math.ceil((WORK + workBytes) / 64) * 64;
+
+  // The worker's copies of int8 weights (gemvQ8) lie from `operands` up to `top`, allocated
+  // first-fit, and a job's scratch (a product's operands, a vector and its result) above `top`.
+  interface Resident {
+    readonly at: number;
+    readonly bytes: number;
+    /** Bytes of its packed values; its scales follow. */
+    readonly values: number;
+    /** The product's chunks, in column blocks of 16, and the first the worker may take (its copy starts there). */
+    readonly bounds: readonly number[];
+    readonly first: number;
+  }
+  const residents = new WeakMap<object, Resident | null>(); // null: no room for it
+  const holes: { at: number; bytes: number }[] = [];
+  let top = operands, residentBytes = 0;
+  const placeResident = (bytes: number): number => {
+    const i = holes.findIndex((h) => h.bytes >= bytes);
+    if (i >= 0) {
+      const h = holes[i];
+      if (h.bytes === bytes) holes.splice(i, 1);
+      else holes[i] = { at: h.at + bytes, bytes: h.bytes - bytes };
+      return h.at;
+    }
+    if (!reserve(top + bytes)) return -1;
+    top += bytes;
+    return top - bytes;
+  };
+  const dropResident = (r: Resident): void => {
+    if (disposed) return;
+    residentBytes -= r.bytes;
+    holes.push({ at: r.at, bytes: r.bytes });
+    // Give back the holes at the top, lowest last.
+    holes.sort((a, b) => a.at - b.at);
+    while (holes.length > 0 && holes[holes.length - 1].at + holes[holes.length - 1].bytes === top) {
+      top = holes.pop()!.at;
+    }
+  };
+  const finalizer = typeof FinalizationRegistry === "function"
+    ? new FinalizationRegistry<Resident>(dropResident)
+    : null;
 
   let worker: Worker | null = null;
   let url: string | null = null;
   const counts = { single: 0, split: 0, shared: 0, notReady: 0, started: 0 };
+  const matvecCounts = { matvecs: 0, matvecsShared: 0 };
   let disposed = false;
 
   /** The gemm_batched arguments of `p` read in place on the heap. */
@@ -304,6 +414,7 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
       control: CONTROL,
       idleMs,
       blockingWait: opts.blockingWait === true,
+      spinMs,
       layout: L,
     };
     w.postMessage(init);
@@ -364,7 +475,11 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
   };
 
   const waitDone = (job: number, flops: number): void => {
-    for (let i = 0; i < 4096; i++) if (Atomics.load(ctl, L.done) === job) return;
+    // Watch first: a wake-up from Atomics.wait costs tens of µs.
+    const until = performance.now() + spinMs;
+    do {
+      for (let i = 0; i < 64; i++) if (Atomics.load(ctl, L.done) === job) return;
+    } while (performance.now() < until);
     // A generous deadline: only a broken worker misses it (≥ 0.1 GFLOP/s).
     const deadline = performance.now() + 10_000 + flops / 1e5;
     while (Atomics.load(ctl, L.done) !== job) {
@@ -373,6 +488,15 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
         stopWorker();
         throw new Error(`gemm pool: the worker did not finish a ${flops}-FLOP product in time`);
       }
+    }
+  };
+
+  /** For `workerFirst`: wait until the worker has claimed the last of `count` chunks of job `tag`. */
+  const awaitWorkerClaim = (count: number, tag: number): void => {
+    const last = L.owner + count - 1, deadline = performance.now() + 10_000;
+    while (Atomics.load(ctl, last) === tag) {
+      if (block) Atomics.wait(ctl, last, tag, 1);
+      if (performance.now() > deadline) throw new Error("gemm pool: the worker took no chunk");
     }
   };
 
@@ -393,7 +517,7 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
     const entriesA = p.batchA === 1 ? 1 : batchW, entriesB = p.batchB === 1 ? 1 : batchW;
     const skipA = p.batchA === 1 || ch.kind !== "batch" ? 0 : at;
     const skipB = p.batchB === 1 || ch.kind !== "batch" ? 0 : at;
-    const aW = operands, bW = aW + 4 * entriesA * mW * k, cW = bW + 4 * entriesB * k * nW;
+    const aW = top, bW = aW + 4 * entriesA * mW * k, cW = bW + 4 * entriesB * k * nW;
     if (!reserve(cW + 4 * batchW * mW * nW)) return false;
     const heapF = new Float32Array(heap.memory.buffer), sh = new Float32Array(shared!.buffer);
     // Stored A is [M, K] (or [K, M]): the worker's rows of op(A) are stored rows (or columns).
@@ -495,13 +619,7 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
     ctl[L.first] = first;
     Atomics.store(ctl, L.job, job);
     Atomics.notify(ctl, L.job);
-    if (opts.workerFirst) {
-      const last = L.owner + count - 1, deadline = performance.now() + 10_000;
-      while (Atomics.load(ctl, last) === tag) {
-        if (block) Atomics.wait(ctl, last, tag, 1);
-        if (performance.now() > deadline) throw new Error("gemm pool: the worker took no chunk");
-      }
-    }
+    if (opts.workerFirst) awaitWorkerClaim(count, tag);
     let mine = 0;
     for (; mine < count; mine++) {
       if (Atomics.compareExchange(ctl, L.owner + mine, tag, tag + 1) !== tag) break;
@@ -519,6 +637,90 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
     counts.shared++;
     const c = blockC(ch.bounds[mine]);
     moveBlock(sh, c.copy, new Float32Array(heap.memory.buffer), c.heap, c.shape);
+    return true;
+  };
+
+  /** The worker's copy of W's columns from its first chunk on, made on first use. */
+  const residentOf = (w: Q8Weight): Resident | null => {
+    const had = residents.get(w.key);
+    if (had !== undefined) return had;
+    const blocks = w.np / 16, count = Math.min(8, blocks);
+    const bounds = Array.from({ length: count + 1 }, (_, i) => Math.round(i * blocks / count));
+    const first = Math.floor(count * 3 / 8), from = bounds[first];
+    const pair = 32 * ((w.k + 1) >> 1); // bytes of one column block
+    const values = (blocks - from) * pair, scales = 4 * 16 * (blocks - from);
+    const bytes = Math.ceil((values + scales) / 64) * 64;
+    const at = placeResident(bytes);
+    if (at < 0) {
+      residents.set(w.key, null);
+      return null;
+    }
+    const sh = new Uint8Array(shared!.buffer), h = new Uint8Array(heap.memory.buffer);
+    sh.set(h.subarray(w.at + from * pair, w.at + from * pair + values), at);
+    sh.set(h.subarray(w.scales + 64 * from, w.scales + 64 * from + scales), at + values);
+    const r: Resident = { at, bytes, values, bounds, first };
+    residents.set(w.key, r);
+    residentBytes += bytes;
+    finalizer?.register(w.key, r);
+    return r;
+  };
+
+  const bits = new Int32Array(1), bitsF = new Float32Array(bits.buffer);
+
+  const gemvQ8 = (w: Q8Weight, x: number, y: number, accumulate: boolean): boolean => {
+    if (disposed) throw new Error("gemm pool: used after dispose()");
+    if (reason !== undefined || w.k * w.n < minWeights || w.k <= 0 || w.np % 16 !== 0) {
+      return false;
+    }
+    if (!workerReady()) {
+      counts.notReady++;
+      return false;
+    }
+    const pairBytes = 16 * ((w.k + 1) >> 1);
+    if (pairBytes > workBytes) return false;
+    const r = residentOf(w);
+    if (r === null) return false;
+    const count = r.bounds.length - 1, first = r.first, from = r.bounds[first];
+    // The quantised x, on the heap for us and copied for the worker with the worker's part of y.
+    bitsF[0] = local.q8_quantize(x, w.k, work);
+    const pairsW = top, yW = pairsW + pairBytes, yFrom = 16 * from;
+    if (!reserve(yW + 4 * (w.n - yFrom))) return false;
+    const sh = new Uint8Array(shared!.buffer), h = new Uint8Array(heap.memory.buffer);
+    sh.set(h.subarray(work, work + pairBytes), pairsW);
+    if (accumulate) sh.set(h.subarray(y + 4 * yFrom, y + 4 * w.n), yW);
+    const acc = accumulate ? 1 : 0;
+    new Int32Array(heap.memory.buffer, desc, 11)
+      .set([3, 0, work, bits[0], w.at, w.scales, y, w.k, w.n, acc, 0]);
+    const job = (Atomics.load(ctl, L.job) + 1) | 0;
+    const tag = (job & 0x1fffffff) * 4;
+    for (let i = 0; i < count; i++) ctl[L.owner + i] = tag;
+    for (let i = 0; i <= count; i++) ctl[L.bounds + i] = r.bounds[i];
+    ctl.set([3, 0, pairsW, bits[0], r.at, r.at + r.values, yW, w.k, w.n, acc, from], L.desc);
+    ctl[L.count] = count;
+    ctl[L.first] = first;
+    Atomics.store(ctl, L.job, job);
+    Atomics.notify(ctl, L.job);
+    if (opts.workerFirst) awaitWorkerClaim(count, tag);
+    matvecCounts.matvecs++;
+    let mine = 0;
+    for (; mine < count; mine++) {
+      if (Atomics.compareExchange(ctl, L.owner + mine, tag, tag + 1) !== tag) break;
+      local.gemm_chunk(desc, r.bounds[mine], r.bounds[mine + 1]);
+    }
+    if (mine === count) return true;
+    waitDone(job, 2 * w.k * w.n);
+    if (Atomics.load(ctl, L.error) === job) {
+      const why = "the worker's part of a matrix-vector product threw";
+      reason ??= why;
+      stopWorker();
+      throw new Error(`gemm pool: ${why}; running on one thread from now on`);
+    }
+    matvecCounts.matvecsShared++;
+    const c0 = 16 * r.bounds[mine];
+    new Uint8Array(heap.memory.buffer).set(
+      new Uint8Array(shared!.buffer, yW + 4 * (c0 - yFrom), 4 * (w.n - c0)),
+      y + 4 * c0,
+    );
     return true;
   };
 
@@ -549,7 +751,8 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
       return reason;
     },
     gemm,
-    stats: () => ({ ...counts }),
+    gemvQ8,
+    stats: () => ({ ...counts, ...matvecCounts, residentBytes }),
     ready: async () => {
       for (;;) {
         if (disposed || reason !== undefined) return false;

@@ -35,7 +35,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { type Blas, type BlasError, loadBlas } from "./blas.ts";
-import type { GemmPoolStats } from "./gemm_pool.ts";
+import type { GemmPool, GemmPoolStats } from "./gemm_pool.ts";
 import { gemmThreads } from "./gemm_threads.ts";
 import { poolOf, type Portable, portableKernel } from "./matmul_portable.ts";
 import { type Args, planOf, sizeOf, type WasmBackend, zeros } from "./matmul_wasm.ts";
@@ -139,6 +139,10 @@ let installed: {
   tier: MatmulTier;
   stock: tf.KernelConfig;
   blas: Blas | null;
+  /**
+   * The wasm GEMM pool: the portable tier's products, and on both tiers the
+   * int8 matrix-vector products of fused kernels ({@linkcode heapPool}).
+   */
   portable: Portable | null;
 } | null = null;
 
@@ -194,6 +198,9 @@ export const installMatmul = (
     const loaded = loadBlas(opts);
     if (loaded._tag === "Left") return loaded;
     blas = loaded.right;
+    // BLAS has no int8 products: those run on the pool, with as many threads as BLAS.
+    const poolOpts = { threads: blas.threads === 1 ? 1 : undefined };
+    portable = { opts: poolOpts, probe: gemmThreads(poolOpts), pool: null, failed: null };
   } else {
     const { threads, minParallelFlops, minIntensity } = opts;
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
@@ -294,7 +301,8 @@ export const matmulThreads = (): { readonly threads: number | null; readonly rea
 };
 
 /**
- * Stop the portable tier's worker now; the next large product starts it
+ * Stop the wasm GEMM pool's worker now (the portable tier's products, and
+ * on either tier the int8 matrix-vector products); the next large product starts it
  * again. Without this an idle worker retires by itself after 3 s (so a
  * Deno script ends at most that much later than its last product);
  * tests and short scripts call it to end at once. Does nothing when no
@@ -313,9 +321,10 @@ export const matmulThreads = (): { readonly threads: number | null; readonly rea
 export const stopMatmulWorkers = (): void => installed?.portable?.pool?.pool.stopWorker();
 
 /**
- * Start the portable tier's worker now, on the wasm backend's heap, and
- * resolve once it takes jobs: true, or false when the tier runs on one
- * thread (then {@linkcode matmulThreads} says why) or is not installed.
+ * Start the wasm GEMM pool's worker now (the portable tier's products, and
+ * on either tier the int8 matrix-vector products of fused kernels), on the
+ * wasm backend's heap, and resolve once it takes jobs: true, or false when
+ * the pool runs on one thread or no tier is installed.
  * Products never wait for the worker — they run on one thread while it
  * starts — so this is for benchmarks and tests that want the two-thread
  * path from their first product.
@@ -338,9 +347,10 @@ export const startMatmulWorkers = async (): Promise<boolean> => {
 };
 
 /**
- * What the portable tier's pool has done since it started (products on one
+ * What the wasm GEMM pool has done since it started (products on one
  * thread, split with the worker, run alone while the worker was starting,
- * workers started), or null on another tier or before its first product.
+ * workers started; int8 matrix-vector products shared, and the bytes of
+ * the worker's copies of their weights), or null before its first use.
  *
  * @example
  * ```ts
@@ -417,6 +427,15 @@ export const heapGemm = (backend: unknown, p: HeapProduct): boolean => {
   });
   return true;
 };
+
+/**
+ * The wasm GEMM pool on `backend`'s heap, made on first use, for the int8
+ * matrix-vector products of fused kernels (`GemmPool.gemvQ8`): the portable
+ * tier's pool, or on the native tier one of its own. Null when no
+ * replacement is installed or no pool can run here.
+ */
+export const heapPool = (backend: unknown): GemmPool | null =>
+  installed?.portable == null ? null : poolOf(installed.portable, backend as WasmBackend);
 
 /** The native tier's BLAS, or null on the portable tier (matrix-vector products then run in wasm). */
 export const installedBlas = (): Blas | null => installed?.blas ?? null;

@@ -14,7 +14,13 @@ import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../ops/backend.ts";
 import { canFuse } from "../ops/fusion.ts";
 import { lowerGraph } from "../ops/lower.ts";
-import { installedMatmul, installMatmul } from "../ops/matmul.ts";
+import {
+  installedMatmul,
+  installMatmul,
+  matmulStats,
+  startMatmulWorkers,
+  stopMatmulWorkers,
+} from "../ops/matmul.ts";
 import { loadBlas } from "../ops/blas.ts";
 import { encodeQ8 } from "../ops/quant.ts";
 import { interpret, type RefTensor, refTensor } from "../ops/reference.ts";
@@ -359,6 +365,39 @@ Deno.test("q8 weights at run time: an int8 model file streams as its dequantised
   f32.dispose();
   q8.dispose();
   for (const t of Object.values(flat)) t.dispose();
+});
+
+Deno.test("q8 weights at run time: products shared with the pool's worker stream the same logits to the bit", async () => {
+  // Wide enough that the readout (64 × 4,096) and the FFN (64 × 2,048) go to both threads.
+  const spec = { ...tinyCrtGru, vocabSize: 4096, dModel: 64, dFF: 2048, segmentLen: 4 };
+  const p = compile(spec);
+  if (E.isLeft(p)) throw new Error(p.left.message);
+  const flat = flattenParams(p.right.init(5));
+  const leaves = Object.fromEntries(
+    Object.entries(flat).map((
+      [k, t],
+    ) => [k, { shape: [...t.shape], data: t.dataSync() as Float32Array }]),
+  );
+  tf.dispose(Object.values(flat));
+  const vocab = Array.from({ length: spec.vocabSize }, (_, i) => `w${i}`);
+  const q8 = await loadModel(
+    await encodeModelFile({ spec, vocab, params: leaves, meta: {} }, { int8: true }),
+  );
+  const ids = randomTokens(10, spec.vocabSize, 3);
+  const run = (): Float32Array[] => {
+    const s = q8.openStream();
+    const out = Array.from(ids, (id) => Float32Array.from(s.feed([id])));
+    s.dispose();
+    return out;
+  };
+  const shared = await startMatmulWorkers();
+  const before = matmulStats()?.matvecsShared ?? 0;
+  const two = run();
+  if (shared) assert.ok((matmulStats()?.matvecsShared ?? 0) > before, "no product was shared");
+  stopMatmulWorkers(); // the next products run here while a new worker starts
+  const one = run();
+  for (let i = 0; i < ids.length; i++) assert.deepEqual(two[i], one[i], `token ${i}`);
+  q8.dispose();
 });
 
 Deno.test("sample: the kernel draws what the interpreter draws, every temperature and top-k", () => {

@@ -19,9 +19,14 @@ import {
   startGemmPool,
 } from "../ops/gemm_pool.ts";
 import { gemmThreads } from "../ops/gemm_threads.ts";
+import { compileLocal, type GemmExports } from "../ops/gemm_kernel.ts";
+import { packQ8, paddedColumns } from "../ops/quant.ts";
 import { prng } from "./_ops_cases.ts";
 
 const TOL = 1e-5;
+
+/** The int8 matrix-vector counters of a pool that ran none. */
+const NO_MATVECS = { matvecs: 0, matvecsShared: 0, residentBytes: 0 };
 
 /** A heap with a bump allocator, as tfjs-wasm's heap stands in real use. */
 const makeHeap = (pages = 256): GemmHeap & { top: number; live: Set<number> } => {
@@ -304,7 +309,14 @@ Deno.test("startGemmPool: small products stay on the calling thread", async () =
   // 2·20·30·40 = 48 kFLOP, far below the default threshold.
   assert.ok(2 * 20 * 30 * 40 < DEFAULT_MIN_PARALLEL_FLOPS);
   runCase(pool, heap, { batch: 1, m: 20, n: 30, k: 40, tA: false, tB: false }, 1);
-  assert.deepEqual(pool.stats(), { single: 1, split: 0, shared: 0, notReady: 0, started: 1 });
+  assert.deepEqual(pool.stats(), {
+    single: 1,
+    split: 0,
+    shared: 0,
+    notReady: 0,
+    started: 1,
+    ...NO_MATVECS,
+  });
   pool.dispose();
 });
 
@@ -320,7 +332,14 @@ Deno.test("startGemmPool: the worker starts lazily, retires when idle and comes 
   const c: Case = { batch: 4, m: 24, n: 24, k: 8, tA: false, tB: false };
   // The first splittable product starts the worker and runs alone meanwhile.
   assert.ok(runCase(pool, heap, c, 1) <= TOL);
-  assert.deepEqual(pool.stats(), { single: 1, split: 0, shared: 0, notReady: 1, started: 1 });
+  assert.deepEqual(pool.stats(), {
+    single: 1,
+    split: 0,
+    shared: 0,
+    notReady: 1,
+    started: 1,
+    ...NO_MATVECS,
+  });
   assert.equal(await pool.ready(), true);
   assert.ok(runCase(pool, heap, c, 2) <= TOL);
   assert.equal(pool.stats().split, 1);
@@ -428,7 +447,7 @@ Deno.test("startGemmPool: its worker survives a minifying, keep-names bundle (de
       ready: true,
       reason: null,
       sum: 256 * 16,
-      stats: { single: 0, split: 1, shared: 1, notReady: 0, started: 1 },
+      stats: { single: 0, split: 1, shared: 1, notReady: 0, started: 1, ...NO_MATVECS },
     }, err);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -452,7 +471,14 @@ Deno.test("startGemmPool: without SharedArrayBuffer or Worker it runs on one thr
       assert.match(pool.reason ?? "", why);
       const c: Case = { batch: 1, m: 30, n: 40, k: 50, tA: true, tB: false };
       assert.ok(runCase(pool, heap, c, 1) <= TOL);
-      assert.deepEqual(pool.stats(), { single: 1, split: 0, shared: 0, notReady: 0, started: 0 });
+      assert.deepEqual(pool.stats(), {
+        single: 1,
+        split: 0,
+        shared: 0,
+        notReady: 0,
+        started: 0,
+        ...NO_MATVECS,
+      });
       pool.dispose();
     } finally {
       g[name] = saved;
@@ -460,4 +486,115 @@ Deno.test("startGemmPool: without SharedArrayBuffer or Worker it runs on one thr
   }
   assert.deepEqual(gemmThreads({ threads: 2 }), { threads: 2 });
   assert.throws(() => gemmThreads({ threads: 0 }), /threads must be a positive integer, got 0/);
+});
+
+// --- int8 matrix-vector products (gemvQ8) ------------------------------------------------
+
+/** A packed int8 weight [k, n] with column scales, and x [k], placed on `heap`. */
+const q8Case = (heap: GemmHeap, k: number, n: number, seed: number) => {
+  const rand = prng(seed), np = paddedColumns(n);
+  const q = Int8Array.from({ length: k * n }, () => Math.round(254 * rand()) - 127);
+  const packed = packQ8(q, k, n);
+  const scales = Float32Array.from({ length: np }, (_, j) => (j < n ? 0.001 + 0.01 * rand() : 0));
+  const x = Float32Array.from({ length: k }, () => 2 * rand() - 1);
+  const at = heap.alloc(packed.length), sc = heap.alloc(4 * np), xa = heap.alloc(4 * k);
+  new Uint8Array(heap.memory.buffer).set(packed, at);
+  new Float32Array(heap.memory.buffer).set(scales, sc / 4);
+  new Float32Array(heap.memory.buffer).set(x, xa / 4);
+  return { w: { key: {}, at, scales: sc, k, n, np }, x: xa, q, scales, xs: x };
+};
+
+/** y = x·W on one thread with the calling thread's kernel (what the fused kernels compute). */
+const gemvAlone = (heap: GemmHeap, c: ReturnType<typeof q8Case>, y: number, acc: boolean) => {
+  const k = new WebAssembly.Instance(compileLocal(), { env: { memory: heap.memory } })
+    .exports as unknown as GemmExports;
+  const pairs = heap.alloc(16 * c.w.k + 16), desc = heap.alloc(64);
+  const p16 = (pairs + 15) & ~15;
+  const sx = new Float32Array([k.q8_quantize(c.x, c.w.k, p16)]);
+  new Int32Array(heap.memory.buffer, desc, 11).set([
+    3,
+    0,
+    p16,
+    new Int32Array(sx.buffer)[0],
+    c.w.at,
+    c.w.scales,
+    y,
+    c.w.k,
+    c.w.n,
+    acc ? 1 : 0,
+    0,
+  ]);
+  k.gemm_chunk(desc, 0, c.w.np / 16);
+};
+
+Deno.test("gemvQ8: shared with the worker, it gives the one-thread result to the bit", async () => {
+  const heap = makeHeap();
+  const pool = startGemmPool(heap, { threads: 2, minParallelWeights: 0, workerFirst: true });
+  assert.equal(await pool.ready(), true);
+  // Shapes of the reference model's decode step, and edges: n not a multiple of 16, one block,
+  // fewer blocks than chunks, odd pairs of rows.
+  for (
+    const [k, n, acc] of [[256, 1000, false], [64, 20, true], [6, 16, false], [
+      130,
+      196,
+      true,
+    ]] as const
+  ) {
+    const c = q8Case(heap, k, n, k + n);
+    const y1 = heap.alloc(4 * n), y2 = heap.alloc(4 * n);
+    const init = Float32Array.from({ length: n }, (_, j) => j - 3);
+    new Float32Array(heap.memory.buffer).set(init, y1 / 4);
+    new Float32Array(heap.memory.buffer).set(init, y2 / 4);
+    assert.equal(pool.gemvQ8(c.w, c.x, y1, acc), true, `[${k}, ${n}] was not shared`);
+    gemvAlone(heap, c, y2, acc);
+    const a = new Float32Array(heap.memory.buffer, y1, n).slice();
+    assert.deepEqual(a, new Float32Array(heap.memory.buffer, y2, n).slice(), `[${k}, ${n}]`);
+    // And it is x·W: the activations are quantised to 14 bits, so within 1e-3 of the largest entry.
+    const ref = Array.from({ length: n }, (_, j) => {
+      let s = acc ? init[j] : 0;
+      for (let i = 0; i < k; i++) s += c.xs[i] * c.q[i * n + j] * c.scales[j];
+      return s;
+    });
+    const big = Math.max(...ref.map(Math.abs));
+    const err = Math.max(...ref.map((r, j) => Math.abs(r - a[j])));
+    assert.ok(err <= 1e-3 * big, `[${k}, ${n}]: error ${err} against ${big}`);
+  }
+  const s = pool.stats();
+  assert.equal(s.matvecs, 4);
+  assert.equal(s.matvecsShared, 4, "the worker took no columns");
+  pool.dispose();
+});
+
+Deno.test("gemvQ8: the worker's copy of a weight is made once per key; small ones stay here", async () => {
+  const heap = makeHeap();
+  const pool = startGemmPool(heap, { threads: 2, minParallelWeights: 4096 });
+  assert.equal(await pool.ready(), true);
+  const c = q8Case(heap, 64, 128, 1), y = heap.alloc(4 * 128);
+  for (let i = 0; i < 5; i++) assert.equal(pool.gemvQ8(c.w, c.x, y, false), true);
+  const once = pool.stats().residentBytes;
+  // The worker holds the columns of its chunks (from the third of eight): 5/8 of the weight.
+  assert.ok(once >= (5 / 8) * (64 * 128 + 4 * 128) && once < 64 * 128 + 4 * 128 + 64, `${once}`);
+  assert.equal(pool.gemvQ8({ ...c.w, key: {} }, c.x, y, false), true);
+  assert.equal(pool.stats().residentBytes, 2 * once, "a new key gets a copy of its own");
+  const small = q8Case(heap, 32, 64, 2); // 2,048 weights < 4,096
+  assert.equal(pool.gemvQ8(small.w, small.x, y, false), false);
+  assert.equal(pool.stats().matvecs, 6);
+  pool.dispose();
+  assert.throws(() => pool.gemvQ8(c.w, c.x, y, false), /after dispose/);
+});
+
+Deno.test("gemvQ8: on one thread it leaves the product to the caller", () => {
+  const heap = makeHeap();
+  const pool = startGemmPool(heap, { threads: 1, minParallelWeights: 0 });
+  const c = q8Case(heap, 64, 128, 3);
+  assert.equal(pool.gemvQ8(c.w, c.x, heap.alloc(4 * 128), false), false);
+  assert.deepEqual(pool.stats(), {
+    single: 0,
+    split: 0,
+    shared: 0,
+    notReady: 0,
+    started: 0,
+    ...NO_MATVECS,
+  });
+  pool.dispose();
 });

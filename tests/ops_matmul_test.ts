@@ -445,7 +445,16 @@ Deno.test("portable tier: one thread when asked, and bad options are a Left", as
     assert.deepEqual(matmulThreads(), { threads: 1, reason: "threads: 1 was asked for" });
     assert.equal(await startMatmulWorkers(), false);
     assert.ok(compare([2], [65, 33, 65], [true, true], 1) <= TOL);
-    assert.deepEqual(matmulStats(), { single: 1, split: 0, shared: 0, notReady: 0, started: 0 });
+    assert.deepEqual(matmulStats(), {
+      single: 1,
+      split: 0,
+      shared: 0,
+      notReady: 0,
+      started: 0,
+      matvecs: 0,
+      matvecsShared: 0,
+      residentBytes: 0,
+    });
   });
   uninstallMatmul();
   for (

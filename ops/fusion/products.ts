@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { heapGemm, type HeapProduct, installedBlas } from "../matmul.ts";
+import { heapGemm, heapPool, type HeapProduct, installedBlas } from "../matmul.ts";
 import { SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
 
@@ -41,6 +41,8 @@ export type HeapWeight =
   | { readonly kind: "f32"; readonly at: number; readonly k: number; readonly n: number }
   | {
     readonly kind: "q8";
+    /** The identity of its tensor's data (`dataId`), for the pool's copy of it. */
+    readonly key: object;
     /** Packed int8 bytes (ops/quant.ts). */
     readonly at: number;
     /** Its float32 column scales [np]. */
@@ -54,7 +56,8 @@ export type HeapWeight =
 /**
  * `y (+)= x·W` for `rows` rows of x [rows, K] into y [rows, N] (byte
  * offsets): one matrix-vector product per row — BLAS `sgemv` on the native
- * tier, our wasm kernels otherwise and for int8 weights.
+ * tier, our wasm kernels otherwise and for int8 weights; large int8 ones on
+ * both threads of the wasm GEMM pool (`GemmPool.gemvQ8`).
  */
 export const matvec = (
   backend: WasmBackend,
@@ -68,16 +71,19 @@ export const matvec = (
 ): void => {
   const k = blocks.on(backend);
   if (w.kind === "q8") {
+    const pool = heapPool(backend);
     const work = scratch(backend, k.q8_work_bytes(w.k), SCRATCH.matvec);
     for (let r = 0; r < p.rows; r++) {
+      const x = p.x + 4 * r * w.k, y = p.y + 4 * r * w.n;
+      if (pool !== null && pool.gemvQ8(w, x, y, p.accumulate)) continue;
       k.gemv_q8(
-        p.x + 4 * r * w.k,
+        x,
         w.at,
         w.scales,
         w.k,
         w.n,
         w.np,
-        p.y + 4 * r * w.n,
+        y,
         p.accumulate ? 1 : 0,
         work,
       );

@@ -23,5 +23,13 @@ export const quantizedWeight = (i: { readonly shape: Shape; readonly dtype: DTyp
 export const heapWeight = (b: WasmBackend, t: tf.TensorInfo, k: number, n: number): HeapWeight => {
   const at = offsetOf(b, t);
   if (t.dtype === "float32") return { kind: "f32", at, k, n };
-  return { kind: "q8", at, scales: at + q8Layout(k, n, 1).valueBytes, k, n, np: paddedColumns(n) };
+  return {
+    kind: "q8",
+    key: t.dataId,
+    at,
+    scales: at + q8Layout(k, n, 1).valueBytes,
+    k,
+    n,
+    np: paddedColumns(n),
+  };
 };

@@ -99,6 +99,7 @@ export const PLAN: readonly PlanEntry[] = [
       "loaded by URL",
       "heap grows",
       "without SharedArrayBuffer or Worker",
+      "gemvQ8",
     ),
   },
   { file: "tests/stream_test.ts", what: "streaming equals segment-at-once" },
