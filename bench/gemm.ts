@@ -28,6 +28,20 @@
  * products, on one thread and cut in chunks for two, straight on a pool
  * (`ops/gemm_pool.ts`, no tfjs), best and median of 200 calls each.
  *
+ * `--matvec` times the int8 matrix-vector products of a streamed token of
+ * the reference CRT (`GemmPool.gemvQ8`): on the calling thread alone and
+ * shared with the worker by column blocks, taking turns call by call,
+ * medians of 400 calls, and checks that both give the same bits.
+ * `--matvec --stream S [--tier native|portable]` does the same for whole
+ * segments of a streamed int8 model file (the reference CRT at segment
+ * length S, batch 1, one token per call): the matmul tier installed with
+ * `minParallelWeights` `Infinity` (every product on one thread, the
+ * default), 1,000,000 (the readout shared) and 131,072 (every product of
+ * the decode step but the 256 × 256 ones shared), taking turns segment by
+ * segment (`--rounds`, one untimed
+ * segment after each switch), median ms per token of each (that both give
+ * the same logits is `tests/fusion_test.ts`'s).
+ *
  * @module
  */
 import { parseArgs } from "node:util";
@@ -43,8 +57,9 @@ import {
 } from "../ops/matmul.ts";
 import { chunksOf } from "../ops/gemm_chunks.ts";
 import { startGemmPool } from "../ops/gemm_pool.ts";
-import { compileReference, makeRunner, type Runner } from "./peers/ours.ts";
-import { CpuMeter, describeLoad } from "./_load.ts";
+import { compileLocal, type GemmExports } from "../ops/gemm_kernel.ts";
+import { compileReference, makeFileStreamRunner, makeRunner, type Runner } from "./peers/ours.ts";
+import { CpuMeter, cpuModel, describeLoad } from "./_load.ts";
 
 /** One product: name, shapes of a and b, transposes. */
 type Case = readonly [string, number[], number[], boolean, boolean];
@@ -220,7 +235,142 @@ const scan = async (): Promise<void> => {
   two.dispose();
 };
 
+/** The int8 products of a streamed token, [K, N]: q, keys and values, output, FFN, readout. */
+const MATVECS: readonly [string, number, number][] = [
+  ["q / output", 256, 256],
+  ["keys and values", 256, 512],
+  ["FFN up", 256, 1024],
+  ["FFN down", 1024, 256],
+  ["readout", 256, 10000],
+];
+
+const matvecScan = async (): Promise<void> => {
+  const memory = new WebAssembly.Memory({ initial: 256 });
+  let top = 64;
+  const heap = {
+    memory,
+    alloc: (n: number) => {
+      const at = (top + 63) & ~63;
+      top = at + n;
+      if (top > memory.buffer.byteLength) {
+        memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536));
+      }
+      return at;
+    },
+    free: () => {},
+  };
+  const pool = startGemmPool(heap, { threads: 2, minParallelWeights: 0 });
+  if (!(await pool.ready())) throw new Error(`no worker: ${pool.reason}`);
+  const local = new WebAssembly.Instance(compileLocal(), { env: { memory } })
+    .exports as unknown as GemmExports;
+  const meter = new CpuMeter();
+  console.log(`${cpuModel()}: int8 matrix-vector products, µs (median of 400 calls)`);
+  console.log("product            [K, N]         1 thread   2 threads     ×   same bits");
+  for (const [name, k, n] of MATVECS) {
+    const np = Math.ceil(n / 16) * 16, kp = (k + 1) >> 1;
+    const w = heap.alloc(np * kp * 2), sc = heap.alloc(4 * np), x = heap.alloc(4 * k);
+    const y1 = heap.alloc(4 * n), y2 = heap.alloc(4 * n);
+    const pairs = heap.alloc(16 * kp), desc = heap.alloc(64);
+    const q = new Int8Array(memory.buffer, w, np * kp * 2);
+    for (let i = 0; i < q.length; i++) q[i] = (i * 7919) % 255 - 127;
+    const f = new Float32Array(memory.buffer);
+    f.fill(0.01, sc / 4, sc / 4 + np);
+    for (let i = 0; i < k; i++) f[x / 4 + i] = Math.sin(i);
+    const weight = { key: {}, at: w, scales: sc, k, n, np };
+    const bits = new Float32Array(1);
+    const alone = () => {
+      bits[0] = local.q8_quantize(x, k, pairs);
+      new Int32Array(memory.buffer, desc, 11)
+        .set([3, 0, pairs, new Int32Array(bits.buffer)[0], w, sc, y1, k, n, 0, 0]);
+      local.gemm_chunk(desc, 0, np / 16);
+    };
+    const shared = () => {
+      if (!pool.gemvQ8(weight, x, y2, false)) throw new Error(`${name}: not shared`);
+    };
+    const t: [number[], number[]] = [[], []];
+    for (let r = 0; r < 400; r++) {
+      [alone, shared].forEach((run, i) => {
+        const t0 = performance.now();
+        run();
+        t[i].push(1000 * (performance.now() - t0));
+      });
+    }
+    const a = new Float32Array(memory.buffer, y1, n), b = new Float32Array(memory.buffer, y2, n);
+    const same = a.every((v, j) => Object.is(v, b[j]));
+    const [m1, m2] = [median(t[0]), median(t[1])];
+    console.log(
+      `${name.padEnd(18)} ${`[${k}, ${n}]`.padEnd(13)} ${m1.toFixed(1).padStart(9)} ${
+        m2.toFixed(1).padStart(11)
+      } ${(m1 / m2).toFixed(2).padStart(5)}   ${same ? "yes" : "NO"}`,
+    );
+  }
+  console.log(`rest of the machine meanwhile: ${describeLoad(meter.read())} cores`);
+  pool.dispose();
+};
+
+/** Median ms/token of an int8 model file streamed with its matrix-vector products shared and alone. */
+const matvecStream = async (segmentLen: number, tier: "native" | "portable", rounds: number) => {
+  await ensureBackend({ matmul: tier });
+  const runner = await makeFileStreamRunner(compileReference(segmentLen), {
+    weights: "int8",
+    seed: 0,
+  });
+  const sides = [
+    ["one thread", { minParallelWeights: Infinity }],
+    ["two threads from 1,000,000 weights (the readout)", { minParallelWeights: 1_000_000 }],
+    ["two threads from 131,072 weights", { minParallelWeights: 131_072 }],
+  ] as const;
+  const ms: number[][] = [[], [], []];
+  const meter = new CpuMeter();
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, [, opts]] of sides.entries()) {
+      uninstallMatmul();
+      const r = installMatmul(tier, opts);
+      if (r._tag === "Left") throw new Error(r.left.reason);
+      await startMatmulWorkers();
+      // OpenBLAS's threads spin for ~0.1 s after they start or work, and a reinstall opens it anew.
+      await new Promise((res) => setTimeout(res, 200));
+      runner.step(); // untimed: the worker's copies of the weights, made on first use
+      ms[i].push(1000 * runner.step() / runner.tokensPerStep);
+    }
+  }
+  stopMatmulWorkers();
+  runner.dispose();
+  console.log(
+    `${cpuModel()}: int8 model file, reference CRT S = ${segmentLen}, ${tier} tier, ms/token ` +
+      `(median of ${rounds} segments each, taking turns)`,
+  );
+  for (const [i, [name]] of sides.entries()) {
+    const sorted = [...ms[i]].sort((a, b) => a - b);
+    console.log(
+      `  ${name.padEnd(50)} ${median(ms[i]).toFixed(3)} ` +
+        `[${sorted[0].toFixed(3)} … ${sorted[sorted.length - 1].toFixed(3)}]` +
+        (i === 0 ? "" : `  ${(median(ms[0]) / median(ms[i])).toFixed(2)}× one thread`),
+    );
+  }
+  console.log(`  rest of the machine meanwhile: ${describeLoad(meter.read())} cores`);
+};
+
 if (import.meta.main) {
+  if (Deno.args.includes("--matvec")) {
+    const { values } = parseArgs({
+      args: Deno.args,
+      options: {
+        matvec: { type: "boolean" },
+        stream: { type: "string" },
+        tier: { type: "string", default: "native" },
+        rounds: { type: "string", default: "15" },
+      },
+    });
+    const tier = values.tier, rounds = Number(values.rounds);
+    if (tier !== "native" && tier !== "portable") {
+      console.error(`gemm: --tier wants native or portable, got ${tier}`);
+      Deno.exit(2);
+    }
+    if (values.stream === undefined) await matvecScan();
+    else await matvecStream(Number(values.stream), tier, rounds);
+    Deno.exit(0);
+  }
   if (Deno.args.includes("--scan")) {
     await scan();
     Deno.exit(0);

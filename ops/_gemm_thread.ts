@@ -23,6 +23,9 @@
  * `owner` word from 4N to 4N + 1 (main, ascending from 0) or 4N + 2
  * (worker, descending from `count − 1`, never below `first`) and stop at
  * the first chunk the other took, so every chunk is computed once. The
+ * worker marks each chunk it finished 4N + 3 (the calling thread of a
+ * matrix-vector product may compute a chunk the worker has held too long
+ * itself, and then reads only the marked ones). The
  * worker then stores N into `done` (and N into `error` if a chunk threw)
  * and notifies it; the main thread waits for that only when the worker
  * owns a chunk — a worker that was slow to wake owns none and costs
@@ -90,6 +93,8 @@ export interface GemmWorkerInit {
    * (tens of µs), which is what matrix-vector products of 10–100 µs need.
    */
   readonly spinMs: number;
+  /** For tests: wait this long (ms) after claiming each chunk, as a preempted worker would. */
+  readonly delayMs: number;
   /** {@linkcode GEMM_CONTROL}, passed along because the worker's code refers to nothing outside itself. */
   readonly layout: typeof GEMM_CONTROL;
 }
@@ -176,8 +181,13 @@ export function gemmWorker(scope: GemmWorkerScope): void {
       const count = Math.min(ctl[L.count], L.maxChunks), first = Math.max(ctl[L.first], 0);
       for (let i = count - 1; i >= first; i--) {
         if (Atomics.compareExchange(ctl, L.owner + i, tag, tag + 2) !== tag) break;
+        if (init.delayMs > 0) {
+          const until = performance.now() + init.delayMs;
+          while (performance.now() < until);
+        }
         try {
           w.chunk(init.control + 4 * L.desc, ctl[L.bounds + i], ctl[L.bounds + i + 1]);
+          Atomics.store(ctl, L.owner + i, tag + 3); // done: its results may be read
         } catch (err) {
           Atomics.store(ctl, L.error, job);
           w.fail("the GEMM kernel failed in the worker", err);
@@ -201,8 +211,10 @@ export function gemmWorker(scope: GemmWorkerScope): void {
     };
     w.spin = () => {
       const until = performance.now() + init.spinMs;
-      while (Atomics.load(ctl, L.job) === w.seen && Atomics.load(ctl, L.stop) === 0) {
-        if (performance.now() > until) return;
+      for (;;) {
+        // The clock only now and then: each reading is a call into the runtime.
+        for (let i = 0; i < 256; i++) if (Atomics.load(ctl, L.job) !== w.seen) return;
+        if (Atomics.load(ctl, L.stop) !== 0 || performance.now() > until) return;
       }
     };
     w.end = () => {

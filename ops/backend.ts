@@ -73,6 +73,14 @@ export interface BackendOptions {
    */
   readonly blasThreads?: number;
   /**
+   * Int8 matrix-vector products (an int8 model file decoding at batch 1) of
+   * this many weights or more run on two threads, the calling one and the
+   * GEMM pool's worker (default: none, see `DEFAULT_MIN_PARALLEL_WEIGHTS`
+   * of `ops/gemm_pool.ts`); e.g. `1_000_000` shares only the readout of a
+   * large vocabulary. Applies when the matmul kernel is installed.
+   */
+  readonly minParallelWeights?: number;
+  /**
    * Where tfjs-backend-wasm's `.wasm` binaries are served: a URL prefix
    * ending in `/`, absolute or relative to the page (e.g. `"/wasm/"`). The
    * default resolves the installed package's `dist/` folder through the
@@ -227,9 +235,11 @@ const silenceCpuGreeting = (): void => {
 const chooseMatmul = (
   choice: MatmulChoice,
   threads: number | undefined,
+  minParallelWeights: number | undefined,
 ): Either<string, { matmul: MatmulTier; reason?: string }> => {
+  const shared = minParallelWeights === undefined ? {} : { minParallelWeights };
   const portable = (native?: string) => {
-    const p = installMatmul("portable");
+    const p = installMatmul("portable", shared);
     if (p._tag === "Left") return left(p.left.reason);
     // One thread where workers cannot run (a page that is not cross-origin isolated, say).
     const single = matmulThreads().reason;
@@ -242,7 +252,7 @@ const chooseMatmul = (
     // A browser: no Deno FFI, so no native BLAS; the portable kernel is the fast one here.
     return portable("no Deno FFI in this runtime (a browser?), so no native BLAS");
   }
-  const native = installMatmul("native", threads === undefined ? {} : { threads });
+  const native = installMatmul("native", threads === undefined ? shared : { threads, ...shared });
   if (native._tag === "Right") return right({ matmul: native.right });
   if (choice === "native") return left(`native matmul unavailable: ${native.left.reason}`);
   return portable(native.left.reason);
@@ -324,7 +334,7 @@ export const startBackend = async (
     // The portable matmul's kernels, compiled here because a browser's main thread
     // refuses to compile them synchronously; a failure shows when the kernel first runs.
     if (choice !== "native") await compileGemm().catch(() => undefined);
-    const mm = chooseMatmul(choice, opts.blasThreads);
+    const mm = chooseMatmul(choice, opts.blasThreads, opts.minParallelWeights);
     if (mm._tag === "Left") return left(new BackendError(name, mm.left));
     return right({ name, simd, ...mm.right, kernels: build!, ...arch });
   } catch (e) {

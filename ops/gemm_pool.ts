@@ -115,6 +115,8 @@ export interface GemmPoolOptions {
    * after each job.
    */
   readonly spinMs?: number;
+  /** For tests: the worker waits this long (ms) after claiming each chunk, as if preempted. */
+  readonly slowWorkerMs?: number;
   /** Make the worker wait with blocking `Atomics.wait` (tests the fallback for engines without `Atomics.waitAsync`). */
   readonly blockingWait?: boolean;
   /**
@@ -137,10 +139,19 @@ export const DEFAULT_MIN_PARALLEL_FLOPS = 2_000_000;
 
 /**
  * Int8 matrix-vector products of fewer weights run on the calling thread
- * alone: posting one costs a few µs (the quantised vector copied over, the
- * worker's part of y copied back), about what 64 k weights take.
+ * alone: by default all of them. Sharing one costs a few µs (the quantised
+ * vector copied over, the worker's part of y copied back), about what 64 k
+ * weights take, and keeps the worker's core spinning between products
+ * (`spinMs`). Measured on a 2-core AMD EPYC (`deno run -A bench/gemm.ts
+ * --matvec`), the reference CRT's 10,000-word readout (2.56 M weights) ran
+ * 1.5–2.3× faster on two threads and its 131–262 k-weight block products
+ * 1.0–1.5×, but a whole streamed token (`--matvec --stream 35`) was no
+ * faster in the median: 0.74–1.20× across runs, the best tokens faster and
+ * the spread wider. Where both cores are free (more cores, no neighbours),
+ * opt in with `minParallelWeights` (131,072 shares every product of that
+ * model's decode step but the 256 × 256 ones; 1,000,000 only the readout).
  */
-export const DEFAULT_MIN_PARALLEL_WEIGHTS = 131_072;
+export const DEFAULT_MIN_PARALLEL_WEIGHTS = Infinity;
 
 /** How long each thread watches for the other before blocking (ms): see `spinMs`. */
 export const DEFAULT_SPIN_MS = 0.5;
@@ -185,6 +196,8 @@ export interface GemmPoolStats {
   readonly matvecs: number;
   /** Of those, products in which the worker computed columns. */
   readonly matvecsShared: number;
+  /** Of those, products whose last worker chunk the calling thread computed as well, the worker being late. */
+  readonly matvecsTakenBack: number;
   /** Bytes of int8 weights copied into the worker's memory, alive now. */
   readonly residentBytes: number;
 }
@@ -336,7 +349,15 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
   let worker: Worker | null = null;
   let url: string | null = null;
   const counts = { single: 0, split: 0, shared: 0, notReady: 0, started: 0 };
-  const matvecCounts = { matvecs: 0, matvecsShared: 0 };
+  const matvecCounts = { matvecs: 0, matvecsShared: 0, matvecsTakenBack: 0 };
+  /** A job whose worker part may still be running (its scratch in use), or 0. */
+  let unsettled = 0;
+  const settle = (): void => {
+    if (unsettled === 0) return;
+    const job = unsettled;
+    unsettled = 0;
+    waitDone(job, 0);
+  };
   let disposed = false;
 
   /** The gemm_batched arguments of `p` read in place on the heap. */
@@ -415,6 +436,7 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
       idleMs,
       blockingWait: opts.blockingWait === true,
       spinMs,
+      delayMs: opts.slowWorkerMs ?? 0,
       layout: L,
     };
     w.postMessage(init);
@@ -431,6 +453,7 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
   };
 
   const stopWorker = (): void => {
+    unsettled = 0; // a stopped worker writes nothing more
     if (worker === null) return;
     Atomics.store(ctl, L.stop, 1);
     Atomics.notify(ctl, L.job);
@@ -508,6 +531,7 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
    * nothing done) when the shared memory cannot hold the copies.
    */
   const runChunked = (p: GemmProduct, ch: Chunks, flops: number): boolean => {
+    settle();
     const { m, n, k } = p;
     const count = ch.bounds.length - 1, first = ch.first;
     const at = ch.bounds[first]; // where the worker's chunks start, in units
@@ -678,6 +702,7 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
     }
     const pairBytes = 16 * ((w.k + 1) >> 1);
     if (pairBytes > workBytes) return false;
+    settle();
     const r = residentOf(w);
     if (r === null) return false;
     const count = r.bounds.length - 1, first = r.first, from = r.bounds[first];
@@ -702,21 +727,37 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
     Atomics.notify(ctl, L.job);
     if (opts.workerFirst) awaitWorkerClaim(count, tag);
     matvecCounts.matvecs++;
+    const t0 = performance.now();
     let mine = 0;
     for (; mine < count; mine++) {
       if (Atomics.compareExchange(ctl, L.owner + mine, tag, tag + 1) !== tag) break;
       local.gemm_chunk(desc, r.bounds[mine], r.bounds[mine + 1]);
     }
     if (mine === count) return true;
-    waitDone(job, 2 * w.k * w.n);
-    if (Atomics.load(ctl, L.error) === job) {
-      const why = "the worker's part of a matrix-vector product threw";
-      reason ??= why;
-      stopWorker();
-      throw new Error(`gemm pool: ${why}; running on one thread from now on`);
+    // The worker finishes its chunks from the top down, so only chunk `mine` may still be
+    // running. Wait for it about as long as two chunks of ours took; past that the worker
+    // has likely lost its core (a 2-core machine's other threads preempt it): compute the
+    // chunk here too, the same bits, and leave the worker's copy unread.
+    const deadline = performance.now() + Math.max(2 * (performance.now() - t0) / (mine || 1), 0.02);
+    let theirs = mine; // the first chunk whose result is the worker's
+    while (Atomics.load(ctl, L.owner + mine) !== tag + 3) {
+      if (Atomics.load(ctl, L.error) === job) {
+        const why = "the worker's part of a matrix-vector product threw";
+        reason ??= why;
+        stopWorker();
+        throw new Error(`gemm pool: ${why}; running on one thread from now on`);
+      }
+      if (performance.now() > deadline) {
+        local.gemm_chunk(desc, r.bounds[mine], r.bounds[mine + 1]);
+        theirs = mine + 1;
+        unsettled = job; // the worker may still write its scratch: wait before the next job
+        matvecCounts.matvecsTakenBack++;
+        break;
+      }
     }
     matvecCounts.matvecsShared++;
-    const c0 = 16 * r.bounds[mine];
+    if (theirs === count) return true;
+    const c0 = 16 * r.bounds[theirs];
     new Uint8Array(heap.memory.buffer).set(
       new Uint8Array(shared!.buffer, yW + 4 * (c0 - yFrom), 4 * (w.n - c0)),
       y + 4 * c0,

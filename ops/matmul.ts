@@ -83,6 +83,13 @@ export interface MatmulOptions {
    */
   readonly minIntensity?: number;
   /**
+   * Both tiers: int8 matrix-vector products (batch-1 decoding with an int8
+   * model file) of weights with fewer entries run on the calling thread
+   * alone (default `DEFAULT_MIN_PARALLEL_WEIGHTS` of `ops/gemm_pool.ts`);
+   * `Infinity` keeps them all there.
+   */
+  readonly minParallelWeights?: number;
+  /**
    * Portable tier: `"gemm"` (default) runs the kernel of `ops/gemm_pool.ts`;
    * `"xnnpack"` runs tfjs's XNNPACK on one thread after explicit transposes,
    * the fallback, selectable for comparisons.
@@ -187,6 +194,9 @@ export const installMatmul = (
     return fail(`unknown matmul tier '${String(tier)}'; expected "native" or "portable"`);
   }
   if (installed?.tier === tier) return right(tier);
+  if (opts.minParallelWeights !== undefined && !(opts.minParallelWeights >= 0)) {
+    return fail(`minParallelWeights must be ≥ 0, got ${opts.minParallelWeights}`);
+  }
   const stock = installed?.stock ?? tf.getKernel(KERNEL, BACKEND);
   const transpose = tf.getKernel("Transpose", BACKEND);
   if (stock === undefined || transpose === undefined) {
@@ -199,10 +209,13 @@ export const installMatmul = (
     if (loaded._tag === "Left") return loaded;
     blas = loaded.right;
     // BLAS has no int8 products: those run on the pool, with as many threads as BLAS.
-    const poolOpts = { threads: blas.threads === 1 ? 1 : undefined };
+    const poolOpts = {
+      threads: blas.threads === 1 ? 1 : undefined,
+      minParallelWeights: opts.minParallelWeights,
+    };
     portable = { opts: poolOpts, probe: gemmThreads(poolOpts), pool: null, failed: null };
   } else {
-    const { threads, minParallelFlops, minIntensity } = opts;
+    const { threads, minParallelFlops, minIntensity, minParallelWeights } = opts;
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
       return fail(`threads must be a positive integer, got ${threads}`);
     }
@@ -212,7 +225,7 @@ export const installMatmul = (
     if (minIntensity !== undefined && !(minIntensity >= 0)) {
       return fail(`minIntensity must be ≥ 0, got ${minIntensity}`);
     }
-    const poolOpts = { threads, minParallelFlops, minIntensity };
+    const poolOpts = { threads, minParallelFlops, minIntensity, minParallelWeights };
     const kernel = opts.portableKernel ?? "gemm";
     if (kernel !== "gemm" && kernel !== "xnnpack") {
       return fail(`unknown portableKernel '${String(kernel)}'; expected "gemm" or "xnnpack"`);

@@ -28,6 +28,7 @@ export interface Portable {
     readonly threads?: number;
     readonly minParallelFlops?: number;
     readonly minIntensity?: number;
+    readonly minParallelWeights?: number;
   };
   /** What the environment allows, found at installation (before any pool exists). */
   readonly probe: GemmThreads;

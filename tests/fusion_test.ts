@@ -19,7 +19,7 @@ import {
   installMatmul,
   matmulStats,
   startMatmulWorkers,
-  stopMatmulWorkers,
+  uninstallMatmul,
 } from "../ops/matmul.ts";
 import { loadBlas } from "../ops/blas.ts";
 import { encodeQ8 } from "../ops/quant.ts";
@@ -390,14 +390,26 @@ Deno.test("q8 weights at run time: products shared with the pool's worker stream
     s.dispose();
     return out;
   };
-  const shared = await startMatmulWorkers();
-  const before = matmulStats()?.matvecsShared ?? 0;
-  const two = run();
-  if (shared) assert.ok((matmulStats()?.matvecsShared ?? 0) > before, "no product was shared");
-  stopMatmulWorkers(); // the next products run here while a new worker starts
-  const one = run();
-  for (let i = 0; i < ids.length; i++) assert.deepEqual(two[i], one[i], `token ${i}`);
-  q8.dispose();
+  const tier = installedMatmul();
+  assert.ok(tier !== "stock");
+  const install = (minParallelWeights: number) => {
+    uninstallMatmul();
+    assert.ok(E.isRight(installMatmul(tier, { minParallelWeights })));
+  };
+  try {
+    install(0); // every product shared
+    const shared = await startMatmulWorkers();
+    const two = run();
+    if (shared) assert.ok((matmulStats()?.matvecsShared ?? 0) > 0, "no product was shared");
+    install(Infinity); // every product here
+    const one = run();
+    assert.equal(matmulStats()?.matvecs ?? 0, 0);
+    for (let i = 0; i < ids.length; i++) assert.deepEqual(two[i], one[i], `token ${i}`);
+  } finally {
+    uninstallMatmul();
+    installMatmul(tier);
+    q8.dispose();
+  }
 });
 
 Deno.test("sample: the kernel draws what the interpreter draws, every temperature and top-k", () => {

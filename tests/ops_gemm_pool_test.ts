@@ -26,7 +26,7 @@ import { prng } from "./_ops_cases.ts";
 const TOL = 1e-5;
 
 /** The int8 matrix-vector counters of a pool that ran none. */
-const NO_MATVECS = { matvecs: 0, matvecsShared: 0, residentBytes: 0 };
+const NO_MATVECS = { matvecs: 0, matvecsShared: 0, matvecsTakenBack: 0, residentBytes: 0 };
 
 /** A heap with a bump allocator, as tfjs-wasm's heap stands in real use. */
 const makeHeap = (pages = 256): GemmHeap & { top: number; live: Set<number> } => {
@@ -562,6 +562,33 @@ Deno.test("gemvQ8: shared with the worker, it gives the one-thread result to the
   const s = pool.stats();
   assert.equal(s.matvecs, 4);
   assert.equal(s.matvecsShared, 4, "the worker took no columns");
+  pool.dispose();
+});
+
+Deno.test("gemvQ8: a worker late with its chunk is overtaken, and the next product waits for it", async () => {
+  const heap = makeHeap();
+  // The worker claims a chunk first, then sits on it for 30 ms, as a preempted thread would.
+  const pool = startGemmPool(heap, {
+    threads: 2,
+    minParallelWeights: 0,
+    workerFirst: true,
+    slowWorkerMs: 30,
+  });
+  assert.equal(await pool.ready(), true);
+  const c = q8Case(heap, 256, 1000, 7);
+  const y1 = heap.alloc(4 * 1000), y2 = heap.alloc(4 * 1000);
+  const t0 = performance.now();
+  assert.equal(pool.gemvQ8(c.w, c.x, y1, false), true);
+  const took = performance.now() - t0;
+  assert.ok(took < 25, `the calling thread waited ${took.toFixed(1)} ms for the late chunk`);
+  assert.equal(pool.stats().matvecsTakenBack, 1);
+  gemvAlone(heap, c, y2, false);
+  assert.deepEqual(
+    new Float32Array(heap.memory.buffer, y1, 1000).slice(),
+    new Float32Array(heap.memory.buffer, y2, 1000).slice(),
+  );
+  // A GEMM right after, while the worker may still be on its chunk: its scratch must not clash.
+  runCase(pool, heap, { batch: 1, m: 64, n: 64, k: 256, tA: false, tB: false }, 2);
   pool.dispose();
 });
 

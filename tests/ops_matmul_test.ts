@@ -453,16 +453,24 @@ Deno.test("portable tier: one thread when asked, and bad options are a Left", as
       started: 0,
       matvecs: 0,
       matvecsShared: 0,
+      matvecsTakenBack: 0,
       residentBytes: 0,
     });
   });
   uninstallMatmul();
   for (
-    const opts of [{ threads: 0 }, { threads: 1.5 }, { minParallelFlops: -1 }, { minIntensity: -1 }]
+    const opts of [
+      { threads: 0 },
+      { threads: 1.5 },
+      { minParallelFlops: -1 },
+      { minIntensity: -1 },
+      { minParallelWeights: -1 },
+      { minParallelWeights: NaN },
+    ]
   ) {
     const r = installMatmul("portable", opts);
     assert.ok(E.isLeft(r), JSON.stringify(opts));
-    assert.match(r.left.reason, /threads|minParallelFlops|minIntensity/);
+    assert.match(r.left.reason, /threads|minParallelFlops|minIntensity|minParallelWeights/);
   }
   const r = installMatmul("portable", { portableKernel: "blas" as "gemm" });
   assert.ok(E.isLeft(r) && /unknown portableKernel 'blas'/.test(r.left.reason));

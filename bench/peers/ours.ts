@@ -32,6 +32,7 @@
  */
 import * as E from "fp-ts/lib/Either.js";
 import { startBackend } from "../../ops/backend.ts";
+import { startMatmulWorkers } from "../../ops/matmul.ts";
 import { tf } from "../../ops/tf.ts";
 import type { Params, Program, Stream } from "../../core/program.ts";
 import { compile } from "../../core/compile.ts";
@@ -516,6 +517,9 @@ if (import.meta.main) {
         });
         continue;
       }
+      // The peers' thread pools (OpenBLAS, onnxruntime) live between steps; ours retires its
+      // worker after 3 s idle, which a round's other sides can exceed: start it, untimed.
+      await startMatmulWorkers();
       const seconds = Array.from({ length: cmd.steps ?? 1 }, () => r.step());
       emit({ event: "steps", seconds, tokens_per_step: r.tokensPerStep });
     }
