@@ -567,12 +567,13 @@ Deno.test("gemvQ8: shared with the worker, it gives the one-thread result to the
 
 Deno.test("gemvQ8: a worker late with its chunk is overtaken, and the next product waits for it", async () => {
   const heap = makeHeap();
-  // The worker claims a chunk first, then sits on it for 30 ms, as a preempted thread would.
+  // The worker claims a chunk first, then sits on it for 300 ms, as a preempted thread would
+  // (long enough that even under emulation the calling thread's own chunks take far less).
   const pool = startGemmPool(heap, {
     threads: 2,
     minParallelWeights: 0,
     workerFirst: true,
-    slowWorkerMs: 30,
+    slowWorkerMs: 300,
   });
   assert.equal(await pool.ready(), true);
   const c = q8Case(heap, 256, 1000, 7);
@@ -580,7 +581,7 @@ Deno.test("gemvQ8: a worker late with its chunk is overtaken, and the next produ
   const t0 = performance.now();
   assert.equal(pool.gemvQ8(c.w, c.x, y1, false), true);
   const took = performance.now() - t0;
-  assert.ok(took < 25, `the calling thread waited ${took.toFixed(1)} ms for the late chunk`);
+  assert.ok(took < 200, `the calling thread waited ${took.toFixed(1)} ms for the late chunk`);
   assert.equal(pool.stats().matvecsTakenBack, 1);
   gemvAlone(heap, c, y2, false);
   assert.deepEqual(
