@@ -160,26 +160,32 @@ const stepBench = async (
   }
 };
 
-/** One thread against two on products around the sharing threshold. */
-const scan = async (): Promise<void> => {
+/** A heap of our own with a bump allocator (`top` may be reset), for products without tfjs. */
+const bumpHeap = () => {
   const memory = new WebAssembly.Memory({ initial: 256 });
-  let top = 64;
   const heap = {
     memory,
+    top: 64,
     alloc: (n: number) => {
-      const at = (top + 63) & ~63;
-      top = at + n;
-      if (top > memory.buffer.byteLength) {
-        memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536));
+      const at = (heap.top + 63) & ~63;
+      heap.top = at + n;
+      if (heap.top > memory.buffer.byteLength) {
+        memory.grow(Math.ceil((heap.top - memory.buffer.byteLength) / 65536));
       }
       return at;
     },
     free: () => {},
   };
+  return heap;
+};
+
+/** One thread against two on products around the sharing threshold. */
+const scan = async (): Promise<void> => {
+  const heap = bumpHeap(), memory = heap.memory;
   const one = startGemmPool(heap, { threads: 1 });
   const two = startGemmPool(heap, { threads: 2, minParallelFlops: 0 });
   if (!(await two.ready())) throw new Error(`no worker: ${two.reason}`);
-  const base = top;
+  const base = heap.top;
   const cases: [number, number, number, number][] = [
     [4, 36, 36, 64],
     [8, 36, 36, 64],
@@ -194,7 +200,7 @@ const scan = async (): Promise<void> => {
     "product (batch×[M,K]·[K,N]ᵀ)        MFLOP  chunks      1 thread µs   2 threads µs   ×",
   );
   for (const [batch, m, n, k] of cases) {
-    top = base;
+    heap.top = base;
     const a = heap.alloc(4 * batch * m * k), b = heap.alloc(4 * batch * k * n);
     const c = heap.alloc(4 * batch * m * n);
     new Float32Array(memory.buffer).fill(0.5, a / 4, c / 4);
@@ -245,20 +251,7 @@ const MATVECS: readonly [string, number, number][] = [
 ];
 
 const matvecScan = async (): Promise<void> => {
-  const memory = new WebAssembly.Memory({ initial: 256 });
-  let top = 64;
-  const heap = {
-    memory,
-    alloc: (n: number) => {
-      const at = (top + 63) & ~63;
-      top = at + n;
-      if (top > memory.buffer.byteLength) {
-        memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536));
-      }
-      return at;
-    },
-    free: () => {},
-  };
+  const heap = bumpHeap(), memory = heap.memory;
   const pool = startGemmPool(heap, { threads: 2, minParallelWeights: 0 });
   if (!(await pool.ready())) throw new Error(`no worker: ${pool.reason}`);
   const local = new WebAssembly.Instance(compileLocal(), { env: { memory } })

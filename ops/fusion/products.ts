@@ -10,6 +10,7 @@
 import { heapGemm, heapPool, type HeapProduct, installedBlas } from "../matmul.ts";
 import { SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
+import type { Q8Weight } from "../gemm_pool.ts";
 
 /**
  * `C (+)= op(A)·op(B)` on the heap: the installed tier's GEMM, else our
@@ -39,19 +40,8 @@ export const gemmOnHeap = (backend: WasmBackend, p: HeapProduct): void => {
 /** A weight matrix W [K, N] on the heap: float32 row-major, or packed int8 with column scales. */
 export type HeapWeight =
   | { readonly kind: "f32"; readonly at: number; readonly k: number; readonly n: number }
-  | {
-    readonly kind: "q8";
-    /** The identity of its tensor's data (`dataId`), for the pool's copy of it. */
-    readonly key: object;
-    /** Packed int8 bytes (ops/quant.ts). */
-    readonly at: number;
-    /** Its float32 column scales [np]. */
-    readonly scales: number;
-    readonly k: number;
-    readonly n: number;
-    /** N padded to a multiple of 16. */
-    readonly np: number;
-  };
+  // Packed int8 (ops/quant.ts), keyed by its tensor's `dataId` for the pool's copy of it.
+  | { readonly kind: "q8" } & Q8Weight;
 
 /**
  * `y (+)= x·W` for `rows` rows of x [rows, K] into y [rows, N] (byte
