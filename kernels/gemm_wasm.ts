@@ -2,7 +2,7 @@
 // SIMD GEMM and int8 matrix-vector products (ops/gemm_pool.ts) on tfjs-wasm's own heap, for the calling thread.
 // clang-19 --target=wasm32 -msimd128 -O3 -nostdlib -ffreestanding -Wall -Werror -Wl,--no-entry -Wl,--import-memory -fno-vectorize -fno-slp-vectorize -mbulk-memory [-mrelaxed-simd]
 // gemm.c sha256 a0d7d1f97202107493b2ae1a26cdff50df7f39474b0ee11838a712dec22dfe2c
-// gemv.c sha256 7e6807f236a4ba2f43d14cfc94347d369079081e06016a87c9f2a87df4079630
+// gemv.c sha256 32e809869f0196c9ffb9d3780d544e5c266ff66fe3d833720941f9cf38903159
 // simd.h sha256 f9488a21507412abdb6d122f0a65d3f7ac25daf09cdc9f0f19ee4b04fa754b95
 
 /** The compiled module with SIMD128, base64 (25281 bytes). */

@@ -1,5 +1,7 @@
 // Products of a few rows with a weight matrix, read once per token: the
-// matrix-vector products of batch-1 decoding (ops/fusion/matvec.ts).
+// matrix-vector products of batch-1 decoding (`matvec` in
+// ops/fusion/products.ts; `GemmPool.gemvQ8` in ops/gemm_pool.ts shares the
+// int8 one with a worker by column blocks).
 //
 // float32: y (+)= x·W for W [K, N] row-major, as it lies in tfjs's heap. Four
 // rows of W stream at a time into the accumulators y (a row of N floats that

@@ -35,7 +35,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { type Blas, type BlasError, loadBlas } from "./blas.ts";
-import type { GemmPool, GemmPoolStats } from "./gemm_pool.ts";
+import { DEFAULT_MIN_PARALLEL_WEIGHTS, type GemmPool, type GemmPoolStats } from "./gemm_pool.ts";
 import { gemmThreads } from "./gemm_threads.ts";
 import { poolOf, type Portable, portableKernel } from "./matmul_portable.ts";
 import { type Args, planOf, sizeOf, type WasmBackend, zeros } from "./matmul_wasm.ts";
@@ -337,7 +337,8 @@ export const stopMatmulWorkers = (): void => installed?.portable?.pool?.pool.sto
  * Start the wasm GEMM pool's worker now (the portable tier's products, and
  * on either tier the int8 matrix-vector products of fused kernels), on the
  * wasm backend's heap, and resolve once it takes jobs: true, or false when
- * the pool runs on one thread or no tier is installed.
+ * the pool runs on one thread, no tier is installed, or the native tier
+ * shares no int8 products (`minParallelWeights`, none by default).
  * Products never wait for the worker — they run on one thread while it
  * starts — so this is for benchmarks and tests that want the two-thread
  * path from their first product.
@@ -352,10 +353,8 @@ export const stopMatmulWorkers = (): void => installed?.portable?.pool?.pool.sto
  * ```
  */
 export const startMatmulWorkers = async (): Promise<boolean> => {
-  const portable = installed?.portable;
-  const backend = tf.findBackend(BACKEND) as unknown as WasmBackend | undefined;
-  if (portable == null || backend == null) return false;
-  const pool = poolOf(portable, backend);
+  const backend = tf.findBackend(BACKEND);
+  const pool = backend == null ? null : heapPool(backend);
   return pool === null ? false : await pool.ready();
 };
 
@@ -447,8 +446,14 @@ export const heapGemm = (backend: unknown, p: HeapProduct): boolean => {
  * tier's pool, or on the native tier one of its own. Null when no
  * replacement is installed or no pool can run here.
  */
-export const heapPool = (backend: unknown): GemmPool | null =>
-  installed?.portable == null ? null : poolOf(installed.portable, backend as WasmBackend);
+export const heapPool = (backend: unknown): GemmPool | null => {
+  const p = installed?.portable;
+  if (p == null) return null;
+  // The native tier's pool serves shared int8 products only: none unless asked for.
+  const shares = (p.opts.minParallelWeights ?? DEFAULT_MIN_PARALLEL_WEIGHTS) < Infinity;
+  if (installed!.blas !== null && !shares) return null;
+  return poolOf(p, backend as WasmBackend);
+};
 
 /** The native tier's BLAS, or null on the portable tier (matrix-vector products then run in wasm). */
 export const installedBlas = (): Blas | null => installed?.blas ?? null;

@@ -529,7 +529,13 @@ const gemvAlone = (heap: GemmHeap, c: ReturnType<typeof q8Case>, y: number, acc:
 
 Deno.test("gemvQ8: shared with the worker, it gives the one-thread result to the bit", async () => {
   const heap = makeHeap();
-  const pool = startGemmPool(heap, { threads: 2, minParallelWeights: 0, workerFirst: true });
+  // idleMs: under emulation, making the cases can outlast the default 3 s and retire the worker.
+  const pool = startGemmPool(heap, {
+    threads: 2,
+    minParallelWeights: 0,
+    workerFirst: true,
+    idleMs: 60_000,
+  });
   assert.equal(await pool.ready(), true);
   // Shapes of the reference model's decode step, and edges: n not a multiple of 16, one block,
   // fewer blocks than chunks, odd pairs of rows.
@@ -574,6 +580,7 @@ Deno.test("gemvQ8: a worker late with its chunk is overtaken, and the next produ
     minParallelWeights: 0,
     workerFirst: true,
     slowWorkerMs: 300,
+    idleMs: 60_000,
   });
   assert.equal(await pool.ready(), true);
   const c = q8Case(heap, 256, 1000, 7);
@@ -595,7 +602,7 @@ Deno.test("gemvQ8: a worker late with its chunk is overtaken, and the next produ
 
 Deno.test("gemvQ8: the worker's copy of a weight is made once per key; small ones stay here", async () => {
   const heap = makeHeap();
-  const pool = startGemmPool(heap, { threads: 2, minParallelWeights: 4096 });
+  const pool = startGemmPool(heap, { threads: 2, minParallelWeights: 4096, idleMs: 60_000 });
   assert.equal(await pool.ready(), true);
   const c = q8Case(heap, 64, 128, 1), y = heap.alloc(4 * 128);
   for (let i = 0; i < 5; i++) assert.equal(pool.gemvQ8(c.w, c.x, y, false), true);
