@@ -64,7 +64,7 @@ export interface GemmProduct {
  */
 export const DEFAULT_MIN_INTENSITY = 16;
 
-const MR = 4, NR = 8; // the kernel's register tile
+const MR = 5, NR = 8; // the kernel's register tile (kernels/gemm.c)
 
 /**
  * How a product is cut into chunks that the two threads claim: chunk i
