@@ -263,20 +263,14 @@ const matvecScan = async (): Promise<void> => {
     const np = Math.ceil(n / 16) * 16, kp = (k + 1) >> 1;
     const w = heap.alloc(np * kp * 2), sc = heap.alloc(4 * np), x = heap.alloc(4 * k);
     const y1 = heap.alloc(4 * n), y2 = heap.alloc(4 * n);
-    const pairs = heap.alloc(16 * kp), desc = heap.alloc(64);
+    const pairs = heap.alloc(16 * kp);
     const q = new Int8Array(memory.buffer, w, np * kp * 2);
     for (let i = 0; i < q.length; i++) q[i] = (i * 7919) % 255 - 127;
     const f = new Float32Array(memory.buffer);
     f.fill(0.01, sc / 4, sc / 4 + np);
     for (let i = 0; i < k; i++) f[x / 4 + i] = Math.sin(i);
     const weight = { key: {}, at: w, scales: sc, k, n, np };
-    const bits = new Float32Array(1);
-    const alone = () => {
-      bits[0] = local.q8_quantize(x, k, pairs);
-      new Int32Array(memory.buffer, desc, 11)
-        .set([3, 0, pairs, new Int32Array(bits.buffer)[0], w, sc, y1, k, n, 0, 0]);
-      local.gemm_chunk(desc, 0, np / 16);
-    };
+    const alone = () => local.gemv_q8(x, w, sc, k, n, np, y1, 0, pairs);
     const shared = () => {
       if (!pool.gemvQ8(weight, x, y2, false)) throw new Error(`${name}: not shared`);
     };

@@ -99,9 +99,8 @@ float q8_quantize(const float* x, int k, v128_t* pairs) {
 // sx): w, scales and y point at column block `origin` of the packed int8 W,
 // its scales and y (a part of W copied elsewhere starts at its first block).
 // n ≤ np is y's length, a multiple of 4.
-EXPORT(gemv_q8_blocks)
-void gemv_q8_blocks(const v128_t* pairs, float sx, const signed char* w, const float* scales,
-                    float* y, int k, int n, int accumulate, int origin, int b0, int b1) {
+static void gemv_q8_blocks(const v128_t* pairs, float sx, const signed char* w, const float* scales,
+                           float* y, int k, int n, int accumulate, int origin, int b0, int b1) {
   const int kp = (k + 1) / 2;
   const v128_t s = wasm_f32x4_splat(sx);
   for (int b = b0; b < b1; b++) {

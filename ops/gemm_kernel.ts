@@ -16,6 +16,21 @@ export interface GemmExports {
   gemm_work_floats(): number;
   /** Quantise x [K] into K/2 int16 pairs at `pairs` (16 bytes each) for int8 products; its scale. */
   q8_quantize(x: number, k: number, pairs: number): number;
+  /**
+   * y (+)= x·W on this thread for a packed int8 W [K, N] (ops/quant.ts) with
+   * column scales [np]; `work` holds the quantised x (`16 · ⌈K/2⌉` bytes).
+   */
+  gemv_q8(
+    x: number,
+    w: number,
+    scales: number,
+    k: number,
+    n: number,
+    np: number,
+    y: number,
+    accumulate: number,
+    work: number,
+  ): void;
   gemm_chunk(desc: number, from: number, to: number): void;
   gemm_batched(
     batch: number,

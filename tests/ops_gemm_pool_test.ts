@@ -508,23 +508,8 @@ const q8Case = (heap: GemmHeap, k: number, n: number, seed: number) => {
 const gemvAlone = (heap: GemmHeap, c: ReturnType<typeof q8Case>, y: number, acc: boolean) => {
   const k = new WebAssembly.Instance(compileLocal(), { env: { memory: heap.memory } })
     .exports as unknown as GemmExports;
-  const pairs = heap.alloc(16 * c.w.k + 16), desc = heap.alloc(64);
-  const p16 = (pairs + 15) & ~15;
-  const sx = new Float32Array([k.q8_quantize(c.x, c.w.k, p16)]);
-  new Int32Array(heap.memory.buffer, desc, 11).set([
-    3,
-    0,
-    p16,
-    new Int32Array(sx.buffer)[0],
-    c.w.at,
-    c.w.scales,
-    y,
-    c.w.k,
-    c.w.n,
-    acc ? 1 : 0,
-    0,
-  ]);
-  k.gemm_chunk(desc, 0, c.w.np / 16);
+  const pairs = (heap.alloc(16 * c.w.k + 16) + 15) & ~15;
+  k.gemv_q8(c.x, c.w.at, c.w.scales, c.w.k, c.w.n, c.w.np, y, acc ? 1 : 0, pairs);
 };
 
 Deno.test("gemvQ8: shared with the worker, it gives the one-thread result to the bit", async () => {
