@@ -400,7 +400,10 @@ Deno.test("q8 weights at run time: products shared with the pool's worker stream
     install(0); // every product shared
     const shared = await startMatmulWorkers();
     const two = run();
-    if (shared) assert.ok((matmulStats()?.matvecsShared ?? 0) > 0, "no product was shared");
+    // Posted to the worker; whether it wins any chunk is timing (under a loaded test run the
+    // calling thread may take them all). That its columns are the same bits is
+    // tests/ops_gemm_pool_test.ts's, where the worker claims first.
+    if (shared) assert.ok((matmulStats()?.matvecs ?? 0) > 0, "no product was posted to the worker");
     install(Infinity); // every product here
     const one = run();
     assert.equal(matmulStats()?.matvecs ?? 0, 0);
