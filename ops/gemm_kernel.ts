@@ -10,27 +10,14 @@
 import * as localGemm from "../kernels/gemm_wasm.ts";
 import * as sharedGemm from "../kernels/gemm_shared_wasm.ts";
 import { moduleBytes } from "./heap.ts";
+// gemv.c is linked into both modules: its int8 product has one declaration.
+import type { BlocksExports } from "./fusion/blocks.ts";
 
-/** What `kernels/gemm.c` exports; pointers are byte offsets. */
-export interface GemmExports {
+/** What `kernels/gemm.c` and `kernels/gemv.c` export; pointers are byte offsets. */
+export interface GemmExports extends Pick<BlocksExports, "gemv_q8"> {
   gemm_work_floats(): number;
   /** Quantise x [K] into K/2 int16 pairs at `pairs` (16 bytes each) for int8 products; its scale. */
   q8_quantize(x: number, k: number, pairs: number): number;
-  /**
-   * y (+)= x·W on this thread for a packed int8 W [K, N] (ops/quant.ts) with
-   * column scales [np]; `work` holds the quantised x (`16 · ⌈K/2⌉` bytes).
-   */
-  gemv_q8(
-    x: number,
-    w: number,
-    scales: number,
-    k: number,
-    n: number,
-    np: number,
-    y: number,
-    accumulate: number,
-    work: number,
-  ): void;
   gemm_chunk(desc: number, from: number, to: number): void;
   gemm_batched(
     batch: number,
