@@ -260,14 +260,16 @@ const matvecScan = async (): Promise<void> => {
   console.log(`${cpuModel()}: int8 matrix-vector products, µs (median of 400 calls)`);
   console.log("product            [K, N]         1 thread   2 threads     ×   same bits");
   for (const [name, k, n] of MATVECS) {
-    const np = Math.ceil(n / 16) * 16, kp = (k + 1) >> 1;
-    const w = heap.alloc(np * kp * 2), sc = heap.alloc(4 * np), x = heap.alloc(4 * k);
+    // The packed layout of ops/quant.ts: values in quads of rows, scales, column sums.
+    const np = Math.ceil(n / 16) * 16, kq = (k + 3) >> 2;
+    const w = heap.alloc(np * kq * 4), sc = heap.alloc(8 * np), x = heap.alloc(4 * k);
     const y1 = heap.alloc(4 * n), y2 = heap.alloc(4 * n);
-    const pairs = heap.alloc(16 * kp);
-    const q = new Int8Array(memory.buffer, w, np * kp * 2);
+    const pairs = heap.alloc(16 + 16 * kq);
+    const q = new Int8Array(memory.buffer, w, np * kq * 4);
     for (let i = 0; i < q.length; i++) q[i] = (i * 7919) % 255 - 127;
     const f = new Float32Array(memory.buffer);
     f.fill(0.01, sc / 4, sc / 4 + np);
+    f.fill(100, sc / 4 + np, sc / 4 + 2 * np);
     for (let i = 0; i < k; i++) f[x / 4 + i] = Math.sin(i);
     const weight = { key: {}, at: w, scales: sc, k, n, np };
     const alone = () => local.gemv_q8(x, w, sc, k, n, np, y1, 0, pairs);

@@ -95,13 +95,27 @@ export const readBytes = async (file: string, what: string): Promise<Uint8Array>
   }
 };
 
-/** Start the backend the `--backend` flag names (wasm by default). */
-export const startNamedBackend = async (name: string | undefined): Promise<BackendInfo> => {
+/**
+ * Start the backend the `--backend` flag names (wasm by default), with the
+ * build of our wasm kernels `--kernels` names (auto, relaxed or simd128; the
+ * int8 products differ between them: 7-bit activations in the relaxed build,
+ * 14-bit in the SIMD128 one).
+ */
+export const startNamedBackend = async (
+  name: string | undefined,
+  kernels?: string,
+): Promise<BackendInfo> => {
   const backend = name ?? "wasm";
   if (backend !== "wasm" && backend !== "cpu") {
     throw new BadInput(`--backend: expected wasm or cpu, got ${JSON.stringify(backend)}`);
   }
-  const started = await startBackend({ backend });
+  const build = kernels ?? "auto";
+  if (build !== "auto" && build !== "relaxed" && build !== "simd128") {
+    throw new BadInput(
+      `--kernels: expected auto, relaxed or simd128, got ${JSON.stringify(build)}`,
+    );
+  }
+  const started = await startBackend({ backend, kernels: build });
   if (started._tag === "Left") throw started.left;
   return started.right;
 };

@@ -1,6 +1,7 @@
 /**
  * `deno task generate <MODEL_FILE> [--prompt TEXT] [--max-tokens N]
- * [--temperature T] [--top-k K] [--seed S] [--backend wasm|cpu]`
+ * [--temperature T] [--top-k K] [--seed S] [--backend wasm|cpu]
+ * [--kernels auto|relaxed|simd128]`
  *
  * Samples a continuation of the prompt from a model file (deploy/generate.ts)
  * and prints it on stdout as the tokens are drawn (`<eos>` as a line
@@ -38,6 +39,7 @@ import { Vocab } from "./vocab.ts";
 const USAGE =
   `usage: deno task generate <MODEL_FILE> [--prompt TEXT] [--max-tokens N] [--temperature T]
                            [--top-k K] [--seed S] [--backend wasm|cpu]
+                           [--kernels auto|relaxed|simd128]
 
   MODEL_FILE         a model file of \`deno task export\`
   --prompt TEXT      text to continue (default: none, start a sentence)
@@ -47,6 +49,8 @@ const USAGE =
   --top-k K          sample among the K most likely tokens (default 0: all)
   --seed S           integer in [0, 2³²) for a reproducible sample (default: random, printed)
   --backend NAME     wasm (default) or cpu
+  --kernels BUILD    our wasm kernels' build: auto (default: relaxed SIMD where the engine has
+                     it), relaxed or simd128; int8 products quantise activations to 7 or 14 bits
   -h, --help         this text`;
 
 const OPTIONS = {
@@ -56,6 +60,7 @@ const OPTIONS = {
   "top-k": { type: "string" },
   seed: { type: "string" },
   backend: { type: "string" },
+  kernels: { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -106,7 +111,7 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
       "an integer in [0, 2³²)",
     ) ?? crypto.getRandomValues(new Uint32Array(1))[0];
     const bytes = await readBytes(positionals[0], "model file");
-    await startNamedBackend(values.backend);
+    await startNamedBackend(values.backend, values.kernels);
     const model = await loadModel(bytes).catch((e) => {
       throw e instanceof ModelFileError ? new BadInput(`${positionals[0]}: ${e.message}`) : e;
     });

@@ -1,5 +1,6 @@
 /**
- * `deno task score <MODEL_FILE> <TEXT_FILE> [--backend wasm|cpu] [--json]`
+ * `deno task score <MODEL_FILE> <TEXT_FILE> [--backend wasm|cpu]
+ * [--kernels auto|relaxed|simd128] [--json]`
  *
  * The perplexity of a text file under a model file, read as one stream
  * (deploy/score.ts): words split on whitespace, `<eos>` at the end of every
@@ -35,16 +36,20 @@ import { ModelFileError } from "./model_file.ts";
 import { scoreIds } from "./score.ts";
 import { Vocab } from "./vocab.ts";
 
-const USAGE = `usage: deno task score <MODEL_FILE> <TEXT_FILE> [--backend wasm|cpu] [--json]
+const USAGE = `usage: deno task score <MODEL_FILE> <TEXT_FILE> [--backend wasm|cpu]
+                        [--kernels auto|relaxed|simd128] [--json]
 
   MODEL_FILE       a model file of \`deno task export\`
   TEXT_FILE        UTF-8 text, one sentence per line (PTB style: <eos> ends every line)
   --backend NAME   wasm (default) or cpu
+  --kernels BUILD  our wasm kernels' build: auto (default: relaxed SIMD where the engine has it),
+                   relaxed or simd128; int8 products quantise activations to 7 or 14 bits
   --json           print the result as one JSON object
   -h, --help       this text`;
 
 const OPTIONS = {
   backend: { type: "string" },
+  kernels: { type: "string" },
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 } as const;
@@ -83,7 +88,7 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
       if (e instanceof BadInput) throw e;
       throw new BadInput(`text file ${textPath}: not UTF-8 text`);
     }
-    const backend = await startNamedBackend(values.backend);
+    const backend = await startNamedBackend(values.backend, values.kernels);
     const t0 = performance.now();
     const model = await loadModel(modelBytes).catch((e) => {
       throw e instanceof ModelFileError ? new BadInput(`${modelPath}: ${e.message}`) : e;
@@ -115,7 +120,9 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
         model: modelPath,
         text: textPath,
         quantization: model.file.quantization,
-        backend: `${backend.name}${backend.simd ? " simd" : ""}, matmul ${backend.matmul}`,
+        backend: `${backend.name}${backend.simd ? " simd" : ""}, matmul ${backend.matmul}${
+          backend.kernels === undefined ? "" : `, kernels ${backend.kernels}`
+        }`,
         tokens: s.tokens,
         unknown_words: tokens.unknown,
         nll: s.nll,

@@ -8,13 +8,29 @@
 // stays in L1/L2), so memory is read in order, with no packing and no copy.
 //
 // int8 (`q8`): W is stored int8 with one float32 scale per output column,
-// packed for the kernel: blocks of 16 columns, within a block the K rows in
-// pairs, 16 columns × 2 rows = 32 bytes per pair (packQ8 in ops/quant.ts).
-// The activations are quantised per call to 14 bits (scale max|x| / 8191), so
-// that i32x4.dot_i16x8_s — multiply pairs of int16 and add them, in the base
-// SIMD128 set — does 8 multiply-adds per instruction; sums stay in int32
-// (≤ 2048 · 8191 · 127 < 2³¹ per chunk of 2048 rows). Columns are padded to
-// a multiple of 16 and rows to an even count with zeros.
+// packed for the kernel (packQ8 in ops/quant.ts): blocks of 16 columns, within
+// a block the K rows in quads (K padded to a multiple of 4 with zero rows),
+// 64 bytes a quad: four vectors of 4 columns × 4 rows, byte 4c + t of vector v
+// holding column 4v + c of row 4q + t. After the values lie np scales, then
+// np column sums Σᵢ qᵢⱼ (float32), np = N padded to a multiple of 16.
+// The two builds multiply the same layout differently:
+// - SIMD128: the activations are quantised per call to 14 bits (scale
+//   max|x| / 8191), a quad as int16 [x0 … x3, x0 … x3], so that
+//   i32x4.dot_i16x8_s of a sign-extended half of a weight vector gives, per
+//   lane, one column's sum over two of the quad's rows; the two halves of a
+//   column are added once per chunk. Sums stay in int32 (≤ 2048 · 8191 · 128
+//   < 2³¹ per chunk of 2048 rows).
+// - relaxed SIMD: the activations are quantised to 7 bits with an offset,
+//   x ≈ x_min + s·u, u in [0, 127], s = (max x − min x) / 127, a quad as 4
+//   bytes splatted; i32x4.relaxed_dot_i8x16_i7x16_add_s multiplies 16 weights
+//   by them and adds each column's 4 products into its lane: one instruction
+//   (three on x86 without VNNI) for 16 multiply-adds, against six with the
+//   16-bit dots. y_j = scale_j · (s · Σᵢ qᵢⱼ uᵢ + x_min · Σᵢ qᵢⱼ). With
+//   u ≤ 127 the result is the same whether the engine reads u as signed or
+//   unsigned, and a pair of products stays within int16 (2 · 128 · 127 <
+//   2¹⁵), so x86's 16-bit intermediate sums do not saturate.
+// The quantised activations start with a header (s, x_min, 0, 0): 16 bytes,
+// then 16 bytes per quad (q8_work_bytes).
 #include "simd.h"
 
 // y (+)= x·W, x [K], W [K, N] row-major, y [N]; N a multiple of 4.
@@ -49,124 +65,182 @@ void gemv_f32(const float* x, const float* w, int k, int n, float* y, int accumu
   }
 }
 
-// Bytes of `work` gemv_q8 needs for K rows: the quantised pairs (16 bytes each).
+// Bytes of `work` gemv_q8 needs for K rows: the header and the quantised quads.
 EXPORT(q8_work_bytes)
-int q8_work_bytes(int k) { return ((k + 1) / 2) * 16; }
+int q8_work_bytes(int k) { return 16 + ((k + 3) / 4) * 16; }
 
-// Quantise x [K] into work as K/2 splatted pairs; returns its scale. Exported
-// so that the GEMM pool (ops/gemm_pool.ts) quantises once and both threads
-// read the same pairs.
-EXPORT(q8_quantize)
-float q8_quantize(const float* x, int k, v128_t* pairs) {
-  v128_t m4 = wasm_f32x4_splat(0.0f);
-  int i = 0;
-  for (; i + 4 <= k; i += 4) m4 = wasm_f32x4_pmax(m4, wasm_f32x4_abs(wasm_v128_load(x + i)));
-  float amax = hmax(m4);
-  for (; i < k; i++) {
-    const float a = x[i] < 0.0f ? -x[i] : x[i];
-    amax = a > amax ? a : amax;
-  }
-  const float sx = amax > 0.0f ? amax / 8191.0f : 1.0f;
-  const float inv = 1.0f / sx;
-  // Eight values (four pairs) at a time: scale, round half away from zero (add ±0.5, truncate),
-  // narrow to int16 — each 32-bit lane of the result is one pair — and splat each pair.
-  const v128_t iv = wasm_f32x4_splat(inv), half = wasm_f32x4_splat(0.5f);
-  const v128_t sign = wasm_i32x4_splat((int)0x80000000u);
-  int p = 0;
-  for (; 2 * p + 8 <= k; p += 4) {
-    const v128_t a = wasm_f32x4_mul(wasm_v128_load(x + 2 * p), iv);
-    const v128_t b = wasm_f32x4_mul(wasm_v128_load(x + 2 * p + 4), iv);
-    const v128_t qa = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(a, wasm_v128_or(wasm_v128_and(a, sign), half)));
-    const v128_t qb = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(b, wasm_v128_or(wasm_v128_and(b, sign), half)));
-    const v128_t q = wasm_i16x8_narrow_i32x4(qa, qb);
-    pairs[p] = wasm_i32x4_shuffle(q, q, 0, 0, 0, 0);
-    pairs[p + 1] = wasm_i32x4_shuffle(q, q, 1, 1, 1, 1);
-    pairs[p + 2] = wasm_i32x4_shuffle(q, q, 2, 2, 2, 2);
-    pairs[p + 3] = wasm_i32x4_shuffle(q, q, 3, 3, 3, 3);
-  }
-  for (; p < (k + 1) / 2; p++) {
-    const float a = x[2 * p] * inv;
-    const float b = 2 * p + 1 < k ? x[2 * p + 1] * inv : 0.0f;
-    // Round half away from zero; |a|, |b| ≤ 8191.
-    const int qa = (int)(a + (a < 0.0f ? -0.5f : 0.5f));
-    const int qb = (int)(b + (b < 0.0f ? -0.5f : 0.5f));
-    pairs[p] = wasm_i32x4_splat((int)((unsigned)(qa & 0xffff) | ((unsigned)qb << 16)));
-  }
-  return sx;
+// Four values of x from row i (fewer at the end of x, the rest `fill`).
+static inline v128_t load4(const float* x, int i, int k, float fill) {
+  if (i + 4 <= k) return wasm_v128_load(x + i);
+  return wasm_f32x4_make(x[i], i + 1 < k ? x[i + 1] : fill, i + 2 < k ? x[i + 2] : fill, fill);
 }
 
-// Column blocks [b0, b1) of y (+)= (x·W) for the quantised pairs of x (scale
-// sx): w, scales and y point at column block `origin` of the packed int8 W,
-// its scales and y (a part of W copied elsewhere starts at its first block).
-// n ≤ np is y's length, a multiple of 4.
-static void gemv_q8_blocks(const v128_t* pairs, float sx, const signed char* w, const float* scales,
-                           float* y, int k, int n, int accumulate, int origin, int b0, int b1) {
-  const int kp = (k + 1) / 2;
-  const v128_t s = wasm_f32x4_splat(sx);
+// Quantise x [K] into work (the header, then one vector per quad of rows);
+// returns its scale s. Exported so that the GEMM pool (ops/gemm_pool.ts)
+// quantises once and both threads read the same quads.
+EXPORT(q8_quantize)
+float q8_quantize(const float* x, int k, v128_t* work) {
+  const int kq = (k + 3) / 4;
+  v128_t* quads = work + 1;
+#ifdef __wasm_relaxed_simd__
+  v128_t lo4 = wasm_f32x4_splat(x[0]), hi4 = lo4;
+  for (int i = 0; i < k; i += 4) {
+    const v128_t v = load4(x, i, k, x[0]);
+    lo4 = wasm_f32x4_pmin(lo4, v);
+    hi4 = wasm_f32x4_pmax(hi4, v);
+  }
+  const float lo = -hmax(wasm_f32x4_neg(lo4)), hi = hmax(hi4);
+  const float s = hi > lo ? (hi - lo) / 127.0f : 1.0f;
+  const v128_t inv = wasm_f32x4_splat(1.0f / s), base = wasm_f32x4_splat(lo);
+  const v128_t half = wasm_f32x4_splat(0.5f), top = wasm_i32x4_splat(127);
+  for (int q = 0; q < kq; q++) {
+    // (x − min) / s ≥ 0: add ½ and truncate to round; at most 127 (float rounding may pass it).
+    const v128_t v = wasm_f32x4_mul(wasm_f32x4_sub(load4(x, 4 * q, k, lo), base), inv);
+    const v128_t u = wasm_i32x4_min(wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(v, half)), top);
+    const v128_t h = wasm_i16x8_narrow_i32x4(u, u);
+    const v128_t b = wasm_u8x16_narrow_i16x8(h, h);
+    quads[q] = wasm_i32x4_shuffle(b, b, 0, 0, 0, 0);
+  }
+  work[0] = wasm_f32x4_make(s, lo, 0.0f, 0.0f);
+  return s;
+#else
+  v128_t m4 = wasm_f32x4_splat(0.0f);
+  for (int i = 0; i < k; i += 4) m4 = wasm_f32x4_pmax(m4, wasm_f32x4_abs(load4(x, i, k, 0.0f)));
+  const float amax = hmax(m4);
+  const float s = amax > 0.0f ? amax / 8191.0f : 1.0f;
+  const v128_t inv = wasm_f32x4_splat(1.0f / s);
+  const v128_t sign = wasm_i32x4_splat((int)0x80000000u), half = wasm_f32x4_splat(0.5f);
+  for (int q = 0; q < kq; q++) {
+    // Round half away from zero (add ±½, truncate); |x / s| ≤ 8191.
+    const v128_t v = wasm_f32x4_mul(load4(x, 4 * q, k, 0.0f), inv);
+    const v128_t qv = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(v, wasm_v128_or(wasm_v128_and(v, sign), half)));
+    quads[q] = wasm_i16x8_narrow_i32x4(qv, qv);
+  }
+  work[0] = wasm_f32x4_make(s, 0.0f, 0.0f, 0.0f);
+  return s;
+#endif
+}
+
+#ifdef __wasm_relaxed_simd__
+// acc + each lane's 4 products of w (int8) and u (7-bit): the 16-bit relaxed dot (pmaddubsw on
+// x86) then a pairwise widening add, cheaper in V8 than the fused i32x4 relaxed dot-add, whose
+// x86 lowering also rebuilds its constant of ones every time.
+#define Q8_DOT4(w, u, acc) \
+  wasm_i32x4_add((acc), wasm_i32x4_dot_i16x8(wasm_i16x8_relaxed_dot_i8x16_i7x16((w), (u)), ones))
+// Quads per int32 chunk: 4 · 128 · 127 per quad and lane stays below 2³¹ for 33,000 quads.
+#define Q8_CHUNK 8192
+#else
+// Quads per int32 chunk: 2 · 8191 · 128 per quad and lane, below 2³¹ for 1,024.
+#define Q8_CHUNK 512
+#endif
+
+// Column blocks [b0, b1) of y (+)= (x·W) for the quantised x in work: w,
+// scales and y point at column block `origin` of the packed int8 W, its
+// scales (the column sums follow them) and y (a part of W copied elsewhere
+// starts at its first block). n ≤ np is y's length, a multiple of 4.
+static void gemv_q8_blocks(const v128_t* work, const signed char* w, const float* scales, float* y,
+                           int k, int n, int accumulate, int origin, int b0, int b1) {
+  const int kq = (k + 3) / 4, np = (n + 15) & ~15;
+  const v128_t* quads = work + 1;
+  const v128_t s = wasm_f32x4_splat(wasm_f32x4_extract_lane(work[0], 0));
+  const float* sums = scales + (np - 16 * origin);
+#ifdef __wasm_relaxed_simd__
+  const v128_t lo = wasm_f32x4_splat(wasm_f32x4_extract_lane(work[0], 1));
+#endif
   for (int b = b0; b < b1; b++) {
     const int jb = 16 * b, rel = 16 * (b - origin);
-    const signed char* wb = w + (long)rel * kp * 2;
+    const signed char* wb = w + (long)rel * kq * 4;
     v128_t f0 = wasm_f32x4_splat(0.0f), f1 = f0, f2 = f0, f3 = f0;
-    for (int p0 = 0; p0 < kp; p0 += 1024) {
-      const int p1 = p0 + 1024 < kp ? p0 + 1024 : kp;
+    for (int q0 = 0; q0 < kq; q0 += Q8_CHUNK) {
+      const int q1 = q0 + Q8_CHUNK < kq ? q0 + Q8_CHUNK : kq;
+      const signed char* wp = wb + (long)q0 * 64;
+#ifdef __wasm_relaxed_simd__
       v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
-      const signed char* wp = wb + (long)p0 * 32;
-      for (int p = p0; p < p1; p++, wp += 32) {
-        const v128_t xv = pairs[p];
-        const v128_t w01 = wasm_v128_load(wp), w23 = wasm_v128_load(wp + 16);
-        a0 = wasm_i32x4_add(a0, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w01), xv));
-        a1 = wasm_i32x4_add(a1, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w01), xv));
-        a2 = wasm_i32x4_add(a2, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w23), xv));
-        a3 = wasm_i32x4_add(a3, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w23), xv));
+      const v128_t ones = wasm_i16x8_splat(1);
+      for (int q = q0; q < q1; q++, wp += 64) {
+        const v128_t xv = quads[q];
+        a0 = Q8_DOT4(wasm_v128_load(wp), xv, a0);
+        a1 = Q8_DOT4(wasm_v128_load(wp + 16), xv, a1);
+        a2 = Q8_DOT4(wasm_v128_load(wp + 32), xv, a2);
+        a3 = Q8_DOT4(wasm_v128_load(wp + 48), xv, a3);
       }
+#else
+      // Lane pairs: columns (4v, 4v + 1) in the low half's sums, (4v + 2, 4v + 3) in the high's,
+      // each column's two rows-pairs in adjacent lanes.
+      v128_t l0 = wasm_i32x4_splat(0), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0, l3 = l0, h3 = l0;
+      for (int q = q0; q < q1; q++, wp += 64) {
+        const v128_t xv = quads[q];
+        const v128_t w0 = wasm_v128_load(wp), w1 = wasm_v128_load(wp + 16);
+        const v128_t w2 = wasm_v128_load(wp + 32), w3 = wasm_v128_load(wp + 48);
+        l0 = wasm_i32x4_add(l0, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w0), xv));
+        h0 = wasm_i32x4_add(h0, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w0), xv));
+        l1 = wasm_i32x4_add(l1, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w1), xv));
+        h1 = wasm_i32x4_add(h1, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), xv));
+        l2 = wasm_i32x4_add(l2, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w2), xv));
+        h2 = wasm_i32x4_add(h2, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w2), xv));
+        l3 = wasm_i32x4_add(l3, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w3), xv));
+        h3 = wasm_i32x4_add(h3, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w3), xv));
+      }
+#define Q8_PAIRS(l, h) \
+  wasm_i32x4_add(wasm_i32x4_shuffle(l, h, 0, 2, 4, 6), wasm_i32x4_shuffle(l, h, 1, 3, 5, 7))
+      const v128_t a0 = Q8_PAIRS(l0, h0), a1 = Q8_PAIRS(l1, h1);
+      const v128_t a2 = Q8_PAIRS(l2, h2), a3 = Q8_PAIRS(l3, h3);
+#undef Q8_PAIRS
+#endif
       f0 = wasm_f32x4_add(f0, wasm_f32x4_convert_i32x4(a0));
       f1 = wasm_f32x4_add(f1, wasm_f32x4_convert_i32x4(a1));
       f2 = wasm_f32x4_add(f2, wasm_f32x4_convert_i32x4(a2));
       f3 = wasm_f32x4_add(f3, wasm_f32x4_convert_i32x4(a3));
     }
-#define Q8_STORE(c, f)                                                                             \
-  if (jb + 4 * (c) < n) {                                                                          \
-    float* yj = y + rel + 4 * (c);                                                                 \
-    const v128_t v = wasm_f32x4_mul(wasm_f32x4_mul(f, s), wasm_v128_load(scales + rel + 4 * (c))); \
-    wasm_v128_store(yj, accumulate ? wasm_f32x4_add(wasm_v128_load(yj), v) : v);                   \
+#ifdef __wasm_relaxed_simd__
+#define Q8_DOT(c, f) \
+  wasm_f32x4_add(wasm_f32x4_mul(f, s), wasm_f32x4_mul(lo, wasm_v128_load(sums + rel + 4 * (c))))
+#else
+#define Q8_DOT(c, f) wasm_f32x4_mul(f, s)
+#endif
+#define Q8_STORE(c, f)                                                           \
+  if (jb + 4 * (c) < n) {                                                        \
+    float* yj = y + rel + 4 * (c);                                               \
+    const v128_t v = wasm_f32x4_mul(Q8_DOT(c, f), wasm_v128_load(scales + rel + 4 * (c))); \
+    wasm_v128_store(yj, accumulate ? wasm_f32x4_add(wasm_v128_load(yj), v) : v); \
   }
     Q8_STORE(0, f0) Q8_STORE(1, f1) Q8_STORE(2, f2) Q8_STORE(3, f3)
 #undef Q8_STORE
+#undef Q8_DOT
   }
+  (void)sums;
 }
 
 // y[j] (+)= (x·W)[j] for the packed int8 W (np = padded N, a multiple of 16;
-// scales [np]); y gets its n ≤ np entries, n a multiple of 4. work:
-// q8_work_bytes(k) bytes, 16-byte aligned.
+// its scales and column sums at `scales`); y gets its n ≤ np entries, n a
+// multiple of 4. work: q8_work_bytes(k) bytes, 16-byte aligned.
 EXPORT(gemv_q8)
 void gemv_q8(const float* x, const signed char* w, const float* scales, int k, int n, int np,
              float* y, int accumulate, v128_t* work) {
-  const float sx = q8_quantize(x, k, work);
-  gemv_q8_blocks(work, sx, w, scales, y, k, n, accumulate, 0, 0, np / 16);
+  q8_quantize(x, k, work);
+  gemv_q8_blocks(work, w, scales, y, k, n, accumulate, 0, 0, np / 16);
 }
 
 // The GEMM pool's chunk of an int8 matrix-vector product (descriptor kind 3,
-// ops/gemm_pool.ts): column blocks [from, to). d: 3, 0, pairs, the bits of
-// sx, w, scales, y, k, n, accumulate, origin.
+// ops/gemm_pool.ts): column blocks [from, to). d: 3, 0, work (the quantised
+// x), w, scales, y, k, n, accumulate, origin.
 void gemv_q8_chunk(const int* d, int from, int to) {
-  float sx;
-  __builtin_memcpy(&sx, d + 3, sizeof sx);
-  gemv_q8_blocks((const v128_t*)(unsigned long)(unsigned)d[2], sx,
-                 (const signed char*)(unsigned long)(unsigned)d[4],
-                 (const float*)(unsigned long)(unsigned)d[5], (float*)(unsigned long)(unsigned)d[6],
-                 d[7], d[8], d[9], d[10], from, to);
+  gemv_q8_blocks((const v128_t*)(unsigned long)(unsigned)d[2],
+                 (const signed char*)(unsigned long)(unsigned)d[3],
+                 (const float*)(unsigned long)(unsigned)d[4], (float*)(unsigned long)(unsigned)d[5],
+                 d[6], d[7], d[8], d[9], from, to);
 }
 
 // Dequantise packed int8 rows: out [K, N] row-major float32 (the unfused
 // lowering of `dequantize`, and tests).
 EXPORT(unpack_q8)
 void unpack_q8(const signed char* w, const float* scales, int k, int n, int np, float* out) {
-  const int kp = (k + 1) / 2;
+  const int kq = (k + 3) / 4;
   for (int jb = 0; jb < np; jb += 16) {
-    const signed char* wb = w + (long)jb * kp * 2;
+    const signed char* wb = w + (long)jb * kq * 4;
     for (int i = 0; i < k; i++) {
-      const signed char* pr = wb + (long)(i / 2) * 32 + (i & 1);
-      for (int c = 0; c < 16 && jb + c < n; c++) out[(long)i * n + jb + c] = pr[2 * c] * scales[jb + c];
+      const signed char* pr = wb + (long)(i / 4) * 64 + (i & 3);
+      for (int c = 0; c < 16 && jb + c < n; c++) out[(long)i * n + jb + c] = pr[4 * c] * scales[jb + c];
     }
   }
 }

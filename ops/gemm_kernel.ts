@@ -16,8 +16,8 @@ import type { BlocksExports } from "./fusion/blocks.ts";
 /** What `kernels/gemm.c` and `kernels/gemv.c` export; pointers are byte offsets. */
 export interface GemmExports extends Pick<BlocksExports, "gemv_q8"> {
   gemm_work_floats(): number;
-  /** Quantise x [K] into K/2 int16 pairs at `pairs` (16 bytes each) for int8 products; its scale. */
-  q8_quantize(x: number, k: number, pairs: number): number;
+  /** Quantise x [K] for int8 products into `work` (`q8_work_bytes(k)` bytes); its scale. */
+  q8_quantize(x: number, k: number, work: number): number;
   gemm_chunk(desc: number, from: number, to: number): void;
   gemm_batched(
     batch: number,

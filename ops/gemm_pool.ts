@@ -159,7 +159,8 @@ export const DEFAULT_SPIN_MS = 0.5;
 /**
  * An int8 weight W [K, N] for {@linkcode GemmPool.gemvQ8}, on the heap in
  * the packed layout of `ops/quant.ts`: blocks of 16 columns, within a block
- * the rows in pairs (32 bytes a pair), then float32 scales, one per column.
+ * the rows in quads (64 bytes a quad), then float32 scales, one per column,
+ * and the column sums (`np` floats each).
  */
 export interface Q8Weight {
   /**
@@ -671,25 +672,26 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
     const blocks = w.np / 16, count = Math.min(8, blocks);
     const bounds = Array.from({ length: count + 1 }, (_, i) => Math.round(i * blocks / count));
     const first = Math.floor(count * 3 / 8), from = bounds[first];
-    const pair = 32 * ((w.k + 1) >> 1); // bytes of one column block
-    const values = (blocks - from) * pair, scales = 4 * 16 * (blocks - from);
-    const bytes = Math.ceil((values + scales) / 64) * 64;
+    const block = 64 * ((w.k + 3) >> 2); // bytes of one column block
+    // Its scales, then its column sums: 16 floats of each per block.
+    const values = (blocks - from) * block, scales = 4 * 16 * (blocks - from);
+    const bytes = Math.ceil((values + 2 * scales) / 64) * 64;
     const at = placeResident(bytes);
     if (at < 0) {
       residents.set(w.key, null);
       return null;
     }
     const sh = new Uint8Array(shared!.buffer), h = new Uint8Array(heap.memory.buffer);
-    sh.set(h.subarray(w.at + from * pair, w.at + from * pair + values), at);
+    sh.set(h.subarray(w.at + from * block, w.at + from * block + values), at);
     sh.set(h.subarray(w.scales + 64 * from, w.scales + 64 * from + scales), at + values);
+    const sums = w.scales + 4 * w.np + 64 * from;
+    sh.set(h.subarray(sums, sums + scales), at + values + scales);
     const r: Resident = { at, bytes, values, bounds, first };
     residents.set(w.key, r);
     residentBytes += bytes;
     finalizer?.register(w.key, r);
     return r;
   };
-
-  const bits = new Int32Array(1), bitsF = new Float32Array(bits.buffer);
 
   const gemvQ8 = (w: Q8Weight, x: number, y: number, accumulate: boolean): boolean => {
     if (disposed) throw new Error("gemm pool: used after dispose()");
@@ -700,27 +702,27 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
       counts.notReady++;
       return false;
     }
-    const pairBytes = 16 * ((w.k + 1) >> 1);
-    if (pairBytes > workBytes) return false;
+    const xBytes = 16 + 16 * ((w.k + 3) >> 2); // the quantised x (q8_work_bytes)
+    if (xBytes > workBytes) return false;
     settle();
     const r = residentOf(w);
     if (r === null) return false;
     const count = r.bounds.length - 1, first = r.first, from = r.bounds[first];
     // The quantised x, on the heap for us and copied for the worker with the worker's part of y.
-    bitsF[0] = local.q8_quantize(x, w.k, work);
-    const pairsW = top, yW = pairsW + pairBytes, yFrom = 16 * from;
+    local.q8_quantize(x, w.k, work);
+    const xW = top, yW = xW + xBytes, yFrom = 16 * from;
     if (!reserve(yW + 4 * (w.n - yFrom))) return false;
     const sh = new Uint8Array(shared!.buffer), h = new Uint8Array(heap.memory.buffer);
-    sh.set(h.subarray(work, work + pairBytes), pairsW);
+    sh.set(h.subarray(work, work + xBytes), xW);
     if (accumulate) sh.set(h.subarray(y + 4 * yFrom, y + 4 * w.n), yW);
     const acc = accumulate ? 1 : 0;
-    new Int32Array(heap.memory.buffer, desc, 11)
-      .set([3, 0, work, bits[0], w.at, w.scales, y, w.k, w.n, acc, 0]);
+    new Int32Array(heap.memory.buffer, desc, 10)
+      .set([3, 0, work, w.at, w.scales, y, w.k, w.n, acc, 0]);
     const job = (Atomics.load(ctl, L.job) + 1) | 0;
     const tag = (job & 0x1fffffff) * 4;
     for (let i = 0; i < count; i++) ctl[L.owner + i] = tag;
     for (let i = 0; i <= count; i++) ctl[L.bounds + i] = r.bounds[i];
-    ctl.set([3, 0, pairsW, bits[0], r.at, r.at + r.values, yW, w.k, w.n, acc, from], L.desc);
+    ctl.set([3, 0, xW, r.at, r.at + r.values, yW, w.k, w.n, acc, from], L.desc);
     ctl[L.count] = count;
     ctl[L.first] = first;
     Atomics.store(ctl, L.job, job);

@@ -44,6 +44,12 @@ const build = Deno.env.get("CRT_TEST_KERNELS") === "simd128" ? "simd128" : "auto
 const info = await ensureBackend({ kernels: build });
 if (build === "simd128") assert.equal(info.kernels, "simd128");
 const canNative = loadBlas()._tag === "Right";
+/**
+ * How far an int8 product may be from its dequantised float32 one, as a norm error: the
+ * activations are quantised per product (kernels/gemv.c) to 14 bits in the SIMD128 build and
+ * to 7 bits in the relaxed one, ~1/8191 or ~1/127 of the vector's range per term.
+ */
+const Q8_TOLERANCE = info.kernels === "relaxed" ? 1.5e-2 : 1e-3;
 const tiers = (canNative ? ["native", "portable"] : ["portable"]) as ("native" | "portable")[];
 
 const wasmRule = (r: Parameters<typeof canFuse>[0], o: { gradients: boolean }) =>
@@ -221,10 +227,9 @@ for (const tier of tiers) {
           return lowerGraph(fused)(feeds, { training: false, seed: () => 0 }).y.dataSync();
         });
         if (Object.values(c.inputs).some((v) => v.dtype === "q8")) {
-          // The int8 products quantise their activations to 14 bits (kernels/gemv.c): a relative
-          // error of ~1/8191 of the row's largest entry per term, not float32 rounding.
+          // The int8 products quantise their activations, not float32 rounding (Q8_TOLERANCE).
           const err = normError(got, want.data);
-          assert.ok(err < 1e-3, `error ${err.toExponential(2)}`);
+          assert.ok(err < Q8_TOLERANCE, `error ${err.toExponential(2)}`);
         } else {
           const err = mixedError(got, want.data, 1e-2);
           assert.ok(err < 1e-4, `error ${err.toExponential(2)}`);
@@ -356,9 +361,9 @@ Deno.test("q8 weights at run time: an int8 model file streams as its dequantised
   const ids = randomTokens(8, tinyTransformer.vocabSize, 9);
   const a = f32.openStream(), b = q8.openStream();
   for (const id of ids) {
-    // Only the activations' 14-bit quantisation in the int8 products differs.
+    // Only the activations' quantisation in the int8 products differs (Q8_TOLERANCE).
     const pa = a.feed([id]), pb = b.feed([id]);
-    assert.ok(normError(pb, pa) < 2e-3, `probabilities differ by ${normError(pb, pa)}`);
+    assert.ok(normError(pb, pa) < 2 * Q8_TOLERANCE, `probabilities differ by ${normError(pb, pa)}`);
   }
   a.dispose();
   b.dispose();

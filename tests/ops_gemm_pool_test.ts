@@ -20,7 +20,9 @@ import {
 } from "../ops/gemm_pool.ts";
 import { gemmThreads } from "../ops/gemm_threads.ts";
 import { compileLocal, type GemmExports } from "../ops/gemm_kernel.ts";
-import { packQ8, paddedColumns } from "../ops/quant.ts";
+import { encodeQ8, paddedColumns, q8Layout } from "../ops/quant.ts";
+import { kernelBuild } from "../ops/heap.ts";
+import { q8Product } from "./_q8.ts";
 import { prng } from "./_ops_cases.ts";
 
 const TOL = 1e-5;
@@ -490,17 +492,17 @@ Deno.test("startGemmPool: without SharedArrayBuffer or Worker it runs on one thr
 
 // --- int8 matrix-vector products (gemvQ8) ------------------------------------------------
 
-/** A packed int8 weight [k, n] with column scales, and x [k], placed on `heap`. */
+/** A packed int8 weight [k, n] with column scales (ops/quant.ts's layout), and x [k], on `heap`. */
 const q8Case = (heap: GemmHeap, k: number, n: number, seed: number) => {
   const rand = prng(seed), np = paddedColumns(n);
   const q = Int8Array.from({ length: k * n }, () => Math.round(254 * rand()) - 127);
-  const packed = packQ8(q, k, n);
-  const scales = Float32Array.from({ length: np }, (_, j) => (j < n ? 0.001 + 0.01 * rand() : 0));
+  const scales = Float32Array.from({ length: n }, () => 0.001 + 0.01 * rand());
+  const words = encodeQ8({ values: q, scales }, k, n, 1);
   const x = Float32Array.from({ length: k }, () => 2 * rand() - 1);
-  const at = heap.alloc(packed.length), sc = heap.alloc(4 * np), xa = heap.alloc(4 * k);
-  new Uint8Array(heap.memory.buffer).set(packed, at);
-  new Float32Array(heap.memory.buffer).set(scales, sc / 4);
+  const at = heap.alloc(4 * words.length), xa = heap.alloc(4 * k);
+  new Int32Array(heap.memory.buffer).set(words, at / 4);
   new Float32Array(heap.memory.buffer).set(x, xa / 4);
+  const sc = at + q8Layout(k, n, 1).valueBytes;
   return { w: { key: {}, at, scales: sc, k, n, np }, x: xa, q, scales, xs: x };
 };
 
@@ -508,8 +510,8 @@ const q8Case = (heap: GemmHeap, k: number, n: number, seed: number) => {
 const gemvAlone = (heap: GemmHeap, c: ReturnType<typeof q8Case>, y: number, acc: boolean) => {
   const k = new WebAssembly.Instance(compileLocal(), { env: { memory: heap.memory } })
     .exports as unknown as GemmExports;
-  const pairs = (heap.alloc(16 * c.w.k + 16) + 15) & ~15;
-  k.gemv_q8(c.x, c.w.at, c.w.scales, c.w.k, c.w.n, c.w.np, y, acc ? 1 : 0, pairs);
+  const work = (heap.alloc(16 * c.w.k + 32) + 15) & ~15;
+  k.gemv_q8(c.x, c.w.at, c.w.scales, c.w.k, c.w.n, c.w.np, y, acc ? 1 : 0, work);
 };
 
 Deno.test("gemvQ8: shared with the worker, it gives the one-thread result to the bit", async () => {
@@ -540,15 +542,14 @@ Deno.test("gemvQ8: shared with the worker, it gives the one-thread result to the
     gemvAlone(heap, c, y2, acc);
     const a = new Float32Array(heap.memory.buffer, y1, n).slice();
     assert.deepEqual(a, new Float32Array(heap.memory.buffer, y2, n).slice(), `[${k}, ${n}]`);
-    // And it is x·W: the activations are quantised to 14 bits, so within 1e-3 of the largest entry.
-    const ref = Array.from({ length: n }, (_, j) => {
-      let s = acc ? init[j] : 0;
-      for (let i = 0; i < k; i++) s += c.xs[i] * c.q[i * n + j] * c.scales[j];
-      return s;
-    });
+    // And it is x·W with x quantised as the kernel's build does it (tests/_q8.ts).
+    const ref = Array.from(
+      q8Product(c.xs, c.q, c.scales, n, kernelBuild()),
+      (v, j) => v + (acc ? init[j] : 0),
+    );
     const big = Math.max(...ref.map(Math.abs));
     const err = Math.max(...ref.map((r, j) => Math.abs(r - a[j])));
-    assert.ok(err <= 1e-3 * big, `[${k}, ${n}]: error ${err} against ${big}`);
+    assert.ok(err <= 1e-5 * big, `[${k}, ${n}]: error ${err} against ${big}`);
   }
   const s = pool.stats();
   assert.equal(s.matvecs, 4);
