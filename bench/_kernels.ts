@@ -10,11 +10,15 @@
  * engine is one dispatch; what it runs inside is its own business and is not
  * counted (kernels that call their helpers directly never reach the engine).
  *
+ * A streaming step that runs without the engine (ops/lower.ts `directGraph`)
+ * calls the kernel functions itself: each such call counts as one dispatch.
+ *
  * Counting wraps the engine for the duration of one call and is meant for a
  * separate, untimed step: the wrapper itself costs a little per call.
  *
  * @module
  */
+import { directCallObservers } from "../ops/lower.ts";
 import { tf } from "../ops/tf.ts";
 
 /** What {@linkcode countKernels} saw: dispatches in total and by kernel name. */
@@ -35,7 +39,8 @@ export interface KernelCount<R> {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { tf } from "../ops/tf.ts";
+ * import { directCallObservers } from "../ops/lower.ts";
+import { tf } from "../ops/tf.ts";
  * import { countKernels } from "./_kernels.ts";
  * await startBackend({ backend: "cpu" });
  * const a = tf.ones([2, 2]);
@@ -63,9 +68,16 @@ export const countKernels = <R>(f: () => R): KernelCount<R> => {
       depth--;
     }
   } as typeof original;
+  const direct = (kernel: string) => {
+    if (depth > 0) return;
+    calls++;
+    byName.set(kernel, (byName.get(kernel) ?? 0) + 1);
+  };
+  directCallObservers.add(direct);
   try {
     return { result: f(), calls, byName };
   } finally {
+    directCallObservers.delete(direct);
     delete (engine as { runKernel?: unknown }).runKernel; // the prototype's shows again
   }
 };

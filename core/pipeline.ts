@@ -12,7 +12,7 @@ import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
 import type { Graph } from "../spec/graph.ts";
 import type { ModelSpec } from "../spec/types.ts";
-import { type Executable, lowerGraph } from "../ops/lower.ts";
+import { directGraph, type Executable, lowerGraph } from "../ops/lower.ts";
 import { type Pass, runPasses } from "./passes.ts";
 import type { CompileError } from "./program.ts";
 import { type QuantizedParams, type StepKey, traceSegment, traceStreamStep } from "./trace.ts";
@@ -40,6 +40,12 @@ export interface Lowered {
   readonly run: Executable;
   /** The graph that was lowered. */
   readonly graph: Graph;
+  /**
+   * The graph run without the engine on `backend` (ops/lower.ts
+   * `directGraph`; made on first use), or null where it cannot be: a
+   * streaming step whose regions are all single kernel calls.
+   */
+  readonly direct: (backend: string) => Executable | null;
 }
 
 /** A {@linkcode CompileError} of `stage` as a Left. */
@@ -110,7 +116,16 @@ export const executables = (
   const steps = new Map<string, Lowered>();
   const lower = (built: Either<CompileError, { optimized: Graph }>, what: string): Lowered => {
     if (E.isLeft(built)) throw new Error(`internal: ${what}: ${built.left.message}`);
-    return { run: lowerGraph(built.right.optimized), graph: built.right.optimized };
+    const graph = built.right.optimized;
+    const direct = new Map<string, Executable | null>();
+    return {
+      run: lowerGraph(graph),
+      graph,
+      direct: (backend) => {
+        if (!direct.has(backend)) direct.set(backend, directGraph(graph, backend));
+        return direct.get(backend)!;
+      },
+    };
   };
   return {
     segment: (key) => {
@@ -122,7 +137,11 @@ export const executables = (
       return l;
     },
     step: (key) => {
-      const k = JSON.stringify(key);
+      // Every field but `quantized`, which is the program's: a token's lookup builds a short string.
+      const d = key.draw;
+      const k = `${key.batchSize} ${key.start} ${key.count} ${key.cacheLen} ${key.readout}${
+        d === undefined ? "" : ` ${d.temperature} ${d.topK}`
+      }`;
       const hit = steps.get(k);
       if (hit !== undefined) {
         steps.delete(k); // most recently used last

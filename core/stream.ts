@@ -10,7 +10,7 @@
 import type { ModelSpec } from "../spec/types.ts";
 import { stateShapes } from "../spec/stages.ts";
 import { canStream, type StepReadout } from "../spec/stream.ts";
-import { tf } from "../ops/tf.ts";
+import { shareHandle, tf } from "../ops/tf.ts";
 import { flattenParams } from "./params.ts";
 import type { Executables } from "./pipeline.ts";
 import type {
@@ -219,7 +219,7 @@ export const streamRunner = (
     const logits = pieces.length === 1 ? pieces[0] : tf.concat(pieces, 1);
     if (pieces.length > 1) { for (const p of pieces) p.dispose(); }
     // What did not change is still the caller's: hand back new handles on the same data.
-    const fresh = (t: Tensor): Tensor => (inputs.has(t) ? tf.clone(t) : t);
+    const fresh = (t: Tensor): Tensor => (inputs.has(t) ? shareHandle(t) : t);
     const next: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(state)) next[k] = fresh(t);
     for (const [k, t] of Object.entries(caches)) next[`${OPEN}${k}`] = fresh(t);
@@ -239,33 +239,44 @@ export const streamRunner = (
     at: { start: number; count: number },
     readout: StepReadout,
     draw?: DrawOptions,
-  ): Record<string, Tensor> =>
-    tf.tidy(() => {
-      const b = ids.length / at.count;
-      const exe = exes.step({
-        batchSize: b,
-        ...at,
-        cacheLen: cacheLenOf(spec, state),
-        readout,
-        ...(draw === undefined ? {} : { draw: { temperature: draw.temperature, topK: draw.topK } }),
-      });
+  ): Record<string, Tensor> => {
+    const b = ids.length / at.count;
+    const exe = exes.step({
+      batchSize: b,
+      ...at,
+      cacheLen: cacheLenOf(spec, state),
+      readout,
+      ...(draw === undefined ? {} : { draw: { temperature: draw.temperature, topK: draw.topK } }),
+    });
+    // A step made only of single-kernel regions (a mid-segment token on wasm) runs without the
+    // engine: the same kernels, none of its per-call work.
+    const direct = exe.direct(tf.getBackend());
+    const made: Tensor[] = [];
+    const run = (): Record<string, Tensor> => {
       // The parameters are the feeds' prototype: the graph reads feeds by name, and a token's
       // step then copies none of the ~40 parameter entries (a spread cost more than the ids).
       const feeds: Record<string, Tensor> = Object.create(flat);
-      feeds.tokens = tf.tensor2d(ids, [b, at.count], "int32");
-      if (draw !== undefined) feeds.uniforms = tf.tensor1d(draw.uniforms, "float32");
+      made.push(feeds.tokens = tf.tensor2d(ids, [b, at.count], "int32"));
+      if (draw !== undefined) made.push(feeds.uniforms = tf.tensor1d(draw.uniforms, "float32"));
       const fed = new Set<Tensor>();
       for (const [name, t] of Object.entries(state)) fed.add(feeds[`state:${name}`] = t);
       for (const [name, t] of Object.entries(open)) fed.add(feeds[`open:${name}`] = t);
-      const out = exe.run(feeds, evalCtx);
+      const out = (direct ?? exe.run)(feeds, evalCtx);
       // An output that is a feed (a cache passed on unchanged, or a parameter) is the caller's
       // tensor: new handle.
       const params = paramSet(flat);
-      const theirs = (t: Tensor) => fed.has(t) || params.has(t);
+      const theirs = (t: Tensor) => fed.has(t) || params.has(t) || made.includes(t);
       return Object.fromEntries(
-        Object.entries(out).map(([name, t]) => [name, theirs(t) ? tf.clone(t) : t]),
+        Object.entries(out).map(([name, t]) => [name, theirs(t) ? shareHandle(t) : t]),
       );
-    });
+    };
+    if (direct === null) return tf.tidy(run);
+    try {
+      return run();
+    } finally {
+      for (const t of made) t.dispose();
+    }
+  };
 
   /**
    * The step without caches: re-run the open segment's prefix with the new

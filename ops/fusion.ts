@@ -16,7 +16,7 @@
  *
  * @module
  */
-import type * as tf from "@tensorflow/tfjs-core";
+import * as tf from "@tensorflow/tfjs-core";
 import type { DType, FusedAttrs, Node, Op, Shape } from "../spec/ops.ts";
 
 /** Which tfjs kernels one op's lowering runs, by registered kernel name. */
@@ -50,6 +50,33 @@ export interface FusedRegion {
   readonly outputs: readonly { readonly shape: Shape; readonly dtype: DType }[];
 }
 
+/**
+ * How a fused region runs as one tfjs kernel call, fixed for its op: the
+ * kernel's name and attributes, the kernel's name for each region input in
+ * order (`null`: not passed), and how many of the kernel's outputs, in
+ * order, are the region's (the kernel may make more, which the caller
+ * drops). The lowering runs it through the engine ({@linkcode runCall});
+ * the direct step runner (ops/lower.ts `directGraph`) binds it once per
+ * node and calls the kernel function itself.
+ */
+export interface KernelBinding {
+  readonly kernel: string;
+  readonly attrs: tf.NamedAttrMap;
+  readonly inputs: readonly (string | null)[];
+  /** The region's outputs: the first `keep` of the kernel's (all when absent). */
+  readonly keep?: number;
+}
+
+/** The named inputs of a {@linkcode KernelBinding}'s kernel for the region's inputs. */
+export const boundInputs = <T>(b: KernelBinding, inputs: readonly T[]): Record<string, T> => {
+  const named: Record<string, T> = {};
+  for (let i = 0; i < b.inputs.length; i++) {
+    const name = b.inputs[i];
+    if (name !== null) named[name] = inputs[i];
+  }
+  return named;
+};
+
 /** A kernel of our own for one kind of fused region. */
 export interface FusedKernel {
   /** The region kind it computes. */
@@ -70,9 +97,26 @@ export interface FusedKernel {
     inputs: readonly tf.Tensor[],
     ctx: LowerCtx,
   ) => tf.Tensor[];
+  /**
+   * For inference-only regions that are one tfjs kernel call: how (`run` is
+   * then {@linkcode runCall} of it). Graphs made only of such regions run
+   * without the engine (ops/lower.ts `directGraph`).
+   */
+  readonly bind?: (op: Extract<Op, { _tag: "fused" }>) => KernelBinding;
   /** The tfjs kernels `run` dispatches, forward and in its gradient. */
   readonly kernels: KernelUse;
 }
+
+/** Run a region bound by a {@linkcode KernelBinding} through the tfjs engine: its outputs. */
+export const runCall = (b: KernelBinding, inputs: readonly tf.Tensor[]): tf.Tensor[] => {
+  const out = tf.engine().runKernel(b.kernel, boundInputs(b, inputs), b.attrs) as
+    | tf.Tensor
+    | tf.Tensor[];
+  const all = Array.isArray(out) ? out : [out];
+  if (b.keep === undefined || b.keep === all.length) return all;
+  for (const t of all.slice(b.keep)) t.dispose();
+  return all.slice(0, b.keep);
+};
 
 const registry = new Map<string, FusedKernel>();
 

@@ -36,7 +36,13 @@ import { inferShape, type Op, type OpTag, type Shape } from "../spec/ops.ts";
 import type { OpBackend } from "../spec/ops_builder.ts";
 import type { RefTensor } from "./reference.ts";
 import { GATHER_ROWS, XENT, XENT_GRAD } from "./fused.ts";
-import { fusedKernel, type KernelUse, type LowerCtx } from "./fusion.ts";
+import {
+  boundInputs,
+  fusedKernel,
+  type KernelBinding,
+  type KernelUse,
+  type LowerCtx,
+} from "./fusion.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD } from "./fusion/norm.ts";
 import { DEQUANTIZE, dequantizeTensor } from "./fusion/q8.ts";
 import { SAMPLE, sampleTokens } from "./fusion/sample.ts";
@@ -250,34 +256,37 @@ const runFused = (
   return bodyOutputs(op.body, walkGraph(op.body, bodyFeeds(inputs), tfEvaluator(ctx)));
 };
 
-/** The lowering as a graph evaluator: feeds are checked against their input node. */
-const tfEvaluator = (ctx: LowerCtx) => ({
-  feed: (node: Node, fed: tf.Tensor | undefined): tf.Tensor => {
-    if (node.op._tag !== "input") throw new Error("internal: feed of a non-input node");
-    if (fed === undefined) throw new Error(`lowered graph: no feed for input '${node.op.name}'`);
-    if (node.dtype === "q8") {
-      // A q8 weight lies in an int32 tensor of its layout's words (ops/quant.ts).
-      const [r, c] = node.shape;
-      const words = [q8Layout(r, c, 0).words, q8Layout(r, c, 1).words];
-      if (fed.dtype !== "int32" || fed.rank !== 1 || !words.includes(fed.size)) {
-        throw new Error(
-          `lowered graph: feed '${node.op.name}' is [${fed.shape.join(", ")}] ${fed.dtype}, ` +
-            `the graph wants a q8 weight [${r}, ${c}] (int32, ${words.join(" or ")} words)`,
-        );
-      }
-      return fed;
-    }
-    if (
-      fed.dtype !== node.dtype || fed.rank !== node.shape.length ||
-      fed.shape.some((d, i) => d !== node.shape[i])
-    ) {
+/** A feed checked against its input node: its shape and dtype (a q8 weight's layout). */
+const checkFeed = (node: Node, fed: tf.Tensor | undefined): tf.Tensor => {
+  if (node.op._tag !== "input") throw new Error("internal: feed of a non-input node");
+  if (fed === undefined) throw new Error(`lowered graph: no feed for input '${node.op.name}'`);
+  if (node.dtype === "q8") {
+    // A q8 weight lies in an int32 tensor of its layout's words (ops/quant.ts).
+    const [r, c] = node.shape;
+    const words = [q8Layout(r, c, 0).words, q8Layout(r, c, 1).words];
+    if (fed.dtype !== "int32" || fed.rank !== 1 || !words.includes(fed.size)) {
       throw new Error(
         `lowered graph: feed '${node.op.name}' is [${fed.shape.join(", ")}] ${fed.dtype}, ` +
-          `the graph wants [${node.shape.join(", ")}] ${node.dtype}`,
+          `the graph wants a q8 weight [${r}, ${c}] (int32, ${words.join(" or ")} words)`,
       );
     }
     return fed;
-  },
+  }
+  if (
+    fed.dtype !== node.dtype || fed.rank !== node.shape.length ||
+    fed.shape.some((d, i) => d !== node.shape[i])
+  ) {
+    throw new Error(
+      `lowered graph: feed '${node.op.name}' is [${fed.shape.join(", ")}] ${fed.dtype}, ` +
+        `the graph wants [${node.shape.join(", ")}] ${node.dtype}`,
+    );
+  }
+  return fed;
+};
+
+/** The lowering as a graph evaluator: feeds are checked against their input node. */
+const tfEvaluator = (ctx: LowerCtx) => ({
+  feed: checkFeed,
   apply: (node: Node, inputs: readonly tf.Tensor[]): tf.Tensor | tf.Tensor[] =>
     node.op._tag === "fused"
       ? runFused(node.op, inputs, ctx)
@@ -319,6 +328,109 @@ export type Executable = (
  */
 export const lowerGraph = (graph: Graph): Executable => (feeds, ctx) =>
   walkGraph(graph, feeds, tfEvaluator(ctx));
+
+/**
+ * Called with the kernel's name on every kernel call of a direct executable
+ * (`directGraph`), which the engine does not see: bench/_kernels.ts counts
+ * them beside the engine's dispatches.
+ */
+export const directCallObservers: Set<(kernel: string) => void> = new Set();
+
+/**
+ * A graph made only of inputs and fused regions whose kernels are one tfjs
+ * kernel call each (`FusedKernel.call`) — a streaming step — run without
+ * the engine on `backend`: each region's kernel function is called directly
+ * on the backend's tensor data, the regions' intermediate results are
+ * freed as soon as the graph has run, and only the graph's outputs become
+ * tensors (the caller's to dispose; an output that is a feed is the feed).
+ * Null when some node is not such a region, or the backend is not active.
+ * The values are the lowering's, bit for bit: the same kernels run in the
+ * same order on the same data; what goes is the engine's per-call work
+ * (scopes, tracking, kernel lookup) and the graph walk's tensors.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs-core";
+ * import { Tracer } from "../spec/graph.ts";
+ * import { ensureBackend } from "./backend.ts";
+ * import { directGraph } from "./lower.ts";
+ * await ensureBackend({ backend: "cpu" });
+ * const tr = new Tracer();
+ * const g = tr.finish({ y: tr.ops().softmax(tr.input("x", "data", [2, 3])) });
+ * console.log(directGraph(g, "cpu")); // null: softmax is not a fused region
+ * ```
+ */
+export const directGraph = (graph: Graph, backend: string): Executable | null => {
+  // Each region's kernel, bound once: its function is looked up on first use.
+  const bound = new Map<number, { readonly b: KernelBinding; f?: tf.KernelFunc }>();
+  for (const node of graph.nodes) {
+    const op = node.op;
+    if (op._tag === "input" || op._tag === "part") continue;
+    if (op._tag !== "fused") return null;
+    const bind = fusedKernel(op.kind, backend)?.bind;
+    if (bind === undefined) return null;
+    bound.set(node.id, { b: bind(op) });
+  }
+  const isFeed = new Set(
+    Object.entries(graph.outputs).flatMap(([name, id]) =>
+      graph.nodes[id].op._tag === "input" ? [name] : []
+    ),
+  );
+  // Feeds already checked against this graph: a model's parameters come again every step.
+  const checked = new WeakSet<tf.Tensor>();
+  return (feeds) => {
+    if (tf.getBackend() !== backend) {
+      throw new Error(`direct step: made for the ${backend} backend, ${tf.getBackend()} is active`);
+    }
+    const be = tf.backend();
+    const made: tf.TensorInfo[] = [];
+    let values: Record<string, tf.TensorInfo>;
+    try {
+      values = walkGraph<tf.TensorInfo>(graph, feeds, {
+        feed: (node, fed) => {
+          const t = fed as tf.Tensor | undefined;
+          if (t !== undefined && checked.has(t)) return t;
+          checkFeed(node, t);
+          checked.add(t!);
+          return t!;
+        },
+        apply: (node, inputs) => {
+          const k = bound.get(node.id)!;
+          if (k.f === undefined) {
+            const reg = tf.getKernel(k.b.kernel, backend);
+            if (reg === undefined) {
+              throw new Error(`direct step: kernel ${k.b.kernel} is not registered on ${backend}`);
+            }
+            k.f = reg.kernelFunc;
+          }
+          for (const observe of directCallObservers) observe(k.b.kernel);
+          const out = k.f({ inputs: boundInputs(k.b, inputs), backend: be, attrs: k.b.attrs }) as
+            | tf.TensorInfo
+            | tf.TensorInfo[];
+          const all = Array.isArray(out) ? out : [out];
+          for (const t of all) made.push(t);
+          return k.b.keep === undefined ? all : all.slice(0, k.b.keep);
+        },
+      });
+    } catch (e) {
+      for (const t of made) be.disposeData(t.dataId);
+      throw e;
+    }
+    const result: Record<string, tf.Tensor> = {};
+    const kept = new Set<object>();
+    for (const name in values) {
+      const info = values[name];
+      if (isFeed.has(name)) {
+        result[name] = info as tf.Tensor; // a feed passed through
+        continue;
+      }
+      kept.add(info.dataId);
+      result[name] = tf.engine().makeTensorFromTensorInfo(info);
+    }
+    for (const t of made) if (!kept.has(t.dataId)) be.disposeData(t.dataId);
+    return result;
+  };
+};
 
 // --- kernel check ----------------------------------------------------------
 

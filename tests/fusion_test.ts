@@ -13,7 +13,7 @@ import * as E from "fp-ts/lib/Either.js";
 import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../ops/backend.ts";
 import { canFuse } from "../ops/fusion.ts";
-import { lowerGraph } from "../ops/lower.ts";
+import { directCallObservers, lowerGraph } from "../ops/lower.ts";
 import {
   installedMatmul,
   installMatmul,
@@ -32,6 +32,8 @@ import { compile } from "../core/compile.ts";
 import { fuse, fuseGraph } from "../core/fuse.ts";
 import { flattenParams } from "../core/params.ts";
 import { traceStreamStep } from "../core/trace.ts";
+import { executables } from "../core/pipeline.ts";
+import { defaultPasses } from "../core/passes.ts";
 import { encodeModelFile } from "../deploy/model_file.ts";
 import { loadModel } from "../deploy/loaded.ts";
 import { commonSubexpressions, deadCode, foldReshapes } from "../core/passes.ts";
@@ -468,3 +470,61 @@ for (const tier of tiers) {
     for (const t of Object.values(flattenParams(params))) t.dispose();
   });
 }
+
+Deno.test("a mid-segment streaming step runs without the engine: the engine's values to the bit, nothing left", () => {
+  // Widths the decode kernels take (V, D and the head width multiples of 4).
+  const spec = {
+    ...tinyCrtGru,
+    vocabSize: 12,
+    dModel: 16,
+    nHeads: 2,
+    dFF: 24,
+    nLayers: 2,
+    segmentLen: 5,
+  };
+  const p = compile(spec);
+  if (E.isLeft(p)) throw new Error(p.left.message);
+  const program = p.right;
+  const params = program.init(3);
+  let stream = program.openStream(1);
+  for (const id of [1, 4, 2]) {
+    const r = program.inferStep(params, stream, Int32Array.of(id), { readout: "last" });
+    r.logits.dispose();
+    program.disposeState(stream.state);
+    stream = r.stream;
+  }
+  const exes = executables(spec, defaultPasses);
+  const key = { batchSize: 1, start: 3, count: 1, cacheLen: 0, readout: "last" as const };
+  const step = exes.step(key);
+  const direct = step.direct("wasm");
+  if (direct === null) throw new Error("a mid-segment step graph has a region without a binding");
+  // The segment's first token (the memory token's product) and its last (the memory update)
+  // have ops of their own: they run through the engine.
+  assert.equal(exes.step({ ...key, start: 0 }).direct("wasm"), null);
+  assert.equal(exes.step({ ...key, start: 4 }).direct("wasm"), null);
+  const tokens = tf.tensor2d([5], [1, 1], "int32");
+  const feeds: Record<string, tf.Tensor> = { ...flattenParams(params), tokens };
+  for (const [k, t] of Object.entries(stream.state)) {
+    feeds[k.startsWith("open:") ? k : `state:${k}`] = t;
+  }
+  const ctx = { training: false, seed: () => 0 };
+  const want = tf.tidy(() => step.run(feeds, ctx));
+  const before = tf.memory();
+  const calls: string[] = [];
+  const observe = (k: string) => calls.push(k);
+  directCallObservers.add(observe);
+  const got = direct(feeds, ctx);
+  directCallObservers.delete(observe);
+  assert.deepEqual(calls, ["CrtEmbed", "CrtDecodeBlock", "CrtDecodeBlock", "CrtLmHead"]);
+  assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort());
+  for (const [name, t] of Object.entries(want)) {
+    assert.deepEqual(got[name].shape, t.shape, name);
+    assert.deepEqual(got[name].dataSync(), t.dataSync(), name);
+  }
+  // Only the outputs were made: the blocks' intermediate rows are freed.
+  assert.equal(tf.memory().numTensors, before.numTensors + Object.keys(got).length);
+  assert.equal(tf.memory().numDataBuffers, before.numDataBuffers + Object.keys(got).length);
+  for (const t of [...Object.values(got), ...Object.values(want), tokens]) t.dispose();
+  program.disposeState(stream.state);
+  for (const t of Object.values(flattenParams(params))) t.dispose();
+});

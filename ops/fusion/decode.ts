@@ -12,8 +12,15 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs-core";
-import { type FusedKernel, type FusedRegion, layerNormEps } from "../fusion.ts";
+import type * as tf from "@tensorflow/tfjs-core";
+import type { Op } from "../../spec/ops.ts";
+import {
+  type FusedKernel,
+  type FusedRegion,
+  type KernelBinding,
+  layerNormEps,
+  runCall,
+} from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
 import { type KernelArgs, offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
@@ -99,29 +106,14 @@ const forwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] =>
   return [xo, ko, vo];
 };
 
-/** Run a decodeBlock region: inputs x, then kc and vc when `cached`, then the parameters. */
-const run: FusedKernel["run"] = (op, inputs) => {
-  const cached = op.attrs.cached === true;
-  const named: Record<string, tf.Tensor> = { x: inputs[0] };
-  let i = 1;
-  if (cached) {
-    named.kc = inputs[i++];
-    named.vc = inputs[i++];
-  }
-  for (const name of PARAMS) named[name] = inputs[i++];
-  const eps = layerNormEps(op);
-  const [xo, ko, vo] = tf.engine().runKernel(DECODE_BLOCK, named, {
-    heads: op.attrs.heads as number,
-    eps,
-  }) as tf.Tensor[];
+/** How a decodeBlock region calls its kernel: x, then kc and vc when `cached`, then the parameters. */
+const bind = (op: Extract<Op, { _tag: "fused" }>): KernelBinding => ({
+  kernel: DECODE_BLOCK,
+  inputs: ["x", ...(op.attrs.cached === true ? ["kc", "vc"] : []), ...PARAMS],
+  attrs: { heads: op.attrs.heads as number, eps: layerNormEps(op) },
   // A step that closes the segment keeps no caches.
-  if (Object.keys(op.body.outputs).length === 1) {
-    ko.dispose();
-    vo.dispose();
-    return [xo];
-  }
-  return [xo, ko, vo];
-};
+  keep: Object.keys(op.body.outputs).length === 1 ? 1 : 3,
+});
 
 /**
  * One kernel takes the step: batch 1, one or two rows, widths the kernels'
@@ -141,7 +133,8 @@ export const decodeBlockKernel: FusedKernel = {
   kind: "decodeBlock",
   backends: ["wasm"],
   supports,
-  run,
+  run: (op, inputs) => runCall(bind(op), inputs),
+  bind,
   kernels: { forward: [DECODE_BLOCK], backward: [] },
 };
 

@@ -9,8 +9,14 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs-core";
-import { bodyInputs, type FusedKernel, type FusedRegion, layerNormEps } from "../fusion.ts";
+import type * as tf from "@tensorflow/tfjs-core";
+import {
+  bodyInputs,
+  type FusedKernel,
+  type FusedRegion,
+  layerNormEps,
+  runCall,
+} from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
 import { type KernelArgs, offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { q8Layout } from "../quant.ts";
@@ -59,17 +65,20 @@ const embedKernel: FusedKernel = {
     return ids.dtype === "int32" && ids.shape.length === 2 && t.shape.length === 2 &&
       pos.shape.length === 2 && t.dtype !== "int32" && pos.dtype !== "int32";
   },
-  run: (op, inputs) => {
+  bind: (op) => {
     const [t, , pos] = bodyInputs(op);
-    return [
-      tf.engine().runKernel(EMBED, { table: inputs[0], ids: inputs[1], pos: inputs[2] }, {
+    return {
+      kernel: EMBED,
+      inputs: ["table", "ids", "pos"],
+      attrs: {
         vocab: t.shape[0],
         width: t.shape[1],
         positions: pos.shape[0],
         start: op.attrs.start as number,
-      }) as tf.Tensor,
-    ];
+      },
+    };
   },
+  run: (op, inputs) => runCall(embedKernel.bind!(op), inputs),
   kernels: { forward: [EMBED], backward: [] },
 };
 
@@ -161,32 +170,28 @@ const headKernel: FusedKernel = {
     if (r.attrs.draw === true && r.attrs.rows !== "last") return false;
     return w.dtype === "q8" ? w.shape[1] % 4 === 0 : w.dtype === "float32" && w.shape[1] % 4 === 0;
   },
-  run: (op, inputs) => {
-    const keep = op.attrs.keep === true;
-    const named: Record<string, tf.Tensor> = {
-      x: inputs[0],
-      g: inputs[1],
-      b: inputs[2],
-      w: inputs[3],
-      hb: inputs[4],
-    };
+  bind: (op) => {
     const draw = op.attrs.draw === true;
-    const prevCount = inputs.length - 5 - (draw ? 1 : 0);
-    if (prevCount > 0) named.prev = inputs[5];
-    if (draw) named.u = inputs[inputs.length - 1];
-    const eps = layerNormEps(op);
-    const outs = tf.engine().runKernel(LM_HEAD, named, {
-      rows: op.attrs.rows as string,
-      slot: op.attrs.slot === true,
-      keep,
-      draw,
-      temperature: op.attrs.temperature as number,
-      topK: op.attrs.topK as number,
-      vocab: bodyInputs(op)[3].shape[1],
-      eps,
-    }) as tf.Tensor | tf.Tensor[];
-    return Array.isArray(outs) ? outs : [outs];
+    // x, the final LayerNorm's gain and bias, the readout's weight and bias, then the segment's
+    // rows so far (after its first token) and the uniforms (when drawing).
+    const n = bodyInputs(op).length;
+    const prev = n - 5 - (draw ? 1 : 0) > 0;
+    return {
+      kernel: LM_HEAD,
+      inputs: ["x", "g", "b", "w", "hb", ...(prev ? ["prev"] : []), ...(draw ? ["u"] : [])],
+      attrs: {
+        rows: op.attrs.rows as string,
+        slot: op.attrs.slot === true,
+        keep: op.attrs.keep === true,
+        draw,
+        temperature: op.attrs.temperature as number,
+        topK: op.attrs.topK as number,
+        vocab: bodyInputs(op)[3].shape[1],
+        eps: layerNormEps(op),
+      },
+    };
   },
+  run: (op, inputs) => runCall(headKernel.bind!(op), inputs),
   kernels: { forward: [LM_HEAD], backward: [] },
 };
 
