@@ -7,19 +7,14 @@
  * @module
  */
 
-/** Uniforms in [0, 1) from xorshift32, seeded through an integer hash so nearby seeds diverge. */
-const uniforms = (seed: number, n: number): Float32Array => {
+/**
+ * xorshift32's start state for `seed`, through an integer hash so that
+ * nearby seeds diverge.
+ */
+const startState = (seed: number): number => {
   let h = Math.imul((seed | 0) ^ 0x5bd1e995, 0x27d4eb2d);
   h = Math.imul(h ^ (h >>> 15), 0x165667b1);
-  let st = (h ^ (h >>> 13)) >>> 0 || 0x9e3779b9;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    st ^= st << 13;
-    st ^= st >>> 17;
-    st ^= st << 5;
-    out[i] = (st >>> 0) / 4294967296;
-  }
-  return out;
+  return (h ^ (h >>> 13)) >>> 0 || 0x9e3779b9;
 };
 
 /**
@@ -37,8 +32,24 @@ const uniforms = (seed: number, n: number): Float32Array => {
  */
 export const dropoutMask = (seed: number, rate: number, n: number): Float32Array => {
   if (!(rate >= 0 && rate < 1)) throw new RangeError(`dropout rate ${rate} is outside [0, 1)`);
-  const keep = 1 - rate;
-  const mask = uniforms(seed, n);
-  for (let i = 0; i < mask.length; i++) mask[i] = mask[i] < keep ? 1 / keep : 0;
+  const keep = 1 - rate, scale = 1 / keep;
+  // An entry is kept when its uniform — xorshift32's next state / 2³², rounded to float32 — is
+  // below `keep`. That rounding never decreases, so the test is `state < cut` for the least
+  // state whose uniform is not below `keep`: found once, it leaves an integer loop.
+  let lo = 0, hi = 4294967296;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (Math.fround(mid / 4294967296) < keep) lo = mid + 1;
+    else hi = mid;
+  }
+  const cut = lo;
+  const mask = new Float32Array(n);
+  let st = startState(seed);
+  for (let i = 0; i < n; i++) {
+    st ^= st << 13;
+    st ^= st >>> 17;
+    st ^= st << 5;
+    if ((st >>> 0) < cut) mask[i] = scale;
+  }
   return mask;
 };
