@@ -39,8 +39,7 @@ export interface KernelCount<R> {
  * ```ts
  * import assert from "node:assert/strict";
  * import { startBackend } from "../ops/backend.ts";
- * import { directCallObservers } from "../ops/lower.ts";
-import { tf } from "../ops/tf.ts";
+ * import { tf } from "../ops/tf.ts";
  * import { countKernels } from "./_kernels.ts";
  * await startBackend({ backend: "cpu" });
  * const a = tf.ones([2, 2]);

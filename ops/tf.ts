@@ -5,10 +5,10 @@
  *
  * @module
  */
+import { engine, type Tensor as T } from "@tensorflow/tfjs-core";
+
 export * as tf from "@tensorflow/tfjs-core";
 export type { Tensor } from "@tensorflow/tfjs-core";
-
-import { engine, type Tensor as T } from "@tensorflow/tfjs-core";
 
 /**
  * A new handle on the same data as `t`, with no copy and no kernel call
