@@ -338,7 +338,7 @@ export const directCallObservers: Set<(kernel: string) => void> = new Set();
 
 /**
  * A graph made only of inputs and fused regions whose kernels are one tfjs
- * kernel call each (`FusedKernel.call`) — a streaming step — run without
+ * kernel call each (`FusedKernel.bind`) — a streaming step — run without
  * the engine on `backend`: each region's kernel function is called directly
  * on the backend's tensor data, the regions' intermediate results are
  * freed as soon as the graph has run, and only the graph's outputs become
