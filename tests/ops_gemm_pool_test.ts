@@ -306,7 +306,8 @@ Deno.test("chunksOf: the reference model's products are cut for two threads", ()
 
 Deno.test("startGemmPool: small products stay on the calling thread", async () => {
   const heap = makeHeap();
-  const pool = startGemmPool(heap, { threads: 2 });
+  // idleMs: under emulation the product can outlast the default 3 s and retire the worker.
+  const pool = startGemmPool(heap, { threads: 2, idleMs: 60_000 });
   assert.equal(await pool.ready(), true);
   // 2·20·30·40 = 48 kFLOP, far below the default threshold.
   assert.ok(2 * 20 * 30 * 40 < DEFAULT_MIN_PARALLEL_FLOPS);
