@@ -55,7 +55,7 @@ export interface FusedRegion {
  * kernel's name and attributes, the kernel's name for each region input in
  * order (`null`: not passed), and how many of the kernel's outputs, in
  * order, are the region's (the kernel may make more, which the caller
- * drops). The lowering runs it through the engine ({@linkcode runCall});
+ * drops). The lowering runs it through the engine ({@linkcode runFusedKernel});
  * the direct step runner (ops/lower.ts `directGraph`) binds it once per
  * node and calls the kernel function itself.
  */
@@ -90,16 +90,18 @@ export interface FusedKernel {
   readonly supports: (region: FusedRegion, opts: { readonly gradients: boolean }) => boolean;
   /**
    * Every output of the region (differentiable with respect to the inputs
-   * when the region was fused for a graph with gradients).
+   * when the region was fused for a graph with gradients). Needed unless the
+   * kernel has a `bind`, which then runs it.
    */
-  readonly run: (
+  readonly run?: (
     op: Extract<Op, { _tag: "fused" }>,
     inputs: readonly tf.Tensor[],
     ctx: LowerCtx,
   ) => tf.Tensor[];
   /**
-   * For inference-only regions that are one tfjs kernel call: how (`run` is
-   * then {@linkcode runCall} of it). Graphs made only of such regions run
+   * For inference-only regions that are one tfjs kernel call: how, made once
+   * per op ({@linkcode bindingOf}); the lowering runs it through the engine
+   * ({@linkcode runFusedKernel}), and graphs made only of such regions run
    * without the engine (ops/lower.ts `directGraph`).
    */
   readonly bind?: (op: Extract<Op, { _tag: "fused" }>) => KernelBinding;
@@ -108,7 +110,7 @@ export interface FusedKernel {
 }
 
 /** Run a region bound by a {@linkcode KernelBinding} through the tfjs engine: its outputs. */
-export const runCall = (b: KernelBinding, inputs: readonly tf.Tensor[]): tf.Tensor[] => {
+const runCall = (b: KernelBinding, inputs: readonly tf.Tensor[]): tf.Tensor[] => {
   const out = tf.engine().runKernel(b.kernel, boundInputs(b, inputs), b.attrs) as
     | tf.Tensor
     | tf.Tensor[];
@@ -116,6 +118,31 @@ export const runCall = (b: KernelBinding, inputs: readonly tf.Tensor[]): tf.Tens
   if (b.keep === undefined || b.keep === all.length) return all;
   for (const t of all.slice(b.keep)) t.dispose();
   return all.slice(0, b.keep);
+};
+
+const bindings = new WeakMap<object, KernelBinding>();
+
+/** How `kernel` calls its tfjs kernel for `op`, made once per op (undefined: it has no `bind`). */
+export const bindingOf = (
+  kernel: FusedKernel,
+  op: Extract<Op, { _tag: "fused" }>,
+): KernelBinding | undefined => {
+  if (kernel.bind === undefined) return undefined;
+  let b = bindings.get(op);
+  if (b === undefined) bindings.set(op, b = kernel.bind(op));
+  return b;
+};
+
+/** Every output of a region on its kernel: through its binding, else the kernel's own `run`. */
+export const runFusedKernel = (
+  kernel: FusedKernel,
+  op: Extract<Op, { _tag: "fused" }>,
+  inputs: readonly tf.Tensor[],
+  ctx: LowerCtx,
+): tf.Tensor[] => {
+  const b = bindingOf(kernel, op);
+  if (b !== undefined) return runCall(b, inputs);
+  return kernel.run!(op, inputs, ctx);
 };
 
 const registry = new Map<string, FusedKernel>();
@@ -138,6 +165,9 @@ const registry = new Map<string, FusedKernel>();
  * ```
  */
 export const registerFusedKernel = (k: FusedKernel): void => {
+  if (k.run === undefined && k.bind === undefined) {
+    throw new TypeError(`fused kernel ${k.kind}: it needs run or bind`);
+  }
   registry.set(k.kind, k);
 };
 

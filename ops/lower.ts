@@ -37,11 +37,13 @@ import type { OpBackend } from "../spec/ops_builder.ts";
 import type { RefTensor } from "./reference.ts";
 import { GATHER_ROWS, XENT, XENT_GRAD } from "./fused.ts";
 import {
+  bindingOf,
   boundInputs,
   fusedKernel,
   type KernelBinding,
   type KernelUse,
   type LowerCtx,
+  runFusedKernel,
 } from "./fusion.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD } from "./fusion/norm.ts";
 import { DEQUANTIZE, dequantizeTensor } from "./fusion/q8.ts";
@@ -252,7 +254,7 @@ const runFused = (
   ctx: LowerCtx,
 ): tf.Tensor[] => {
   const kernel = fusedKernel(op.kind, tf.getBackend());
-  if (kernel !== undefined) return kernel.run(op, inputs, ctx);
+  if (kernel !== undefined) return runFusedKernel(kernel, op, inputs, ctx);
   return bodyOutputs(op.body, walkGraph(op.body, bodyFeeds(inputs), tfEvaluator(ctx)));
 };
 
@@ -367,9 +369,10 @@ export const directGraph = (graph: Graph, backend: string): Executable | null =>
     const op = node.op;
     if (op._tag === "input" || op._tag === "part") continue;
     if (op._tag !== "fused") return null;
-    const bind = fusedKernel(op.kind, backend)?.bind;
-    if (bind === undefined) return null;
-    bound.set(node.id, { b: bind(op) });
+    const k = fusedKernel(op.kind, backend);
+    const b = k === undefined ? undefined : bindingOf(k, op);
+    if (b === undefined) return null;
+    bound.set(node.id, { b });
   }
   const isFeed = new Set(
     Object.entries(graph.outputs).flatMap(([name, id]) =>

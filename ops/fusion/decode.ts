@@ -14,13 +14,7 @@
  */
 import type * as tf from "@tensorflow/tfjs-core";
 import type { Op } from "../../spec/ops.ts";
-import {
-  type FusedKernel,
-  type FusedRegion,
-  type KernelBinding,
-  layerNormEps,
-  runCall,
-} from "../fusion.ts";
+import { type FusedKernel, type FusedRegion, type KernelBinding, layerNormEps } from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
 import { type KernelArgs, offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
@@ -133,7 +127,6 @@ export const decodeBlockKernel: FusedKernel = {
   kind: "decodeBlock",
   backends: ["wasm"],
   supports,
-  run: (op, inputs) => runCall(bind(op), inputs),
   bind,
   kernels: { forward: [DECODE_BLOCK], backward: [] },
 };

@@ -10,13 +10,7 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs-core";
-import {
-  bodyInputs,
-  type FusedKernel,
-  type FusedRegion,
-  layerNormEps,
-  runCall,
-} from "../fusion.ts";
+import { bodyInputs, type FusedKernel, type FusedRegion, layerNormEps } from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
 import { type KernelArgs, offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { q8Layout } from "../quant.ts";
@@ -78,7 +72,6 @@ const embedKernel: FusedKernel = {
       },
     };
   },
-  run: (op, inputs) => runCall(embedKernel.bind!(op), inputs),
   kernels: { forward: [EMBED], backward: [] },
 };
 
@@ -191,7 +184,6 @@ const headKernel: FusedKernel = {
       },
     };
   },
-  run: (op, inputs) => runCall(headKernel.bind!(op), inputs),
   kernels: { forward: [LM_HEAD], backward: [] },
 };
 
