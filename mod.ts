@@ -136,6 +136,7 @@ export type { DType, FusedAttrs, Op, OpTag, Region, Shape } from "./spec/ops.ts"
 export { BackendError, startBackend } from "./ops/backend.ts";
 export type { BackendInfo, BackendName, BackendOptions, MatmulChoice } from "./ops/backend.ts";
 export type { KernelBuildChoice, KernelBuildName } from "./ops/heap.ts";
+export type { Int8Dot, Int8DotChoice } from "./ops/q8_dot.ts";
 export type { MatmulTier } from "./ops/matmul.ts";
 export { matmulThreads, stopMatmulWorkers } from "./ops/matmul.ts";
 

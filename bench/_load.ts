@@ -107,7 +107,10 @@ export const describeLoad = (l: Load | null): string =>
 
 /**
  * The CPU's model name as the kernel reports it (`model name` in
- * /proc/cpuinfo, what `lscpu` prints), or `"unknown CPU"` off Linux.
+ * /proc/cpuinfo, what `lscpu` prints), with its family and model numbers
+ * and whether it has AVX-512 and VNNI (a virtual machine may name only the
+ * vendor, "AMD EPYC", for CPUs of very different speed), or
+ * `"unknown CPU"` off Linux.
  *
  * @example
  * ```ts
@@ -117,8 +120,21 @@ export const describeLoad = (l: Load | null): string =>
  */
 export const cpuModel = (): string => {
   try {
-    const m = Deno.readTextFileSync("/proc/cpuinfo").match(/^model name\s*:\s*(.*)$/m);
-    return m?.[1].trim() ?? "unknown CPU";
+    const info = Deno.readTextFileSync("/proc/cpuinfo");
+    const field = (name: string) =>
+      info.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, "m"))?.[1].trim();
+    const name = field("model name") ?? "unknown CPU";
+    // A virtual machine may name only the vendor ("AMD EPYC"): family and model tell the core.
+    const family = field("cpu family"), model = field("model");
+    const flags = ` ${field("flags") ?? ""} `;
+    const traits = [
+      flags.includes(" avx512f ") ? "AVX-512" : "",
+      flags.includes(" avx_vnni ") ? "VNNI" : "",
+    ]
+      .filter((t) => t !== "");
+    return family === undefined || model === undefined
+      ? name
+      : `${name} (family ${family} model ${model}${traits.map((t) => `, ${t}`).join("")})`;
   } catch {
     return "unknown CPU";
   }

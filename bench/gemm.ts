@@ -29,9 +29,11 @@
  * (`ops/gemm_pool.ts`, no tfjs), best and median of 200 calls each.
  *
  * `--matvec` times the int8 matrix-vector products of a streamed token of
- * the reference CRT (`GemmPool.gemvQ8`): on the calling thread alone and
- * shared with the worker by column blocks, taking turns call by call,
- * medians of 400 calls, and checks that both give the same bits.
+ * the reference CRT (`GemmPool.gemvQ8`): on the calling thread alone with
+ * each of the two dot sequences (ops/q8_dot.ts; the start-up probe's
+ * timing and choice are printed first) and shared with the worker by
+ * column blocks, taking turns call by call, medians of 400 calls, and
+ * checks that all three give the same bits.
  * `--matvec --stream S [--tier native|portable]` does the same for whole
  * segments of a streamed int8 model file (the reference CRT at segment
  * length S, batch 1, one token per call): the matmul tier installed with
@@ -58,6 +60,8 @@ import {
 import { chunksOf } from "../ops/gemm_chunks.ts";
 import { startGemmPool } from "../ops/gemm_pool.ts";
 import { compileLocal, type GemmExports } from "../ops/gemm_kernel.ts";
+import { kernelBuild } from "../ops/heap.ts";
+import { INT8_DOT_PROBE_BYTES, int8DotFlag, setInt8Dot, timeInt8Dots } from "../ops/q8_dot.ts";
 import { compileReference, makeFileStreamRunner, makeRunner, type Runner } from "./peers/ours.ts";
 import { CpuMeter, cpuModel, describeLoad } from "./_load.ts";
 
@@ -257,8 +261,17 @@ const matvecScan = async (): Promise<void> => {
   const local = new WebAssembly.Instance(compileLocal(), { env: { memory } })
     .exports as unknown as GemmExports;
   const meter = new CpuMeter();
-  console.log(`${cpuModel()}: int8 matrix-vector products, µs (median of 400 calls)`);
-  console.log("product            [K, N]         1 thread   2 threads     ×   same bits");
+  // The start-up choice of the dot sequence, as startBackend makes it; both are timed below.
+  const probe = timeInt8Dots(local, memory, (heap.alloc(INT8_DOT_PROBE_BYTES + 16) + 15) & ~15);
+  setInt8Dot(probe.faster);
+  console.log(
+    `${cpuModel()}, ${kernelBuild()} build: int8 matrix-vector products, µs (median of 400 calls); ` +
+      `start-up probe: dot16 ${probe.dot16.toFixed(2)}, dotadd ${probe.dotadd.toFixed(2)} µs → ` +
+      `${probe.faster}, which 2 threads run`,
+  );
+  console.log(
+    "product            [K, N]         1t dot16   1t dotadd   2 threads     ×   same bits",
+  );
   for (const [name, k, n] of MATVECS) {
     // The packed layout of ops/quant.ts: values in quads of rows, scales, column sums.
     const np = Math.ceil(n / 16) * 16, kq = (k + 3) >> 2;
@@ -272,25 +285,28 @@ const matvecScan = async (): Promise<void> => {
     f.fill(100, sc / 4 + np, sc / 4 + 2 * np);
     for (let i = 0; i < k; i++) f[x / 4 + i] = Math.sin(i);
     const weight = { key: {}, at: w, scales: sc, k, n, np };
-    const alone = () => local.gemv_q8(x, w, sc, k, n, np, y1, 0, pairs);
+    const y3 = heap.alloc(4 * n);
+    const alone = (dot: number, y: number) => () =>
+      local.gemv_q8(x, w, sc, k, n, np, y, 0, pairs, dot);
     const shared = () => {
       if (!pool.gemvQ8(weight, x, y2, false)) throw new Error(`${name}: not shared`);
     };
-    const t: [number[], number[]] = [[], []];
+    const t: [number[], number[], number[]] = [[], [], []];
     for (let r = 0; r < 400; r++) {
-      [alone, shared].forEach((run, i) => {
+      [alone(0, y1), alone(1, y3), shared].forEach((run, i) => {
         const t0 = performance.now();
         run();
         t[i].push(1000 * (performance.now() - t0));
       });
     }
-    const a = new Float32Array(memory.buffer, y1, n), b = new Float32Array(memory.buffer, y2, n);
-    const same = a.every((v, j) => Object.is(v, b[j]));
-    const [m1, m2] = [median(t[0]), median(t[1])];
+    const ys = [y1, y2, y3].map((y) => new Float32Array(memory.buffer, y, n));
+    const same = ys.every((b) => b.every((v, j) => Object.is(v, ys[0][j])));
+    const [m16, mAdd, m2] = t.map(median);
+    const m1 = int8DotFlag() === 1 ? mAdd : m16;
     console.log(
-      `${name.padEnd(18)} ${`[${k}, ${n}]`.padEnd(13)} ${m1.toFixed(1).padStart(9)} ${
-        m2.toFixed(1).padStart(11)
-      } ${(m1 / m2).toFixed(2).padStart(5)}   ${same ? "yes" : "NO"}`,
+      `${name.padEnd(18)} ${`[${k}, ${n}]`.padEnd(13)} ${m16.toFixed(1).padStart(9)} ${
+        mAdd.toFixed(1).padStart(11)
+      } ${m2.toFixed(1).padStart(11)} ${(m1 / m2).toFixed(2).padStart(5)}   ${same ? "yes" : "NO"}`,
     );
   }
   console.log(`rest of the machine meanwhile: ${describeLoad(meter.read())} cores`);

@@ -41,10 +41,17 @@
  *   (`--weights`) — against `pytorch-kvcache`; ours rerunning the prefix
  *   (`recompute`, float32) against `pytorch`.
  *
- * Each side warms up once per cell, then the driver asks for one step at a
+ * Each side warms up once per cell (`--warmup` steps; stream cells
+ * `--stream-warmup` segments, 700 tokens at S = 35: V8 keeps optimising
+ * our per-token JavaScript for the first few hundred tokens, ~0.19 → 0.12
+ * ms/token on an int8 file, where a stream that generates runs for
+ * thousands), then the driver asks for one step at a
  * time, rotating who goes first every round, with a short idle gap before
  * each step so that the previous side's threads have stopped spinning.
- * Medians of `--steps` steps. The machine has two cores, so anyone else's
+ * Medians of `--steps` steps. OpenBLAS (ours native, PyTorch) runs the
+ * kernel set the environment's `OPENBLAS_CORETYPE` names, if any, else the
+ * one it detects; `--blas-core NAME` sets it for both, `--blas-core detect`
+ * removes the variable for both, and the header says which set each ran. The machine has two cores, so anyone else's
  * work halves ours: every round reads /proc to see how much CPU the rest of
  * the machine used, and a round where it used more than `--busy-cores`
  * (0.15) is run again, up to `--extra-rounds` times per cell. After a cell's
@@ -64,7 +71,7 @@
  * [--peers pytorch,pytorch-kvcache,onnxruntime-node,onnxruntime-web]
  * [--tiers native,portable] [--weights f32,int8] [--kv-threads 1,2]
  * [--kv-variants kvcache,kvcache-matvec] [--threads 2]
- * [--steps 5] [--warmup 2] [--gap-ms 200] [--busy-cores 0.15] [--extra-rounds N]
+ * [--steps 5] [--warmup 2] [--stream-warmup 20] [--blas-core NAME|detect] [--gap-ms 200] [--busy-cores 0.15] [--extra-rounds N]
  * [--ort-web-host node|deno] [--cache DIR] [--no-count] [--json] [--profile] [--setup]`.
  * `--setup` only installs and exports what the peers need; `--profile` adds
  * one profiled training step of ours and PyTorch at the first S.
@@ -176,6 +183,13 @@ export interface PeerRow {
 export interface Options {
   readonly steps: number;
   readonly warmup: number;
+  /** Warm-up steps of stream cells (segments): V8 optimises the per-token path over hundreds of tokens. */
+  readonly streamWarmup: number;
+  /**
+   * OPENBLAS_CORETYPE for every side that runs OpenBLAS (ours native, PyTorch): a core name, or
+   * "detect" to take it out of their environment; null leaves the environment as it is.
+   */
+  readonly blasCore: string | null;
   readonly json: boolean;
   readonly profile: boolean;
   readonly setupOnly: boolean;
@@ -201,6 +215,8 @@ const parseOptions = (args: string[]): Options => {
     options: {
       steps: { type: "string", default: "5" },
       warmup: { type: "string", default: "2" },
+      "stream-warmup": { type: "string", default: "20" },
+      "blas-core": { type: "string" },
       json: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       setup: { type: "boolean", default: false },
@@ -243,9 +259,15 @@ const parseOptions = (args: string[]): Options => {
   const busyCores = Number(v["busy-cores"]);
   if (!(busyCores >= 0)) throw new RangeError("--busy-cores wants a number ≥ 0");
   const steps = int("steps", v.steps, 1);
+  const blasCore = v["blas-core"] ?? null;
+  if (blasCore !== null && !/^[A-Za-z0-9]+$/.test(blasCore)) {
+    throw new RangeError(`--blas-core wants an OpenBLAS core name or "detect", got '${blasCore}'`);
+  }
   return {
     steps,
     warmup: int("warmup", v.warmup, 0),
+    streamWarmup: int("stream-warmup", v["stream-warmup"], 0),
+    blasCore,
     json: v.json,
     profile: v.profile,
     setupOnly: v.setup,
@@ -308,9 +330,10 @@ const measureCell = async (
   segmentLen: number,
   o: Options,
 ): Promise<Cell> => {
+  const warmup = phase === "stream" ? o.streamWarmup : o.warmup;
   for (const side of sides) {
-    if (o.warmup > 0) {
-      await side.proc.request({ ...commandOf(side, phase, segmentLen), steps: o.warmup });
+    if (warmup > 0) {
+      await side.proc.request({ ...commandOf(side, phase, segmentLen), steps: warmup });
     }
   }
   const rounds: { seconds: Map<Side, number>; load: Load | null }[] = [];
@@ -483,7 +506,8 @@ const main = async (o: Options): Promise<void> => {
         if (!sides.some((x) => x.ours !== undefined) || !sides.some((x) => x.peer !== undefined)) {
           continue; // nothing to compare in this cell with the chosen --peers / --tiers
         }
-        log(`${phase} S=${s}: warm-up ${o.warmup}, then ${o.steps} alternating rounds`);
+        const warm = phase === "stream" ? o.streamWarmup : o.warmup;
+        log(`${phase} S=${s}: warm-up ${warm}, then ${o.steps} alternating rounds`);
         const cell = await measureCell(sides, cast.procs, phase, s, o);
         if (cell.rounds.clean < Math.min(o.steps, 3)) {
           log(`  warning: only ${cell.rounds.clean} clean rounds; the medians use busy ones too`);

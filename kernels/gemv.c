@@ -24,13 +24,17 @@
 //   x ≈ x_min + s·u, u in [0, 127], s = (max x − min x) / 127, a quad as 4
 //   bytes splatted; i32x4.relaxed_dot_i8x16_i7x16_add_s multiplies 16 weights
 //   by them and adds each column's 4 products into its lane: one instruction
-//   (three on x86 without VNNI) for 16 multiply-adds, against six with the
-//   16-bit dots. y_j = scale_j · (s · Σᵢ qᵢⱼ uᵢ + x_min · Σᵢ qᵢⱼ). With
+//   (vpdpbusd on x86 with VNNI; five without, where the 16-bit relaxed dot
+//   and a widening pairwise add take three) for 16 multiply-adds, against
+//   six with the 16-bit dots. Which of the two sequences a call runs is its
+//   `dot` argument (0: 16-bit dot and widening, 1: fused dot-add), chosen
+//   at start-up by timing both (ops/q8_dot.ts): their integer sums are the
+//   same, so the choice changes speed only. y_j = scale_j · (s · Σᵢ qᵢⱼ uᵢ + x_min · Σᵢ qᵢⱼ). With
 //   u ≤ 127 the result is the same whether the engine reads u as signed or
 //   unsigned, and a pair of products stays within int16 (2 · 128 · 127 <
 //   2¹⁵), so x86's 16-bit intermediate sums do not saturate.
-// The quantised activations start with a header (s, x_min, 0, 0): 16 bytes,
-// then 16 bytes per quad (q8_work_bytes).
+// The quantised activations start with a header (s, x_min, dot, 0): 16
+// bytes, then 16 bytes per quad (q8_work_bytes).
 #include "simd.h"
 
 // y (+)= x·W, x [K], W [K, N] row-major, y [N]; N a multiple of 4.
@@ -76,10 +80,12 @@ static inline v128_t load4(const float* x, int i, int k, float fill) {
 }
 
 // Quantise x [K] into work (the header, then one vector per quad of rows);
-// returns its scale s. Exported so that the GEMM pool (ops/gemm_pool.ts)
-// quantises once and both threads read the same quads.
+// returns its scale s. `dot` (relaxed build: which dot sequence the
+// products of these quads run) goes into the header. Exported so that the
+// GEMM pool (ops/gemm_pool.ts) quantises once and both threads read the
+// same quads.
 EXPORT(q8_quantize)
-float q8_quantize(const float* x, int k, v128_t* work) {
+float q8_quantize(const float* x, int k, v128_t* work, int dot) {
   const int kq = (k + 3) / 4;
   v128_t* quads = work + 1;
 #ifdef __wasm_relaxed_simd__
@@ -101,7 +107,7 @@ float q8_quantize(const float* x, int k, v128_t* work) {
     const v128_t b = wasm_u8x16_narrow_i16x8(h, h);
     quads[q] = wasm_i32x4_shuffle(b, b, 0, 0, 0, 0);
   }
-  work[0] = wasm_f32x4_make(s, lo, 0.0f, 0.0f);
+  work[0] = wasm_f32x4_make(s, lo, dot ? 1.0f : 0.0f, 0.0f);
   return s;
 #else
   v128_t m4 = wasm_f32x4_splat(0.0f);
@@ -116,17 +122,46 @@ float q8_quantize(const float* x, int k, v128_t* work) {
     const v128_t qv = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(v, wasm_v128_or(wasm_v128_and(v, sign), half)));
     quads[q] = wasm_i16x8_narrow_i32x4(qv, qv);
   }
+  (void)dot;
   work[0] = wasm_f32x4_make(s, 0.0f, 0.0f, 0.0f);
   return s;
 #endif
 }
 
 #ifdef __wasm_relaxed_simd__
-// acc + each lane's 4 products of w (int8) and u (7-bit): the 16-bit relaxed dot (pmaddubsw on
-// x86) then a pairwise widening add, cheaper in V8 than the fused i32x4 relaxed dot-add, whose
-// x86 lowering also rebuilds its constant of ones every time.
-#define Q8_DOT4(w, u, acc) \
+// acc + each lane's 4 products of w (int8) and u (7-bit), two ways: the 16-bit relaxed dot
+// (pmaddubsw on x86) then a pairwise widening add (dot 0), three instructions; or the fused i32x4
+// relaxed dot-add (dot 1), one on x86 with VNNI, five without (V8 rebuilds its ones each time).
+#define Q8_DOT16(w, u, acc) \
   wasm_i32x4_add((acc), wasm_i32x4_dot_i16x8(wasm_i16x8_relaxed_dot_i8x16_i7x16((w), (u)), ones))
+#define Q8_DOTADD(w, u, acc) wasm_i32x4_relaxed_dot_i8x16_i7x16_add((w), (u), (acc))
+// The quads [q0, q1) of a column block into a0 … a3, two quads a turn on eight accumulators (the
+// fused dot-add is a 4-cycle chain: four in flight would wait on it).
+#define Q8_QUADS(DOT)                                                               \
+  {                                                                                 \
+    v128_t b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                      \
+    int q = q0;                                                                     \
+    for (; q + 1 < q1; q += 2, wp += 128) {                                         \
+      const v128_t xv = quads[q], xw = quads[q + 1];                                \
+      a0 = DOT(wasm_v128_load(wp), xv, a0);                                         \
+      a1 = DOT(wasm_v128_load(wp + 16), xv, a1);                                    \
+      a2 = DOT(wasm_v128_load(wp + 32), xv, a2);                                    \
+      a3 = DOT(wasm_v128_load(wp + 48), xv, a3);                                    \
+      b0 = DOT(wasm_v128_load(wp + 64), xw, b0);                                    \
+      b1 = DOT(wasm_v128_load(wp + 80), xw, b1);                                    \
+      b2 = DOT(wasm_v128_load(wp + 96), xw, b2);                                    \
+      b3 = DOT(wasm_v128_load(wp + 112), xw, b3);                                   \
+    }                                                                               \
+    if (q < q1) {                                                                   \
+      const v128_t xv = quads[q];                                                   \
+      a0 = DOT(wasm_v128_load(wp), xv, a0);                                         \
+      a1 = DOT(wasm_v128_load(wp + 16), xv, a1);                                    \
+      a2 = DOT(wasm_v128_load(wp + 32), xv, a2);                                    \
+      a3 = DOT(wasm_v128_load(wp + 48), xv, a3);                                    \
+    }                                                                               \
+    a0 = wasm_i32x4_add(a0, b0), a1 = wasm_i32x4_add(a1, b1);                       \
+    a2 = wasm_i32x4_add(a2, b2), a3 = wasm_i32x4_add(a3, b3);                       \
+  }
 // Quads per int32 chunk: 4 · 128 · 127 per quad and lane stays below 2³¹ for 33,000 quads.
 #define Q8_CHUNK 8192
 #else
@@ -146,6 +181,7 @@ static void gemv_q8_blocks(const v128_t* work, const signed char* w, const float
   const float* sums = scales + (np - 16 * origin);
 #ifdef __wasm_relaxed_simd__
   const v128_t lo = wasm_f32x4_splat(wasm_f32x4_extract_lane(work[0], 1));
+  const int fused = wasm_f32x4_extract_lane(work[0], 2) != 0.0f;
 #endif
   for (int b = b0; b < b1; b++) {
     const int jb = 16 * b, rel = 16 * (b - origin);
@@ -156,13 +192,11 @@ static void gemv_q8_blocks(const v128_t* work, const signed char* w, const float
       const signed char* wp = wb + (long)q0 * 64;
 #ifdef __wasm_relaxed_simd__
       v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
-      const v128_t ones = wasm_i16x8_splat(1);
-      for (int q = q0; q < q1; q++, wp += 64) {
-        const v128_t xv = quads[q];
-        a0 = Q8_DOT4(wasm_v128_load(wp), xv, a0);
-        a1 = Q8_DOT4(wasm_v128_load(wp + 16), xv, a1);
-        a2 = Q8_DOT4(wasm_v128_load(wp + 32), xv, a2);
-        a3 = Q8_DOT4(wasm_v128_load(wp + 48), xv, a3);
+      if (fused) {
+        Q8_QUADS(Q8_DOTADD)
+      } else {
+        const v128_t ones = wasm_i16x8_splat(1);
+        Q8_QUADS(Q8_DOT16)
       }
 #else
       // Lane pairs: columns (4v, 4v + 1) in the low half's sums, (4v + 2, 4v + 3) in the high's,
@@ -216,8 +250,8 @@ static void gemv_q8_blocks(const v128_t* work, const signed char* w, const float
 // multiple of 4. work: q8_work_bytes(k) bytes, 16-byte aligned.
 EXPORT(gemv_q8)
 void gemv_q8(const float* x, const signed char* w, const float* scales, int k, int n, int np,
-             float* y, int accumulate, v128_t* work) {
-  q8_quantize(x, k, work);
+             float* y, int accumulate, v128_t* work, int dot) {
+  q8_quantize(x, k, work, dot);
   gemv_q8_blocks(work, w, scales, y, k, n, accumulate, 0, 0, np / 16);
 }
 

@@ -17,10 +17,24 @@ import * as tf from "@tensorflow/tfjs-core";
 import { type Either, left, right } from "fp-ts/lib/Either.js";
 import { registerFusedKernels } from "./fused.ts";
 import { registerFusionKernels } from "./fusion/mod.ts";
-import { chooseKernelBuild, type KernelBuildChoice, type KernelBuildName } from "./heap.ts";
+import {
+  chooseKernelBuild,
+  heapMemory,
+  type KernelBuildChoice,
+  type KernelBuildName,
+  type WasmBackend,
+} from "./heap.ts";
+import { blocks } from "./fusion/blocks.ts";
+import {
+  INT8_DOT_PROBE_BYTES,
+  type Int8Dot,
+  type Int8DotChoice,
+  setInt8Dot,
+  timeInt8Dots,
+} from "./q8_dot.ts";
 import { registerGradients } from "./lower.ts";
 import { compileGemm } from "./gemm_kernel.ts";
-import { installMatmul, matmulThreads, type MatmulTier } from "./matmul.ts";
+import { installedBlas, installMatmul, matmulThreads, type MatmulTier } from "./matmul.ts";
 
 /**
  * The backends this project runs on.
@@ -73,6 +87,14 @@ export interface BackendOptions {
    */
   readonly blasThreads?: number;
   /**
+   * OpenBLAS's kernel set for the native matmul: a core name ("SkylakeX",
+   * "Haswell", …) or "detect" (OpenBLAS's own choice for this CPU), in
+   * place of the environment's `OPENBLAS_CORETYPE` (default: as the
+   * environment says; needs `--allow-env`). Applies when the library first
+   * loads in the process; `info.blasCore` says which set runs.
+   */
+  readonly blasCore?: string;
+  /**
    * Int8 matrix-vector products (an int8 model file decoding at batch 1) of
    * this many weights or more run on two threads, the calling one and the
    * GEMM pool's worker (default: none, see `DEFAULT_MIN_PARALLEL_WEIGHTS`
@@ -95,6 +117,11 @@ export interface BackendOptions {
    * the engine validates it). One build per process: the first start fixes it.
    */
   readonly kernels?: KernelBuildChoice;
+  /**
+   * The relaxed build's int8 dot sequence (ops/q8_dot.ts; default "auto":
+   * both timed at start-up, the faster kept). Results do not depend on it.
+   */
+  readonly int8Dot?: Int8DotChoice;
 }
 
 /**
@@ -123,6 +150,17 @@ export interface BackendInfo {
    * SIMD, fused multiply-add) where the engine has it, else `simd128`.
    */
   readonly kernels?: KernelBuildName;
+  /**
+   * The relaxed build's int8 dot sequence (wasm with relaxed SIMD only):
+   * `dotadd` where the fused dot-add measured faster at start-up (one
+   * instruction on x86 CPUs with VNNI), else `dot16`.
+   */
+  readonly int8Dot?: Int8Dot;
+  /**
+   * The kernel set native OpenBLAS runs ("Haswell", "SkylakeX", …), when
+   * the native matmul is OpenBLAS.
+   */
+  readonly blasCore?: string;
   /**
    * Why the native matmul is not in use, when it was wanted ("auto") but
    * could not load — in a browser, because there is no Deno FFI — and why
@@ -236,7 +274,8 @@ const chooseMatmul = (
   choice: MatmulChoice,
   threads: number | undefined,
   minParallelWeights: number | undefined,
-): Either<string, { matmul: MatmulTier; reason?: string }> => {
+  blasCore: string | undefined,
+): Either<string, { matmul: MatmulTier; reason?: string; blasCore?: string }> => {
   const shared = minParallelWeights === undefined ? {} : { minParallelWeights };
   const portable = (native?: string) => {
     const p = installMatmul("portable", shared);
@@ -252,8 +291,15 @@ const chooseMatmul = (
     // A browser: no Deno FFI, so no native BLAS; the portable kernel is the fast one here.
     return portable("no Deno FFI in this runtime (a browser?), so no native BLAS");
   }
-  const native = installMatmul("native", threads === undefined ? shared : { threads, ...shared });
-  if (native._tag === "Right") return right({ matmul: native.right });
+  const native = installMatmul("native", {
+    ...shared,
+    ...(threads === undefined ? {} : { threads }),
+    ...(blasCore === undefined ? {} : { blasCore }),
+  });
+  if (native._tag === "Right") {
+    const core = installedBlas()?.core;
+    return right({ matmul: native.right, ...(core == null ? {} : { blasCore: core }) });
+  }
   if (choice === "native") return left(`native matmul unavailable: ${native.left.reason}`);
   return portable(native.left.reason);
 };
@@ -334,12 +380,38 @@ export const startBackend = async (
     // The portable matmul's kernels, compiled here because a browser's main thread
     // refuses to compile them synchronously; a failure shows when the kernel first runs.
     if (choice !== "native") await compileGemm().catch(() => undefined);
-    const mm = chooseMatmul(choice, opts.blasThreads, opts.minParallelWeights);
+    const mm = chooseMatmul(choice, opts.blasThreads, opts.minParallelWeights, opts.blasCore);
     if (mm._tag === "Left") return left(new BackendError(name, mm.left));
-    return right({ name, simd, ...mm.right, kernels: build!, ...arch });
+    const dot = build === "relaxed" ? { int8Dot: chooseInt8Dot(opts.int8Dot ?? "auto") } : {};
+    return right({ name, simd, ...mm.right, kernels: build!, ...dot, ...arch });
   } catch (e) {
     return left(new BackendError(name, describeError(e), { cause: e }));
   }
+};
+
+/** The int8 dot sequence `want` names, or the faster of the two on this CPU (timed once). */
+let timedDot: Int8Dot | undefined;
+const chooseInt8Dot = (want: string): Int8Dot => {
+  if (want !== "auto" && want !== "dot16" && want !== "dotadd") {
+    throw new RangeError(`unknown int8Dot '${want}'; expected "auto", "dot16" or "dotadd"`);
+  }
+  if (want === "auto") {
+    if (timedDot === undefined) {
+      const backend = tf.backend() as unknown as WasmBackend;
+      const raw = backend.wasm._malloc(INT8_DOT_PROBE_BYTES + 16) >>> 0;
+      if (raw === 0) throw new RangeError("kernels: no heap for the int8 dot probe");
+      try {
+        const base = (raw + 15) & ~15;
+        timedDot = timeInt8Dots(blocks.on(backend), heapMemory(backend), base).faster;
+      } finally {
+        backend.wasm._free(raw);
+      }
+    }
+    setInt8Dot(timedDot);
+    return timedDot;
+  }
+  setInt8Dot(want);
+  return want;
 };
 
 /**

@@ -37,9 +37,10 @@ export interface BlasError {
   readonly _tag: "BlasError";
   /**
    * What went wrong: a runtime without Deno's FFI (a browser), no permission,
-   * no library found, or only libraries without `cblas_sgemm`.
+   * no library found, only libraries without `cblas_sgemm`, or OpenBLAS
+   * running another core than `core` asked for.
    */
-  readonly kind: "noFfi" | "noPermission" | "noLibrary" | "missingSymbol";
+  readonly kind: "noFfi" | "noPermission" | "noLibrary" | "missingSymbol" | "wrongCore";
   /** One line for a person: what failed and what to do. */
   readonly reason: string;
 }
@@ -76,6 +77,11 @@ export interface Blas {
    * such call.
    */
   readonly threads: number | null;
+  /**
+   * The kernel set OpenBLAS runs (`openblas_get_corename`: "Haswell",
+   * "SkylakeX", "Cooperlake", "Zen", …), or null for another CBLAS.
+   */
+  readonly core: string | null;
   /**
    * `c = alpha · op(a) · op(b) + beta · c`, row-major, on contiguous matrices.
    * Throws a RangeError when an array is shorter than the shape needs: the
@@ -122,17 +128,47 @@ const SYMBOLS = {
   },
   // order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY
   cblas_sgemv: { parameters: ["i32", "i32", "i32", "i32", ...SCALED_OPERANDS], result: "void" },
-  // OpenBLAS only; other CBLAS libraries are still usable without it.
+  // OpenBLAS only; other CBLAS libraries are still usable without them.
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+  openblas_get_corename: { parameters: [], result: "pointer", optional: true },
 } as const;
 
 const fail = (kind: BlasError["kind"], reason: string): Either<BlasError, never> =>
   left({ _tag: "BlasError", kind, reason });
 
+/** The environment variable OpenBLAS reads, when it loads, to pick its kernels. */
+const CORE_VARIABLE = "OPENBLAS_CORETYPE";
+
+/**
+ * Open `library` with OpenBLAS's kernel choice set to `core` ("detect":
+ * the library's own detection, whatever the environment says), the
+ * environment put back after. OpenBLAS reads it once, when the process
+ * first loads it.
+ */
+const openWithCore = (library: string, core: string | undefined) => {
+  if (core === undefined) return Deno.dlopen(library, SYMBOLS);
+  const had = Deno.env.get(CORE_VARIABLE);
+  if (core === "detect") Deno.env.delete(CORE_VARIABLE);
+  else Deno.env.set(CORE_VARIABLE, core);
+  try {
+    return Deno.dlopen(library, SYMBOLS);
+  } finally {
+    if (had === undefined) Deno.env.delete(CORE_VARIABLE);
+    else Deno.env.set(CORE_VARIABLE, had);
+  }
+};
+
 /**
  * Open a CBLAS library and bind `cblas_sgemm`. Tries `opts.library`, or else
  * each of {@linkcode BLAS_LIBRARIES}, and sets OpenBLAS's thread count
  * (default: the machine's logical cores) when the library has the call.
+ *
+ * OpenBLAS picks its kernels for the CPU when it loads, unless the
+ * environment's `OPENBLAS_CORETYPE` names a set (a machine may pin an
+ * older one, AVX2 `Haswell` say, so that results agree across CPUs).
+ * `opts.core` overrides that for this process: a core name, or `"detect"`
+ * for OpenBLAS's own choice; it needs `--allow-env` and applies only where
+ * the library is not loaded yet. `Blas.core` says which set runs.
  *
  * @example
  * ```ts
@@ -150,7 +186,7 @@ const fail = (kind: BlasError["kind"], reason: string): Either<BlasError, never>
  * ```
  */
 export const loadBlas = (
-  opts: { library?: string; threads?: number } = {},
+  opts: { library?: string; threads?: number; core?: string } = {},
 ): Either<BlasError, Blas> => {
   if (typeof Deno === "undefined" || typeof Deno.dlopen !== "function") {
     return fail("noFfi", "this runtime has no Deno FFI (Deno.dlopen)");
@@ -163,12 +199,23 @@ export const loadBlas = (
   if (!(Number.isInteger(threads) && threads >= 1)) {
     throw new RangeError(`loadBlas: threads must be a positive integer, got ${threads}`);
   }
+  const core = opts.core;
+  if (core !== undefined) {
+    if (!/^[A-Za-z0-9]+$/.test(core)) {
+      throw new RangeError(
+        `loadBlas: core must be an OpenBLAS core name or "detect", got '${core}'`,
+      );
+    }
+    if (Deno.permissions.querySync({ name: "env", variable: CORE_VARIABLE }).state !== "granted") {
+      return fail("noPermission", `choosing OpenBLAS's core needs --allow-env=${CORE_VARIABLE}`);
+    }
+  }
   const names = opts.library !== undefined ? [opts.library] : BLAS_LIBRARIES;
   const tried: string[] = [];
   for (const library of names) {
     let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
     try {
-      lib = Deno.dlopen(library, SYMBOLS);
+      lib = openWithCore(library, core);
     } catch (e) {
       const why = describeError(e);
       if (/undefined symbol|obtain symbol/i.test(why)) {
@@ -183,6 +230,19 @@ export const loadBlas = (
     }
     const setThreads = lib.symbols.openblas_set_num_threads;
     if (setThreads !== null) setThreads(threads);
+    const name = lib.symbols.openblas_get_corename;
+    const pointer = name === null ? null : name();
+    const running = pointer === null ? null : Deno.UnsafePointerView.getCString(pointer);
+    if (core !== undefined && core !== "detect" && running?.toLowerCase() !== core.toLowerCase()) {
+      lib.close();
+      return fail(
+        "wrongCore",
+        `OpenBLAS core '${core}' was asked for, but ${library} runs ${
+          running ?? "no OpenBLAS core"
+        }` +
+          ` (it was loaded before in this process, or does not know '${core}')`,
+      );
+    }
     const sgemm = lib.symbols.cblas_sgemm;
     // Products under SMALL_GEMM_FLOPS run on the calling thread only: waking
     // OpenBLAS's sleeping workers cost 3–4 ms for a 20×256×256 product after
@@ -197,6 +257,7 @@ export const loadBlas = (
     return right({
       library,
       threads: setThreads !== null ? threads : null,
+      core: running,
       sgemm: (a, b, c, s) => {
         const { m, n, k } = s;
         const lda = s.lda ?? Math.max(1, s.transposeA ? m : k);

@@ -17,7 +17,7 @@ import type { BlocksExports } from "./fusion/blocks.ts";
 export interface GemmExports extends Pick<BlocksExports, "gemv_q8"> {
   gemm_work_floats(): number;
   /** Quantise x [K] for int8 products into `work` (`q8_work_bytes(k)` bytes); its scale. */
-  q8_quantize(x: number, k: number, work: number): number;
+  q8_quantize(x: number, k: number, work: number, dot: number): number;
   gemm_chunk(desc: number, from: number, to: number): void;
   gemm_batched(
     batch: number,

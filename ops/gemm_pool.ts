@@ -47,6 +47,7 @@ import {
   strides,
 } from "./gemm_chunks.ts";
 import { compileLocal, compileShared, type GemmExports } from "./gemm_kernel.ts";
+import { int8DotFlag } from "./q8_dot.ts";
 import {
   canBlock,
   MAX_PAGES,
@@ -709,7 +710,7 @@ export const startGemmPool = (heap: GemmHeap, opts: GemmPoolOptions = {}): GemmP
     if (r === null) return false;
     const count = r.bounds.length - 1, first = r.first, from = r.bounds[first];
     // The quantised x, on the heap for us and copied for the worker with the worker's part of y.
-    local.q8_quantize(x, w.k, work);
+    local.q8_quantize(x, w.k, work, int8DotFlag());
     const xW = top, yW = xW + xBytes, yFrom = 16 * from;
     if (!reserve(yW + 4 * (w.n - yFrom))) return false;
     const sh = new Uint8Array(shared!.buffer), h = new Uint8Array(heap.memory.buffer);

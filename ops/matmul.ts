@@ -72,6 +72,13 @@ export interface MatmulOptions {
   /** A CBLAS library to open instead of the default list (native tier). */
   readonly library?: string;
   /**
+   * Native tier: OpenBLAS's kernel set, a core name ("SkylakeX", "Haswell",
+   * …) or "detect" for OpenBLAS's own choice for this CPU, in place of what
+   * the environment's `OPENBLAS_CORETYPE` says (default: as the
+   * environment says). See `loadBlas`.
+   */
+  readonly blasCore?: string;
+  /**
    * Portable tier: products of fewer FLOPs run on the calling thread alone
    * (default `DEFAULT_MIN_PARALLEL_FLOPS` of `ops/gemm_pool.ts`).
    */
@@ -205,7 +212,7 @@ export const installMatmul = (
   let blas: Blas | null = null;
   let portable: Portable | null = null;
   if (tier === "native") {
-    const loaded = loadBlas(opts);
+    const loaded = loadBlas({ ...opts, core: opts.blasCore });
     if (loaded._tag === "Left") return loaded;
     blas = loaded.right;
     // BLAS has no int8 products: those run on the pool, with as many threads as BLAS.

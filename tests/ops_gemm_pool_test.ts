@@ -22,6 +22,7 @@ import { gemmThreads } from "../ops/gemm_threads.ts";
 import { compileLocal, type GemmExports } from "../ops/gemm_kernel.ts";
 import { encodeQ8, paddedColumns, q8Layout } from "../ops/quant.ts";
 import { kernelBuild } from "../ops/heap.ts";
+import { INT8_DOT_PROBE_BYTES, int8DotFlag, setInt8Dot, timeInt8Dots } from "../ops/q8_dot.ts";
 import { q8Product } from "./_q8.ts";
 import { prng } from "./_ops_cases.ts";
 
@@ -508,11 +509,17 @@ const q8Case = (heap: GemmHeap, k: number, n: number, seed: number) => {
 };
 
 /** y = x·W on one thread with the calling thread's kernel (what the fused kernels compute). */
-const gemvAlone = (heap: GemmHeap, c: ReturnType<typeof q8Case>, y: number, acc: boolean) => {
+const gemvAlone = (
+  heap: GemmHeap,
+  c: ReturnType<typeof q8Case>,
+  y: number,
+  acc: boolean,
+  dot: 0 | 1 = int8DotFlag(),
+) => {
   const k = new WebAssembly.Instance(compileLocal(), { env: { memory: heap.memory } })
     .exports as unknown as GemmExports;
   const work = (heap.alloc(16 * c.w.k + 32) + 15) & ~15;
-  k.gemv_q8(c.x, c.w.at, c.w.scales, c.w.k, c.w.n, c.w.np, y, acc ? 1 : 0, work);
+  k.gemv_q8(c.x, c.w.at, c.w.scales, c.w.k, c.w.n, c.w.np, y, acc ? 1 : 0, work, dot);
 };
 
 Deno.test("gemvQ8: shared with the worker, it gives the one-thread result to the bit", async () => {
@@ -556,6 +563,45 @@ Deno.test("gemvQ8: shared with the worker, it gives the one-thread result to the
   assert.equal(s.matvecs, 4);
   assert.equal(s.matvecsShared, 4, "the worker took no columns");
   pool.dispose();
+});
+
+Deno.test("gemv_q8: the two dot sequences give the same bits, alone and shared", async () => {
+  const heap = makeHeap();
+  const pool = startGemmPool(heap, { threads: 2, minParallelWeights: 0, idleMs: 60_000 });
+  assert.equal(await pool.ready(), true);
+  const was = int8DotFlag();
+  try {
+    // An odd number of quads (the unrolled loop's tail), a K that is no multiple of 4, and a
+    // K past one int32 chunk of the SIMD128 build.
+    for (const [k, n] of [[256, 48], [20, 32], [9, 16], [1030, 64]] as const) {
+      const c = q8Case(heap, k, n, 3 * k + n);
+      const ys = [0, 1].map(() => heap.alloc(4 * n));
+      gemvAlone(heap, c, ys[0], false, 0);
+      gemvAlone(heap, c, ys[1], false, 1);
+      const out = ys.map((y) => new Float32Array(heap.memory.buffer, y, n).slice());
+      assert.deepEqual(out[1], out[0], `[${k}, ${n}]: dotadd against dot16`);
+      // The worker reads the sequence from the quantised x's header.
+      for (const d of ["dot16", "dotadd"] as const) {
+        setInt8Dot(d);
+        const y = heap.alloc(4 * n);
+        assert.equal(pool.gemvQ8(c.w, c.x, y, false), true);
+        assert.deepEqual(new Float32Array(heap.memory.buffer, y, n).slice(), out[0], `${d} shared`);
+      }
+    }
+  } finally {
+    setInt8Dot(was === 1 ? "dotadd" : "dot16");
+    pool.dispose();
+  }
+});
+
+Deno.test("timeInt8Dots: times both sequences and keeps dot16 unless dotadd is clearly faster", () => {
+  const heap = makeHeap();
+  const k = new WebAssembly.Instance(compileLocal(), { env: { memory: heap.memory } })
+    .exports as unknown as GemmExports;
+  const base = (heap.alloc(INT8_DOT_PROBE_BYTES + 16) + 15) & ~15;
+  const t = timeInt8Dots(k, heap.memory, base, 2);
+  assert.ok(t.dot16 > 0 && t.dotadd > 0, JSON.stringify(t));
+  assert.equal(t.faster, t.dotadd < 0.95 * t.dot16 ? "dotadd" : "dot16");
 });
 
 Deno.test("gemvQ8: a worker late with its chunk is overtaken, and the next product waits for it", async () => {

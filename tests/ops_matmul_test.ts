@@ -508,6 +508,41 @@ Deno.test("installMatmul: an unloadable native library is a Left, kernel untouch
   assert.equal(installedMatmul(), "portable");
 });
 
+Deno.test({
+  name: "loadBlas: core sets OpenBLAS's kernels for the process, says which run, restores the env",
+  // Core names are x86's; OpenBLAS reads the choice once per process, so each case is a fresh one.
+  ignore: nativeSkip !== null || Deno.build.arch !== "x86_64",
+  fn: async () => {
+    const script = (first: string) => `
+      import { loadBlas } from "${repoUrl("ops/blas.ts")}";
+      Deno.env.set("OPENBLAS_CORETYPE", "Prescott");
+      const a = loadBlas({ threads: 1, core: ${JSON.stringify(first)} });
+      // Loaded once: a second, different choice cannot take effect and is a Left.
+      const b = loadBlas({ threads: 1, core: "Zen" });
+      let bad = "";
+      try { loadBlas({ core: "no such" }); } catch (e) { bad = String(e); }
+      console.log(JSON.stringify({
+        core: a._tag === "Right" ? a.right.core : a.left.reason,
+        second: b._tag === "Left" ? b.left.kind : b.right.core,
+        env: Deno.env.get("OPENBLAS_CORETYPE"),
+        bad,
+      }));
+    `;
+    const haswell = JSON.parse(await freshDeno(script("Haswell")));
+    assert.deepEqual(haswell, {
+      core: "Haswell",
+      second: "wrongCore",
+      env: "Prescott",
+      bad: "RangeError: loadBlas: core must be an OpenBLAS core name or \"detect\", got 'no such'",
+    });
+    // "detect" ignores the environment's Prescott: OpenBLAS picks for this CPU.
+    const detect = JSON.parse(await freshDeno(script("detect")));
+    assert.equal(typeof detect.core, "string");
+    assert.notEqual(detect.core, "Prescott");
+    assert.equal(detect.env, "Prescott");
+  },
+});
+
 Deno.test("startBackend: reports the matmul kernel in use and why native was not", async () => {
   const portable = await startBackend({ matmul: "portable" });
   assert.ok(E.isRight(portable));
@@ -515,8 +550,10 @@ Deno.test("startBackend: reports the matmul kernel in use and why native was not
   assert.equal(portable.right.reason, undefined);
   const auto = await startBackend();
   assert.ok(E.isRight(auto));
-  if (nativeSkip === null) assert.deepEqual(auto.right.matmul, "native");
-  else {
+  if (nativeSkip === null) {
+    assert.deepEqual(auto.right.matmul, "native");
+    assert.match(auto.right.blasCore ?? "", /^\w+$/, "the OpenBLAS core is reported");
+  } else {
     assert.equal(auto.right.matmul, "portable");
     assert.equal(auto.right.reason, nativeSkip);
   }

@@ -30,11 +30,18 @@ export class Peer {
   /** The child's process id, for the CPU meter. */
   readonly pid: number;
 
-  constructor(readonly name: string, argv: string[], env: Record<string, string> = {}) {
+  /** `env` adds to this process's environment; a variable set to `null` is left out. */
+  constructor(readonly name: string, argv: string[], env: Record<string, string | null> = {}) {
+    const full: Record<string, string> = Deno.env.toObject();
+    for (const [k, v] of Object.entries(env)) {
+      if (v === null) delete full[k];
+      else full[k] = v;
+    }
     const child = new Deno.Command(argv[0], {
       args: argv.slice(1),
       cwd: ROOT,
-      env,
+      env: full,
+      clearEnv: true,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -121,6 +128,10 @@ export const spawnCast = async (o: Options, onnxDir: string | null): Promise<Cas
   const deno = Deno.execPath();
   const procs: Peer[] = [], sides: Side[] = [];
   const wants = (p: PeerName) => o.peers.includes(p);
+  // OpenBLAS reads OPENBLAS_CORETYPE when it loads: the same kernel set for ours and PyTorch.
+  const blas: Record<string, string | null> = o.blasCore === null
+    ? {}
+    : { OPENBLAS_CORETYPE: o.blasCore === "detect" ? null : o.blasCore };
   for (const tier of o.tiers) {
     const proc = new Peer(`ours ${tier}`, [
       deno,
@@ -136,7 +147,7 @@ export const spawnCast = async (o: Options, onnxDir: string | null): Promise<Cas
       tier,
       "--threads",
       String(o.threads),
-    ]);
+    ], blas);
     procs.push(proc);
     const ours = { tier };
     sides.push({ label: `ours ${tier}`, proc, phases: ["train", "infer"], weights: "f32", ours });
@@ -168,7 +179,7 @@ export const spawnCast = async (o: Options, onnxDir: string | null): Promise<Cas
       `PyTorch ${threads}t`,
       [PYTHON, path("./peers/torch_ref.py"), "--mode", "serve", "--threads", String(threads)],
       // OpenBLAS takes its thread count from the environment at load time (torch_ref.py sets it too).
-      { OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) },
+      { ...blas, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) },
     );
   const torchFor = onePer((threads: number): Peer => {
     const p = torch(threads);

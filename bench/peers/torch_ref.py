@@ -76,6 +76,19 @@ import torch.nn.functional as F  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 
+
+def openblas_core():
+    """The kernel set of the OpenBLAS torch loaded (one copy per process), or None."""
+    try:
+        import ctypes
+
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return None
+
+
 # The reference config (spec/model.ts referenceCrt); only S varies.
 VOCAB, D_MODEL, N_HEADS, D_FF, N_LAYERS, D_MEMORY = 10000, 256, 4, 1024, 2, 256
 DROPOUT, LN_EPS, INIT_STD = 0.1, 1e-5, 0.02
@@ -480,7 +493,15 @@ def profile(runner, top=12):
 def serve(args):
     """Line protocol: {"phase", "segmentLen", "steps", "variant"?} in, {"seconds": [...], ...} out; EOF ends."""
     runners = {}
-    emit({"event": "ready", "engine": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads()})
+    emit(
+        {
+            "event": "ready",
+            "engine": "pytorch",
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "openblas_core": openblas_core(),
+        }
+    )
     for line in sys.stdin:
         if not line.strip():
             continue

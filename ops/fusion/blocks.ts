@@ -118,6 +118,7 @@ export interface BlocksExports {
     y: number,
     accumulate: number,
     work: number,
+    dot: number,
   ): void;
   unpack_q8(w: number, scales: number, k: number, n: number, np: number, out: number): void;
   gather_rows_q8(

@@ -11,6 +11,7 @@ import { heapGemm, heapPool, type HeapProduct, installedBlas } from "../matmul.t
 import { SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
 import type { Q8Weight } from "../gemm_pool.ts";
+import { int8DotFlag } from "../q8_dot.ts";
 
 /**
  * `C (+)= op(A)·op(B)` on the heap: the installed tier's GEMM, else our
@@ -63,6 +64,7 @@ export const matvec = (
   if (w.kind === "q8") {
     const pool = heapPool(backend);
     const work = scratch(backend, k.q8_work_bytes(w.k), SCRATCH.matvec);
+    const dot = int8DotFlag();
     for (let r = 0; r < p.rows; r++) {
       const x = p.x + 4 * r * w.k, y = p.y + 4 * r * w.n;
       if (pool !== null && pool.gemvQ8(w, x, y, p.accumulate)) continue;
@@ -76,6 +78,7 @@ export const matvec = (
         y,
         p.accumulate ? 1 : 0,
         work,
+        dot,
       );
     }
     return;

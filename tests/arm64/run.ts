@@ -100,6 +100,8 @@ export const PLAN: readonly PlanEntry[] = [
       "heap grows",
       "without SharedArrayBuffer or Worker",
       "gemvQ8",
+      "gemv_q8",
+      "timeInt8Dots",
     ),
   },
   { file: "tests/stream_test.ts", what: "streaming equals segment-at-once" },

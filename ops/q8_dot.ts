@@ -1,0 +1,101 @@
+/**
+ * Which instruction sequence the relaxed-SIMD build's int8 products run
+ * (kernels/gemv.c). Sixteen 8-bit multiply-adds into four int32 lanes are
+ * either the 16-bit relaxed dot and a widening pairwise add (`dot16`, three
+ * x86 instructions on any CPU with SSSE3), or the fused
+ * `i32x4.relaxed_dot_i8x16_i7x16_add_s` (`dotadd`), which V8 lowers to one
+ * `vpdpbusd` where the CPU has AVX-VNNI and to five instructions where it
+ * has not. Wasm cannot ask the CPU which it has, so the backend's start
+ * times both on one product (a few hundred microseconds) and keeps the
+ * faster; both give the same integer sums, so the choice moves no result.
+ * The SIMD128 build has one sequence and ignores it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { int8Dot, int8DotFlag } from "./q8_dot.ts";
+ * assert.ok(["dot16", "dotadd"].includes(int8Dot()));
+ * assert.equal(int8DotFlag(), int8Dot() === "dotadd" ? 1 : 0);
+ * ```
+ *
+ * @module
+ */
+
+/** The relaxed build's int8 dot sequences: 16-bit dot and widening, or the fused dot-add. */
+export type Int8Dot = "dot16" | "dotadd";
+
+/** How the dot sequence is picked: timed at start-up (`auto`), or named. */
+export type Int8DotChoice = "auto" | Int8Dot;
+
+let chosen: Int8Dot = "dot16";
+
+/** The dot sequence int8 products run (`dot16` until a backend start chose). */
+export const int8Dot = (): Int8Dot => chosen;
+
+/** {@linkcode int8Dot} as the kernels' `dot` argument (0: `dot16`, 1: `dotadd`). */
+export const int8DotFlag = (): 0 | 1 => (chosen === "dotadd" ? 1 : 0);
+
+/** Fix the dot sequence (the backend start does; tests and benches compare the two). */
+export const setInt8Dot = (d: Int8Dot): void => {
+  chosen = d;
+};
+
+/** The kernel exports a timing needs: `gemv_q8` of kernels/gemv.c. */
+export interface Int8DotKernel {
+  gemv_q8(
+    x: number,
+    w: number,
+    scales: number,
+    k: number,
+    n: number,
+    np: number,
+    y: number,
+    accumulate: number,
+    work: number,
+    dot: number,
+  ): void;
+}
+
+/** Bytes of heap {@linkcode timeInt8Dots} uses, from a 16-byte aligned base. */
+export const INT8_DOT_PROBE_BYTES = 256 * 1024 + 8 * 1024 + 1024 + 4 * 1024 + 1040;
+
+/** What {@linkcode timeInt8Dots} measured: the best µs per call of each sequence. */
+export interface Int8DotTiming {
+  readonly dot16: number;
+  readonly dotadd: number;
+  /** The faster, `dot16` unless `dotadd` wins by more than 5 %. */
+  readonly faster: Int8Dot;
+}
+
+/**
+ * Time both dot sequences on a [256, 1024] int8 product (the size of a
+ * decode block's FFN, in L2) laid out at `base` in `memory`
+ * ({@linkcode INT8_DOT_PROBE_BYTES} bytes, overwritten): rounds that
+ * alternate the two, the best sample of each. Ties go to `dot16`, which is
+ * never slow.
+ */
+export const timeInt8Dots = (
+  k: Int8DotKernel,
+  memory: WebAssembly.Memory,
+  base: number,
+  rounds = 12,
+): Int8DotTiming => {
+  const K = 256, N = 1024;
+  const w = base, sc = w + K * N, x = sc + 8 * N, y = x + 4 * K, work = y + 4 * N;
+  const bytes = new Int8Array(memory.buffer, w, K * N);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = ((i * 7919) % 255) - 127;
+  const f = new Float32Array(memory.buffer);
+  f.fill(0.01, sc / 4, sc / 4 + 2 * N);
+  for (let i = 0; i < K; i++) f[x / 4 + i] = Math.sin(i);
+  const best = [Infinity, Infinity];
+  for (let r = 0; r < rounds; r++) {
+    for (const dot of [0, 1]) {
+      const t0 = performance.now();
+      // 32 calls a sample (~0.1 ms): a page's clock may tick in tens of microseconds.
+      for (let i = 0; i < 32; i++) k.gemv_q8(x, w, sc, K, N, N, y, 0, work, dot);
+      best[dot] = Math.min(best[dot], (1000 * (performance.now() - t0)) / 32);
+    }
+  }
+  const [dot16, dotadd] = best;
+  return { dot16, dotadd, faster: dotadd < 0.95 * dot16 ? "dotadd" : "dot16" };
+};
