@@ -46,7 +46,10 @@
  * our per-token JavaScript for the first few hundred tokens, ~0.19 → 0.12
  * ms/token on an int8 file, where a stream that generates runs for
  * thousands), then the driver asks for one step at a
- * time, rotating who goes first every round, with a short idle gap before
+ * time (a stream cell: `--stream-segments` segments back to back, their
+ * mean the round's time, since a generating stream runs on with its caches
+ * warm and one segment after the other sides' turns would mostly time the
+ * caches they emptied), rotating who goes first every round, with a short idle gap before
  * each step so that the previous side's threads have stopped spinning.
  * Medians of `--steps` steps. OpenBLAS (ours native, PyTorch) runs the
  * kernel set the environment's `OPENBLAS_CORETYPE` names, if any, else the
@@ -71,7 +74,8 @@
  * [--peers pytorch,pytorch-kvcache,onnxruntime-node,onnxruntime-web]
  * [--tiers native,portable] [--weights f32,int8] [--kv-threads 1,2]
  * [--kv-variants kvcache,kvcache-matvec] [--threads 2]
- * [--steps 5] [--warmup 2] [--stream-warmup 20] [--blas-core NAME|detect] [--gap-ms 200] [--busy-cores 0.15] [--extra-rounds N]
+ * [--steps 5] [--warmup 2] [--stream-warmup 20] [--stream-segments 4] [--blas-core NAME|detect]
+ * [--gap-ms 200] [--busy-cores 0.15] [--extra-rounds N]
  * [--ort-web-host node|deno] [--cache DIR] [--no-count] [--json] [--profile] [--setup]`.
  * `--setup` only installs and exports what the peers need; `--profile` adds
  * one profiled training step of ours and PyTorch at the first S.
@@ -185,6 +189,8 @@ export interface Options {
   readonly warmup: number;
   /** Warm-up steps of stream cells (segments): V8 optimises the per-token path over hundreds of tokens. */
   readonly streamWarmup: number;
+  /** Segments each side streams back to back in a round of a stream cell; the round takes their mean. */
+  readonly streamSegments: number;
   /**
    * OPENBLAS_CORETYPE for every side that runs OpenBLAS (ours native, PyTorch): a core name, or
    * "detect" to take it out of their environment; null leaves the environment as it is.
@@ -216,6 +222,7 @@ const parseOptions = (args: string[]): Options => {
       steps: { type: "string", default: "5" },
       warmup: { type: "string", default: "2" },
       "stream-warmup": { type: "string", default: "20" },
+      "stream-segments": { type: "string", default: "4" },
       "blas-core": { type: "string" },
       json: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
@@ -267,6 +274,7 @@ const parseOptions = (args: string[]): Options => {
     steps,
     warmup: int("warmup", v.warmup, 0),
     streamWarmup: int("stream-warmup", v["stream-warmup"], 0),
+    streamSegments: int("stream-segments", v["stream-segments"], 1),
     blasCore,
     json: v.json,
     profile: v.profile,
@@ -346,11 +354,14 @@ const measureCell = async (
     // Rotate who goes first, so that no side always follows the same one.
     const order = sides.map((_, i) => sides[(i + round) % sides.length]);
     const seconds = new Map<Side, number>();
+    // A stream round is a few segments back to back, as a generating stream runs: one segment
+    // alone after the others' turns would mostly time the caches the other sides emptied.
+    const per = phase === "stream" ? o.streamSegments : 1;
     for (const side of order) {
       await sleep(o.gapMs);
-      const r = await side.proc.request({ ...commandOf(side, phase, segmentLen), steps: 1 });
+      const r = await side.proc.request({ ...commandOf(side, phase, segmentLen), steps: per });
       if (r.last.event !== "steps") throw new Error(`${side.label}: no step times`);
-      seconds.set(side, r.last.seconds[0]);
+      seconds.set(side, r.last.seconds.reduce((a, b) => a + b, 0) / r.last.seconds.length);
       tokensPerStep.set(side, r.last.tokens_per_step);
     }
     const entry = { seconds, load: meter.read() };

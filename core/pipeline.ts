@@ -12,7 +12,7 @@ import * as E from "fp-ts/lib/Either.js";
 import type { Either } from "../spec/either.ts";
 import type { Graph } from "../spec/graph.ts";
 import type { ModelSpec } from "../spec/types.ts";
-import { directGraph, type Executable, lowerGraph } from "../ops/lower.ts";
+import { type DirectExecutable, directGraph, type Executable, lowerGraph } from "../ops/lower.ts";
 import { type Pass, runPasses } from "./passes.ts";
 import type { CompileError } from "./program.ts";
 import { type QuantizedParams, type StepKey, traceSegment, traceStreamStep } from "./trace.ts";
@@ -45,7 +45,7 @@ export interface Lowered {
    * `directGraph`; made on first use), or null where it cannot be: a
    * streaming step whose regions are all single kernel calls.
    */
-  readonly direct: (backend: string) => Executable | null;
+  readonly direct: (backend: string) => DirectExecutable | null;
 }
 
 /** A {@linkcode CompileError} of `stage` as a Left. */
@@ -117,7 +117,7 @@ export const executables = (
   const lower = (built: Either<CompileError, { optimized: Graph }>, what: string): Lowered => {
     if (E.isLeft(built)) throw new Error(`internal: ${what}: ${built.left.message}`);
     const graph = built.right.optimized;
-    const direct = new Map<string, Executable | null>();
+    const direct = new Map<string, DirectExecutable | null>();
     return {
       run: lowerGraph(graph),
       graph,

@@ -253,15 +253,16 @@ export const streamRunner = (
     const direct = exe.direct(tf.getBackend());
     const made: Tensor[] = [];
     const run = (): Record<string, Tensor> => {
-      // The parameters are the feeds' prototype: the graph reads feeds by name, and a token's
+      // The direct step has the parameters fixed (looked up and checked once): its feeds are only
+      // what changes. For the engine's step the parameters are the feeds' prototype: a token's
       // step then copies none of the ~40 parameter entries (a spread cost more than the ids).
-      const feeds: Record<string, Tensor> = Object.create(flat);
+      const feeds: Record<string, Tensor> = direct === null ? Object.create(flat) : {};
       made.push(feeds.tokens = tf.tensor2d(ids, [b, at.count], "int32"));
       if (draw !== undefined) made.push(feeds.uniforms = tf.tensor1d(draw.uniforms, "float32"));
       const fed = new Set<Tensor>();
       for (const [name, t] of Object.entries(state)) fed.add(feeds[`state:${name}`] = t);
       for (const [name, t] of Object.entries(open)) fed.add(feeds[`open:${name}`] = t);
-      const out = (direct ?? exe.run)(feeds, evalCtx);
+      const out = (direct === null ? exe.run : direct.withFixed(flat))(feeds, evalCtx);
       // An output that is a feed (a cache passed on unchanged, or a parameter) is the caller's
       // tensor: new handle.
       const params = paramSet(flat);

@@ -38,7 +38,6 @@ import type { RefTensor } from "./reference.ts";
 import { GATHER_ROWS, XENT, XENT_GRAD } from "./fused.ts";
 import {
   bindingOf,
-  boundInputs,
   fusedKernel,
   type KernelBinding,
   type KernelUse,
@@ -362,77 +361,159 @@ export const directCallObservers: Set<(kernel: string) => void> = new Set();
  * console.log(directGraph(g, "cpu")); // null: softmax is not a fused region
  * ```
  */
-export const directGraph = (graph: Graph, backend: string): Executable | null => {
-  // Each region's kernel, bound once: its function is looked up on first use.
-  const bound = new Map<number, { readonly b: KernelBinding; f?: tf.KernelFunc }>();
+export const directGraph = (graph: Graph, backend: string): DirectExecutable | null => {
+  // The walk, planned once: per node, what it reads (value indices) and the kernel it calls.
+  type Step =
+    | { readonly tag: "input"; readonly node: Node; readonly name: string }
+    | { readonly tag: "part"; readonly of: number; readonly index: number }
+    | {
+      readonly tag: "call";
+      readonly node: Node;
+      readonly b: KernelBinding;
+      /** The binding's named inputs: kernel input name and value index. */
+      readonly reads: readonly (readonly [string, number])[];
+      f?: tf.KernelFunc;
+    };
+  const steps: Step[] = [];
   for (const node of graph.nodes) {
     const op = node.op;
-    if (op._tag === "input" || op._tag === "part") continue;
+    if (op._tag === "input") {
+      steps.push({ tag: "input", node, name: op.name });
+      continue;
+    }
+    if (op._tag === "part") {
+      steps.push({ tag: "part", of: node.inputs[0], index: op.index });
+      continue;
+    }
     if (op._tag !== "fused") return null;
     const k = fusedKernel(op.kind, backend);
     const b = k === undefined ? undefined : bindingOf(k, op);
     if (b === undefined) return null;
-    bound.set(node.id, { b });
+    const reads = b.inputs.flatMap((name, i) =>
+      name === null ? [] : [[name, node.inputs[i]] as const]
+    );
+    steps.push({ tag: "call", node, b, reads });
   }
-  const isFeed = new Set(
-    Object.entries(graph.outputs).flatMap(([name, id]) =>
-      graph.nodes[id].op._tag === "input" ? [name] : []
-    ),
-  );
-  // Feeds already checked against this graph: a model's parameters come again every step.
-  const checked = new WeakSet<tf.Tensor>();
-  return (feeds) => {
+  const outputs = Object.entries(graph.outputs).map(([name, id]) => ({
+    name,
+    id,
+    isFeed: graph.nodes[id].op._tag === "input",
+  }));
+  // The feed each input node was last checked with: a model's parameters come again every step.
+  const checked: (tf.Tensor | undefined)[] = new Array(steps.length);
+  const checkedOnce = new WeakSet<tf.Tensor>();
+  const run = (
+    feeds: Readonly<Record<string, tf.Tensor>>,
+    fixed: readonly (tf.Tensor | undefined)[],
+  ) => {
     if (tf.getBackend() !== backend) {
       throw new Error(`direct step: made for the ${backend} backend, ${tf.getBackend()} is active`);
     }
     const be = tf.backend();
     const made: tf.TensorInfo[] = [];
-    let values: Record<string, tf.TensorInfo>;
+    // Per node its value; a fused node's is its first output, `outs` holds all of them.
+    const values: tf.TensorInfo[] = new Array(steps.length);
+    const outs: (readonly tf.TensorInfo[])[] = new Array(steps.length);
     try {
-      values = walkGraph<tf.TensorInfo>(graph, feeds, {
-        feed: (node, fed) => {
-          const t = fed as tf.Tensor | undefined;
-          if (t !== undefined && checked.has(t)) return t;
-          checkFeed(node, t);
-          checked.add(t!);
-          return t!;
-        },
-        apply: (node, inputs) => {
-          const k = bound.get(node.id)!;
-          if (k.f === undefined) {
-            const reg = tf.getKernel(k.b.kernel, backend);
-            if (reg === undefined) {
-              throw new Error(`direct step: kernel ${k.b.kernel} is not registered on ${backend}`);
-            }
-            k.f = reg.kernelFunc;
+      for (let i = 0; i < steps.length; i++) {
+        const st = steps[i];
+        if (st.tag === "input") {
+          const pinned = fixed[i];
+          if (pinned !== undefined) {
+            values[i] = pinned;
+            continue;
           }
-          for (const observe of directCallObservers) observe(k.b.kernel);
-          const out = k.f({ inputs: boundInputs(k.b, inputs), backend: be, attrs: k.b.attrs }) as
+          const t = feeds[st.name];
+          if (t === undefined || t !== checked[i]) {
+            if (t === undefined || !checkedOnce.has(t)) checkFeed(st.node, t);
+            checked[i] = t;
+            checkedOnce.add(t!);
+          }
+          values[i] = t!;
+          continue;
+        }
+        if (st.tag === "part") {
+          const v = outs[st.of]?.[st.index];
+          if (v === undefined) throw new Error(`part ${st.index} of %${st.of}: no such output`);
+          values[i] = v;
+          continue;
+        }
+        try {
+          if (st.f === undefined) {
+            const reg = tf.getKernel(st.b.kernel, backend);
+            if (reg === undefined) {
+              throw new Error(`direct step: kernel ${st.b.kernel} is not registered on ${backend}`);
+            }
+            st.f = reg.kernelFunc;
+          }
+          if (directCallObservers.size > 0) {
+            for (const observe of directCallObservers) observe(st.b.kernel);
+          }
+          const inputs: Record<string, tf.TensorInfo> = {};
+          for (const [name, j] of st.reads) inputs[name] = values[j];
+          const out = st.f({ inputs, backend: be, attrs: st.b.attrs }) as
             | tf.TensorInfo
             | tf.TensorInfo[];
           const all = Array.isArray(out) ? out : [out];
           for (const t of all) made.push(t);
-          return k.b.keep === undefined ? all : all.slice(0, k.b.keep);
-        },
-      });
+          const kept = st.b.keep === undefined ? all : all.slice(0, st.b.keep);
+          outs[i] = kept;
+          values[i] = kept[0];
+        } catch (e) {
+          const op = st.node.op as Extract<Op, { _tag: "fused" }>;
+          throw new Error(
+            `${st.node.path}: fused ${op.kind} (node %${st.node.id}): ${describeError(e)}`,
+            { cause: e },
+          );
+        }
+      }
     } catch (e) {
       for (const t of made) be.disposeData(t.dataId);
       throw e;
     }
     const result: Record<string, tf.Tensor> = {};
     const kept = new Set<object>();
-    for (const name in values) {
-      const info = values[name];
-      if (isFeed.has(name)) {
-        result[name] = info as tf.Tensor; // a feed passed through
+    for (const o of outputs) {
+      const info = values[o.id];
+      if (o.isFeed) {
+        result[o.name] = info as tf.Tensor; // a feed passed through
         continue;
       }
       kept.add(info.dataId);
-      result[name] = tf.engine().makeTensorFromTensorInfo(info);
+      result[o.name] = tf.engine().makeTensorFromTensorInfo(info);
     }
     for (const t of made) if (!kept.has(t.dataId)) be.disposeData(t.dataId);
     return result;
   };
+  const none: (tf.Tensor | undefined)[] = [];
+  const pinnings = new WeakMap<object, Executable>();
+  const exe: Executable = (feeds) => run(feeds, none);
+  return Object.assign(exe, {
+    withFixed: (fixed: Readonly<Record<string, tf.Tensor>>): Executable => {
+      const have = pinnings.get(fixed);
+      if (have !== undefined) return have;
+      // The inputs `fixed` names, looked up and checked now, once.
+      const pinned = steps.map((st) => {
+        if (st.tag !== "input" || !(st.name in fixed)) return undefined;
+        return checkFeed(st.node, fixed[st.name]);
+      });
+      const e: Executable = (feeds) => run(feeds, pinned);
+      pinnings.set(fixed, e);
+      return e;
+    },
+  });
+};
+
+/**
+ * A direct executable (`directGraph`), which can also have some of its
+ * feeds fixed once: `withFixed(params)` looks up and checks the inputs
+ * `params` names now, and its executable reads only the others from its
+ * feeds — a streaming step's ~40 parameters are then neither looked up by
+ * name nor checked per token. The fixed tensors must outlive its use
+ * (memoized per `params` object).
+ */
+export type DirectExecutable = Executable & {
+  readonly withFixed: (fixed: Readonly<Record<string, tf.Tensor>>) => Executable;
 };
 
 // --- kernel check ----------------------------------------------------------
