@@ -105,6 +105,14 @@ export interface FusedKernel {
    * without the engine (ops/lower.ts `directGraph`).
    */
   readonly bind?: (op: Extract<Op, { _tag: "fused" }>) => KernelBinding;
+  /**
+   * For regions whose `run` records a gradient: the one kernel call their
+   * forward value is when none is wanted (no tape, no dropout), made once
+   * per op. Graphs run without the engine use it (`directGraph`, which is
+   * inference only by construction); undefined where the forward value is
+   * not one call.
+   */
+  readonly bindInference?: (op: Extract<Op, { _tag: "fused" }>) => KernelBinding | undefined;
   /** The tfjs kernels `run` dispatches, forward and in its gradient. */
   readonly kernels: KernelUse;
 }
@@ -131,6 +139,24 @@ export const bindingOf = (
   let b = bindings.get(op);
   if (b === undefined) bindings.set(op, b = kernel.bind(op));
   return b;
+};
+
+const inferenceBindings = new WeakMap<object, KernelBinding | null>();
+
+/**
+ * How `kernel` computes `op`'s forward value in one tfjs kernel call when no
+ * gradient is wanted: its `bind`, else its `bindInference` (made once per
+ * op), else undefined.
+ */
+export const inferenceBindingOf = (
+  kernel: FusedKernel,
+  op: Extract<Op, { _tag: "fused" }>,
+): KernelBinding | undefined => {
+  const b = bindingOf(kernel, op);
+  if (b !== undefined || kernel.bindInference === undefined) return b;
+  let i = inferenceBindings.get(op);
+  if (i === undefined) inferenceBindings.set(op, i = kernel.bindInference(op) ?? null);
+  return i ?? undefined;
 };
 
 /** Every output of a region on its kernel: through its binding, else the kernel's own `run`. */

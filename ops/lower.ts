@@ -37,8 +37,8 @@ import type { OpBackend } from "../spec/ops_builder.ts";
 import type { RefTensor } from "./reference.ts";
 import { GATHER_ROWS, XENT, XENT_GRAD } from "./fused.ts";
 import {
-  bindingOf,
   fusedKernel,
+  inferenceBindingOf,
   type KernelBinding,
   type KernelUse,
   type LowerCtx,
@@ -372,6 +372,8 @@ export const directGraph = (graph: Graph, backend: string): DirectExecutable | n
       readonly b: KernelBinding;
       /** The binding's named inputs: kernel input name and value index. */
       readonly reads: readonly (readonly [string, number])[];
+      /** The kernel takes its inputs as an array (Concat), in `reads` order. */
+      readonly list?: boolean;
       f?: tf.KernelFunc;
     };
   const steps: Step[] = [];
@@ -385,9 +387,19 @@ export const directGraph = (graph: Graph, backend: string): DirectExecutable | n
       steps.push({ tag: "part", of: node.inputs[0], index: op.index });
       continue;
     }
+    // The few plain ops a segment's first and last step add (the memory token prepended, the
+    // mean the memory update reads): the one kernel their lowering runs, with its attributes.
+    const plain = plainKernel(node);
+    if (plain !== undefined) {
+      const reads = plain.list
+        ? node.inputs.map((j, i) => [String(i), j] as const)
+        : [["x", node.inputs[0]] as const];
+      steps.push({ tag: "call", node, b: plain.b, reads, list: plain.list });
+      continue;
+    }
     if (op._tag !== "fused") return null;
     const k = fusedKernel(op.kind, backend);
-    const b = k === undefined ? undefined : bindingOf(k, op);
+    const b = k === undefined ? undefined : inferenceBindingOf(k, op);
     if (b === undefined) return null;
     const reads = b.inputs.flatMap((name, i) =>
       name === null ? [] : [[name, node.inputs[i]] as const]
@@ -449,9 +461,17 @@ export const directGraph = (graph: Graph, backend: string): DirectExecutable | n
           if (directCallObservers.size > 0) {
             for (const observe of directCallObservers) observe(st.b.kernel);
           }
-          const inputs: Record<string, tf.TensorInfo> = {};
-          for (const [name, j] of st.reads) inputs[name] = values[j];
-          const out = st.f({ inputs, backend: be, attrs: st.b.attrs }) as
+          let inputs: Record<string, tf.TensorInfo> | tf.TensorInfo[];
+          if (st.list === true) inputs = st.reads.map(([, j]) => values[j]);
+          else {
+            inputs = {};
+            for (const [name, j] of st.reads) inputs[name] = values[j];
+          }
+          const out = st.f({
+            inputs: inputs as tf.NamedTensorInfoMap,
+            backend: be,
+            attrs: st.b.attrs,
+          }) as
             | tf.TensorInfo
             | tf.TensorInfo[];
           const all = Array.isArray(out) ? out : [out];
@@ -460,11 +480,11 @@ export const directGraph = (graph: Graph, backend: string): DirectExecutable | n
           outs[i] = kept;
           values[i] = kept[0];
         } catch (e) {
-          const op = st.node.op as Extract<Op, { _tag: "fused" }>;
-          throw new Error(
-            `${st.node.path}: fused ${op.kind} (node %${st.node.id}): ${describeError(e)}`,
-            { cause: e },
-          );
+          const op = st.node.op;
+          const name = op._tag === "fused" ? `fused ${op.kind}` : op._tag;
+          throw new Error(`${st.node.path}: ${name} (node %${st.node.id}): ${describeError(e)}`, {
+            cause: e,
+          });
         }
       }
     } catch (e) {
@@ -472,17 +492,23 @@ export const directGraph = (graph: Graph, backend: string): DirectExecutable | n
       throw e;
     }
     const result: Record<string, tf.Tensor> = {};
-    const kept = new Set<object>();
+    // Each kernel output holds one reference to its data (a Reshape's shares its input's): an
+    // output tensor takes over one, the rest are let go.
+    const claims = new Map<object, number>();
     for (const o of outputs) {
       const info = values[o.id];
       if (o.isFeed) {
         result[o.name] = info as tf.Tensor; // a feed passed through
         continue;
       }
-      kept.add(info.dataId);
+      claims.set(info.dataId, (claims.get(info.dataId) ?? 0) + 1);
       result[o.name] = tf.engine().makeTensorFromTensorInfo(info);
     }
-    for (const t of made) if (!kept.has(t.dataId)) be.disposeData(t.dataId);
+    for (const t of made) {
+      const c = claims.get(t.dataId) ?? 0;
+      if (c > 0) claims.set(t.dataId, c - 1);
+      else be.disposeData(t.dataId);
+    }
     return result;
   };
   const none: (tf.Tensor | undefined)[] = [];
@@ -502,6 +528,33 @@ export const directGraph = (graph: Graph, backend: string): DirectExecutable | n
       return e;
     },
   });
+};
+
+/**
+ * The tfjs kernel (and attributes) a plain op's lowering runs in inference,
+ * for the ops a direct step may hold besides fused regions: `reshape` (and
+ * a one-input `concat`, an identity) is `Reshape`, a view of its input;
+ * `concat` is `Concat`; `mean` is `Mean`. The lowering (evalTf) runs the
+ * same kernels with the same attributes, so the values are the same.
+ */
+const plainKernel = (node: Node): { b: KernelBinding; list: boolean } | undefined => {
+  const op = node.op;
+  const one = (kernel: string, attrs: tf.NamedAttrMap) => ({
+    b: { kernel, attrs, inputs: ["x"] },
+    list: false,
+  });
+  switch (op._tag) {
+    case "reshape":
+      return one("Reshape", { shape: [...op.shape] });
+    case "concat":
+      return node.inputs.length === 1
+        ? one("Reshape", { shape: [...node.shape] })
+        : { b: { kernel: "Concat", attrs: { axis: op.axis }, inputs: [] }, list: true };
+    case "mean":
+      return one("Mean", { axis: op.axis, keepDims: false });
+    default:
+      return undefined;
+  }
 };
 
 /**

@@ -471,7 +471,7 @@ for (const tier of tiers) {
   });
 }
 
-Deno.test("a mid-segment streaming step runs without the engine: the engine's values to the bit, nothing left", () => {
+Deno.test("every streaming step runs without the engine: the engine's values to the bit, nothing left", () => {
   // Widths the decode kernels take (V, D and the head width multiples of 4).
   const spec = {
     ...tinyCrtGru,
@@ -486,45 +486,60 @@ Deno.test("a mid-segment streaming step runs without the engine: the engine's va
   if (E.isLeft(p)) throw new Error(p.left.message);
   const program = p.right;
   const params = program.init(3);
-  let stream = program.openStream(1);
-  for (const id of [1, 4, 2]) {
-    const r = program.inferStep(params, stream, Int32Array.of(id), { readout: "last" });
-    r.logits.dispose();
-    program.disposeState(stream.state);
-    stream = r.stream;
-  }
+  /** A stream fed `n` tokens, one at a time. */
+  const streamAfter = (n: number) => {
+    let stream = program.openStream(1);
+    for (let i = 0; i < n; i++) {
+      const r = program.inferStep(params, stream, Int32Array.of((3 * i + 1) % 12), {
+        readout: "last",
+      });
+      r.logits.dispose();
+      program.disposeState(stream.state);
+      stream = r.stream;
+    }
+    return stream;
+  };
   const exes = executables(spec, defaultPasses);
-  const key = { batchSize: 1, start: 3, count: 1, cacheLen: 0, readout: "last" as const };
-  const step = exes.step(key);
-  const direct = step.direct("wasm");
-  if (direct === null) throw new Error("a mid-segment step graph has a region without a binding");
-  // The segment's first token (the memory token's product) and its last (the memory update)
-  // have ops of their own: they run through the engine.
-  assert.equal(exes.step({ ...key, start: 0 }).direct("wasm"), null);
-  assert.equal(exes.step({ ...key, start: 4 }).direct("wasm"), null);
-  const tokens = tf.tensor2d([5], [1, 1], "int32");
-  const feeds: Record<string, tf.Tensor> = { ...flattenParams(params), tokens };
-  for (const [k, t] of Object.entries(stream.state)) {
-    feeds[k.startsWith("open:") ? k : `state:${k}`] = t;
-  }
   const ctx = { training: false, seed: () => 0 };
-  const want = tf.tidy(() => step.run(feeds, ctx));
-  const before = tf.memory();
-  const calls: string[] = [];
-  const observe = (k: string) => calls.push(k);
-  directCallObservers.add(observe);
-  const got = direct(feeds, ctx);
-  directCallObservers.delete(observe);
-  assert.deepEqual(calls, ["CrtEmbed", "CrtDecodeBlock", "CrtDecodeBlock", "CrtLmHead"]);
-  assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort());
-  for (const [name, t] of Object.entries(want)) {
-    assert.deepEqual(got[name].shape, t.shape, name);
-    assert.deepEqual(got[name].dataSync(), t.dataSync(), name);
+  const blocks = ["CrtEmbed", "CrtDecodeBlock", "CrtDecodeBlock", "CrtLmHead"];
+  // A mid-segment token; the segment's first (after a closed one: the memory token's product
+  // prepended) and its last (the memory update: the mean of the outputs, the GRU cell).
+  for (
+    const [fed, start, kernels] of [
+      [3, 3, blocks],
+      [5, 0, ["CrtEmbed", "CrtLinear", "Reshape", "Concat", ...blocks.slice(1)]],
+      [4, 4, [...blocks, "Mean", "CrtRecurrent"]],
+    ] as const
+  ) {
+    const stream = streamAfter(fed);
+    const step = exes.step({ batchSize: 1, start, count: 1, cacheLen: 0, readout: "last" });
+    const direct = step.direct("wasm");
+    if (direct === null) throw new Error(`start ${start}: a step has a region without a binding`);
+    const tokens = tf.tensor2d([5], [1, 1], "int32");
+    const feeds: Record<string, tf.Tensor> = { ...flattenParams(params), tokens };
+    for (const [k, t] of Object.entries(stream.state)) {
+      feeds[k.startsWith("open:") ? k : `state:${k}`] = t;
+    }
+    const want = tf.tidy(() => step.run(feeds, ctx));
+    const before = tf.memory();
+    const calls: string[] = [];
+    const observe = (k: string) => calls.push(k);
+    directCallObservers.add(observe);
+    const got = direct(feeds, ctx);
+    directCallObservers.delete(observe);
+    assert.deepEqual(calls, kernels, `start ${start}`);
+    assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort());
+    for (const [name, t] of Object.entries(want)) {
+      assert.deepEqual(got[name].shape, t.shape, name);
+      assert.deepEqual(got[name].dataSync(), t.dataSync(), `start ${start}: ${name}`);
+    }
+    // Only the outputs were made: the blocks' intermediate rows are freed.
+    const made = Object.values(got).filter((t) => !Object.values(feeds).includes(t)).length;
+    assert.equal(tf.memory().numTensors, before.numTensors + made, `start ${start}`);
+    assert.equal(tf.memory().numDataBuffers, before.numDataBuffers + made, `start ${start}`);
+    for (const t of Object.values(got)) if (!Object.values(feeds).includes(t)) t.dispose();
+    for (const t of [...Object.values(want), tokens]) t.dispose();
+    program.disposeState(stream.state);
   }
-  // Only the outputs were made: the blocks' intermediate rows are freed.
-  assert.equal(tf.memory().numTensors, before.numTensors + Object.keys(got).length);
-  assert.equal(tf.memory().numDataBuffers, before.numDataBuffers + Object.keys(got).length);
-  for (const t of [...Object.values(got), ...Object.values(want), tokens]) t.dispose();
-  program.disposeState(stream.state);
   for (const t of Object.values(flattenParams(params))) t.dispose();
 });

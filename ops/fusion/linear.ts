@@ -134,6 +134,21 @@ const run: FusedKernel["run"] = (op, inputs, ctx) => {
   return [f(...inputs)];
 };
 
+/**
+ * Without a gradient a linear region is one call of its kernel: what `run`
+ * computes with no tape and no dropout (directGraph's steps).
+ */
+const bindInference: FusedKernel["bindInference"] = (op) => {
+  const hasBias = op.attrs.bias === true, hasResidual = op.attrs.residual === true;
+  const relu = op.attrs.relu === true, transposeW = op.attrs.transposeW === true;
+  const w = bodyInputs(op)[1];
+  return {
+    kernel: LINEAR,
+    inputs: ["x", "w", ...(hasBias ? ["bias"] : []), ...(hasResidual ? ["residual"] : [])],
+    attrs: { relu, transposeW, n: transposeW ? w.shape[0] : w.shape[1] },
+  };
+};
+
 /** Whether one kernel takes this linear region. */
 const supports = (r: FusedRegion, opts: { readonly gradients: boolean }): boolean => {
   if (installedMatmul() === "stock") return false;
@@ -154,6 +169,7 @@ export const linearKernel: FusedKernel = {
   backends: ["wasm"],
   supports,
   run,
+  bindInference,
   kernels: {
     forward: [LINEAR, "Identity"],
     backward: [RELU_GRAD, "BatchMatMul", "Reshape", "Multiply"],

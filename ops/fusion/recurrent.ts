@@ -130,6 +130,17 @@ const run: FusedKernel["run"] = (op, inputs) => {
   return [f(...inputs)];
 };
 
+/**
+ * Without a gradient a recurrent region is one call of its kernel, whose
+ * first output is the new state (directGraph's steps).
+ */
+const bindInference: FusedKernel["bindInference"] = (op) => ({
+  kernel: RECURRENT,
+  inputs: ["x", "h", "wx", "bx", "ur", "uz", "uc", ...(op.attrs.modrelu === true ? ["mb"] : [])],
+  attrs: {},
+  keep: 1,
+});
+
 /** One kernel takes the step: float32 x [B, Din], h [B, M] and the cell's weights. */
 const supports = (r: FusedRegion, opts: { readonly gradients: boolean }): boolean => {
   if (installedMatmul() === "stock") return false;
@@ -148,6 +159,7 @@ export const recurrentKernel: FusedKernel = {
   backends: ["wasm"],
   supports,
   run,
+  bindInference,
   kernels: {
     forward: [RECURRENT, "Identity"],
     backward: [RECURRENT_GRAD, "Slice", "BatchMatMul", "Reshape", "AddN"],
