@@ -148,9 +148,15 @@ export const DEFAULT_MIN_PARALLEL_FLOPS = 2_000_000;
  * 1.5–2.3× faster on two threads and its 131–262 k-weight block products
  * 1.0–1.5×, but a whole streamed token (`--matvec --stream 35`) was no
  * faster in the median: 0.74–1.20× across runs, the best tokens faster and
- * the spread wider. Where both cores are free (more cores, no neighbours),
- * opt in with `minParallelWeights` (131,072 shares every product of that
- * model's decode step but the 256 × 256 ones; 1,000,000 only the readout).
+ * the spread wider. On a Zen 5 EPYC (family 26) the readout took 34 µs on
+ * one thread and 22–25 on two; whole tokens, each setting warmed up for
+ * ten segments, ran 0.92–1.23× as fast sharing the readout (three
+ * `--matvec --stream 35` runs) and, over eleven pairs of fresh processes,
+ * faster in eight, slower in three, ~3 % in the median: a gain too small
+ * and too uneven to take the second core by default. Where both cores are
+ * free (more cores, no neighbours), opt in with `minParallelWeights`
+ * (131,072 shares every product of that model's decode step but the
+ * 256 × 256 ones; 1,000,000 only the readout).
  */
 export const DEFAULT_MIN_PARALLEL_WEIGHTS = Infinity;
 
