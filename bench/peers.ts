@@ -46,10 +46,10 @@
  * our per-token JavaScript for the first few hundred tokens, ~0.19 → 0.12
  * ms/token on an int8 file, where a stream that generates runs for
  * thousands), then the driver asks for one step at a
- * time (a stream cell: `--stream-segments` segments back to back, their
- * mean the round's time, since a generating stream runs on with its caches
- * warm and one segment after the other sides' turns would mostly time the
- * caches they emptied), rotating who goes first every round, with a short idle gap before
+ * time (a stream cell: one untimed segment, then `--stream-segments`
+ * segments back to back, their mean the round's time: a generating stream
+ * runs on with its caches warm, and the first segment after the other
+ * sides' turns reads every weight from DRAM again), rotating who goes first every round, with a short idle gap before
  * each step so that the previous side's threads have stopped spinning.
  * Medians of `--steps` steps. OpenBLAS (ours native, PyTorch) runs the
  * kernel set the environment's `OPENBLAS_CORETYPE` names, if any, else the
@@ -354,14 +354,19 @@ const measureCell = async (
     // Rotate who goes first, so that no side always follows the same one.
     const order = sides.map((_, i) => sides[(i + round) % sides.length]);
     const seconds = new Map<Side, number>();
-    // A stream round is a few segments back to back, as a generating stream runs: one segment
-    // alone after the others' turns would mostly time the caches the other sides emptied.
-    const per = phase === "stream" ? o.streamSegments : 1;
+    // A stream round is a few segments back to back, as a generating stream runs, after one
+    // untimed: the first segment after the others' turns reads every weight from DRAM again
+    // (~1 ms more for the int8 file's 4.6 MB here), which a running stream does not.
+    const [skip, per] = phase === "stream" ? [1, o.streamSegments] : [0, 1];
     for (const side of order) {
       await sleep(o.gapMs);
-      const r = await side.proc.request({ ...commandOf(side, phase, segmentLen), steps: per });
+      const r = await side.proc.request({
+        ...commandOf(side, phase, segmentLen),
+        steps: skip + per,
+      });
       if (r.last.event !== "steps") throw new Error(`${side.label}: no step times`);
-      seconds.set(side, r.last.seconds.reduce((a, b) => a + b, 0) / r.last.seconds.length);
+      const timed = r.last.seconds.slice(skip);
+      seconds.set(side, timed.reduce((a, b) => a + b, 0) / timed.length);
       tokensPerStep.set(side, r.last.tokens_per_step);
     }
     const entry = { seconds, load: meter.read() };

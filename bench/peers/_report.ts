@@ -242,7 +242,8 @@ export const printReport = (
     `\nsides: ${sideNames}. train: B = 20, windows of 2 segments (one BPTT span), tokens/step ` +
       `= 40·S; infer: B = ${ORT_BATCH}, one segment, logits of every position and the new ` +
       "memory; stream: batch 1, one token per call and its logits, a step is one segment, " +
-      `a round ${o.streamSegments} segments back to back after ${o.streamWarmup} warm-up ones; ` +
+      `a round 1 untimed and ${o.streamSegments} timed segments back to back, after ` +
+      `${o.streamWarmup} warm-up ones; ` +
       "kv = key/value cache (ours through a float32 or int8 model file), recompute = the open " +
       "prefix rerun for every token; matvec = PyTorch's decode products as matrix-vector products. " +
       "pytorch-kvcache rows take the fastest of its variants and thread counts (how, threads).",
