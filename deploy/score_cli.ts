@@ -121,7 +121,9 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
         text: textPath,
         quantization: model.file.quantization,
         backend: `${backend.name}${backend.simd ? " simd" : ""}, matmul ${backend.matmul}${
-          backend.kernels === undefined ? "" : `, kernels ${backend.kernels}`
+          backend.blasCore === undefined ? "" : ` (OpenBLAS ${backend.blasCore})`
+        }${backend.kernels === undefined ? "" : `, kernels ${backend.kernels}`}${
+          backend.int8Dot === undefined ? "" : ` (int8 ${backend.int8Dot})`
         }`,
         tokens: s.tokens,
         unknown_words: tokens.unknown,

@@ -68,17 +68,34 @@ export interface Int8DotTiming {
 }
 
 /**
+ * The step of `performance.now()` in ms: the largest of a few observed
+ * increments (a page that is not cross-origin isolated sees ~0.1 ms, with
+ * jitter; Deno microseconds or less).
+ */
+const clockStep = (): number => {
+  let step = 0;
+  for (let k = 0; k < 5; k++) {
+    const a = performance.now();
+    let b = a;
+    while (b === a) b = performance.now();
+    step = Math.max(step, b - a);
+  }
+  return step;
+};
+
+/**
  * Time both dot sequences on a [256, 1024] int8 product (the size of a
  * decode block's FFN, in L2) laid out at `base` in `memory`
  * ({@linkcode INT8_DOT_PROBE_BYTES} bytes, overwritten): rounds that
- * alternate the two, the best sample of each. Ties go to `dot16`, which is
- * never slow.
+ * alternate the two, the best sample of each, a sample long enough for
+ * the clock to resolve 2 % (~3 ms in all in Deno, ~25 ms in a page whose
+ * clock is coarse). Ties go to `dot16`, which is never slow.
  */
 export const timeInt8Dots = (
   k: Int8DotKernel,
   memory: WebAssembly.Memory,
   base: number,
-  rounds = 12,
+  rounds?: number,
 ): Int8DotTiming => {
   const K = 256, N = 1024;
   const w = base, sc = w + K * N, x = sc + 8 * N, y = x + 4 * K, work = y + 4 * N;
@@ -87,13 +104,24 @@ export const timeInt8Dots = (
   const f = new Float32Array(memory.buffer);
   f.fill(0.01, sc / 4, sc / 4 + 2 * N);
   for (let i = 0; i < K; i++) f[x / 4 + i] = Math.sin(i);
+  const run = (dot: number, calls: number) => {
+    for (let i = 0; i < calls; i++) k.gemv_q8(x, w, sc, K, N, N, y, 0, work, dot);
+  };
+  // Warm both up (V8 compiles a wasm function fast first and optimises it once it is hot), and
+  // size a sample to 50 steps of the clock.
+  run(0, 64);
+  run(1, 64);
+  const step = clockStep(), t0 = performance.now();
+  run(0, 64);
+  const perCall = Math.max((performance.now() - t0) / 64, 1e-4);
+  const calls = Math.min(4096, Math.max(32, Math.ceil((50 * step) / perCall)));
+  const n = rounds ?? (step > 0.02 ? 6 : 12);
   const best = [Infinity, Infinity];
-  for (let r = 0; r < rounds; r++) {
+  for (let r = 0; r < n; r++) {
     for (const dot of [0, 1]) {
-      const t0 = performance.now();
-      // 32 calls a sample (~0.1 ms): a page's clock may tick in tens of microseconds.
-      for (let i = 0; i < 32; i++) k.gemv_q8(x, w, sc, K, N, N, y, 0, work, dot);
-      best[dot] = Math.min(best[dot], (1000 * (performance.now() - t0)) / 32);
+      const t = performance.now();
+      run(dot, calls);
+      best[dot] = Math.min(best[dot], (1000 * (performance.now() - t)) / calls);
     }
   }
   const [dot16, dotadd] = best;
