@@ -21,6 +21,8 @@
  * @module
  */
 
+import type { BlocksExports } from "./fusion/blocks.ts";
+
 /** The relaxed build's int8 dot sequences: 16-bit dot and widening, or the fused dot-add. */
 export type Int8Dot = "dot16" | "dotadd";
 
@@ -41,20 +43,7 @@ export const setInt8Dot = (d: Int8Dot): void => {
 };
 
 /** The kernel exports a timing needs: `gemv_q8` of kernels/gemv.c. */
-export interface Int8DotKernel {
-  gemv_q8(
-    x: number,
-    w: number,
-    scales: number,
-    k: number,
-    n: number,
-    np: number,
-    y: number,
-    accumulate: number,
-    work: number,
-    dot: number,
-  ): void;
-}
+export type Int8DotKernel = Pick<BlocksExports, "gemv_q8">;
 
 /** Bytes of heap {@linkcode timeInt8Dots} uses, from a 16-byte aligned base. */
 export const INT8_DOT_PROBE_BYTES = 256 * 1024 + 8 * 1024 + 1024 + 4 * 1024 + 1040;
