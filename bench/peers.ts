@@ -549,7 +549,8 @@ const main = async (o: Options): Promise<void> => {
   }
 };
 
-const USAGE = `usage: deno task bench:peers [--steps N] [--warmup N] [--json] [--profile] [--setup]
+const USAGE = `usage: deno task bench:peers [--steps N] [--warmup N] [--stream-warmup N]
+  [--stream-segments N] [--blas-core NAME|detect] [--json] [--profile] [--setup]
   [--no-count] [--phases train,infer,stream] [--segment-lens 35,70]
   [--peers ${PEER_NAMES.join(",")}] [--tiers native,portable] [--weights f32,int8]
   [--threads N] [--kv-threads 1,2] [--kv-variants kvcache,kvcache-matvec]

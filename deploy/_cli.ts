@@ -99,11 +99,13 @@ export const readBytes = async (file: string, what: string): Promise<Uint8Array>
  * Start the backend the `--backend` flag names (wasm by default), with the
  * build of our wasm kernels `--kernels` names (auto, relaxed or simd128; the
  * int8 products differ between them: 7-bit activations in the relaxed build,
- * 14-bit in the SIMD128 one).
+ * 14-bit in the SIMD128 one) and the OpenBLAS kernel set `--blas-core`
+ * names (a core name or "detect"; default: as the environment says).
  */
 export const startNamedBackend = async (
   name: string | undefined,
   kernels?: string,
+  blasCore?: string,
 ): Promise<BackendInfo> => {
   const backend = name ?? "wasm";
   if (backend !== "wasm" && backend !== "cpu") {
@@ -115,7 +117,18 @@ export const startNamedBackend = async (
       `--kernels: expected auto, relaxed or simd128, got ${JSON.stringify(build)}`,
     );
   }
-  const started = await startBackend({ backend, kernels: build });
+  if (blasCore !== undefined && !/^[A-Za-z0-9]+$/.test(blasCore)) {
+    throw new BadInput(
+      `--blas-core: expected an OpenBLAS core name (e.g. SkylakeX) or detect, got ${
+        JSON.stringify(blasCore)
+      }`,
+    );
+  }
+  const started = await startBackend({
+    backend,
+    kernels: build,
+    ...(blasCore === undefined ? {} : { blasCore }),
+  });
   if (started._tag === "Left") throw started.left;
   return started.right;
 };

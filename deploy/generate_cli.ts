@@ -1,7 +1,7 @@
 /**
  * `deno task generate <MODEL_FILE> [--prompt TEXT] [--max-tokens N]
  * [--temperature T] [--top-k K] [--seed S] [--backend wasm|cpu]
- * [--kernels auto|relaxed|simd128]`
+ * [--kernels auto|relaxed|simd128] [--blas-core CORE]`
  *
  * Samples a continuation of the prompt from a model file (deploy/generate.ts)
  * and prints it on stdout as the tokens are drawn (`<eos>` as a line
@@ -39,7 +39,7 @@ import { Vocab } from "./vocab.ts";
 const USAGE =
   `usage: deno task generate <MODEL_FILE> [--prompt TEXT] [--max-tokens N] [--temperature T]
                            [--top-k K] [--seed S] [--backend wasm|cpu]
-                           [--kernels auto|relaxed|simd128]
+                           [--kernels auto|relaxed|simd128] [--blas-core CORE]
 
   MODEL_FILE         a model file of \`deno task export\`
   --prompt TEXT      text to continue (default: none, start a sentence)
@@ -51,6 +51,8 @@ const USAGE =
   --backend NAME     wasm (default) or cpu
   --kernels BUILD    our wasm kernels' build: auto (default: relaxed SIMD where the engine has
                      it), relaxed or simd128; int8 products quantise activations to 7 or 14 bits
+  --blas-core CORE   OpenBLAS's kernels for the native matmul: a core name (e.g. SkylakeX) or
+                     detect, in place of the environment's OPENBLAS_CORETYPE (default: as it says)
   -h, --help         this text`;
 
 const OPTIONS = {
@@ -61,6 +63,7 @@ const OPTIONS = {
   seed: { type: "string" },
   backend: { type: "string" },
   kernels: { type: "string" },
+  "blas-core": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -111,7 +114,7 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
       "an integer in [0, 2³²)",
     ) ?? crypto.getRandomValues(new Uint32Array(1))[0];
     const bytes = await readBytes(positionals[0], "model file");
-    await startNamedBackend(values.backend, values.kernels);
+    await startNamedBackend(values.backend, values.kernels, values["blas-core"]);
     const model = await loadModel(bytes).catch((e) => {
       throw e instanceof ModelFileError ? new BadInput(`${positionals[0]}: ${e.message}`) : e;
     });

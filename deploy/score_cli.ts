@@ -1,6 +1,6 @@
 /**
  * `deno task score <MODEL_FILE> <TEXT_FILE> [--backend wasm|cpu]
- * [--kernels auto|relaxed|simd128] [--json]`
+ * [--kernels auto|relaxed|simd128] [--blas-core CORE] [--json]`
  *
  * The perplexity of a text file under a model file, read as one stream
  * (deploy/score.ts): words split on whitespace, `<eos>` at the end of every
@@ -37,19 +37,22 @@ import { scoreIds } from "./score.ts";
 import { Vocab } from "./vocab.ts";
 
 const USAGE = `usage: deno task score <MODEL_FILE> <TEXT_FILE> [--backend wasm|cpu]
-                        [--kernels auto|relaxed|simd128] [--json]
+                        [--kernels auto|relaxed|simd128] [--blas-core CORE] [--json]
 
   MODEL_FILE       a model file of \`deno task export\`
   TEXT_FILE        UTF-8 text, one sentence per line (PTB style: <eos> ends every line)
   --backend NAME   wasm (default) or cpu
   --kernels BUILD  our wasm kernels' build: auto (default: relaxed SIMD where the engine has it),
                    relaxed or simd128; int8 products quantise activations to 7 or 14 bits
+  --blas-core CORE OpenBLAS's kernels for the native matmul: a core name (e.g. SkylakeX) or
+                   detect, in place of the environment's OPENBLAS_CORETYPE (default: as it says)
   --json           print the result as one JSON object
   -h, --help       this text`;
 
 const OPTIONS = {
   backend: { type: "string" },
   kernels: { type: "string" },
+  "blas-core": { type: "string" },
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 } as const;
@@ -88,7 +91,7 @@ export async function main(args: readonly string[], io: CliIo = defaultIo): Prom
       if (e instanceof BadInput) throw e;
       throw new BadInput(`text file ${textPath}: not UTF-8 text`);
     }
-    const backend = await startNamedBackend(values.backend, values.kernels);
+    const backend = await startNamedBackend(values.backend, values.kernels, values["blas-core"]);
     const t0 = performance.now();
     const model = await loadModel(modelBytes).catch((e) => {
       throw e instanceof ModelFileError ? new BadInput(`${modelPath}: ${e.message}`) : e;

@@ -80,6 +80,13 @@ Deno.test("deno task score: PTB line rules, unknown words, JSON output, exit 2 o
   assert.match((await run(model, text)).err, /not UTF-8 text/);
   assert.equal((await run(model)).code, 2);
   assert.equal((await run(join(dir, "none.crtm"), text)).code, 2);
+  await Deno.writeTextFile(text, " w1 w2 w3\n");
+  const core = await run(model, text, "--blas-core", "no such");
+  assert.equal(core.code, 2);
+  assert.match(
+    core.err,
+    /--blas-core: expected an OpenBLAS core name \(e\.g\. SkylakeX\) or detect/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
 
