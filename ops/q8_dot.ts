@@ -100,9 +100,14 @@ export const timeInt8Dots = (
   // size a sample to 50 steps of the clock.
   run(0, 64);
   run(1, 64);
+  // A call's time from enough calls that the clock moved four steps (at most 1,024 calls).
   const step = clockStep(), t0 = performance.now();
-  run(0, 64);
-  const perCall = Math.max((performance.now() - t0) / 64, 1e-4);
+  let timed = 0;
+  do {
+    run(0, 64);
+    timed += 64;
+  } while (performance.now() - t0 < 4 * step && timed < 1024);
+  const perCall = Math.max((performance.now() - t0) / timed, 1e-4);
   const calls = Math.min(4096, Math.max(32, Math.ceil((50 * step) / perCall)));
   const n = rounds ?? (step > 0.02 ? 6 : 12);
   const best = [Infinity, Infinity];
