@@ -215,7 +215,8 @@ export interface Options {
   readonly extraRounds: number;
 }
 
-const parseOptions = (args: string[]): Options => {
+/** The options of a run from its command line (RangeError naming the flag when one is bad). */
+export const parseOptions = (args: string[]): Options => {
   const { values: v } = parseArgs({
     args,
     options: {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Phase } from "./peers/_protocol.ts";
-import { type Cell, rowsOf } from "./peers.ts";
-import type { Side } from "./peers/_cast.ts";
+import { type Cell, parseOptions, rowsOf } from "./peers.ts";
+import { Peer, type Side } from "./peers/_cast.ts";
 
 /** A side without a process: rowsOf never talks to one. */
 const side = (x: Partial<Side> & { label: string }): Side =>
@@ -72,4 +72,43 @@ Deno.test("rowsOf gives one row per peer in a batch cell, PyTorch's field on PyT
   assert.equal(rows[0].pytorch_tokens_per_s, 2800);
   assert.equal("pytorch_tokens_per_s" in rows[1], false);
   assert.equal("ours_ms_per_token" in rows[0], false);
+});
+
+Deno.test("parseOptions: stream warm-up and segments, the OpenBLAS core, and bad values named", () => {
+  const d = parseOptions([]);
+  assert.deepEqual([d.streamWarmup, d.streamSegments, d.blasCore], [20, 4, null]);
+  const o = parseOptions([
+    "--stream-warmup",
+    "3",
+    "--stream-segments",
+    "2",
+    "--blas-core",
+    "detect",
+  ]);
+  assert.deepEqual([o.streamWarmup, o.streamSegments, o.blasCore], [3, 2, "detect"]);
+  assert.throws(
+    () => parseOptions(["--stream-segments", "0"]),
+    /--stream-segments wants an integer ≥ 1/,
+  );
+  assert.throws(
+    () => parseOptions(["--blas-core", "a b"]),
+    /--blas-core wants an OpenBLAS core name/,
+  );
+});
+
+Deno.test("Peer: an env entry set to null is left out of the child's environment", async () => {
+  // A variable of this test's own (the process environment is shared with other test files).
+  const name = "CRT_PEERS_TEST_VARIABLE";
+  Deno.env.set(name, "inherited");
+  try {
+    // The child prints its view of both variables as the protocol's ready line.
+    const script = 'printf \'{"event":"ready","gone":"%s","n":"%s"}\\n\' ' +
+      `"\${${name}-none}" "\${OPENBLAS_NUM_THREADS-}"`;
+    const p = new Peer("env", ["sh", "-c", script], { [name]: null, OPENBLAS_NUM_THREADS: "1" });
+    await p.start();
+    await p.close();
+    assert.deepEqual(p.ready, { event: "ready", gone: "none", n: "1" });
+  } finally {
+    Deno.env.delete(name);
+  }
 });
