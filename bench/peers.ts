@@ -91,6 +91,7 @@
  */
 import { describeError } from "../spec/errors.ts";
 import { parseArgs } from "node:util";
+import { isBlasCoreName } from "../ops/blas.ts";
 import { CpuMeter, cpuModel, describeLoad, type Load, sampleLoad } from "./_load.ts";
 import { type Peer, type Side, sleep, spawnCast } from "./peers/_cast.ts";
 import {
@@ -268,7 +269,7 @@ export const parseOptions = (args: string[]): Options => {
   if (!(busyCores >= 0)) throw new RangeError("--busy-cores wants a number ≥ 0");
   const steps = int("steps", v.steps, 1);
   const blasCore = v["blas-core"] ?? null;
-  if (blasCore !== null && !/^[A-Za-z0-9]+$/.test(blasCore)) {
+  if (blasCore !== null && !isBlasCoreName(blasCore)) {
     throw new RangeError(`--blas-core wants an OpenBLAS core name or "detect", got '${blasCore}'`);
   }
   return {

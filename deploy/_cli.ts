@@ -8,6 +8,7 @@
 import { describeError } from "../spec/errors.ts";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { type BackendInfo, startBackend } from "../ops/backend.ts";
+import { isBlasCoreName } from "../ops/blas.ts";
 
 /** Where a command writes (injected by tests). */
 export interface CliIo {
@@ -117,7 +118,7 @@ export const startNamedBackend = async (
       `--kernels: expected auto, relaxed or simd128, got ${JSON.stringify(build)}`,
     );
   }
-  if (blasCore !== undefined && !/^[A-Za-z0-9]+$/.test(blasCore)) {
+  if (blasCore !== undefined && !isBlasCoreName(blasCore)) {
     throw new BadInput(
       `--blas-core: expected an OpenBLAS core name (e.g. SkylakeX) or detect, got ${
         JSON.stringify(blasCore)

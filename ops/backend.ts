@@ -22,6 +22,8 @@ import {
   heapMemory,
   type KernelBuildChoice,
   type KernelBuildName,
+  SCRATCH,
+  scratch,
   type WasmBackend,
 } from "./heap.ts";
 import { blocks } from "./fusion/blocks.ts";
@@ -398,14 +400,9 @@ const chooseInt8Dot = (want: string): Int8Dot => {
   if (want === "auto") {
     if (timedDot === undefined) {
       const backend = tf.backend() as unknown as WasmBackend;
-      const raw = backend.wasm._malloc(INT8_DOT_PROBE_BYTES + 16) >>> 0;
-      if (raw === 0) throw new RangeError("kernels: no heap for the int8 dot probe");
-      try {
-        const base = (raw + 15) & ~15;
-        timedDot = timeInt8Dots(blocks.on(backend), heapMemory(backend), base).faster;
-      } finally {
-        backend.wasm._free(raw);
-      }
+      // The kernels' own scratch slot: the fused kernels reuse (and grow) it afterwards.
+      const base = scratch(backend, INT8_DOT_PROBE_BYTES, SCRATCH.kernel);
+      timedDot = timeInt8Dots(blocks.on(backend), heapMemory(backend), base).faster;
     }
     setInt8Dot(timedDot);
     return timedDot;

@@ -136,6 +136,13 @@ const SYMBOLS = {
 const fail = (kind: BlasError["kind"], reason: string): Either<BlasError, never> =>
   left({ _tag: "BlasError", kind, reason });
 
+/**
+ * Whether `core` can name an OpenBLAS kernel set (`"SkylakeX"`, `"Haswell"`,
+ * …) or be `"detect"`: letters and digits only (OpenBLAS itself decides
+ * whether it knows the name).
+ */
+export const isBlasCoreName = (core: string): boolean => /^[A-Za-z0-9]+$/.test(core);
+
 /** The environment variable OpenBLAS reads, when it loads, to pick its kernels. */
 const CORE_VARIABLE = "OPENBLAS_CORETYPE";
 
@@ -201,7 +208,7 @@ export const loadBlas = (
   }
   const core = opts.core;
   if (core !== undefined) {
-    if (!/^[A-Za-z0-9]+$/.test(core)) {
+    if (!isBlasCoreName(core)) {
       throw new RangeError(
         `loadBlas: core must be an OpenBLAS core name or "detect", got '${core}'`,
       );

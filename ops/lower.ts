@@ -387,33 +387,21 @@ export const directGraph = (graph: Graph, backend: string): DirectExecutable | n
       steps.push({ tag: "part", of: node.inputs[0], index: op.index });
       continue;
     }
-    // The few plain ops a segment's first and last step add (the memory token prepended, the
-    // mean the memory update reads): the one kernel their lowering runs, with its attributes.
-    const plain = plainKernel(node);
-    if (plain !== undefined) {
-      const reads = plain.list
-        ? node.inputs.map((j, i) => [String(i), j] as const)
-        : [["x", node.inputs[0]] as const];
-      steps.push({ tag: "call", node, b: plain.b, reads, list: plain.list });
-      continue;
-    }
-    if (op._tag !== "fused") return null;
-    const k = fusedKernel(op.kind, backend);
-    const b = k === undefined ? undefined : inferenceBindingOf(k, op);
-    if (b === undefined) return null;
-    const reads = b.inputs.flatMap((name, i) =>
-      name === null ? [] : [[name, node.inputs[i]] as const]
-    );
-    steps.push({ tag: "call", node, b, reads });
+    const call = directCall(node, backend);
+    if (call === undefined) return null;
+    const { b, list } = call;
+    const reads = list
+      ? node.inputs.map((j, i) => [String(i), j] as const)
+      : b.inputs.flatMap((name, i) => name === null ? [] : [[name, node.inputs[i]] as const]);
+    steps.push({ tag: "call", node, b, reads, list });
   }
   const outputs = Object.entries(graph.outputs).map(([name, id]) => ({
     name,
     id,
     isFeed: graph.nodes[id].op._tag === "input",
   }));
-  // The feed each input node was last checked with: a model's parameters come again every step.
-  const checked: (tf.Tensor | undefined)[] = new Array(steps.length);
-  const checkedOnce = new WeakSet<tf.Tensor>();
+  // Feeds already checked against this graph: a model's parameters come again every step.
+  const checked = new WeakSet<tf.Tensor>();
   const run = (
     feeds: Readonly<Record<string, tf.Tensor>>,
     fixed: readonly (tf.Tensor | undefined)[],
@@ -436,11 +424,7 @@ export const directGraph = (graph: Graph, backend: string): DirectExecutable | n
             continue;
           }
           const t = feeds[st.name];
-          if (t === undefined || t !== checked[i]) {
-            if (t === undefined || !checkedOnce.has(t)) checkFeed(st.node, t);
-            checked[i] = t;
-            checkedOnce.add(t!);
-          }
+          if (t === undefined || !checked.has(t)) checked.add(checkFeed(st.node, t));
           values[i] = t!;
           continue;
         }
@@ -531,19 +515,29 @@ export const directGraph = (graph: Graph, backend: string): DirectExecutable | n
 };
 
 /**
- * The tfjs kernel (and attributes) a plain op's lowering runs in inference,
- * for the ops a direct step may hold besides fused regions: `reshape` (and
+ * The one tfjs kernel call a direct step makes for `node`: a fused region's
+ * inference binding, or for the few plain ops a segment's first and last
+ * step add (the memory token prepended, the mean the memory update reads)
+ * the kernel their lowering runs with the same attributes — `reshape` (and
  * a one-input `concat`, an identity) is `Reshape`, a view of its input;
- * `concat` is `Concat`; `mean` is `Mean`. The lowering (evalTf) runs the
- * same kernels with the same attributes, so the values are the same.
+ * `concat` is `Concat`, which takes its inputs as an array (`list`);
+ * `mean` is `Mean`. Undefined for any other node.
  */
-const plainKernel = (node: Node): { b: KernelBinding; list: boolean } | undefined => {
+const directCall = (
+  node: Node,
+  backend: string,
+): { b: KernelBinding; list: boolean } | undefined => {
   const op = node.op;
   const one = (kernel: string, attrs: tf.NamedAttrMap) => ({
     b: { kernel, attrs, inputs: ["x"] },
     list: false,
   });
   switch (op._tag) {
+    case "fused": {
+      const k = fusedKernel(op.kind, backend);
+      const b = k === undefined ? undefined : inferenceBindingOf(k, op);
+      return b === undefined ? undefined : { b, list: false };
+    }
     case "reshape":
       return one("Reshape", { shape: [...op.shape] });
     case "concat":

@@ -45,8 +45,17 @@ export const setInt8Dot = (d: Int8Dot): void => {
 /** The kernel exports a timing needs: `gemv_q8` of kernels/gemv.c. */
 export type Int8DotKernel = Pick<BlocksExports, "gemv_q8">;
 
+/** The probe's product [K, N], and where its buffers lie from `base` (bytes). */
+const PROBE_K = 256, PROBE_N = 1024;
+const probeLayout = (base: number) => {
+  const w = base, sc = w + PROBE_K * PROBE_N, x = sc + 8 * PROBE_N, y = x + 4 * PROBE_K;
+  const work = y + 4 * PROBE_N;
+  // The quantised x: a 16-byte header and 16 bytes per quad of rows (q8_work_bytes).
+  return { w, sc, x, y, work, end: work + 16 + 4 * PROBE_K - base };
+};
+
 /** Bytes of heap {@linkcode timeInt8Dots} uses, from a 16-byte aligned base. */
-export const INT8_DOT_PROBE_BYTES = 256 * 1024 + 8 * 1024 + 1024 + 4 * 1024 + 1040;
+export const INT8_DOT_PROBE_BYTES = ((): number => probeLayout(0).end)();
 
 /** What {@linkcode timeInt8Dots} measured: the best µs per call of each sequence. */
 export interface Int8DotTiming {
@@ -86,8 +95,8 @@ export const timeInt8Dots = (
   base: number,
   rounds?: number,
 ): Int8DotTiming => {
-  const K = 256, N = 1024;
-  const w = base, sc = w + K * N, x = sc + 8 * N, y = x + 4 * K, work = y + 4 * N;
+  const K = PROBE_K, N = PROBE_N;
+  const { w, sc, x, y, work } = probeLayout(base);
   const bytes = new Int8Array(memory.buffer, w, K * N);
   for (let i = 0; i < bytes.length; i++) bytes[i] = ((i * 7919) % 255) - 127;
   const f = new Float32Array(memory.buffer);
