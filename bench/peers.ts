@@ -35,9 +35,9 @@
  *   `onnxruntime-web`;
  * - `stream`: batch 1, one token per call, its logits read out; one step is
  *   one segment of S tokens (the memory update runs when it fills), tokens/s
- *   = 1 / per-token latency. Ours with the key/value cache
- *   (`Program.inferStep` without `recompute`, `readout: "last"`) through a
- *   model file — `encodeModelFile` then `loadModel`, float32 and int8
+ *   = 1 / per-token latency. Ours with the key/value cache (a
+ *   `TokenStream`'s `logits`, the decode loop `Program.openDecoder`) through
+ *   a model file — `encodeModelFile` then `loadModel`, float32 and int8
  *   (`--weights`) — against `pytorch-kvcache`; ours rerunning the prefix
  *   (`recompute`, float32) against `pytorch`.
  *

@@ -26,6 +26,7 @@ import { buildSegment, compileError, executables, type GraphKey } from "./pipeli
 import type { CompileError, CompileOptions, Program } from "./program.ts";
 import { segmentRunner } from "./segments.ts";
 import { disposeState, initialState, streamRunner } from "./stream.ts";
+import { decoderRunner } from "./decoder.ts";
 
 /**
  * Compile a model spec into a program: trace one segment, verify it, run the
@@ -95,6 +96,7 @@ export const compile = (
   const exes = executables(spec, passes, quantized);
   const segments = segmentRunner(spec, exes, probeBatch);
   const streams = streamRunner(spec, exes, segments);
+  const openDecoder = decoderRunner(spec, exes, { ...streams, disposeState });
   return E.right({
     spec,
     layout,
@@ -127,6 +129,7 @@ export const compile = (
     openStream: streams.openStream,
     inferStep: streams.inferStep,
     drawStep: streams.drawStep,
+    openDecoder,
     disposeState,
   });
 };

@@ -21,6 +21,7 @@ import type { Graph } from "../spec/graph.ts";
 import type { Tensor as TfTensor } from "../ops/tf.ts";
 import type { Pass } from "./passes.ts";
 import type { QuantizedParams } from "./trace.ts";
+import type { Decoder } from "./decoder.ts";
 
 /**
  * A tfjs tensor: parameters, state, tokens and logits are all tensors of the
@@ -501,6 +502,14 @@ export interface Program {
     tokens: Int32Array,
     draw: DrawOptions,
   ): { tokens: Int32Array; stream: Stream };
+  /**
+   * A decode loop over `params`: one stream (batch 1) that owns its state
+   * and is fed a token at a time (core/decoder.ts). Its logits and draws are
+   * `inferStep`'s and `drawStep`'s, bit for bit; on the wasm backend a token
+   * inside a segment runs a step planned once onto the decoder's own
+   * buffers, without making a tensor. `params` must outlive it.
+   */
+  openDecoder(params: Params): Decoder;
   /** Dispose a state or stream's tensors. */
   disposeState(state: ModelState): void;
 }

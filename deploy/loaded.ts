@@ -2,15 +2,16 @@
  * A model file loaded onto the active tfjs backend, and next-token streams
  * over it. Web APIs only (no Deno): the same code runs in a browser.
  *
- * A {@linkcode TokenStream} is `Program.inferStep` at batch 1 behind a small
- * stateful handle: its state is CRT's memory vector (or XL's cache) plus
- * the open segment's key/value cache, so its size does not grow with the
- * number of tokens fed, and each token costs O(t) attention plus one row of
- * the output layer.
+ * A {@linkcode TokenStream} is a decode loop (`Program.openDecoder`, batch
+ * 1) behind a small handle: its state is CRT's memory vector (or XL's
+ * cache) plus the open segment's key/value cache, which it extends in
+ * place, so its size does not grow with the number of tokens fed, and each
+ * token costs O(t) attention plus one row of the output layer.
  *
  * @module
  */
-import type { Params, Program, Stream } from "../core/program.ts";
+import type { Params, Program } from "../core/program.ts";
+import type { Decoder } from "../core/decoder.ts";
 import { compile } from "../core/compile.ts";
 import { unflattenParams } from "../core/params.ts";
 import { tf } from "../ops/tf.ts";
@@ -40,6 +41,8 @@ import { Vocab } from "./vocab.ts";
 export interface TokenStream {
   /** Feed tokens (one or more); the next-token probabilities after the last one, length V. */
   feed(tokens: ArrayLike<number>): Float32Array;
+  /** Feed tokens (one or more); the next-token logits after the last one, length V. */
+  logits(tokens: ArrayLike<number>): Float32Array;
   /**
    * Feed tokens; the probabilities after each of them (n arrays of length V,
    * n · V floats: for scoring and tests, not for long texts).
@@ -111,7 +114,7 @@ export interface LoadedModel {
 type Readback = "logits" | "softmax" | "logSoftmax";
 
 class Streamer implements TokenStream {
-  #stream: Stream | null;
+  #decoder: Decoder | null;
   #fed = 0;
 
   constructor(
@@ -119,16 +122,16 @@ class Streamer implements TokenStream {
     readonly params: Params,
     readonly onDispose: (s: Streamer) => void,
   ) {
-    this.#stream = program.openStream(1);
+    this.#decoder = program.openDecoder(params);
   }
 
   get fed(): number {
-    return this.#fed;
+    return this.#decoder?.fed ?? this.#fed;
   }
 
   /** Checked int32 ids. */
   #ids(tokens: ArrayLike<number>, what: string): Int32Array {
-    if (this.#stream === null) throw new Error(`${what}: the stream was disposed`);
+    if (this.#decoder === null) throw new Error(`${what}: the stream was disposed`);
     const v = this.program.spec.vocabSize;
     if (tokens.length === 0) throw new RangeError(`${what}: no tokens given`);
     const ids = new Int32Array(tokens.length);
@@ -146,27 +149,22 @@ class Streamer implements TokenStream {
 
   /** Advance by `ids`; the logits read out ([n, V] or [1, V]) as a host array, as `back` says. */
   #step(ids: Int32Array, readout: "all" | "last", back: Readback): Float32Array {
-    const before = this.#stream!;
-    const out = this.program.inferStep(this.params, before, ids, { readout });
-    const read = back === "logits"
-      ? out.logits
-      : back === "softmax"
-      ? tf.softmax(out.logits)
-      : tf.logSoftmax(out.logits);
-    try {
-      return read.dataSync() as Float32Array;
-    } finally {
-      if (read !== out.logits) read.dispose();
-      out.logits.dispose();
-      this.program.disposeState(before.state);
-      this.#stream = out.stream;
-      this.#fed += ids.length;
-    }
+    const logits = this.#decoder!.logits(ids, readout);
+    if (back === "logits") return logits;
+    const v = this.program.spec.vocabSize;
+    return tf.tidy(() => {
+      const t = tf.tensor2d(logits, [logits.length / v, v]);
+      return (back === "softmax" ? tf.softmax(t) : tf.logSoftmax(t)).dataSync() as Float32Array;
+    });
   }
 
   feed(tokens: ArrayLike<number>): Float32Array {
     const ids = this.#ids(tokens, "feed");
     return this.#step(ids, "last", "softmax");
+  }
+
+  logits(tokens: ArrayLike<number>): Float32Array {
+    return this.#step(this.#ids(tokens, "logits"), "last", "logits");
   }
 
   draw(
@@ -175,16 +173,7 @@ class Streamer implements TokenStream {
     uniform: number,
   ): number {
     const ids = this.#ids(tokens, "draw");
-    const before = this.#stream!;
-    const out = this.program.drawStep(this.params, before, ids, {
-      temperature: opts.temperature,
-      topK: opts.topK,
-      uniforms: Float32Array.of(uniform),
-    });
-    this.program.disposeState(before.state);
-    this.#stream = out.stream;
-    this.#fed += ids.length;
-    return out.tokens[0];
+    return this.#decoder!.draw(ids, opts, uniform);
   }
 
   feedAll(tokens: ArrayLike<number>): Float32Array[] {
@@ -205,7 +194,7 @@ class Streamer implements TokenStream {
     let at = 0;
     while (at < ids.length) {
       // Up to the end of the open segment: the logits of one segment at most are on the host.
-      const n = Math.min(ids.length - at, s - this.#stream!.open.length);
+      const n = Math.min(ids.length - at, s - this.#decoder!.fed % s);
       const logp = this.#step(ids.subarray(at, at + n), "all", "logSoftmax");
       for (let i = 0; i < n; i++) out[at + i] = logp[i * v + tgt[at + i]];
       at += n;
@@ -214,9 +203,10 @@ class Streamer implements TokenStream {
   }
 
   dispose(): void {
-    if (this.#stream === null) return;
-    this.program.disposeState(this.#stream.state);
-    this.#stream = null;
+    if (this.#decoder === null) return;
+    this.#fed = this.#decoder.fed;
+    this.#decoder.dispose();
+    this.#decoder = null;
     this.onDispose(this);
   }
 }

@@ -1,8 +1,11 @@
 // The attention of a streaming step (ops/fusion/decode.ts): r new rows attend
 // to the open segment's P cached keys and values and to their own, causally
-// among themselves. The caches are [H, P, E] per head (one batch row); the
-// step writes the extended caches [H, P + r, E] to new buffers (tensors are
-// immutable) and the merged heads' output [r, D].
+// among themselves. The caches hold per head P rows of E floats (one batch
+// row), head h's at h·ps rows; the step writes the extended caches, P + r rows
+// per head at h·ts, and the merged heads' output [r, D]. A tensor step writes
+// new buffers (tensors are immutable; ps = P, ts = P + r); a decode loop that
+// owns its caches passes the same buffers with room for the segment (ps = ts
+// = its capacity), and only the new rows are written.
 #include "simd.h"
 
 // q·k for one key: E/4 multiply-adds in one chain, then the lanes' sum (the order every key's
@@ -16,20 +19,23 @@ static inline float dot_key(const float* qi, const float* kj, int e) {
   return s;
 }
 
-// q [r, D]; kv [r, 2D] (the new rows' keys then values); kc, vc [H, P, E]
-// (absent when P = 0); kout, vout [H, P + r, E]; out [r, D]. scores: r·(P + r)
-// floats of scratch.
+// q [r, D]; kv [r, 2D] (the new rows' keys then values); kc, vc: P rows per
+// head, head stride ps rows (absent when P = 0); kout, vout: P + r rows per
+// head, head stride ts ≥ P + r rows (kout = kc and vout = vc when ts = ps:
+// the cached rows are in place); out [r, D]. scores: r·(P + r) floats of
+// scratch.
 EXPORT(attention_step)
 void attention_step(const float* q, const float* kv, const float* kc, const float* vc, int r,
                     int p, int nh, int e, float scale, float* kout, float* vout, float* out,
-                    float* scores) {
+                    float* scores, int ps, int ts) {
   const int d = nh * e, t = p + r;
+  const int in_place = kout == kc && vout == vc && ps == ts;
   for (int h = 0; h < nh; h++) {
-    float* kh = kout + (long)h * t * e;
-    float* vh = vout + (long)h * t * e;
-    if (p > 0) {
-      __builtin_memcpy(kh, kc + (long)h * p * e, (unsigned long)p * e * sizeof(float));
-      __builtin_memcpy(vh, vc + (long)h * p * e, (unsigned long)p * e * sizeof(float));
+    float* kh = kout + (long)h * ts * e;
+    float* vh = vout + (long)h * ts * e;
+    if (p > 0 && !in_place) {
+      __builtin_memcpy(kh, kc + (long)h * ps * e, (unsigned long)p * e * sizeof(float));
+      __builtin_memcpy(vh, vc + (long)h * ps * e, (unsigned long)p * e * sizeof(float));
     }
     for (int i = 0; i < r; i++) {
       __builtin_memcpy(kh + (long)(p + i) * e, kv + (long)i * 2 * d + h * e, (unsigned long)e * sizeof(float));

@@ -8,16 +8,16 @@
  *   memory carried from step to step;
  * - `infer`: `Program.forward` on one segment, B = 20, logits for every
  *   position, no gradient tape;
- * - `stream`: batch 1, one token per `Program.inferStep` call, its logits
- *   ([1, 1, V], `readout: "last"`) read back to the host; one step is one
- *   segment of S tokens (the memory update runs when it fills). Variant
- *   `kvcache` (default) runs through a model file, the deploy path: the
- *   parameters encoded by `encodeModelFile` (float32, or int8 with
- *   `--weights int8`), loaded by `loadModel`, and its program's `inferStep`
- *   with the key/value cache — whatever `loadModel` makes of int8 weights is
- *   what is measured. Variant `recompute` reruns the open prefix of the
- *   segment for each token (no key/value cache), on `Program.init`'s
- *   parameters.
+ * - `stream`: batch 1, one token per call, its next-token logits ([V])
+ *   read back to the host; one step is one segment of S tokens (the memory
+ *   update runs when it fills). Variant `kvcache` (default) runs through a
+ *   model file, the deploy path: the parameters encoded by
+ *   `encodeModelFile` (float32, or int8 with `--weights int8`), loaded by
+ *   `loadModel`, and one `TokenStream`'s `logits` per token (a decode loop,
+ *   `Program.openDecoder`, with the key/value cache) — whatever `loadModel`
+ *   makes of int8 weights is what is measured. Variant `recompute` reruns
+ *   the open prefix of the segment for each token (no key/value cache)
+ *   through `Program.inferStep`, on `Program.init`'s parameters.
  * - `profile`: one training step under `tf.profile`: top kernels by time,
  *   the heaviest matmul shapes, peak tensor bytes.
  * - `count` (a serve command flag): one untimed step with its kernel
@@ -222,9 +222,9 @@ export interface FileStreamRunner extends Runner {
 /**
  * The key/value-cached stream through a model file, the deploy path:
  * `program.init(seed)`'s parameters encoded with `encodeModelFile` (int8
- * when `weights` is `int8`), loaded back by `loadModel`, streamed by the
- * loaded program's `inferStep` without `recompute`. The backend must be
- * started.
+ * when `weights` is `int8`), loaded back by `loadModel`, streamed by one
+ * of its `TokenStream`s, a token and its logits per call. The backend must
+ * be started.
  *
  * @example
  * ```ts
@@ -255,11 +255,26 @@ export const makeFileStreamRunner = async (
     int8: opts.weights === "int8",
   });
   const model = await loadModel(bytes);
-  const runner = streamRunner(model.program, model.params, {
-    recompute: false,
-    ids: tokenSource(opts.seed + 1, spec.vocabSize),
-    dispose: () => model.dispose(),
-  });
+  // The deploy path a generating loop runs: one TokenStream, a token per call, its logits read.
+  const ids = tokenSource(opts.seed + 1, spec.vocabSize);
+  const stream = model.openStream();
+  const one = [0];
+  const runner: Runner = {
+    tokensPerStep: spec.segmentLen,
+    step: () => {
+      const segment = ids(spec.segmentLen);
+      const t0 = performance.now();
+      for (const id of segment) {
+        one[0] = id;
+        stream.logits(one); // [V]: the next-token logits a sampler reads
+      }
+      return (performance.now() - t0) / 1000;
+    },
+    dispose: () => {
+      stream.dispose();
+      model.dispose();
+    },
+  };
   return { ...runner, fileBytes: bytes.length };
 };
 

@@ -144,6 +144,8 @@ export interface BlocksExports {
     vout: number,
     out: number,
     scores: number,
+    ps: number,
+    ts: number,
   ): void;
   add_inplace(x: number, y: number, n: number): void;
   sample_token(

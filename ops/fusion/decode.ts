@@ -42,6 +42,118 @@ const PARAMS = [
   "f2",
 ] as const;
 
+/**
+ * One block step on the heap (byte offsets): `r` rows x [r, D] → xo [r, D],
+ * attending to `p` cached rows per head (kc, vc, head stride `ps` rows; 0
+ * when p = 0) and writing the extended caches to ko, vo (head stride `ts` ≥
+ * p + r rows; ko = kc, vo = vc with ts = ps extends them in place). The
+ * parameters are on the heap too: gains and biases by offset, the five
+ * weight matrices as {@linkcode HeapWeight}s. `work` is scratch of
+ * {@linkcode blockWorkBytes} bytes (default: the kernels' shared scratch).
+ */
+export interface BlockOnHeap {
+  readonly x: number;
+  readonly r: number;
+  readonly p: number;
+  readonly heads: number;
+  readonly eps: number;
+  readonly kc: number;
+  readonly vc: number;
+  readonly ps: number;
+  readonly ko: number;
+  readonly vo: number;
+  readonly ts: number;
+  readonly xo: number;
+  /** g1, b1, bq, bkv, bo, g2, b2, f1, f2: offsets of the gains and biases. */
+  readonly at: Readonly<Record<(typeof VECTORS)[number], number>>;
+  readonly w: Readonly<Record<(typeof MATRICES)[number], HeapWeight>>;
+  readonly work?: number;
+}
+
+/** The gains and biases a block reads, by input name. */
+const VECTORS = ["g1", "b1", "bq", "bkv", "bo", "g2", "b2", "f1", "f2"] as const;
+/** The weight matrices a block reads, by input name. */
+const MATRICES = ["wq", "wkv", "wo", "w1", "w2"] as const;
+
+/** Scratch of a block step (floats, 4-aligned each): a, q, kv, att, x1, a2, hid, scores. */
+const workSizes = (r: number, p: number, d: number, f: number): number[] =>
+  [
+    r * d,
+    r * d,
+    2 * r * d,
+    r * d,
+    r * d,
+    r * d,
+    r * f,
+    r * (p + r),
+  ].map((n) => (n + 3) & ~3);
+
+/** Bytes of scratch a block step of `r` rows over `p` cached ones needs (width d, FFN f). */
+export const blockWorkBytes = (r: number, p: number, d: number, f: number): number =>
+  4 * workSizes(r, p, d, f).reduce((s, n) => s + n, 0);
+
+/** Run one block step on the heap (see {@linkcode BlockOnHeap}). */
+export const blockOnHeap = (b: WasmBackend, c: BlockOnHeap): void => {
+  const { r, p } = c;
+  const d = c.w.wq.k, f = c.w.w1.n, e = d / c.heads;
+  const base = c.work ?? scratch(b, blockWorkBytes(r, p, d, f), SCRATCH.kernel);
+  const bufs: number[] = [];
+  workSizes(r, p, d, f).reduce((off, n) => (bufs.push(off), off + 4 * n), base);
+  const [a, q, kv, att, x1, a2, hid, scores] = bufs;
+  const k = blocks.on(b);
+  const at = c.at;
+  const product = (wt: HeapWeight, bias: number, src: number, dst: number, residual = 0) => {
+    k.bias_rows(dst, bias, residual, r, wt.n);
+    matvec(b, wt, { x: src, y: dst, rows: r, accumulate: true });
+  };
+  k.layernorm(c.x, at.g1, at.b1, r, d, c.eps, a, 0, 0);
+  product(c.w.wq, at.bq, a, q);
+  product(c.w.wkv, at.bkv, a, kv);
+  k.attention_step(
+    q,
+    kv,
+    c.kc,
+    c.vc,
+    r,
+    p,
+    c.heads,
+    e,
+    1 / Math.sqrt(e),
+    c.ko,
+    c.vo,
+    att,
+    scores,
+    c.ps,
+    c.ts,
+  );
+  product(c.w.wo, at.bo, att, x1, c.x);
+  k.layernorm(x1, at.g2, at.b2, r, d, c.eps, a2, 0, 0);
+  product(c.w.w1, at.f1, a2, hid);
+  k.relu_inplace(hid, r * f);
+  product(c.w.w2, at.f2, hid, c.xo, x1);
+};
+
+/** The weights and vectors of a block's tfjs inputs, on the heap. */
+export const blockParamsOnHeap = (
+  b: WasmBackend,
+  t: Readonly<Record<string, tf.TensorInfo>>,
+): Pick<BlockOnHeap, "at" | "w"> => {
+  const d = t.g1.shape[0], f = t.f1.shape[0];
+  const dims: Record<(typeof MATRICES)[number], [number, number]> = {
+    wq: [d, d],
+    wkv: [d, 2 * d],
+    wo: [d, d],
+    w1: [d, f],
+    w2: [f, d],
+  };
+  return {
+    at: Object.fromEntries(VECTORS.map((n) => [n, offsetOf(b, t[n])])) as BlockOnHeap["at"],
+    w: Object.fromEntries(
+      MATRICES.map((n) => [n, heapWeight(b, t[n], ...dims[n])]),
+    ) as BlockOnHeap["w"],
+  };
+};
+
 const forwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
   const t = inputs as Record<string, tf.TensorInfo>;
@@ -50,53 +162,24 @@ const forwardWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] =>
   const r = x.shape[1], d = x.shape[2], e = d / heads;
   const p = kc === undefined ? 0 : kc.shape[2];
   const at = (u: tf.TensorInfo | undefined) => (u === undefined ? 0 : offsetOf(b, u));
-  const f = t.f1.shape[0];
-  const dims: Record<string, [number, number]> = {
-    wq: [d, d],
-    wkv: [d, 2 * d],
-    wo: [d, d],
-    w1: [d, f],
-    w2: [f, d],
-  };
-  const w = (name: string): HeapWeight => heapWeight(b, t[name], ...dims[name]);
-  const w1 = w("w1");
   const xo = b.makeOutput([1, r, d], "float32");
   const ko = b.makeOutput([1, heads, p + r, e], "float32");
   const vo = b.makeOutput([1, heads, p + r, e], "float32");
-  // Scratch, in floats: a, q, kv (2D), att, x1, a2 (r·D each but kv), hid (r·F), scores.
-  const sizes = [r * d, r * d, 2 * r * d, r * d, r * d, r * d, r * f, r * (p + r)];
-  const base = scratch(b, 4 * sizes.reduce((s, n) => s + ((n + 3) & ~3), 0), SCRATCH.kernel);
-  const bufs: number[] = [];
-  sizes.reduce((off, n) => (bufs.push(off), off + 4 * ((n + 3) & ~3)), base);
-  const [a, q, kv, att, x1, a2, hid, scores] = bufs;
-  const k = blocks.on(b);
-  const product = (wt: HeapWeight, bias: string, src: number, dst: number, residual = 0) => {
-    k.bias_rows(dst, at(t[bias]), residual, r, wt.n);
-    matvec(b, wt, { x: src, y: dst, rows: r, accumulate: true });
-  };
-  k.layernorm(at(x), at(t.g1), at(t.b1), r, d, eps, a, 0, 0);
-  product(w("wq"), "bq", a, q);
-  product(w("wkv"), "bkv", a, kv);
-  k.attention_step(
-    q,
-    kv,
-    at(kc),
-    at(vc),
+  blockOnHeap(b, {
+    x: at(x),
     r,
     p,
     heads,
-    e,
-    1 / Math.sqrt(e),
-    at(ko),
-    at(vo),
-    att,
-    scores,
-  );
-  product(w("wo"), "bo", att, x1, at(x));
-  k.layernorm(x1, at(t.g2), at(t.b2), r, d, eps, a2, 0, 0);
-  product(w1, "f1", a2, hid);
-  k.relu_inplace(hid, r * f);
-  product(w("w2"), "f2", hid, at(xo), x1);
+    eps,
+    kc: at(kc),
+    vc: at(vc),
+    ps: p,
+    ko: at(ko),
+    vo: at(vo),
+    ts: p + r,
+    xo: at(xo),
+    ...blockParamsOnHeap(b, t),
+  });
   return [xo, ko, vo];
 };
 

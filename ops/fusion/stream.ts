@@ -15,7 +15,7 @@ import { installedMatmul } from "../matmul.ts";
 import { type KernelArgs, offsetOf, SCRATCH, scratch, type WasmBackend } from "../heap.ts";
 import { q8Layout } from "../quant.ts";
 import { blocks } from "./blocks.ts";
-import { gemmOnHeap, matvec } from "./products.ts";
+import { gemmOnHeap, type HeapWeight, matvec } from "./products.ts";
 import { drawOnHeap } from "./sample.ts";
 import { heapWeight } from "./weights.ts";
 
@@ -30,11 +30,57 @@ const table = (b: WasmBackend, t: tf.TensorInfo, rows: number, d: number): [numb
   return t.dtype === "float32" ? [at, 0] : [at, at + q8Layout(rows, d, 0).valueBytes];
 };
 
+/**
+ * Token rows plus position rows on the heap (byte offsets): ids [nb, n]
+ * int32 at positions start … start + n − 1 into out [nb, n, D], from
+ * `table` [V, D] and `pos` [S, D] (each its data and, for q8, its row
+ * scales, else 0). The ids must be in [0, V): the kernel reads what they
+ * index.
+ */
+export const embedOnHeap = (
+  b: WasmBackend,
+  c: {
+    readonly table: readonly [number, number];
+    readonly pos: readonly [number, number];
+    readonly ids: number;
+    readonly nb: number;
+    readonly n: number;
+    readonly d: number;
+    readonly start: number;
+    readonly out: number;
+  },
+): void =>
+  blocks.on(b).embed_rows(
+    c.table[0],
+    c.table[1],
+    c.ids,
+    c.nb,
+    c.n,
+    c.d,
+    c.pos[0],
+    c.pos[1],
+    c.start,
+    c.out,
+  );
+
+/**
+ * The heap offsets of an embedding step's tables: token rows [V, D] and
+ * position rows [S, D] (the sizes are the binding's attributes: a q8
+ * table's tensor is its packed bytes).
+ */
+export const embedTables = (
+  b: WasmBackend,
+  t: { readonly table: tf.TensorInfo; readonly pos: tf.TensorInfo },
+  attrs: tf.NamedAttrMap,
+): { table: [number, number]; pos: [number, number] } => {
+  const v = attrs.vocab as number, d = attrs.width as number, s = attrs.positions as number;
+  return { table: table(b, t.table, v, d), pos: table(b, t.pos, s, d) };
+};
+
 const embedWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const b = backend as WasmBackend;
   const { table: tt, ids, pos } = inputs as Record<string, tf.TensorInfo>;
-  const v = attrs!.vocab as number, d = attrs!.width as number, s = attrs!.positions as number;
-  const start = attrs!.start as number;
+  const v = attrs!.vocab as number, d = attrs!.width as number;
   const [nb, n] = ids.shape;
   const idAt = offsetOf(b, ids) >>> 2;
   const heap = b.wasm.HEAP32;
@@ -45,8 +91,15 @@ const embedWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
     }
   }
   const out = b.makeOutput([nb, n, d], "float32");
-  const [ta, ts] = table(b, tt, v, d), [pa, ps] = table(b, pos, s, d);
-  blocks.on(b).embed_rows(ta, ts, offsetOf(b, ids), nb, n, d, pa, ps, start, offsetOf(b, out));
+  embedOnHeap(b, {
+    ...embedTables(b, { table: tt, pos }, attrs!),
+    ids: offsetOf(b, ids),
+    nb,
+    n,
+    d,
+    start: attrs!.start as number,
+    out: offsetOf(b, out),
+  });
   return out;
 };
 
@@ -75,81 +128,154 @@ const embedKernel: FusedKernel = {
   kernels: { forward: [EMBED], backward: [] },
 };
 
-const headWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
-  const b = backend as WasmBackend;
-  const t = inputs as Record<string, tf.TensorInfo | undefined>;
-  const x = t.x!, prev = t.prev;
-  const rowsOut = attrs!.rows as "all" | "last" | "none";
-  const slot = attrs!.slot === true, keep = attrs!.keep === true;
-  const v = attrs!.vocab as number, eps = attrs!.eps as number;
-  const [nb, r, d] = x.shape;
-  const n = r - (slot ? 1 : 0), t0 = prev === undefined ? 0 : prev.shape[1];
-  const k = rowsOut === "all" ? n : 1;
-  const at = (u: tf.TensorInfo | undefined) => (u === undefined ? 0 : offsetOf(b, u));
-  const draw = attrs!.draw === true;
-  const outs: tf.TensorInfo[] = [];
-  // Drawing a token: the logits stay in scratch and only the ids [B] go out.
-  const tokens = draw ? b.makeOutput([nb], "int32") : undefined;
-  const logitsOut = rowsOut === "none" || draw ? undefined : b.makeOutput([nb, k, v], "float32");
-  if (tokens !== undefined) outs.push(tokens);
-  if (logitsOut !== undefined) outs.push(logitsOut);
-  const kept = keep ? b.makeOutput([nb, t0 + n, d], "float32") : undefined;
-  if (kept !== undefined) outs.push(kept);
-  const hf = scratch(b, 4 * (nb * r * d + nb * k * d + (draw ? nb * k * v : 0)), SCRATCH.kernel);
+/**
+ * One readout step on the heap (byte offsets): the final LayerNorm of x [nb,
+ * r, D] (r = n fed rows, +1 before them for CRT's memory-token slot); with
+ * `keep`, the segment's normalised rows so far extended — `prev` [nb, t0, D]
+ * then the n new rows into `kept` [nb, t0 + n, D] (kept = prev at nb = 1
+ * extends in place: only the new rows are written); the readout of the
+ * asked rows into `logits` [nb, k, V] (k = n for `all`, else 1) and, with
+ * `draw`, one id per stream drawn from them (returned). `work` is scratch
+ * of {@linkcode headWorkBytes} bytes (default: the kernels' shared scratch).
+ */
+export interface HeadOnHeap {
+  readonly x: number;
+  readonly nb: number;
+  readonly r: number;
+  readonly slot: boolean;
+  readonly rows: "all" | "last" | "none";
+  readonly eps: number;
+  readonly g: number;
+  readonly b: number;
+  readonly w: HeapWeight;
+  readonly hb: number;
+  readonly keep?: { readonly prev: number; readonly t0: number; readonly kept: number };
+  /** Where the logits go; 0 with `draw` puts them in the work area. */
+  readonly logits: number;
+  readonly draw?: {
+    readonly uniforms: ArrayLike<number>;
+    readonly temperature: number;
+    readonly topK: number;
+  };
+  readonly work?: number;
+}
+
+/** Rows a readout step reads out: n for `all`, 1 for `last`, 0 for `none`. */
+const readRows = (rows: HeadOnHeap["rows"], n: number): number =>
+  rows === "all" ? n : rows === "last" ? 1 : 0;
+
+/** Bytes of scratch a readout step needs (nb streams, r rows, width d, vocabulary v). */
+export const headWorkBytes = (
+  c: Pick<HeadOnHeap, "nb" | "r" | "slot" | "rows" | "logits" | "draw">,
+  d: number,
+  v: number,
+): number => {
+  const k = Math.max(1, readRows(c.rows, c.r - (c.slot ? 1 : 0)));
+  return 4 *
+    (c.nb * c.r * d + c.nb * k * d + (c.draw !== undefined && c.logits === 0 ? c.nb * k * v : 0));
+};
+
+/** Run one readout step on the heap (see {@linkcode HeadOnHeap}); the drawn ids, with `draw`. */
+export const headOnHeap = (b: WasmBackend, c: HeadOnHeap): Int32Array | undefined => {
+  const { nb, r } = c;
+  const d = c.w.k, v = c.w.n;
+  const n = r - (c.slot ? 1 : 0);
+  const k = Math.max(1, readRows(c.rows, n));
+  const hf = c.work ?? scratch(b, headWorkBytes(c, d, v), SCRATCH.kernel);
   const sel = hf + 4 * nb * r * d;
-  const logits = draw ? sel + 4 * nb * k * d : logitsOut === undefined ? 0 : at(logitsOut);
+  const logits = c.logits !== 0 ? c.logits : sel + 4 * nb * k * d;
   const kx = blocks.on(b);
-  kx.layernorm(at(x), at(t.g), at(t.b), nb * r, d, eps, hf, 0, 0);
+  kx.layernorm(c.x, c.g, c.b, nb * r, d, c.eps, hf, 0, 0);
   const heap = () => b.wasm.HEAPF32;
-  const row = (bi: number, i: number) => (hf >>> 2) + (bi * r + i + (slot ? 1 : 0)) * d;
-  if (kept !== undefined) {
-    const h = heap(), ko = at(kept) >>> 2, po = at(prev) >>> 2;
+  const row = (bi: number, i: number) => (hf >>> 2) + (bi * r + i + (c.slot ? 1 : 0)) * d;
+  if (c.keep !== undefined) {
+    const { t0 } = c.keep;
+    const h = heap(), ko = c.keep.kept >>> 2, po = c.keep.prev >>> 2;
+    const inPlace = ko === po && nb === 1;
     for (let bi = 0; bi < nb; bi++) {
-      if (t0 > 0) h.copyWithin(ko + bi * (t0 + n) * d, po + bi * t0 * d, po + (bi + 1) * t0 * d);
+      if (t0 > 0 && !inPlace) {
+        h.copyWithin(ko + bi * (t0 + n) * d, po + bi * t0 * d, po + (bi + 1) * t0 * d);
+      }
       for (let i = 0; i < n; i++) {
         h.copyWithin(ko + (bi * (t0 + n) + t0 + i) * d, row(bi, i), row(bi, i) + d);
       }
     }
   }
-  if (rowsOut !== "none") {
-    const h = heap(), s0 = sel >>> 2;
-    for (let bi = 0; bi < nb; bi++) {
-      for (let j = 0; j < k; j++) {
-        const i = rowsOut === "all" ? j : n - 1;
-        h.copyWithin(s0 + (bi * k + j) * d, row(bi, i), row(bi, i) + d);
-      }
-    }
-    const m = nb * k;
-    kx.bias_rows(logits, at(t.hb), 0, m, v);
-    const w = heapWeight(b, t.w!, d, v);
-    if (w.kind === "q8" || m <= 2) {
-      matvec(b, w, { x: sel, y: logits, rows: m, accumulate: true });
-    } else {
-      gemmOnHeap(b, {
-        m,
-        n: v,
-        k: d,
-        a: sel,
-        transposeA: false,
-        b: w.at,
-        transposeB: false,
-        c: logits,
-        accumulate: true,
-      });
-    }
-    if (tokens !== undefined) {
-      const uAt = at(t.u) >>> 2;
-      const ids = drawOnHeap(b, {
-        x: logits,
-        n: nb,
-        v,
-        uniforms: heap().slice(uAt, uAt + nb),
-        temperature: attrs!.temperature as number,
-        topK: attrs!.topK as number,
-      });
-      b.wasm.HEAP32.set(ids, at(tokens) >>> 2);
+  if (c.rows === "none") return undefined;
+  const h = heap(), s0 = sel >>> 2;
+  for (let bi = 0; bi < nb; bi++) {
+    for (let j = 0; j < k; j++) {
+      const i = c.rows === "all" ? j : n - 1;
+      h.copyWithin(s0 + (bi * k + j) * d, row(bi, i), row(bi, i) + d);
     }
   }
+  const m = nb * k;
+  kx.bias_rows(logits, c.hb, 0, m, v);
+  if (c.w.kind === "q8" || m <= 2) {
+    matvec(b, c.w, { x: sel, y: logits, rows: m, accumulate: true });
+  } else {
+    gemmOnHeap(b, {
+      m,
+      n: v,
+      k: d,
+      a: sel,
+      transposeA: false,
+      b: c.w.at,
+      transposeB: false,
+      c: logits,
+      accumulate: true,
+    });
+  }
+  if (c.draw === undefined) return undefined;
+  return drawOnHeap(b, { x: logits, n: nb, v, ...c.draw });
+};
+
+const headWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] => {
+  const b = backend as WasmBackend;
+  const t = inputs as Record<string, tf.TensorInfo | undefined>;
+  const x = t.x!, prev = t.prev;
+  const rows = attrs!.rows as "all" | "last" | "none";
+  const slot = attrs!.slot === true, keep = attrs!.keep === true;
+  const v = attrs!.vocab as number, eps = attrs!.eps as number;
+  const [nb, r, d] = x.shape;
+  const n = r - (slot ? 1 : 0), t0 = prev === undefined ? 0 : prev.shape[1];
+  const at = (u: tf.TensorInfo | undefined) => (u === undefined ? 0 : offsetOf(b, u));
+  const draw = attrs!.draw === true;
+  const outs: tf.TensorInfo[] = [];
+  // Drawing a token: the logits stay in scratch and only the ids [B] go out.
+  const tokens = draw ? b.makeOutput([nb], "int32") : undefined;
+  const logitsOut = rows === "none" || draw
+    ? undefined
+    : b.makeOutput([nb, readRows(rows, n), v], "float32");
+  if (tokens !== undefined) outs.push(tokens);
+  if (logitsOut !== undefined) outs.push(logitsOut);
+  const kept = keep ? b.makeOutput([nb, t0 + n, d], "float32") : undefined;
+  if (kept !== undefined) outs.push(kept);
+  const uAt = at(t.u) >>> 2;
+  const ids = headOnHeap(b, {
+    x: at(x),
+    nb,
+    r,
+    slot,
+    rows,
+    eps,
+    g: at(t.g),
+    b: at(t.b),
+    w: heapWeight(b, t.w!, d, v),
+    hb: at(t.hb),
+    ...(kept === undefined ? {} : { keep: { prev: at(prev), t0, kept: at(kept) } }),
+    logits: at(logitsOut),
+    ...(draw
+      ? {
+        draw: {
+          uniforms: b.wasm.HEAPF32.slice(uAt, uAt + nb),
+          temperature: attrs!.temperature as number,
+          topK: attrs!.topK as number,
+        },
+      }
+      : {}),
+  });
+  if (tokens !== undefined) b.wasm.HEAP32.set(ids!, at(tokens) >>> 2);
   return outs;
 };
 

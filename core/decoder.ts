@@ -1,0 +1,290 @@
+/**
+ * A decode loop: one stream (batch 1) that owns its state, fed a token at a
+ * time — what generation and a device's next-token loop run. Where
+ * `Program.inferStep` takes a stream and gives a new one (tensors in,
+ * tensors out, so any stream can be fed twice), a decoder keeps the open
+ * segment's caches in buffers with room for the whole segment and extends
+ * them in place: on the wasm backend a token in the middle of a segment
+ * runs the step planned once onto those buffers (ops/fusion/decoder.ts),
+ * with no tensor made or freed. Every other step — a segment's first and
+ * last token, several tokens at once, every row read out, a model or
+ * backend the plan does not cover — runs through `inferStep` / `drawStep`
+ * on the same state, so the values are theirs, bit for bit, whichever path
+ * a token takes.
+ *
+ * @module
+ */
+import type { ModelSpec } from "../spec/types.ts";
+import { canStream, openShapes } from "../spec/stream.ts";
+import { tf } from "../ops/tf.ts";
+import { offsetOf, type WasmBackend } from "../ops/heap.ts";
+import { type CacheBuffer, type HeapStep, planHeapStep } from "../ops/fusion/decoder.ts";
+import { flattenParams } from "./params.ts";
+import type { Executables } from "./pipeline.ts";
+import type { Params, Program, Stream, Tensor } from "./program.ts";
+import { cacheLenOf } from "./segments.ts";
+
+/**
+ * One stream of tokens at batch 1 that owns its state ({@linkcode Program}'s
+ * `openDecoder`).
+ *
+ * @example Greedy continuation
+ * ```ts
+ * import type { Decoder } from "./decoder.ts";
+ * const greedy = (d: Decoder, prompt: Int32Array, n: number): number[] => {
+ *   const out: number[] = [];
+ *   let next = d.draw(prompt, { temperature: 0, topK: 0 }, 0);
+ *   for (let i = 0; i < n; i++) {
+ *     out.push(next);
+ *     next = d.draw(Int32Array.of(next), { temperature: 0, topK: 0 }, 0);
+ *   }
+ *   return out;
+ * };
+ * ```
+ */
+export interface Decoder {
+  /** Tokens fed so far. */
+  readonly fed: number;
+  /**
+   * Feed `tokens`; the logits after the last one ([V], `readout: "last"`,
+   * the default) or after each ([n · V], `"all"`), a host array of the
+   * caller's.
+   */
+  logits(tokens: Int32Array, readout?: "last" | "all"): Float32Array;
+  /**
+   * Feed `tokens` and draw the next token from the last logits in the same
+   * step (`drawStep`'s draw: temperature, top-k, one uniform in [0, 1)).
+   */
+  draw(
+    tokens: Int32Array,
+    opts: { readonly temperature: number; readonly topK: number },
+    uniform: number,
+  ): number;
+  /** Free the decoder's tensors and buffers; it cannot be fed afterwards. */
+  dispose(): void;
+}
+
+/** The open caches on the heap and the plans that extend them. */
+interface HeapForm {
+  readonly b: WasmBackend;
+  readonly raw: number[];
+  readonly caches: Map<string, CacheBuffer & { readonly axis: number }>;
+  readonly ids: number;
+  readonly logits: number;
+  readonly plans: Map<string, HeapStep | null>;
+}
+
+/**
+ * The decoders of a program compiled from `spec`: step graphs from `exes`,
+ * every step the plan does not cover through `streams`.
+ */
+export const decoderRunner = (
+  spec: ModelSpec,
+  exes: Executables,
+  streams: Pick<Program, "openStream" | "inferStep" | "drawStep" | "disposeState">,
+): Program["openDecoder"] =>
+(params: Params): Decoder => {
+  const sLen = spec.segmentLen, v = spec.vocabSize;
+  const flat = flattenParams(params);
+  /** The state as tensors (the `inferStep` form), or null while the open caches are on the heap. */
+  let stream: Stream | null = streams.openStream(1);
+  /** The carried state while the caches are on the heap. */
+  let carried: Record<string, Tensor> = {};
+  let t0 = 0, fed = 0;
+  const openIds = new Int32Array(sLen);
+  let heap: HeapForm | null | undefined; // undefined: not tried yet; null: no plan here
+  let disposed = false;
+
+  // The step plan covers a token inside a segment: positions 1 … S − 2 of a model with caches.
+  const plannable = canStream(spec) && spec.input?._tag !== "features" && sLen >= 3;
+
+  const makeHeap = (): HeapForm | null => {
+    if (!plannable || tf.getBackend() !== "wasm") return null;
+    const b = tf.backend() as unknown as WasmBackend;
+    const cacheLen = cacheLenOf(spec, stream?.state ?? carried);
+    const at = (start: number) => openShapes(spec, { batchSize: 1, start, cacheLen });
+    const [s1, s2, full] = [at(1), at(2), at(sLen - 1)];
+    const raw: number[] = [];
+    const alloc = (bytes: number): number => {
+      const r = b.wasm._malloc(bytes + 16) >>> 0;
+      if (r === 0) throw new RangeError(`decoder: cannot allocate ${bytes} bytes on the heap`);
+      raw.push(r);
+      return (r + 15) & ~15;
+    };
+    const caches = new Map<string, CacheBuffer & { axis: number }>();
+    for (const [name, s] of Object.entries(s1)) {
+      const axis = s.findIndex((n, i) => n !== s2[name][i]);
+      if (axis < 1) continue; // fixed for the segment (CRT's slot): not a buffer of ours
+      const outer = s.slice(1, axis).reduce((a, n) => a * n, 1);
+      const inner = s.slice(axis + 1).reduce((a, n) => a * n, 1);
+      const cap = full[name][axis];
+      caches.set(name, { at: alloc(4 * outer * cap * inner), cap, outer, inner, axis });
+    }
+    return { b, raw, caches, ids: alloc(4), logits: alloc(4 * v), plans: new Map() };
+  };
+
+  const planFor = (h: HeapForm, draw?: { temperature: number; topK: number }) => {
+    const key = draw === undefined ? `${t0}` : `${t0} ${draw.temperature} ${draw.topK}`;
+    let plan = h.plans.get(key);
+    if (plan === undefined) {
+      const exe = exes.step({
+        batchSize: 1,
+        start: t0,
+        count: 1,
+        cacheLen: cacheLenOf(spec, stream?.state ?? carried),
+        readout: "last",
+        ...(draw === undefined ? {} : { draw }),
+      });
+      plan = planHeapStep(h.b, exe.graph, flat, h);
+      h.plans.set(key, plan);
+    }
+    return plan;
+  };
+
+  /** Move the open caches from tensors onto the heap (the stream is mid-segment). */
+  const toHeap = (h: HeapForm): void => {
+    const s = stream!;
+    const heapF = h.b.wasm.HEAPF32;
+    carried = {};
+    for (const [name, t] of Object.entries(s.state)) {
+      if (!name.startsWith("open:")) {
+        carried[name] = t;
+        continue;
+      }
+      const c = h.caches.get(name.slice(5));
+      if (c === undefined) {
+        carried[name] = t; // passed on unchanged by the plan's steps
+        continue;
+      }
+      const rows = t.shape[c.axis], src = offsetOf(h.b, t) >>> 2, dst = c.at >>> 2;
+      for (let o = 0; o < c.outer; o++) {
+        const from = src + o * rows * c.inner;
+        heapF.copyWithin(dst + o * c.cap * c.inner, from, from + rows * c.inner);
+      }
+      t.dispose();
+    }
+    stream = null;
+  };
+
+  /** The state as a stream of tensors again (the caches copied off the heap). */
+  const toStream = (h: HeapForm): Stream => {
+    if (stream !== null) return stream;
+    const state: Record<string, Tensor> = { ...carried };
+    const shapes = openShapes(spec, {
+      batchSize: 1,
+      start: t0,
+      cacheLen: cacheLenOf(spec, carried),
+    });
+    const heapF = h.b.wasm.HEAPF32;
+    for (const [name, c] of h.caches) {
+      const shape = shapes[name], rows = shape[c.axis];
+      const data = new Float32Array(c.outer * rows * c.inner);
+      for (let o = 0; o < c.outer; o++) {
+        const from = (c.at >>> 2) + o * c.cap * c.inner;
+        data.set(heapF.subarray(from, from + rows * c.inner), o * rows * c.inner);
+      }
+      state[`open:${name}`] = tf.tensor(data, shape as number[], "float32");
+    }
+    carried = {};
+    return stream = { state, open: openIds.slice(0, t0), batchSize: 1 };
+  };
+
+  const check = (tokens: Int32Array, what: string): void => {
+    if (disposed) throw new Error(`decoder ${what}: the decoder was disposed`);
+    if (tokens.length === 0) throw new RangeError(`decoder ${what}: no tokens given`);
+  };
+
+  /** The planned step for one token at t0, or null (then the tensor step runs). */
+  const fastPath = (
+    tokens: Int32Array,
+    draw?: { temperature: number; topK: number },
+  ): { h: HeapForm; plan: HeapStep } | null => {
+    if (tokens.length !== 1 || t0 < 1 || t0 + 1 >= sLen) return null;
+    const id = tokens[0];
+    if (!(id >= 0 && id < v)) return null; // inferStep names the bad id
+    if (heap === undefined) heap = makeHeap();
+    if (heap === null || tf.getBackend() !== "wasm") return null;
+    const plan = planFor(heap, draw);
+    if (plan === null) return null;
+    if (stream !== null) toHeap(heap);
+    heap.b.wasm.HEAP32[heap.ids >>> 2] = id;
+    return { h: heap, plan };
+  };
+
+  /** After a planned step: one more token open. */
+  const advanced = (id: number): void => {
+    openIds[t0++] = id;
+    fed++;
+  };
+
+  /** Take the stream a tensor step gave back, releasing the one it was fed. */
+  const took = (before: Stream, after: Stream, n: number): void => {
+    streams.disposeState(before.state);
+    stream = after;
+    t0 = after.open.length;
+    openIds.set(after.open);
+    fed += n;
+  };
+
+  return {
+    get fed() {
+      return fed;
+    },
+    logits: (tokens, readout = "last") => {
+      check(tokens, "logits");
+      if (readout === "last") {
+        const f = fastPath(tokens);
+        if (f !== null) {
+          f.plan.run(0);
+          advanced(tokens[0]);
+          const at = f.h.logits >>> 2;
+          return f.h.b.wasm.HEAPF32.slice(at, at + v);
+        }
+      }
+      const before = heap ? toStream(heap) : stream!;
+      const r = streams.inferStep(params, before, tokens, { readout });
+      try {
+        return r.logits.dataSync() as Float32Array;
+      } finally {
+        r.logits.dispose();
+        took(before, r.stream, tokens.length);
+      }
+    },
+    draw: (tokens, opts, uniform) => {
+      check(tokens, "draw");
+      if (!(uniform >= 0 && uniform < 1)) {
+        throw new RangeError(`decoder draw: the uniform ${uniform} is not in [0, 1)`);
+      }
+      if (!(opts.temperature >= 0) || !(Number.isInteger(opts.topK) && opts.topK >= 0)) {
+        throw new RangeError(
+          `decoder draw: temperature ${opts.temperature} must be ≥ 0 and topK ${opts.topK} an ` +
+            "integer ≥ 0",
+        );
+      }
+      const f = fastPath(tokens, { temperature: opts.temperature, topK: opts.topK });
+      if (f !== null) {
+        const id = f.plan.run(uniform);
+        advanced(tokens[0]);
+        return id;
+      }
+      const before = heap ? toStream(heap) : stream!;
+      const r = streams.drawStep(params, before, tokens, {
+        temperature: opts.temperature,
+        topK: opts.topK,
+        uniforms: Float32Array.of(uniform),
+      });
+      took(before, r.stream, tokens.length);
+      return r.tokens[0];
+    },
+    dispose: () => {
+      if (disposed) return;
+      disposed = true;
+      if (stream !== null) streams.disposeState(stream.state);
+      else streams.disposeState(carried);
+      if (heap) {
+        for (const p of heap.plans.values()) p?.free();
+        for (const r of heap.raw) heap.b.wasm._free(r);
+      }
+    },
+  };
+};
