@@ -105,6 +105,7 @@ export const PLAN: readonly PlanEntry[] = [
     ),
   },
   { file: "tests/stream_test.ts", what: "streaming equals segment-at-once" },
+  { file: "tests/decoder_test.ts", what: "the decode loop equals inferStep and drawStep" },
   {
     file: "experiments/tasks/language_model_test.ts",
     what: "training lowers the loss; resume after an interrupt",
