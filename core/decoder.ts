@@ -48,9 +48,10 @@ export interface Decoder {
   /**
    * Feed `tokens`; the logits after the last one ([V], `readout: "last"`,
    * the default) or after each ([n · V], `"all"`), a host array of the
-   * caller's.
+   * caller's — or, with `as`, their softmax or log-softmax over the
+   * vocabulary (tfjs's kernels, each row on its own).
    */
-  logits(tokens: Int32Array, readout?: "last" | "all"): Float32Array;
+  logits(tokens: Int32Array, readout?: "last" | "all", as?: LogitsAs): Float32Array;
   /**
    * Feed `tokens` and draw the next token from the last logits in the same
    * step (`drawStep`'s draw: temperature, top-k, one uniform in [0, 1)).
@@ -63,6 +64,21 @@ export interface Decoder {
   /** Free the decoder's tensors and buffers; it cannot be fed afterwards. */
   dispose(): void;
 }
+
+/** What {@linkcode Decoder}'s `logits` hands back: the logits, or their (log-)softmax. */
+export type LogitsAs = "logits" | "softmax" | "logSoftmax";
+
+/** `logits` [.., V] read to the host as `as` says. */
+const readAs = (logits: Tensor, as: LogitsAs): Float32Array => {
+  if (as === "logits") return logits.dataSync() as Float32Array;
+  // Not through tf.tidy: it would walk the returned array element by element, looking for tensors.
+  const p = as === "softmax" ? tf.softmax(logits) : tf.logSoftmax(logits);
+  try {
+    return p.dataSync() as Float32Array;
+  } finally {
+    p.dispose();
+  }
+};
 
 /** The open caches on the heap and the plans that extend them. */
 interface HeapForm {
@@ -230,7 +246,7 @@ export const decoderRunner = (
     get fed() {
       return fed;
     },
-    logits: (tokens, readout = "last") => {
+    logits: (tokens, readout = "last", as = "logits") => {
       check(tokens, "logits");
       if (readout === "last") {
         const f = fastPath(tokens);
@@ -238,13 +254,20 @@ export const decoderRunner = (
           f.plan.run(0);
           advanced(tokens[0]);
           const at = f.h.logits >>> 2;
-          return f.h.b.wasm.HEAPF32.slice(at, at + v);
+          const host = f.h.b.wasm.HEAPF32.slice(at, at + v);
+          if (as === "logits") return host;
+          const t = tf.tensor2d(host, [1, v]);
+          try {
+            return readAs(t, as);
+          } finally {
+            t.dispose();
+          }
         }
       }
       const before = heap ? toStream(heap) : stream!;
       const r = streams.inferStep(params, before, tokens, { readout });
       try {
-        return r.logits.dataSync() as Float32Array;
+        return readAs(r.logits, as);
       } finally {
         r.logits.dispose();
         took(before, r.stream, tokens.length);

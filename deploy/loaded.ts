@@ -11,7 +11,7 @@
  * @module
  */
 import type { Params, Program } from "../core/program.ts";
-import type { Decoder } from "../core/decoder.ts";
+import type { Decoder, LogitsAs } from "../core/decoder.ts";
 import { compile } from "../core/compile.ts";
 import { unflattenParams } from "../core/params.ts";
 import { tf } from "../ops/tf.ts";
@@ -105,14 +105,6 @@ export interface LoadedModel {
   dispose(): void;
 }
 
-/**
- * What `#step` reads back: the logits, or their softmax or log-softmax over
- * the vocabulary, computed on the backend by tfjs's kernel (one call for all
- * rows; a float64 loop of `Math.exp` over 10,000 words on the host cost
- * ~0.2 ms a row, as much as a third of an int8 token).
- */
-type Readback = "logits" | "softmax" | "logSoftmax";
-
 class Streamer implements TokenStream {
   #decoder: Decoder | null;
   #fed = 0;
@@ -147,15 +139,15 @@ class Streamer implements TokenStream {
     return ids;
   }
 
-  /** Advance by `ids`; the logits read out ([n, V] or [1, V]) as a host array, as `back` says. */
-  #step(ids: Int32Array, readout: "all" | "last", back: Readback): Float32Array {
-    const logits = this.#decoder!.logits(ids, readout);
-    if (back === "logits") return logits;
-    const v = this.program.spec.vocabSize;
-    return tf.tidy(() => {
-      const t = tf.tensor2d(logits, [logits.length / v, v]);
-      return (back === "softmax" ? tf.softmax(t) : tf.logSoftmax(t)).dataSync() as Float32Array;
-    });
+  /**
+   * Advance by `ids`; the logits read out ([n, V] or [1, V]) as a host array,
+   * or their softmax or log-softmax over the vocabulary, as `back` says —
+   * computed on the backend by tfjs's kernel (one call for all rows; a
+   * float64 loop of `Math.exp` over 10,000 words on the host cost ~0.2 ms a
+   * row, as much as a third of an int8 token).
+   */
+  #step(ids: Int32Array, readout: "all" | "last", back: LogitsAs): Float32Array {
+    return this.#decoder!.logits(ids, readout, back);
   }
 
   feed(tokens: ArrayLike<number>): Float32Array {
