@@ -157,7 +157,7 @@ export type {
   Stream,
   Tensor,
 } from "./core/program.ts";
-export type { Decoder } from "./core/decoder.ts";
+export type { Decoder, LogitsAs } from "./core/decoder.ts";
 export { printGraph } from "./spec/graph.ts";
 export { printKernelPlan, printStages } from "./core/print.ts";
 export type { Graph, Node } from "./spec/graph.ts";

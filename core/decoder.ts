@@ -18,7 +18,13 @@ import type { ModelSpec } from "../spec/types.ts";
 import { canStream, openShapes } from "../spec/stream.ts";
 import { tf } from "../ops/tf.ts";
 import { offsetOf, type WasmBackend } from "../ops/heap.ts";
-import { type CacheBuffer, type HeapStep, planHeapStep } from "../ops/fusion/decoder.ts";
+import {
+  type CacheBuffer,
+  type HeapStep,
+  planHeapStep,
+  type StateBuffer,
+} from "../ops/fusion/decoder.ts";
+import { stateShapes } from "../spec/stages.ts";
 import { flattenParams } from "./params.ts";
 import type { Executables } from "./pipeline.ts";
 import type { Params, Program, Stream, Tensor } from "./program.ts";
@@ -85,6 +91,8 @@ interface HeapForm {
   readonly b: WasmBackend;
   readonly raw: number[];
   readonly caches: Map<string, CacheBuffer & { readonly axis: number }>;
+  /** The carried state (`stateShapes` names), each its own buffer. */
+  readonly states: Map<string, StateBuffer & { readonly shape: readonly number[] }>;
   readonly ids: number;
   readonly logits: number;
   readonly plans: Map<string, HeapStep | null>;
@@ -111,15 +119,17 @@ export const decoderRunner = (
   let heap: HeapForm | null | undefined; // undefined: not tried yet; null: no plan here
   let disposed = false;
 
-  // The step plan covers a token inside a segment: positions 1 … S − 2 of a model with caches.
-  const plannable = canStream(spec) && spec.input?._tag !== "features" && sLen >= 3;
+  // Token models with a step graph; Transformer-XL's carried cache grows over the first segments
+  // (and its steps concatenate the layer inputs): its steps run as tensors.
+  const plannable = canStream(spec) && spec.input?._tag !== "features" && spec._tag !== "xl" &&
+    sLen >= 3;
 
   const makeHeap = (): HeapForm | null => {
     if (!plannable || tf.getBackend() !== "wasm") return null;
     const b = tf.backend() as unknown as WasmBackend;
     const cacheLen = cacheLenOf(spec, stream?.state ?? carried);
     const at = (start: number) => openShapes(spec, { batchSize: 1, start, cacheLen });
-    const [s1, s2, full] = [at(1), at(2), at(sLen - 1)];
+    const [s1, s2, last] = [at(1), at(2), at(sLen - 1)];
     const raw: number[] = [];
     const alloc = (bytes: number): number => {
       const r = b.wasm._malloc(bytes + 16) >>> 0;
@@ -133,10 +143,16 @@ export const decoderRunner = (
       if (axis < 1) continue; // fixed for the segment (CRT's slot): not a buffer of ours
       const outer = s.slice(1, axis).reduce((a, n) => a * n, 1);
       const inner = s.slice(axis + 1).reduce((a, n) => a * n, 1);
-      const cap = full[name][axis];
+      // Room for the step that closes the segment: its block and readout write one row more.
+      const cap = last[name][axis] + (s2[name][axis] - s[axis]);
       caches.set(name, { at: alloc(4 * outer * cap * inner), cap, outer, inner, axis });
     }
-    return { b, raw, caches, ids: alloc(4), logits: alloc(4 * v), plans: new Map() };
+    const states = new Map<string, StateBuffer & { shape: readonly number[] }>();
+    for (const [name, shape] of Object.entries(stateShapes(spec, 1, cacheLen))) {
+      const floats = shape.reduce((a, n) => a * n, 1);
+      states.set(name, { at: alloc(4 * floats), floats, shape });
+    }
+    return { b, raw, caches, states, ids: alloc(4), logits: alloc(4 * v), plans: new Map() };
   };
 
   const planFor = (h: HeapForm, draw?: { temperature: number; topK: number }) => {
@@ -157,14 +173,20 @@ export const decoderRunner = (
     return plan;
   };
 
-  /** Move the open caches from tensors onto the heap (the stream is mid-segment). */
+  /** Move the carried state and the open caches from tensors onto the heap. */
   const toHeap = (h: HeapForm): void => {
     const s = stream!;
     const heapF = h.b.wasm.HEAPF32;
     carried = {};
     for (const [name, t] of Object.entries(s.state)) {
       if (!name.startsWith("open:")) {
-        carried[name] = t;
+        const st = h.states.get(name);
+        if (st === undefined || t.size !== st.floats) carried[name] = t;
+        else {
+          const src = offsetOf(h.b, t) >>> 2;
+          heapF.copyWithin(st.at >>> 2, src, src + st.floats);
+          t.dispose();
+        }
         continue;
       }
       const c = h.caches.get(name.slice(5));
@@ -192,8 +214,14 @@ export const decoderRunner = (
       cacheLen: cacheLenOf(spec, carried),
     });
     const heapF = h.b.wasm.HEAPF32;
+    for (const [name, st] of h.states) {
+      const data = heapF.slice(st.at >>> 2, (st.at >>> 2) + st.floats);
+      state[name] = tf.tensor(data, st.shape as number[], "float32");
+    }
     for (const [name, c] of h.caches) {
-      const shape = shapes[name], rows = shape[c.axis];
+      const shape = shapes[name];
+      if (shape === undefined) continue; // no open segment
+      const rows = shape[c.axis];
       const data = new Float32Array(c.outer * rows * c.inner);
       for (let o = 0; o < c.outer; o++) {
         const from = (c.at >>> 2) + o * c.cap * c.inner;
@@ -215,7 +243,7 @@ export const decoderRunner = (
     tokens: Int32Array,
     draw?: { temperature: number; topK: number },
   ): { h: HeapForm; plan: HeapStep } | null => {
-    if (tokens.length !== 1 || t0 < 1 || t0 + 1 >= sLen) return null;
+    if (tokens.length !== 1) return null;
     const id = tokens[0];
     if (!(id >= 0 && id < v)) return null; // inferStep names the bad id
     if (heap === undefined) heap = makeHeap();
@@ -227,9 +255,10 @@ export const decoderRunner = (
     return { h: heap, plan };
   };
 
-  /** After a planned step: one more token open. */
+  /** After a planned step: one more token open, or the segment closed. */
   const advanced = (id: number): void => {
     openIds[t0++] = id;
+    if (t0 === sLen) t0 = 0;
     fed++;
   };
 

@@ -95,24 +95,41 @@ for (const tier of tiers) {
   });
 }
 
-Deno.test("openDecoder: a token inside a segment makes no tensor and calls one kernel per region", () => {
+Deno.test("openDecoder: single tokens make no tensor, a segment's ends included; one kernel per region", () => {
   const p = compiled(longCrt);
   const params = p.init(1);
   const dec = p.openDecoder(params);
-  const ids = randomTokens(3 * longCrt.segmentLen, longCrt.vocabSize, 2);
-  for (let i = 0; i < longCrt.segmentLen + 2; i++) dec.logits(ids.subarray(i, i + 1));
-  const calls: string[] = [];
-  const observe = (k: string) => calls.push(k);
+  const s = longCrt.segmentLen;
+  const ids = randomTokens(4 * s, longCrt.vocabSize, 2);
+  for (let i = 0; i < s + 2; i++) dec.logits(ids.subarray(i, i + 1)); // plans made, state on the heap
+  const calls: string[][] = [];
+  const observe = (k: string) => calls[calls.length - 1].push(k);
   directCallObservers.add(observe);
   const { numTensors, numBytes } = tf.memory();
-  const mid = longCrt.segmentLen + 2;
-  const logits = dec.logits(ids.subarray(mid, mid + 1));
+  for (let i = s + 2; i < 3 * s + 2; i++) {
+    calls.push([]);
+    assert.equal(dec.logits(ids.subarray(i, i + 1)).length, longCrt.vocabSize);
+  }
   directCallObservers.delete(observe);
-  assert.equal(logits.length, longCrt.vocabSize);
   if (tf.getBackend() === "wasm") {
     assert.equal(tf.memory().numTensors, numTensors);
     assert.equal(tf.memory().numBytes, numBytes);
-    assert.deepEqual(calls, ["CrtEmbed", "CrtDecodeBlock", "CrtLmHead"]); // one layer
+    assert.deepEqual(calls[0], ["CrtEmbed", "CrtDecodeBlock", "CrtLmHead"]); // one layer, mid-segment
+    // The token that closes a segment (position S − 1) and the one that opens the next.
+    assert.deepEqual(calls[s - 3], [
+      "CrtEmbed",
+      "CrtDecodeBlock",
+      "CrtLmHead",
+      "Mean",
+      "CrtRecurrent",
+    ]);
+    assert.deepEqual(calls[s - 2], [
+      "CrtEmbed",
+      "CrtLinear",
+      "Concat",
+      "CrtDecodeBlock",
+      "CrtLmHead",
+    ]);
   }
   dec.dispose();
 });

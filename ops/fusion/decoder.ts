@@ -26,6 +26,8 @@ import { directCallObservers } from "../lower.ts";
 import { blockOnHeap, blockParamsOnHeap, blockWorkBytes, DECODE_BLOCK } from "./decode.ts";
 import { EMBED, embedOnHeap, embedTables, headOnHeap, headWorkBytes, LM_HEAD } from "./stream.ts";
 import { heapWeight } from "./weights.ts";
+import { LINEAR, linearOnHeap } from "./linear.ts";
+import { RECURRENT, recurrentOnHeap, recurrentParamsOnHeap } from "./recurrent.ts";
 
 /**
  * An open-segment cache a decode loop holds on the heap: `outer` blocks of
@@ -59,12 +61,20 @@ type Value =
   | { readonly tag: "heap"; readonly at: number; readonly cache?: string }
   | { readonly tag: "drawn" };
 
+/** A carried state `state:NAME` a decode loop holds on the heap: `floats` floats at `at`. */
+export interface StateBuffer {
+  readonly at: number;
+  readonly floats: number;
+}
+
 /**
  * Plan `graph` (one streaming step at batch 1 on the wasm backend `b`) onto
  * heap buffers: parameters from `fixed`, the token id at `ids` (int32), the
- * open caches `open:NAME` in `caches` (extended in place), the logits into
- * `logits` ([V] floats). Null when the graph has a node or an output the
- * plan does not cover.
+ * open caches `open:NAME` in `caches` (extended in place, or written from
+ * their first row at a segment's start), the carried state `state:NAME` in
+ * `states` (the new state copied back into them when the step closes the
+ * segment), the logits into `logits` ([V] floats). Null when the graph has
+ * a node or an output the plan does not cover.
  */
 export const planHeapStep = (
   b: WasmBackend,
@@ -74,6 +84,7 @@ export const planHeapStep = (
     readonly ids: number;
     readonly logits: number;
     readonly caches: ReadonlyMap<string, CacheBuffer>;
+    readonly states: ReadonlyMap<string, StateBuffer>;
   },
 ): HeapStep | null => {
   const owned: number[] = [];
@@ -96,6 +107,20 @@ export const planHeapStep = (
     const v = values[id];
     return v?.tag === "heap" ? v.at : undefined;
   };
+  // Where the open caches the step gives back are written: output i of node n → cache name.
+  const dests = new Map<string, string>();
+  for (const [name, id] of Object.entries(graph.outputs)) {
+    if (!name.startsWith("open:") || !bufs.caches.has(name.slice(5))) continue;
+    const op = graph.nodes[id].op;
+    dests.set(
+      op._tag === "part" ? `${graph.nodes[id].inputs[0]}:${op.index}` : `${id}:0`,
+      name.slice(5),
+    );
+  }
+  const dest = (id: number, index: number) => {
+    const name = dests.get(`${id}:${index}`);
+    return name === undefined ? undefined : { name, ...bufs.caches.get(name)! };
+  };
   for (const node of graph.nodes) {
     const op = node.op;
     if (op._tag === "input") {
@@ -105,6 +130,8 @@ export const planHeapStep = (
       else if (name.startsWith("open:") && bufs.caches.has(name.slice(5))) {
         const c = bufs.caches.get(name.slice(5))!;
         values[node.id] = { tag: "heap", at: c.at, cache: name.slice(5) };
+      } else if (name.startsWith("state:") && bufs.states.has(name.slice(6))) {
+        values[node.id] = { tag: "heap", at: bufs.states.get(name.slice(6))!.at };
       }
       // Any other feed (the carried state, the uniforms) has no value here: a call reading one
       // has no plan.
@@ -116,18 +143,35 @@ export const planHeapStep = (
       values[node.id] = v;
       continue;
     }
+    if (op._tag === "reshape" || (op._tag === "concat" && node.inputs.length === 1)) {
+      const v = values[node.inputs[0]];
+      if (v?.tag !== "heap") return fail();
+      values[node.id] = { tag: "heap", at: v.at }; // a view: the same floats
+      continue;
+    }
+    if (op._tag === "concat" || op._tag === "mean") {
+      const planned = op._tag === "concat"
+        ? planConcat(b, graph, node.id, op.axis, values, alloc)
+        : planMean(b, graph, node.id, op.axis, values, alloc);
+      if (planned === null) return fail();
+      values[node.id] = { tag: "heap", at: planned.at };
+      calls.push(planned.call);
+      kernels.push(op._tag === "concat" ? "Concat" : "Mean");
+      continue;
+    }
     if (op._tag !== "fused") return fail();
     const k = fusedKernel(op.kind, "wasm");
     const binding = k === undefined ? undefined : inferenceBindingOf(k, op);
     if (binding === undefined) return fail();
     const ins: Record<string, number> = {};
     binding.inputs.forEach((n, i) => n !== null && (ins[n] = node.inputs[i]));
-    const planned = planCall(b, graph, node.shape, binding, ins, {
+    const planned = planCall(b, graph, node.id, binding, ins, {
       values,
       heapAt,
       alloc,
       logits: bufs.logits,
       caches: bufs.caches,
+      dest,
     });
     if (planned === null) return fail();
     outs[node.id] = planned.outs;
@@ -136,7 +180,8 @@ export const planHeapStep = (
     kernels.push(binding.kernel);
     if (planned.outs.some((o) => o.tag === "drawn")) drawn = true;
   }
-  // Every output must be what the plan writes: the logits (or the drawn id), or a cache in place.
+  // Every output must be what the plan writes: the logits (or the drawn id), a cache in place,
+  // or a new carried state, copied into its buffer once every call has read the old one.
   for (const [name, id] of Object.entries(graph.outputs)) {
     const v = values[id];
     if (name === "logits" && v?.tag === "heap" && v.at === bufs.logits) continue;
@@ -144,6 +189,13 @@ export const planHeapStep = (
     if (name.startsWith("open:") && v?.tag === "heap" && v.cache === name.slice(5)) {
       const c = bufs.caches.get(v.cache)!;
       if (c.at === v.at) continue;
+    }
+    const state = name.startsWith("state:") ? bufs.states.get(name.slice(6)) : undefined;
+    const floats = graph.nodes[id].shape.reduce((a, n) => a * n, 1);
+    if (state !== undefined && v?.tag === "heap" && state.floats === floats) {
+      const from = v.at >>> 2, to = state.at >>> 2;
+      calls.push(() => (b.wasm.HEAPF32.copyWithin(to, from, from + floats), -1));
+      continue;
     }
     return fail();
   }
@@ -170,17 +222,96 @@ interface PlanCtx {
   readonly alloc: (bytes: number) => number;
   readonly logits: number;
   readonly caches: ReadonlyMap<string, CacheBuffer>;
+  /** The cache output `index` of node `id` is written to, if it is one the step gives back. */
+  readonly dest: (id: number, index: number) => (CacheBuffer & { name: string }) | undefined;
 }
+
+/** The node's floats: its shape's size. */
+const floatsOf = (graph: Graph, id: number): number =>
+  graph.nodes[id].shape.reduce((a, n) => a * n, 1);
+
+/**
+ * A concatenation at batch 1 whose axis has only size-1 axes before it: its
+ * inputs' floats one after another, copied into a buffer of its own.
+ */
+const planConcat = (
+  b: WasmBackend,
+  graph: Graph,
+  id: number,
+  axis: number,
+  values: readonly (Value | undefined)[],
+  alloc: (bytes: number) => number,
+): { at: number; call: () => number } | null => {
+  const node = graph.nodes[id];
+  const a = axis < 0 ? axis + node.shape.length : axis;
+  if (node.shape.slice(0, a).some((n) => n !== 1)) return null;
+  const moves: [number, number, number][] = []; // from, to, floats
+  const at = alloc(4 * floatsOf(graph, id));
+  let to = at >>> 2;
+  for (const i of node.inputs) {
+    const v = values[i];
+    if (v?.tag !== "heap") return null;
+    moves.push([v.at >>> 2, to, floatsOf(graph, i)]);
+    to += floatsOf(graph, i);
+  }
+  return {
+    at,
+    call: () => {
+      const h = b.wasm.HEAPF32;
+      for (const [f, t, n] of moves) h.copyWithin(t, f, f + n);
+      return -1;
+    },
+  };
+};
+
+/**
+ * A mean over one axis, as tfjs's wasm `Mean` computes it: per output, the
+ * float32 sum of its values in order, divided by their count (float32
+ * arithmetic through `Math.fround`: exact for one operation on two floats).
+ */
+const planMean = (
+  b: WasmBackend,
+  graph: Graph,
+  id: number,
+  axis: number,
+  values: readonly (Value | undefined)[],
+  alloc: (bytes: number) => number,
+): { at: number; call: () => number } | null => {
+  const x = graph.nodes[graph.nodes[id].inputs[0]];
+  const v = values[x.id];
+  if (v?.tag !== "heap") return null;
+  const a = axis < 0 ? axis + x.shape.length : axis;
+  const outer = x.shape.slice(0, a).reduce((p, n) => p * n, 1);
+  const r = x.shape[a], inner = x.shape.slice(a + 1).reduce((p, n) => p * n, 1);
+  const at = alloc(4 * outer * inner);
+  const src = v.at >>> 2, dst = at >>> 2;
+  const fr = Math.fround;
+  return {
+    at,
+    call: () => {
+      const h = b.wasm.HEAPF32;
+      for (let o = 0; o < outer; o++) {
+        for (let j = 0; j < inner; j++) {
+          let sum = 0;
+          for (let i = 0; i < r; i++) sum = fr(sum + h[src + (o * r + i) * inner + j]);
+          h[dst + o * inner + j] = fr(sum / r);
+        }
+      }
+      return -1;
+    },
+  };
+};
 
 /** One region's call on fixed offsets, and its outputs; null for a region the plan cannot run. */
 const planCall = (
   b: WasmBackend,
   graph: Graph,
-  shape: readonly number[],
+  id: number,
   binding: KernelBinding,
   ins: Readonly<Record<string, number>>,
   ctx: PlanCtx,
 ): { outs: readonly Value[]; call: (uniform: number) => number } | null => {
+  const shape = graph.nodes[id].shape;
   const tensors = (names: readonly string[]): Record<string, tf.TensorInfo> | null => {
     const t: Record<string, tf.TensorInfo> = {};
     for (const n of names) {
@@ -191,30 +322,93 @@ const planCall = (
     return t;
   };
   const attrs = binding.attrs;
+  if (shape[0] !== 1) return null;
   switch (binding.kernel) {
     case EMBED: {
       const t = tensors(["table", "pos"]);
       const ids = ctx.heapAt(ins.ids);
-      if (t === null || ids === undefined || shape[0] !== 1) return null;
+      if (t === null || ids === undefined) return null;
       const n = shape[1], d = shape[2];
       const out = ctx.alloc(4 * n * d);
       const tables = embedTables(b, { table: t.table, pos: t.pos }, attrs);
       const c = { ...tables, ids, nb: 1, n, d, start: attrs.start as number, out };
       return { outs: [{ tag: "heap", at: out }], call: () => (embedOnHeap(b, c), -1) };
     }
+    case LINEAR: {
+      const x = ctx.heapAt(ins.x);
+      const t = tensors(["w", ...(ins.bias === undefined ? [] : ["bias"])]);
+      const residual = ins.residual === undefined ? 0 : ctx.heapAt(ins.residual);
+      if (x === undefined || t === null || residual === undefined || shape.length !== 2) {
+        return null;
+      }
+      const [m, n] = shape, k = graph.nodes[ins.x].shape[1];
+      const transposeW = attrs.transposeW === true;
+      const w = t.w.dtype === "float32"
+        ? { kind: "f32" as const, at: offsetOf(b, t.w), k, n }
+        : heapWeight(b, t.w, k, n);
+      const out = ctx.alloc(4 * m * n);
+      const bias = t.bias === undefined ? 0 : offsetOf(b, t.bias);
+      const c = { x, m, w, transposeW, bias, residual, relu: attrs.relu === true, out };
+      return { outs: [{ tag: "heap", at: out }], call: () => (linearOnHeap(b, c), -1) };
+    }
+    case RECURRENT: {
+      const x = ctx.heapAt(ins.x), h = ctx.heapAt(ins.h);
+      const names = binding.inputs.filter((n): n is string => n !== null && n !== "x" && n !== "h");
+      const params = tensors(names);
+      if (x === undefined || h === undefined || params === null || shape.length !== 2) return null;
+      const din = graph.nodes[ins.x].shape[1], m = shape[1];
+      const [out, hc, saved, gx, hr, hz] = [m, m, 3 * m, 3 * m, m, m].map((n) => ctx.alloc(4 * n));
+      const c = {
+        x,
+        h,
+        nb: 1,
+        ...recurrentParamsOnHeap(b, params, din, m),
+        out,
+        hc,
+        saved,
+        gx,
+        hr,
+        hz,
+      };
+      return {
+        outs: [{ tag: "heap", at: out }, { tag: "heap", at: hc }, { tag: "heap", at: saved }],
+        call: () => (recurrentOnHeap(b, c), -1),
+      };
+    }
     case DECODE_BLOCK: {
       const x = ctx.heapAt(ins.x);
-      const kv = [ctx.values[ins.kc], ctx.values[ins.vc]];
-      if (x === undefined || shape[0] !== 1 || binding.keep !== 3) return null;
-      if (!kv.every((v) => v?.tag === "heap" && v.cache !== undefined)) return null;
-      const [kc, vc] = kv as Extract<Value, { tag: "heap" }>[];
-      const bufK = ctx.caches.get(kc.cache!)!, bufV = ctx.caches.get(vc.cache!)!;
-      const p = graph.nodes[ins.kc].shape[2], r = shape[1], d = shape[2];
+      if (x === undefined) return null;
+      const r = shape[1], d = shape[2];
+      let p = 0, k: CacheBuffer & { name?: string }, v: CacheBuffer & { name?: string };
+      let kv: readonly [Value, Value];
+      if (ins.kc !== undefined) {
+        // Cached rows: the caches extended in place (and given back there, if at all).
+        const c = [ctx.values[ins.kc], ctx.values[ins.vc]];
+        if (!c.every((u) => u?.tag === "heap" && u.cache !== undefined)) return null;
+        const [kc, vc] = c as Extract<Value, { tag: "heap" }>[];
+        k = ctx.caches.get(kc.cache!)!, v = ctx.caches.get(vc.cache!)!;
+        for (const [i, name] of [[1, kc.cache], [2, vc.cache]] as const) {
+          const to = ctx.dest(id, i);
+          if (to !== undefined && to.name !== name) return null;
+        }
+        p = graph.nodes[ins.kc].shape[2];
+        kv = [kc, vc];
+      } else {
+        // The segment's first rows: the caches written from their first row.
+        const dk = ctx.dest(id, 1), dv = ctx.dest(id, 2);
+        if (dk === undefined || dv === undefined) return null;
+        k = dk, v = dv;
+        kv = [{ tag: "heap", at: dk.at, cache: dk.name }, {
+          tag: "heap",
+          at: dv.at,
+          cache: dv.name,
+        }];
+      }
       const names = binding.inputs.filter((n): n is string =>
         n !== null && !["x", "kc", "vc"].includes(n)
       );
       const params = tensors(names);
-      if (params === null || bufK.cap !== bufV.cap || p + r > bufK.cap) return null;
+      if (params === null || k.cap !== v.cap || p + r > k.cap) return null;
       const heap = blockParamsOnHeap(b, params);
       const xo = ctx.alloc(4 * r * d);
       const work = ctx.alloc(blockWorkBytes(r, p, d, heap.w.w1.n));
@@ -224,46 +418,53 @@ const planCall = (
         p,
         heads: attrs.heads as number,
         eps: attrs.eps as number,
-        kc: kc.at,
-        vc: vc.at,
-        ps: bufK.cap,
-        ko: kc.at,
-        vo: vc.at,
-        ts: bufK.cap,
+        kc: p === 0 ? 0 : k.at,
+        vc: p === 0 ? 0 : v.at,
+        ps: k.cap,
+        ko: k.at,
+        vo: v.at,
+        ts: k.cap,
         xo,
         ...heap,
         work,
       };
-      return {
-        outs: [{ tag: "heap", at: xo }, kc, vc],
-        call: () => (blockOnHeap(b, c), -1),
-      };
+      return { outs: [{ tag: "heap", at: xo }, ...kv], call: () => (blockOnHeap(b, c), -1) };
     }
     case LM_HEAD: {
       const x = ctx.heapAt(ins.x);
       const t = tensors(["g", "b", "w", "hb"]);
-      if (x === undefined || t === null || shape.length === 0) return null;
+      if (x === undefined || t === null) return null;
       const xs = graph.nodes[ins.x].shape;
-      if (xs[0] !== 1) return null;
       const rows = attrs.rows as "all" | "last" | "none";
-      const draw = attrs.draw === true, keep = attrs.keep === true;
+      const draw = attrs.draw === true, keep = attrs.keep === true, slot = attrs.slot === true;
       if (rows !== "last") return null;
-      const d = xs[2], v = attrs.vocab as number;
+      const d = xs[2], v = attrs.vocab as number, n = xs[1] - (slot ? 1 : 0);
       const outs: Value[] = [draw ? { tag: "drawn" } : { tag: "heap", at: ctx.logits }];
       let keepArgs: { prev: number; t0: number; kept: number } | undefined;
       if (keep) {
-        const prev = ctx.values[ins.prev];
-        if (prev?.tag !== "heap" || prev.cache === undefined) return null;
-        const t0 = graph.nodes[ins.prev].shape[1];
-        if (t0 + xs[1] > ctx.caches.get(prev.cache)!.cap) return null;
-        keepArgs = { prev: prev.at, t0, kept: prev.at };
-        outs.push(prev);
+        let kept: Extract<Value, { tag: "heap" }>, t0 = 0;
+        if (ins.prev !== undefined) {
+          // The rows so far, extended in place.
+          const prev = ctx.values[ins.prev];
+          if (prev?.tag !== "heap" || prev.cache === undefined) return null;
+          const to = ctx.dest(id, outs.length);
+          if (to !== undefined && to.name !== prev.cache) return null;
+          t0 = graph.nodes[ins.prev].shape[1];
+          kept = prev;
+        } else {
+          const to = ctx.dest(id, outs.length);
+          if (to === undefined) return null;
+          kept = { tag: "heap", at: to.at, cache: to.name };
+        }
+        if (t0 + n > ctx.caches.get(kept.cache!)!.cap) return null;
+        keepArgs = { prev: kept.at, t0, kept: kept.at };
+        outs.push(kept);
       } else if (ins.prev !== undefined) return null;
       const base = {
         x,
         nb: 1,
         r: xs[1],
-        slot: attrs.slot === true,
+        slot,
         rows,
         eps: attrs.eps as number,
         g: offsetOf(b, t.g),

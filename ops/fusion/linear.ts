@@ -18,7 +18,7 @@ import { dropoutMask } from "../dropout.ts";
 import { installedMatmul } from "../matmul.ts";
 import { type KernelArgs, offsetOf, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
-import { gemmOnHeap, matvec } from "./products.ts";
+import { gemmOnHeap, type HeapWeight, matvec } from "./products.ts";
 import { heapWeight } from "./weights.ts";
 
 /** Kernel name of the forward pass. */
@@ -29,6 +29,48 @@ export const RELU_GRAD = "CrtReluGrad";
 /** Rows up to which a product goes row by row through matrix-vector products. */
 const MATVEC_ROWS = 2;
 
+/**
+ * y = x·W (+ bias) (+ residual), then ReLU, on the heap (byte offsets): x
+ * [m, k] into out [m, n]; W [k, n] as a {@linkcode HeapWeight} (a float32
+ * one may be stored [n, k], `transposeW`); `bias` [n] and `residual` [m, n]
+ * are 0 when absent. Rows up to {@linkcode MATVEC_ROWS} go through
+ * matrix-vector products, as every row of a q8 weight does.
+ */
+export interface LinearOnHeap {
+  readonly x: number;
+  readonly m: number;
+  readonly w: HeapWeight;
+  readonly transposeW: boolean;
+  readonly bias: number;
+  readonly residual: number;
+  readonly relu: boolean;
+  readonly out: number;
+}
+
+/** Run a linear step on the heap (see {@linkcode LinearOnHeap}); no ReLU with `relu` false. */
+export const linearOnHeap = (b: WasmBackend, c: LinearOnHeap): void => {
+  const { m, w } = c;
+  const kx = blocks.on(b);
+  const prefilled = c.bias !== 0 || c.residual !== 0;
+  if (prefilled) kx.bias_rows(c.out, c.bias, c.residual, m, w.n);
+  if (w.kind === "q8" || (m <= MATVEC_ROWS && !c.transposeW && w.n % 4 === 0)) {
+    matvec(b, w, { x: c.x, y: c.out, rows: m, accumulate: prefilled });
+  } else {
+    gemmOnHeap(b, {
+      m,
+      n: w.n,
+      k: w.k,
+      a: c.x,
+      transposeA: false,
+      b: w.at,
+      transposeB: c.transposeW,
+      c: c.out,
+      accumulate: prefilled,
+    });
+  }
+  if (c.relu) kx.relu_inplace(c.out, m * w.n);
+};
+
 const linearWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const b = backend as WasmBackend;
   const { x, w, bias, residual, mask } = inputs as Record<string, tf.TensorInfo | undefined>;
@@ -36,35 +78,20 @@ const linearWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   const [m, k] = x!.shape;
   const n = attrs!.n as number;
   const out = b.makeOutput([m, n], "float32");
-  const kx = blocks.on(b);
   const at = (t: tf.TensorInfo | undefined) => (t === undefined ? 0 : offsetOf(b, t));
-  // With dropout the residual comes after the mask: only the bias is prefilled then.
-  const early = mask === undefined ? residual : undefined;
-  const prefilled = bias !== undefined || early !== undefined;
-  if (prefilled) kx.bias_rows(at(out), at(bias), at(early), m, n);
-  const q8 = w!.dtype === "int32"; // a q8 weight: every row through the int8 matrix-vector kernel
-  if (q8 || (m <= MATVEC_ROWS && !transposeW && n % 4 === 0)) {
-    matvec(b, heapWeight(b, w!, k, n), {
-      x: at(x),
-      y: at(out),
-      rows: m,
-      accumulate: prefilled,
-    });
-  } else {
-    gemmOnHeap(b, {
-      m,
-      n,
-      k,
-      a: at(x),
-      transposeA: false,
-      b: at(w),
-      transposeB: transposeW,
-      c: at(out),
-      accumulate: prefilled,
-    });
-  }
-  if (relu) kx.relu_inplace(at(out), m * n);
-  if (mask !== undefined) kx.mask_add(at(out), at(mask), at(residual), m * n);
+  // With dropout the residual comes after the mask (and the ReLU before it): only the bias is
+  // prefilled then.
+  linearOnHeap(b, {
+    x: at(x),
+    m,
+    w: w!.dtype === "int32" ? heapWeight(b, w!, k, n) : { kind: "f32", at: at(w), k, n },
+    transposeW,
+    bias: at(bias),
+    residual: mask === undefined ? at(residual) : 0,
+    relu,
+    out: at(out),
+  });
+  if (mask !== undefined) blocks.on(b).mask_add(at(out), at(mask), at(residual), m * n);
   return out;
 };
 

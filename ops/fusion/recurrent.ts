@@ -13,7 +13,7 @@ import { bodyInputs, type FusedKernel, type FusedRegion } from "../fusion.ts";
 import { installedMatmul } from "../matmul.ts";
 import { type KernelArgs, offsetOf, type WasmBackend } from "../heap.ts";
 import { blocks } from "./blocks.ts";
-import { gemmOnHeap, matvec } from "./products.ts";
+import { gemmOnHeap, type HeapWeight, matvec } from "./products.ts";
 import { heapWeight } from "./weights.ts";
 
 /** Kernel name of the forward pass: h', h·Uc, the saved gates. */
@@ -21,39 +21,98 @@ export const RECURRENT = "CrtRecurrent";
 /** Kernel name of the gates' backward pass: dgx, dhc, z ⊙ dh', dmodBias. */
 export const RECURRENT_GRAD = "CrtRecurrentGrad";
 
+/**
+ * The GRU / NC-GRU cell step on the heap (byte offsets): x [nb, din] and
+ * h [nb, m] → out [nb, m], with h·Uc into `hc` [nb, m] and the gates into
+ * `saved` [3, nb, m] (what the backward pass reads); `gx` [nb, 3m], `hr`
+ * and `hz` [nb, m] are scratch. `bx` and `mb` (NC-GRU's modReLU bias, 0 when
+ * absent) are offsets, the weights {@linkcode HeapWeight}s.
+ */
+export interface RecurrentOnHeap {
+  readonly x: number;
+  readonly h: number;
+  readonly nb: number;
+  readonly wx: HeapWeight;
+  readonly bx: number;
+  readonly ur: HeapWeight;
+  readonly uz: HeapWeight;
+  readonly uc: HeapWeight;
+  readonly mb: number;
+  readonly out: number;
+  readonly hc: number;
+  readonly saved: number;
+  readonly gx: number;
+  readonly hr: number;
+  readonly hz: number;
+}
+
+/** Run the cell step on the heap (see {@linkcode RecurrentOnHeap}). */
+export const recurrentOnHeap = (b: WasmBackend, c: RecurrentOnHeap): void => {
+  const k = blocks.on(b);
+  const m = c.ur.n, nb = c.nb;
+  const product = (a: number, w: HeapWeight, y: number, acc: boolean) =>
+    w.kind === "q8" // a q8 weight (inference): a matrix-vector product per row
+      ? matvec(b, w, { x: a, y, rows: nb, accumulate: acc })
+      : gemmOnHeap(b, {
+        m: nb,
+        n: w.n,
+        k: w.k,
+        a,
+        transposeA: false,
+        b: w.at,
+        transposeB: false,
+        c: y,
+        accumulate: acc,
+      });
+  k.bias_rows(c.gx, c.bx, 0, nb, 3 * m);
+  product(c.x, c.wx, c.gx, true);
+  product(c.h, c.ur, c.hr, false);
+  product(c.h, c.uz, c.hz, false);
+  product(c.h, c.uc, c.hc, false);
+  k.gru_gates(c.gx, c.hr, c.hz, c.hc, c.h, c.mb, nb, m, c.out, c.saved);
+};
+
+/** The cell's weights and biases of its tfjs inputs, on the heap (x's width din, h's m). */
+export const recurrentParamsOnHeap = (
+  b: WasmBackend,
+  t: Readonly<Record<string, tf.TensorInfo | undefined>>,
+  din: number,
+  m: number,
+): Pick<RecurrentOnHeap, "wx" | "bx" | "ur" | "uz" | "uc" | "mb"> => {
+  return {
+    wx: heapWeight(b, t.wx!, din, 3 * m),
+    bx: offsetOf(b, t.bx!),
+    ur: heapWeight(b, t.ur!, m, m),
+    uz: heapWeight(b, t.uz!, m, m),
+    uc: heapWeight(b, t.uc!, m, m),
+    mb: t.mb === undefined ? 0 : offsetOf(b, t.mb),
+  };
+};
+
 const forwardWasm = ({ inputs, backend }: KernelArgs): tf.TensorInfo[] => {
   const b = backend as WasmBackend;
-  const { x, h, wx, bx, ur, uz, uc, mb } = inputs as Record<string, tf.TensorInfo | undefined>;
-  const [nb, din] = x!.shape;
-  const m = h!.shape[1];
+  const t = inputs as Record<string, tf.TensorInfo | undefined>;
+  const [nb] = t.x!.shape;
+  const m = t.h!.shape[1];
   const gx = b.makeOutput([nb, 3 * m], "float32");
   const hr = b.makeOutput([nb, m], "float32"), hz = b.makeOutput([nb, m], "float32");
   const hc = b.makeOutput([nb, m], "float32");
   const out = b.makeOutput([nb, m], "float32");
   const saved = b.makeOutput([3, nb, m], "float32");
-  const at = (t: tf.TensorInfo | undefined) => (t === undefined ? 0 : offsetOf(b, t));
-  const k = blocks.on(b);
-  k.bias_rows(at(gx), at(bx), 0, nb, 3 * m);
-  const product = (a: number, w: tf.TensorInfo, c: number, kk: number, n: number, acc: boolean) =>
-    w.dtype === "int32" // a q8 weight (inference): a matrix-vector product per row
-      ? matvec(b, heapWeight(b, w, kk, n), { x: a, y: c, rows: nb, accumulate: acc })
-      : gemmOnHeap(b, {
-        m: nb,
-        n,
-        k: kk,
-        a,
-        transposeA: false,
-        b: at(w),
-        transposeB: false,
-        c,
-        accumulate: acc,
-      });
-  product(at(x), wx!, at(gx), din, 3 * m, true);
-  product(at(h), ur!, at(hr), m, m, false);
-  product(at(h), uz!, at(hz), m, m, false);
-  product(at(h), uc!, at(hc), m, m, false);
-  k.gru_gates(at(gx), at(hr), at(hz), at(hc), at(h), at(mb), nb, m, at(out), at(saved));
-  for (const t of [gx, hr, hz]) b.disposeData(t.dataId);
+  const at = (u: tf.TensorInfo) => offsetOf(b, u);
+  recurrentOnHeap(b, {
+    x: at(t.x!),
+    h: at(t.h!),
+    nb,
+    ...recurrentParamsOnHeap(b, t, t.x!.shape[1], m),
+    out: at(out),
+    hc: at(hc),
+    saved: at(saved),
+    gx: at(gx),
+    hr: at(hr),
+    hz: at(hz),
+  });
+  for (const u of [gx, hr, hz]) b.disposeData(u.dataId);
   return [out, hc, saved];
 };
 
