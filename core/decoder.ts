@@ -4,11 +4,12 @@
  * `Program.inferStep` takes a stream and gives a new one (tensors in,
  * tensors out, so any stream can be fed twice), a decoder keeps the open
  * segment's caches in buffers with room for the whole segment and extends
- * them in place: on the wasm backend a token in the middle of a segment
- * runs the step planned once onto those buffers (ops/fusion/decoder.ts),
- * with no tensor made or freed. Every other step — a segment's first and
- * last token, several tokens at once, every row read out, a model or
- * backend the plan does not cover — runs through `inferStep` / `drawStep`
+ * them in place, and its carried state beside them: on the wasm backend a
+ * single token, wherever it falls in the segment, runs the step planned
+ * once for its position onto those buffers (ops/fusion/decoder.ts), with
+ * no tensor made or freed. Every other step — several tokens at once,
+ * every row read out, a model or backend the plan does not cover (e.g.
+ * Transformer-XL) — runs through `inferStep` / `drawStep`
  * on the same state, so the values are theirs, bit for bit, whichever path
  * a token takes.
  *

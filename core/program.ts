@@ -505,9 +505,10 @@ export interface Program {
   /**
    * A decode loop over `params`: one stream (batch 1) that owns its state
    * and is fed a token at a time (core/decoder.ts). Its logits and draws are
-   * `inferStep`'s and `drawStep`'s, bit for bit; on the wasm backend a token
-   * inside a segment runs a step planned once onto the decoder's own
-   * buffers, without making a tensor. `params` must outlive it.
+   * `inferStep`'s and `drawStep`'s, bit for bit; on the wasm backend a
+   * single token runs a step planned once for its position onto the
+   * decoder's own buffers, without making a tensor. `params` must outlive
+   * it.
    */
   openDecoder(params: Params): Decoder;
   /** Dispose a state or stream's tensors. */

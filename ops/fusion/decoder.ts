@@ -1,20 +1,23 @@
 /**
  * A streaming step planned onto buffers a decode loop owns: the step graph
- * of one token in the middle of a segment (spec/stream.ts) — an `embed`
- * region, one `decodeBlock` per layer, an `lmHead` — lowered once to calls
- * of the regions' heap kernels on fixed offsets. The open segment's caches
- * are the loop's buffers, each with room for the whole segment, and the
- * step extends them in place; the intermediate rows, the kernels' scratch,
- * the token id and the logits have buffers of their own, made once per
- * plan. A token then makes no tensor, frees nothing and looks nothing up:
+ * of one token at one position of a segment (spec/stream.ts) — an `embed`
+ * region, one `decodeBlock` per layer, an `lmHead`; at the segment's start
+ * also the memory token's `linear`, a reshape and a concat; at its end the
+ * mean of its rows and the `recurrent` memory update — lowered once to
+ * calls of the regions' heap kernels on fixed offsets. The open segment's
+ * caches and the carried state are the loop's buffers, the caches with
+ * room for the whole segment, extended in place; the intermediate rows,
+ * the kernels' scratch, the token id and the logits have buffers of their
+ * own, made once per plan. A token then makes no tensor, frees nothing and looks nothing up:
  * what the tensor step (ops/lower.ts `directGraph`) spends per token on
  * tfjs's bookkeeping and on copying the caches into new ones goes.
  *
  * The values are the direct step's, bit for bit: the same kernels run in
  * the same order on the same data (a cache extended in place holds the rows
- * a copy would). A graph with any other node — a segment's first or last
- * step, Transformer-XL's layer inputs, a feed of the carried state — has no
- * plan (`planHeapStep` gives null) and runs as tensors.
+ * a copy would; the mean sums as tfjs's wasm kernel does). A graph with any
+ * other node or feed — Transformer-XL's layer inputs, CRT's passed-on slot
+ * row, several rows read out — has no plan (`planHeapStep` gives null) and
+ * runs as tensors.
  *
  * @module
  */
