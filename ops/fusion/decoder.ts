@@ -233,18 +233,21 @@ interface PlanCtx {
 const floatsOf = (graph: Graph, id: number): number =>
   graph.nodes[id].shape.reduce((a, n) => a * n, 1);
 
-/**
- * A concatenation at batch 1 whose axis has only size-1 axes before it: its
- * inputs' floats one after another, copied into a buffer of its own.
- */
-const planConcat = (
+/** A plain op along `axis` planned onto a buffer of its own: that buffer and the call. */
+type PlanOp = (
   b: WasmBackend,
   graph: Graph,
   id: number,
   axis: number,
   values: readonly (Value | undefined)[],
   alloc: (bytes: number) => number,
-): { at: number; call: () => number } | null => {
+) => { at: number; call: () => number } | null;
+
+/**
+ * A concatenation at batch 1 whose axis has only size-1 axes before it: its
+ * inputs' floats one after another, copied into a buffer of its own.
+ */
+const planConcat: PlanOp = (b, graph, id, axis, values, alloc) => {
   const node = graph.nodes[id];
   const a = axis < 0 ? axis + node.shape.length : axis;
   if (node.shape.slice(0, a).some((n) => n !== 1)) return null;
@@ -272,14 +275,7 @@ const planConcat = (
  * float32 sum of its values in order, divided by their count (float32
  * arithmetic through `Math.fround`: exact for one operation on two floats).
  */
-const planMean = (
-  b: WasmBackend,
-  graph: Graph,
-  id: number,
-  axis: number,
-  values: readonly (Value | undefined)[],
-  alloc: (bytes: number) => number,
-): { at: number; call: () => number } | null => {
+const planMean: PlanOp = (b, graph, id, axis, values, alloc) => {
   const x = graph.nodes[graph.nodes[id].inputs[0]];
   const v = values[x.id];
   if (v?.tag !== "heap") return null;
