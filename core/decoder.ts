@@ -18,7 +18,7 @@
 import type { ModelSpec } from "../spec/types.ts";
 import { canStream, openShapes } from "../spec/stream.ts";
 import { tf } from "../ops/tf.ts";
-import { offsetOf, type WasmBackend } from "../ops/heap.ts";
+import { heapArena, offsetOf, type WasmBackend } from "../ops/heap.ts";
 import {
   type CacheBuffer,
   type HeapStep,
@@ -30,6 +30,8 @@ import { flattenParams } from "./params.ts";
 import type { Executables } from "./pipeline.ts";
 import type { Params, Program, Stream, Tensor } from "./program.ts";
 import { cacheLenOf } from "./segments.ts";
+import { checkDrawOptions } from "./stream.ts";
+import { numel } from "../spec/params.ts";
 
 /**
  * One stream of tokens at batch 1 that owns its state ({@linkcode Program}'s
@@ -87,10 +89,31 @@ const readAs = (logits: Tensor, as: LogitsAs): Float32Array => {
   }
 };
 
+/**
+ * Copy the first `rows` rows of each of a cache's `outer` blocks between
+ * layouts with `fromCap` and `toCap` rows a block (floats, offsets in floats).
+ */
+const copyBlocks = (
+  c: { readonly outer: number; readonly inner: number },
+  rows: number,
+  src: Float32Array,
+  from: number,
+  fromCap: number,
+  dst: Float32Array,
+  to: number,
+  toCap: number,
+): void => {
+  for (let o = 0; o < c.outer; o++) {
+    const f = from + o * fromCap * c.inner;
+    dst.set(src.subarray(f, f + rows * c.inner), to + o * toCap * c.inner);
+  }
+};
+
 /** The open caches on the heap and the plans that extend them. */
 interface HeapForm {
   readonly b: WasmBackend;
-  readonly raw: number[];
+  /** Frees the buffers below (the plans free their own). */
+  readonly free: () => void;
   readonly caches: Map<string, CacheBuffer & { readonly axis: number }>;
   /** The carried state (`stateShapes` names), each its own buffer. */
   readonly states: Map<string, StateBuffer & { readonly shape: readonly number[] }>;
@@ -131,29 +154,23 @@ export const decoderRunner = (
     const cacheLen = cacheLenOf(spec, stream?.state ?? carried);
     const at = (start: number) => openShapes(spec, { batchSize: 1, start, cacheLen });
     const [s1, s2, last] = [at(1), at(2), at(sLen - 1)];
-    const raw: number[] = [];
-    const alloc = (bytes: number): number => {
-      const r = b.wasm._malloc(bytes + 16) >>> 0;
-      if (r === 0) throw new RangeError(`decoder: cannot allocate ${bytes} bytes on the heap`);
-      raw.push(r);
-      return (r + 15) & ~15;
-    };
+    const arena = heapArena(b, "decoder"), alloc = arena.alloc;
     const caches = new Map<string, CacheBuffer & { axis: number }>();
     for (const [name, s] of Object.entries(s1)) {
       const axis = s.findIndex((n, i) => n !== s2[name][i]);
       if (axis < 1) continue; // fixed for the segment (CRT's slot): not a buffer of ours
-      const outer = s.slice(1, axis).reduce((a, n) => a * n, 1);
-      const inner = s.slice(axis + 1).reduce((a, n) => a * n, 1);
+      const outer = numel(s.slice(1, axis)), inner = numel(s.slice(axis + 1));
       // Room for the step that closes the segment: its block and readout write one row more.
       const cap = last[name][axis] + (s2[name][axis] - s[axis]);
       caches.set(name, { at: alloc(4 * outer * cap * inner), cap, outer, inner, axis });
     }
     const states = new Map<string, StateBuffer & { shape: readonly number[] }>();
     for (const [name, shape] of Object.entries(stateShapes(spec, 1, cacheLen))) {
-      const floats = shape.reduce((a, n) => a * n, 1);
+      const floats = numel(shape);
       states.set(name, { at: alloc(4 * floats), floats, shape });
     }
-    return { b, raw, caches, states, ids: alloc(4), logits: alloc(4 * v), plans: new Map() };
+    const [ids, logits] = [alloc(4), alloc(4 * v)];
+    return { b, free: arena.free, caches, states, ids, logits, plans: new Map() };
   };
 
   const planFor = (h: HeapForm, draw?: { temperature: number; topK: number }) => {
@@ -195,11 +212,8 @@ export const decoderRunner = (
         carried[name] = t; // passed on unchanged by the plan's steps
         continue;
       }
-      const rows = t.shape[c.axis], src = offsetOf(h.b, t) >>> 2, dst = c.at >>> 2;
-      for (let o = 0; o < c.outer; o++) {
-        const from = src + o * rows * c.inner;
-        heapF.copyWithin(dst + o * c.cap * c.inner, from, from + rows * c.inner);
-      }
+      const rows = t.shape[c.axis];
+      copyBlocks(c, rows, heapF, offsetOf(h.b, t) >>> 2, rows, heapF, c.at >>> 2, c.cap);
       t.dispose();
     }
     stream = null;
@@ -224,10 +238,7 @@ export const decoderRunner = (
       if (shape === undefined) continue; // no open segment
       const rows = shape[c.axis];
       const data = new Float32Array(c.outer * rows * c.inner);
-      for (let o = 0; o < c.outer; o++) {
-        const from = (c.at >>> 2) + o * c.cap * c.inner;
-        data.set(heapF.subarray(from, from + rows * c.inner), o * rows * c.inner);
-      }
+      copyBlocks(c, rows, heapF, c.at >>> 2, c.cap, data, 0, rows);
       state[`open:${name}`] = tf.tensor(data, shape as number[], "float32");
     }
     carried = {};
@@ -308,12 +319,7 @@ export const decoderRunner = (
       if (!(uniform >= 0 && uniform < 1)) {
         throw new RangeError(`decoder draw: the uniform ${uniform} is not in [0, 1)`);
       }
-      if (!(opts.temperature >= 0) || !(Number.isInteger(opts.topK) && opts.topK >= 0)) {
-        throw new RangeError(
-          `decoder draw: temperature ${opts.temperature} must be ≥ 0 and topK ${opts.topK} an ` +
-            "integer ≥ 0",
-        );
-      }
+      checkDrawOptions("decoder draw", opts);
       const f = fastPath(tokens, { temperature: opts.temperature, topK: opts.topK });
       if (f !== null) {
         const id = f.plan.run(uniform);
@@ -336,7 +342,7 @@ export const decoderRunner = (
       else streams.disposeState(carried);
       if (heap) {
         for (const p of heap.plans.values()) p?.free();
-        for (const r of heap.raw) heap.b.wasm._free(r);
+        heap.free();
       }
     },
   };

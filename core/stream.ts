@@ -36,6 +36,18 @@ const paramSet = (flat: Readonly<Record<string, Tensor>>): ReadonlySet<Tensor> =
   return set;
 };
 
+/** Throw a RangeError naming `what` unless the temperature is ≥ 0 and topK an integer ≥ 0. */
+export const checkDrawOptions = (
+  what: string,
+  draw: { readonly temperature: number; readonly topK: number },
+): void => {
+  if (!(draw.temperature >= 0) || !(Number.isInteger(draw.topK) && draw.topK >= 0)) {
+    throw new RangeError(
+      `${what}: temperature ${draw.temperature} must be ≥ 0 and topK ${draw.topK} an integer ≥ 0`,
+    );
+  }
+};
+
 /** The state a stream of `batchSize` rows starts from: zeros of the spec's state shapes. */
 export const initialState = (spec: ModelSpec, batchSize: number): ModelState =>
   Object.fromEntries(
@@ -99,11 +111,7 @@ export const streamRunner = (
     if (draw.uniforms.length !== b || !Array.from(draw.uniforms).every((u) => u >= 0 && u < 1)) {
       throw new RangeError(`drawStep: ${b} uniforms in [0, 1) are needed, one per stream`);
     }
-    if (!(draw.temperature >= 0) || !(Number.isInteger(draw.topK) && draw.topK >= 0)) {
-      throw new RangeError(
-        `drawStep: temperature ${draw.temperature} must be ≥ 0 and topK ${draw.topK} an integer ≥ 0`,
-      );
-    }
+    checkDrawOptions("drawStep", draw);
     if (!canStream(spec)) {
       // No step graph for this model: logits, then the same draw as the sample op's.
       const r = advance(params, stream, tokens, { readout: "last" });

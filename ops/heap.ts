@@ -151,6 +151,29 @@ export const kernelLoader = <E>(m: KernelModule) => {
 };
 
 /**
+ * Buffers on `backend`'s heap that live together and are freed together
+ * (a decode loop's caches, a planned step's intermediates): `alloc` gives a
+ * 16-byte aligned byte offset, `free` releases every buffer it gave.
+ */
+export const heapArena = (
+  backend: WasmBackend,
+  what: string,
+): { alloc(bytes: number): number; free(): void } => {
+  const raw: number[] = [];
+  return {
+    alloc: (bytes) => {
+      const r = backend.wasm._malloc(bytes + 16) >>> 0;
+      if (r === 0) throw new RangeError(`${what}: cannot allocate ${bytes} bytes on the heap`);
+      raw.push(r);
+      return (r + 15) & ~15;
+    },
+    free: () => {
+      for (const r of raw.splice(0)) backend.wasm._free(r);
+    },
+  };
+};
+
+/**
  * Scratch areas on the heap for kernels that need working memory beyond
  * their outputs: one per (backend, slot), grown to the largest request and
  * kept, 16-byte aligned. A kernel uses its own slot, so a helper it calls

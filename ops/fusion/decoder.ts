@@ -24,7 +24,8 @@
 import type * as tf from "@tensorflow/tfjs-core";
 import type { Graph } from "../../spec/ops.ts";
 import { fusedKernel, inferenceBindingOf, type KernelBinding } from "../fusion.ts";
-import { offsetOf, type WasmBackend } from "../heap.ts";
+import { heapArena, offsetOf, type WasmBackend } from "../heap.ts";
+import { numel } from "../../spec/params.ts";
 import { directCallObservers } from "../lower.ts";
 import { blockOnHeap, blockParamsOnHeap, blockWorkBytes, DECODE_BLOCK } from "./decode.ts";
 import { EMBED, embedOnHeap, embedTables, headOnHeap, headWorkBytes, LM_HEAD } from "./stream.ts";
@@ -90,21 +91,11 @@ export const planHeapStep = (
     readonly states: ReadonlyMap<string, StateBuffer>;
   },
 ): HeapStep | null => {
-  const owned: number[] = [];
-  const alloc = (bytes: number): number => {
-    const raw = b.wasm._malloc(bytes + 16) >>> 0;
-    if (raw === 0) throw new RangeError(`decode step: cannot allocate ${bytes} bytes`);
-    owned.push(raw);
-    return (raw + 15) & ~15;
-  };
-  const free = () => {
-    for (const raw of owned.splice(0)) b.wasm._free(raw);
-  };
+  const { alloc, free } = heapArena(b, "decode step");
   const values: (Value | undefined)[] = new Array(graph.nodes.length);
   const outs: (readonly Value[])[] = new Array(graph.nodes.length);
   const calls: ((uniform: number) => number)[] = [];
   const kernels: string[] = [];
-  let drawn = false;
   const fail = (): null => (free(), null);
   const heapAt = (id: number): number | undefined => {
     const v = values[id];
@@ -181,7 +172,6 @@ export const planHeapStep = (
     values[node.id] = planned.outs[0];
     calls.push(planned.call);
     kernels.push(binding.kernel);
-    if (planned.outs.some((o) => o.tag === "drawn")) drawn = true;
   }
   // Every output must be what the plan writes: the logits (or the drawn id), a cache in place,
   // or a new carried state, copied into its buffer once every call has read the old one.
@@ -194,7 +184,7 @@ export const planHeapStep = (
       if (c.at === v.at) continue;
     }
     const state = name.startsWith("state:") ? bufs.states.get(name.slice(6)) : undefined;
-    const floats = graph.nodes[id].shape.reduce((a, n) => a * n, 1);
+    const floats = floatsOf(graph, id);
     if (state !== undefined && v?.tag === "heap" && state.floats === floats) {
       const from = v.at >>> 2, to = state.at >>> 2;
       calls.push(() => (b.wasm.HEAPF32.copyWithin(to, from, from + floats), -1));
@@ -207,12 +197,9 @@ export const planHeapStep = (
       if (directCallObservers.size > 0) {
         for (const k of kernels) for (const observe of directCallObservers) observe(k);
       }
-      let id = -1;
-      for (const call of calls) {
-        const r = call(uniform);
-        if (r >= 0) id = r;
-      }
-      return drawn ? id : -1;
+      let id = -1; // the readout's draw, if it draws
+      for (const call of calls) id = Math.max(id, call(uniform));
+      return id;
     },
     free,
   };
@@ -230,8 +217,7 @@ interface PlanCtx {
 }
 
 /** The node's floats: its shape's size. */
-const floatsOf = (graph: Graph, id: number): number =>
-  graph.nodes[id].shape.reduce((a, n) => a * n, 1);
+const floatsOf = (graph: Graph, id: number): number => numel(graph.nodes[id].shape);
 
 /** A plain op along `axis` planned onto a buffer of its own: that buffer and the call. */
 type PlanOp = (
@@ -280,8 +266,7 @@ const planMean: PlanOp = (b, graph, id, axis, values, alloc) => {
   const v = values[x.id];
   if (v?.tag !== "heap") return null;
   const a = axis < 0 ? axis + x.shape.length : axis;
-  const outer = x.shape.slice(0, a).reduce((p, n) => p * n, 1);
-  const r = x.shape[a], inner = x.shape.slice(a + 1).reduce((p, n) => p * n, 1);
+  const outer = numel(x.shape.slice(0, a)), r = x.shape[a], inner = numel(x.shape.slice(a + 1));
   const at = alloc(4 * outer * inner);
   const src = v.at >>> 2, dst = at >>> 2;
   const fr = Math.fround;
@@ -342,9 +327,7 @@ const planCall = (
       }
       const [m, n] = shape, k = graph.nodes[ins.x].shape[1];
       const transposeW = attrs.transposeW === true;
-      const w = t.w.dtype === "float32"
-        ? { kind: "f32" as const, at: offsetOf(b, t.w), k, n }
-        : heapWeight(b, t.w, k, n);
+      const w = heapWeight(b, t.w, k, n);
       const out = ctx.alloc(4 * m * n);
       const bias = t.bias === undefined ? 0 : offsetOf(b, t.bias);
       const c = { x, m, w, transposeW, bias, residual, relu: attrs.relu === true, out };

@@ -84,7 +84,7 @@ const linearWasm = ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
   linearOnHeap(b, {
     x: at(x),
     m,
-    w: w!.dtype === "int32" ? heapWeight(b, w!, k, n) : { kind: "f32", at: at(w), k, n },
+    w: heapWeight(b, w!, k, n),
     transposeW,
     bias: at(bias),
     residual: mask === undefined ? at(residual) : 0,
